@@ -1,0 +1,180 @@
+"""Clocks: real time, and virtual time in which modeled latency costs no wall time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+import looptime
+
+from perfkit._errors import ClockError
+
+T = TypeVar("T")
+
+ClockMode = Literal["virtual", "real"]
+CLOCK_MODES: tuple[ClockMode, ...] = ("virtual", "real")
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What perfkit needs of a clock: read it, and wait on it from sync or async code."""
+
+    mode: ClockMode
+
+    def now(self) -> float:
+        """Seconds on this clock; only differences are meaningful."""
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for ``seconds`` of this clock's time."""
+
+    def asleep(self, seconds: float) -> Awaitable[None]:
+        """Wait ``seconds`` of this clock's time without blocking the event loop."""
+
+    def run(self, main: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine to completion in a new event loop on this clock."""
+
+    def elapsed(self, since: float) -> float:
+        """Seconds from ``since`` (an earlier :meth:`now`) to now, to the clock's resolution."""
+
+
+def _check_seconds(seconds: float) -> float:
+    if not seconds >= 0:  # also rejects NaN
+        raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
+    return float(seconds)
+
+
+class RealClock:
+    """Wall-clock time: ``time.perf_counter`` and real sleeps.
+
+    >>> clock = RealClock()
+    >>> clock.sleep(0)
+    """
+
+    mode: ClockMode = "real"
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(_check_seconds(seconds))
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(_check_seconds(seconds))
+
+    def run(self, main: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run(main)
+
+    def elapsed(self, since: float) -> float:
+        return time.perf_counter() - since
+
+    def __repr__(self) -> str:
+        return "RealClock()"
+
+
+class VirtualClock:
+    """Virtual time: sleeping advances the clock at once, so durations are exact.
+
+    Synchronous code sleeps with :meth:`sleep`, which advances the clock by exactly
+    that much. Asynchronous code runs on a looptime event loop (from :meth:`run`, or a
+    test's loop that the perfkit plugin switches to virtual time), whose clock jumps to
+    the next timer whenever nothing is ready. :meth:`now` is the sum of both.
+
+    >>> clock = VirtualClock()
+    >>> start = clock.now()
+    >>> clock.sleep(2.5)
+    >>> clock.now() - start
+    2.5
+    """
+
+    mode: ClockMode = "virtual"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Integer microseconds, like looptime, so sums of modeled latencies are exact.
+        self._offset_us = 0
+
+    def now(self) -> float:
+        loop_seconds = 0.0
+        loop = _running_loop()
+        if loop is not None and _is_virtual(loop):
+            loop_seconds = loop.time()
+        with self._lock:
+            offset_us = self._offset_us
+        return round(offset_us / 1e6 + loop_seconds, 6)
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def elapsed(self, since: float) -> float:
+        return round(self.now() - since, 6)
+
+    def advance(self, seconds: float) -> None:
+        """Move this clock forward by ``seconds`` (what a blocking sleep costs)."""
+        step = round(_check_seconds(seconds) * 1e6)
+        with self._lock:
+            self._offset_us += step
+
+    async def asleep(self, seconds: float) -> None:
+        seconds = _check_seconds(seconds)
+        loop = asyncio.get_running_loop()
+        if not _is_virtual(loop):
+            raise ClockError(
+                "VirtualClock.asleep() needs an event loop in virtual time; run the "
+                "coroutine with VirtualClock.run(), or in a pytest-asyncio test that "
+                f"uses a perfkit fixture (this loop is a {type(loop).__name__})"
+            )
+        await asyncio.sleep(seconds)
+
+    def run(self, main: Coroutine[Any, Any, T]) -> T:
+        """Run ``main`` on a new virtual-time event loop; its elapsed time adds to this clock."""
+        loop = looptime.new_event_loop(start=0.0, _enabled=True)
+        try:
+            return loop.run_until_complete(_with_offset(self, main))
+        finally:
+            _shutdown(loop)
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(now={self.now()!r})"
+
+
+async def _with_offset(clock: VirtualClock, main: Coroutine[Any, Any, T]) -> T:
+    loop = asyncio.get_running_loop()
+    try:
+        return await main
+    finally:
+        clock.advance(loop.time())
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _is_virtual(loop: asyncio.AbstractEventLoop) -> bool:
+    return isinstance(loop, looptime.LoopTimeEventLoop) and loop.looptime_on
+
+
+def make_clock(mode: str) -> Clock:
+    """The clock for a mode name: ``"virtual"`` or ``"real"``."""
+    factories: dict[str, Callable[[], Clock]] = {"virtual": VirtualClock, "real": RealClock}
+    if mode not in factories:
+        raise ValueError(f"clock mode must be one of {', '.join(CLOCK_MODES)}; got {mode!r}")
+    return factories[mode]()

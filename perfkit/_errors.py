@@ -1,0 +1,32 @@
+"""The perfkit exception tree.
+
+    PerfkitError
+    ├── ClockError                  (virtual time used where it cannot work)
+    ├── SimulatorError
+    │   └── UnmatchedRequestError   (also an AssertionError: it fails the test)
+    └── RedisServerError            (a real Redis server could not be started)
+
+Configuration mistakes raise ``ValueError`` or ``TypeError`` naming the bad value.
+"""
+
+from __future__ import annotations
+
+
+class PerfkitError(Exception):
+    """Base class of every error perfkit raises on purpose."""
+
+
+class ClockError(PerfkitError):
+    """Virtual time was asked for where it cannot be provided."""
+
+
+class SimulatorError(PerfkitError):
+    """The simulated API was misused or could not answer."""
+
+
+class UnmatchedRequestError(SimulatorError, AssertionError):
+    """A request reached the simulator that none of its routes serve."""
+
+
+class RedisServerError(PerfkitError):
+    """A real Redis server process could not be found, started or reached."""

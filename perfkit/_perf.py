@@ -1,0 +1,243 @@
+"""The machinery behind the ``perf`` fixture: async-aware benchmarks on a perfkit clock."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from perfkit._clock import Clock, ClockMode
+from perfkit._errors import PerfkitError
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of ``values`` by linear interpolation between closest ranks
+    (NumPy's default, Hyndman & Fan type 7).
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 50)
+    2.5
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be between 0 and 100, got {q!r}")
+    if not values:
+        raise ValueError("percentile of an empty sequence is undefined")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Summary statistics of a list of durations in seconds."""
+
+    values: tuple[float, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.values)
+
+    def percentile(self, q: float) -> float:
+        return percentile(self.values, q)
+
+    def as_dict(self, digits: int | None = None) -> dict[str, float | int]:
+        """min, max, mean, total and the percentiles; ``digits`` rounds every figure."""
+        if not self.values:
+            return {"count": 0}
+        figures: dict[str, float] = {
+            "min": min(self.values),
+            "max": max(self.values),
+            "mean": math.fsum(self.values) / len(self.values),
+            "total": math.fsum(self.values),
+        }
+        figures.update({f"p{q}": self.percentile(q) for q in PERCENTILES})
+        if digits is not None:
+            figures = {key: round(value, digits) for key, value in figures.items()}
+        return {"count": len(self.values), **figures}
+
+
+class Counters:
+    """Named counters a benchmark reports as deltas (API requests, cache hits, ...).
+
+    Fixtures register a source (a callable returning the current total); the ``perf``
+    fixture reads every source before and after the measured rounds.
+
+    >>> counters = Counters()
+    >>> hits = [0]
+    >>> counters.track("cache_hits", lambda: hits[0])
+    >>> before = counters.snapshot(); hits[0] += 3
+    >>> counters.delta(before)
+    {'cache_hits': 3}
+    """
+
+    def __init__(self) -> None:
+        self._sources: dict[str, Callable[[], float]] = {}
+        self._lock = threading.Lock()
+
+    def track(self, name: str, source: Callable[[], float]) -> None:
+        if not name or not isinstance(name, str):
+            raise ValueError(f"a counter needs a non-empty name, got {name!r}")
+        with self._lock:
+            self._sources[name] = source
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            sources = dict(self._sources)
+        return {name: source() for name, source in sources.items()}
+
+    def delta(self, before: Mapping[str, float]) -> dict[str, float]:
+        after = self.snapshot()
+        return {name: value - before.get(name, 0) for name, value in sorted(after.items())}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._sources
+
+
+@dataclass
+class PerfResult:
+    """What one ``perf`` benchmark measured."""
+
+    name: str
+    clock: ClockMode
+    modeled: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)
+    counters: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rounds(self) -> int:
+        return len(self.modeled)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (what lands in pytest-benchmark's ``extra_info``)."""
+        return {
+            "clock": self.clock,
+            "rounds": self.rounds,
+            "modeled": Distribution(tuple(self.modeled)).as_dict(digits=6),
+            "wall": Distribution(tuple(self.wall)).as_dict(),
+            "cpu": Distribution(tuple(self.cpu)).as_dict(),
+            "samples": Distribution(tuple(self.samples)).as_dict(digits=6),
+            "counters": dict(self.counters),
+        }
+
+
+class _RoundTimer:
+    """pytest-benchmark's timer for ``perf``: reads 0 before a round and the round's
+    modeled seconds after it, so the recorded duration is exact (no float drift from
+    subtracting two large clock readings)."""
+
+    def __init__(self, mode: ClockMode) -> None:
+        self._mode = mode
+        self._duration: float | None = None
+
+    def finish(self, seconds: float) -> None:
+        self._duration = seconds
+
+    def __call__(self) -> float:
+        duration, self._duration = self._duration, None
+        return 0.0 if duration is None else duration
+
+    def __repr__(self) -> str:
+        return f"perfkit.{self._mode}_clock"
+
+
+class Perf:
+    """Benchmarks a sync callable or a coroutine function on a perfkit clock.
+
+    Under the virtual clock it records modeled seconds (exact, the same on every run)
+    and, separately, the real wall and CPU seconds the code took. Use it as the
+    ``perf`` fixture::
+
+        def test_three_calls(perf, anthropic_sim):
+            result = perf(make_three_calls, rounds=5)
+            assert perf.result.modeled == [0.9] * 5
+    """
+
+    def __init__(self, benchmark: Any, clock: Clock, counters: Counters | None = None) -> None:
+        self._benchmark = benchmark
+        self.clock = clock
+        self.counters = counters if counters is not None else Counters()
+        self.result = PerfResult(name=str(getattr(benchmark, "name", "perf")), clock=clock.mode)
+        self._used = False
+
+    def __call__(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        rounds: int = 1,
+        warmup_rounds: int = 0,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``function(*args, **kwargs)`` ``rounds`` times (after ``warmup_rounds``
+        unmeasured ones) and return the last result. Coroutine functions run in a new
+        event loop per round, on the clock."""
+        _check_count("rounds", rounds, minimum=1)
+        _check_count("warmup_rounds", warmup_rounds, minimum=0)
+        if self._used:
+            raise PerfkitError("perf can run one benchmark per test; split the test in two")
+        if _in_event_loop():
+            raise PerfkitError(
+                "perf runs coroutines in event loops of its own, so call it from a "
+                "synchronous test (def test_...), not from inside a running event loop"
+            )
+        self._used = True
+        for _ in range(warmup_rounds):
+            self._call(function, args, kwargs)
+        timer = _RoundTimer(self.clock.mode)
+        before = self.counters.snapshot()
+
+        def measured_round() -> Any:
+            start_modeled = self.clock.now()
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            value = self._call(function, args, kwargs)
+            cpu = time.process_time() - start_cpu
+            wall = time.perf_counter() - start_wall
+            modeled = self.clock.elapsed(start_modeled)
+            self.result.modeled.append(modeled)
+            self.result.wall.append(wall)
+            self.result.cpu.append(cpu)
+            timer.finish(modeled)
+            return value
+
+        self._benchmark._timer = timer
+        try:
+            value = self._benchmark.pedantic(measured_round, rounds=rounds, iterations=1)
+        finally:
+            self.result.counters = self.counters.delta(before)
+            self._benchmark.extra_info["perfkit"] = self.result.as_dict()
+        return value
+
+    def observe(self, seconds: float) -> None:
+        """Record the latency of one operation inside the benchmark (for percentiles
+        over requests rather than over rounds)."""
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
+        self.result.samples.append(float(seconds))
+
+    def _call(self, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        value = function(*args, **kwargs)
+        if inspect.iscoroutine(value):
+            value = self.clock.run(value)
+        return value
+
+
+def _check_count(name: str, value: int, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

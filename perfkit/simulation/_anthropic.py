@@ -1,0 +1,467 @@
+"""The simulated Anthropic Messages API: respx routes with modeled latency and faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+import respx
+
+from perfkit._clock import Clock, RealClock
+from perfkit._errors import SimulatorError
+from perfkit.simulation._intercept import DELIVERY_KEY, REGISTRY, Delivery, ScheduledStream
+from perfkit.simulation._latency import LatencyModel, LLMLatency, as_llm_latency
+from perfkit.simulation._replies import Fault, Reply, tokenize
+from perfkit.simulation._wire import RenderedMessage, error_body, render, stream_chunks
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_TIMEOUT_SECONDS = 600.0
+
+Script = Reply | Fault
+Responder = Callable[["SimRequest"], Script]
+
+
+@dataclass
+class SimRequest:
+    """One request the simulator received, and when (on its clock) it was answered."""
+
+    index: int
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    sent_at: float
+    answer: Script | None = None
+    status: int | None = None
+    first_token_at: float | None = None
+    completed_at: float | None = None
+    completed: bool = False
+    output_tokens: int = 0
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def retry_count(self) -> int:
+        """The SDK's retry number for this attempt (``x-stainless-retry-count``)."""
+        try:
+            return int(self.headers.get("x-stainless-retry-count", "0"))
+        except ValueError:
+            return 0
+
+    @property
+    def duration(self) -> float | None:
+        """Modeled seconds from arrival to the last byte, once delivered."""
+        if self.completed_at is None:
+            return None
+        return round(self.completed_at - self.sent_at, 6)
+
+    @property
+    def ttft(self) -> float | None:
+        """Modeled seconds from arrival to the first content token, for streamed replies."""
+        if self.first_token_at is None:
+            return None
+        return round(self.first_token_at - self.sent_at, 6)
+
+
+@dataclass
+class _Log:
+    requests: list[SimRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class AnthropicSimulator:
+    """A simulated Anthropic Messages API for tests and benchmarks.
+
+    It answers ``POST {base_url}/v1/messages`` for the anthropic SDK (sync and async,
+    streaming or not) and plain httpx clients, after modeled latency on ``clock``.
+
+    >>> import anthropic
+    >>> with AnthropicSimulator(latency=LLMLatency(ttft=0.3)) as sim:
+    ...     sim.enqueue(Reply.text("Hello!"))
+    ...     client = anthropic.Anthropic(api_key="test")
+    ...     message = client.messages.create(
+    ...         model="claude-sonnet-4-5", max_tokens=64,
+    ...         messages=[{"role": "user", "content": "Hi"}])
+    ...     client.close()
+    >>> message.content[0].text, sim.call_count
+    ('Hello!', 1)
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: LLMLatency | LatencyModel | float = 0.0,
+        clock: Clock | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+    ) -> None:
+        self._latency = as_llm_latency(latency)
+        self.clock: Clock = clock if clock is not None else RealClock()
+        self.base_url = _check_base_url(base_url)
+        self.router = respx.MockRouter(assert_all_mocked=True, assert_all_called=False)
+        self.messages_route = self.router.post(f"{self.base_url}/v1/messages", name="messages")
+        self.messages_route.side_effect = self._handle
+        self._queue: deque[Script] = deque()
+        self._responder: Responder | None = None
+        self._log = _Log()
+        self._lock = threading.Lock()
+        self._active: ExitStack | None = None
+
+    # -- configuration ---------------------------------------------------------------
+
+    @property
+    def latency(self) -> LLMLatency:
+        return self._latency
+
+    @latency.setter
+    def latency(self, value: LLMLatency | LatencyModel | float) -> None:
+        self._latency = as_llm_latency(value)
+
+    def enqueue(self, *items: Script) -> None:
+        """Answer the next requests with these replies or faults, in order."""
+        for item in items:
+            _check_script(item)
+        with self._lock:
+            self._queue.extend(items)
+
+    def respond_with(self, answer: Script | Responder | None) -> None:
+        """Answer every request (once the queue is empty) with a fixed reply or fault, or
+        with ``answer(request)``; ``None`` restores the default reply."""
+        if answer is None or (callable(answer) and not isinstance(answer, (Reply, Fault))):
+            self._responder = answer
+        else:
+            fixed = _check_script(answer)
+            self._responder = lambda _request: fixed
+
+    def reset(self) -> None:
+        """Forget scripted answers and the request log."""
+        with self._lock:
+            self._queue.clear()
+        self._responder = None
+        with self._log.lock:
+            self._log.requests.clear()
+        self.router.reset()
+
+    # -- the request log -------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[SimRequest]:
+        """Every request received so far, in arrival order."""
+        with self._log.lock:
+            return list(self._log.requests)
+
+    @property
+    def call_count(self) -> int:
+        with self._log.lock:
+            return len(self._log.requests)
+
+    @property
+    def last_request(self) -> SimRequest:
+        with self._log.lock:
+            if not self._log.requests:
+                raise SimulatorError("the simulator has received no request yet")
+            return self._log.requests[-1]
+
+    # -- activation ------------------------------------------------------------------
+
+    def start(self) -> AnthropicSimulator:
+        """Intercept HTTP requests until :meth:`stop` (prefer ``with simulator:``)."""
+        if self._active is not None:
+            raise SimulatorError("this simulator is already active")
+        stack = ExitStack()
+        REGISTRY.activate(self.router)
+        stack.callback(REGISTRY.deactivate, self.router)
+        stack.enter_context(_sdk_sleeps_on(self.clock))
+        self._active = stack
+        return self
+
+    def stop(self) -> None:
+        if self._active is not None:
+            stack, self._active = self._active, None
+            stack.close()
+
+    @property
+    def active(self) -> bool:
+        return self._active is not None
+
+    def __enter__(self) -> AnthropicSimulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- answering -------------------------------------------------------------------
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        try:
+            body = json.loads(request.content or b"{}")
+        except ValueError as error:
+            return self._error_response(400, "invalid_request_error", f"invalid JSON body: {error}")
+        if not isinstance(body, dict):
+            return self._error_response(
+                400, "invalid_request_error", "the body must be a JSON object"
+            )
+        logged = self._record(request, body)
+        problem = _validate(body)
+        if problem:
+            logged.status = 400
+            return self._error_response(400, "invalid_request_error", problem, logged)
+        answer = self._next_answer(logged)
+        logged.answer = answer
+        if isinstance(answer, Fault):
+            return self._fault_response(answer, logged, request)
+        return self._reply_response(answer, logged)
+
+    def _record(self, request: httpx.Request, body: dict[str, Any]) -> SimRequest:
+        with self._log.lock:
+            logged = SimRequest(
+                index=len(self._log.requests),
+                method=request.method,
+                url=str(request.url),
+                headers=dict(request.headers),
+                body=body,
+                sent_at=self.clock.now(),
+            )
+            self._log.requests.append(logged)
+        return logged
+
+    def _next_answer(self, logged: SimRequest) -> Script:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        if self._responder is not None:
+            return _check_script(self._responder(logged))
+        return default_reply(logged.body)
+
+    def _reply_response(self, reply: Reply, logged: SimRequest) -> httpx.Response:
+        message = render(reply, logged.body, message_id=f"msg_sim_{logged.index:06d}")
+        plan = (reply.latency or self._latency).plan(message.output_tokens)
+        logged.status = 200
+        if not logged.stream:
+            logged.output_tokens = message.output_tokens
+            return self._response(
+                200, json.dumps(message.to_json()).encode(), logged, delay=plan.total
+            )
+        return self._stream_response(message, logged, plan.connect, stream_chunks(message, plan))
+
+    def _stream_response(
+        self,
+        message: RenderedMessage,
+        logged: SimRequest,
+        delay: float,
+        chunks: list[tuple[float, bytes]],
+        tokens_sent: int | None = None,
+    ) -> httpx.Response:
+        has_token = (message.output_tokens if tokens_sent is None else tokens_sent) > 0
+
+        def on_chunk(index: int) -> None:
+            if index == 1 and has_token:
+                logged.first_token_at = self.clock.now()
+
+        def on_close(finished: bool) -> None:
+            logged.completed_at = self.clock.now()
+            logged.completed = finished
+            logged.output_tokens = message.output_tokens if tokens_sent is None else tokens_sent
+
+        stream = ScheduledStream(chunks, self.clock, on_chunk=on_chunk, on_close=on_close)
+        headers = {**_base_headers(logged), "content-type": "text/event-stream; charset=utf-8"}
+        headers["cache-control"] = "no-cache"
+        return httpx.Response(
+            200,
+            headers=headers,
+            stream=stream,
+            extensions={DELIVERY_KEY: Delivery(self.clock, delay)},
+        )
+
+    def _fault_response(
+        self, fault: Fault, logged: SimRequest, request: httpx.Request
+    ) -> httpx.Response:
+        connect = self._latency.connect.sample()
+        if fault.kind == "connection_error":
+            error = httpx.ConnectError(fault.message, request=request)
+            return _failing(self.clock, connect, error)
+        if fault.kind == "timeout":
+            wait = fault.after if fault.after is not None else _read_timeout(request)
+            return _failing(
+                self.clock, connect + wait, httpx.ReadTimeout(fault.message, request=request)
+            )
+        if fault.kind == "stream_error" and logged.stream:
+            reply = fault.reply or default_reply(logged.body)
+            message = render(reply, logged.body, message_id=f"msg_sim_{logged.index:06d}")
+            sent = min(fault.after_tokens, message.output_tokens)
+            plan = self._latency.plan(sent + 1)
+            chunks = stream_chunks(
+                message, plan, error_after_tokens=sent, error=(fault.error_type, fault.message)
+            )
+            logged.status = 200
+            return self._stream_response(message, logged, plan.connect, chunks, tokens_sent=sent)
+        if fault.kind == "stream_error":  # not streamed: the error arrives as a status
+            fault = (
+                Fault.overloaded()
+                if fault.error_type == "overloaded_error"
+                else Fault.server_error()
+            )
+        logged.status = fault.status
+        return self._error_response(
+            fault.status,
+            fault.error_type,
+            fault.message,
+            logged,
+            headers=fault.headers,
+            delay=connect,
+        )
+
+    def _error_response(
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        logged: SimRequest | None = None,
+        *,
+        headers: dict[str, str] | Any = None,
+        delay: float = 0.0,
+    ) -> httpx.Response:
+        content = json.dumps(error_body(error_type, message)).encode()
+        return self._response(status, content, logged, delay=delay, headers=headers)
+
+    def _response(
+        self,
+        status: int,
+        content: bytes,
+        logged: SimRequest | None,
+        *,
+        delay: float,
+        headers: dict[str, str] | Any = None,
+    ) -> httpx.Response:
+        def on_sent() -> None:
+            if logged is not None:
+                logged.completed_at = self.clock.now()
+                logged.completed = True
+
+        all_headers = {
+            **_base_headers(logged),
+            "content-type": "application/json",
+            **dict(headers or {}),
+        }
+        return httpx.Response(
+            status,
+            headers=all_headers,
+            content=content,
+            extensions={DELIVERY_KEY: Delivery(self.clock, delay, on_sent=on_sent)},
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"AnthropicSimulator(base_url={self.base_url!r}, latency={self._latency!r}, "
+            f"clock={self.clock!r}, requests={self.call_count})"
+        )
+
+
+def default_reply(body: dict[str, Any]) -> Reply:
+    """The reply when nothing is scripted: deterministic, and different per question."""
+    question = _last_user_text(body)
+    snippet = "".join(tokenize(question)[:24]).strip()
+    return Reply.text(f"Simulated answer to: {snippet}" if snippet else "Simulated answer.")
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                texts = [
+                    b.get("text", "")
+                    for b in content
+                    if isinstance(b, dict) and b.get("type") == "text"
+                ]
+                return " ".join(texts)
+    return ""
+
+
+def _validate(body: dict[str, Any]) -> str | None:
+    for name in ("model", "max_tokens", "messages"):
+        if name not in body:
+            return f"{name}: Field required"
+    if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
+        return f"max_tokens: must be a positive integer, got {body['max_tokens']!r}"
+    if not isinstance(body["messages"], list):
+        return "messages: must be a list"
+    return None
+
+
+def _check_script(item: object) -> Script:
+    if isinstance(item, (Reply, Fault)):
+        return item
+    raise TypeError(f"a scripted answer must be a Reply or a Fault, got {item!r}")
+
+
+def _check_base_url(base_url: str) -> str:
+    url = httpx.URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    return str(url).rstrip("/")
+
+
+def _base_headers(logged: SimRequest | None) -> dict[str, str]:
+    index = logged.index if logged is not None else 0
+    return {"request-id": f"req_sim_{index:06d}"}
+
+
+def _failing(clock: Clock, delay: float, error: httpx.TransportError) -> httpx.Response:
+    return httpx.Response(599, extensions={DELIVERY_KEY: Delivery(clock, delay, error=error)})
+
+
+def _read_timeout(request: httpx.Request) -> float:
+    timeout = request.extensions.get("timeout") or {}
+    read = timeout.get("read") if isinstance(timeout, dict) else None
+    return float(read) if isinstance(read, (int, float)) else DEFAULT_TIMEOUT_SECONDS
+
+
+@contextmanager
+def _sdk_sleeps_on(clock: Clock) -> Iterator[None]:
+    """Make the sync anthropic client's retry back-off sleep on ``clock``.
+
+    The async client sleeps through the event loop, which virtual time already covers;
+    the sync client calls ``time.sleep``, which would cost real seconds."""
+    if clock.mode != "virtual":
+        yield
+        return
+    try:
+        from anthropic import _base_client
+    except ImportError:  # pragma: no cover - anthropic is a dependency
+        yield
+        return
+    from unittest import mock
+
+    with mock.patch.object(_base_client, "time", _ClockTime(clock)):
+        yield
+
+
+class _ClockTime:
+    """Stands in for the ``time`` module inside the SDK: ``sleep`` uses the clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def sleep(self, seconds: float) -> None:
+        self._clock.sleep(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        import time
+
+        return getattr(time, name)

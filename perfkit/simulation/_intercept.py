@@ -1,0 +1,288 @@
+"""Routes every HTTP request of httpx and httpx2 (the anthropic SDK's client) through
+the active simulators' respx routers.
+
+respx patches only httpx's own connection pool. The anthropic SDK (1.x and later)
+sends through httpx2 and httpcore2, which respx never sees. Rather than aliasing one
+package to the other (which must happen before any import, and changes what user code
+gets), this module patches the connection-pool entry points of *both* httpcore and
+httpcore2 while a simulator is active, converts each request to an ``httpx.Request``
+for the respx router, and converts the answer back to the calling library's types,
+exceptions included. Patching classes at activation time makes it independent of
+import order: clients created before activation are intercepted too.
+
+Modeled latency is applied here, where the sync or async nature of the caller is known:
+a response may carry a :class:`Delivery` (wait, then answer or fail), and its body may
+be a :class:`ScheduledStream` (wait before each chunk).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+from unittest import mock
+
+import httpcore
+import httpcore2
+import httpx
+import respx
+from respx.models import AllMockedAssertionError, PassThrough
+
+from perfkit._clock import Clock
+from perfkit._errors import UnmatchedRequestError
+
+DELIVERY_KEY = "perfkit.delivery"
+"""The response extension holding a :class:`Delivery`."""
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a simulated response is delivered: wait ``delay`` on ``clock``, then return
+    the response, or raise ``error`` (an ``httpx`` transport exception) instead."""
+
+    clock: Clock
+    delay: float = 0.0
+    error: httpx.TransportError | None = None
+    on_sent: Callable[[], None] | None = None
+
+
+class ScheduledStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body whose chunks arrive on a schedule of modeled waits.
+
+    Iterated from sync code it waits with ``clock.sleep``; from async code with
+    ``clock.asleep``. ``on_chunk`` and ``on_close`` let the simulator log timing.
+    """
+
+    def __init__(
+        self,
+        chunks: list[tuple[float, bytes]],
+        clock: Clock,
+        *,
+        on_chunk: Callable[[int], None] | None = None,
+        on_close: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._clock = clock
+        self._on_chunk = on_chunk
+        self._on_close = on_close
+        self._sent = 0
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for delay, data in self._chunks[self._sent :]:
+            if delay:
+                self._clock.sleep(delay)
+            yield self._advance(data)
+        self.close()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for delay, data in self._chunks[self._sent :]:
+            if delay:
+                await self._clock.asleep(delay)
+            yield self._advance(data)
+        await self.aclose()
+
+    def _advance(self, data: bytes) -> bytes:
+        index = self._sent
+        self._sent += 1
+        if self._on_chunk is not None:
+            self._on_chunk(index)
+        return data
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._on_close is not None:
+                self._on_close(self._sent == len(self._chunks))
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class _Registry:
+    """The active routers, most recent first; patches are installed while any is active."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._routers: list[respx.MockRouter] = []
+        self._patches: ExitStack | None = None
+
+    def activate(self, router: respx.MockRouter) -> None:
+        with self._lock:
+            self._routers.insert(0, router)
+            if self._patches is None:
+                self._patches = _install_patches()
+
+    def deactivate(self, router: respx.MockRouter) -> None:
+        with self._lock:
+            if router in self._routers:
+                self._routers.remove(router)
+            if not self._routers and self._patches is not None:
+                self._patches.close()
+                self._patches = None
+
+    def routers(self) -> list[respx.MockRouter]:
+        with self._lock:
+            return list(self._routers)
+
+    @property
+    def active(self) -> bool:
+        with self._lock:
+            return bool(self._routers)
+
+
+REGISTRY = _Registry()
+
+_FLAVORS: tuple[ModuleType, ...] = (httpcore, httpcore2)
+_POOL_CLASSES: dict[ModuleType, tuple[Any, Any]] = {
+    httpcore: (httpcore.ConnectionPool, httpcore.AsyncConnectionPool),
+    httpcore2: (httpcore2.ConnectionPool, httpcore2.AsyncConnectionPool),
+}
+
+
+def _install_patches() -> ExitStack:
+    stack = ExitStack()
+    for flavor in _FLAVORS:
+        sync_pool, async_pool = _POOL_CLASSES[flavor]
+        stack.enter_context(
+            mock.patch.object(
+                sync_pool, "handle_request", _sync_entry(flavor, sync_pool.handle_request)
+            )
+        )
+        stack.enter_context(
+            mock.patch.object(
+                async_pool,
+                "handle_async_request",
+                _async_entry(flavor, async_pool.handle_async_request),
+            )
+        )
+    return stack
+
+
+def _sync_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    def handle_request(pool: Any, request: Any) -> Any:
+        body = b"".join(request.stream)
+        request.stream = flavor._models.ByteStream(body)
+        try:
+            response = _resolve(flavor, _to_httpx(request, body))
+        except _PassThroughSignal:
+            return original(pool, request)
+        delivery = response.extensions.get(DELIVERY_KEY)
+        if isinstance(delivery, Delivery):
+            if delivery.delay:
+                delivery.clock.sleep(delivery.delay)
+            _deliver(flavor, delivery)
+        return _from_httpx(flavor, response)
+
+    return handle_request
+
+
+def _async_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle_async_request(pool: Any, request: Any) -> Any:
+        body = b"".join([part async for part in request.stream])
+        request.stream = flavor._models.ByteStream(body)
+        try:
+            response = _resolve(flavor, _to_httpx(request, body))
+        except _PassThroughSignal:
+            return await original(pool, request)
+        delivery = response.extensions.get(DELIVERY_KEY)
+        if isinstance(delivery, Delivery):
+            if delivery.delay:
+                await delivery.clock.asleep(delivery.delay)
+            _deliver(flavor, delivery)
+        return _from_httpx(flavor, response)
+
+    return handle_async_request
+
+
+def _deliver(flavor: ModuleType, delivery: Delivery) -> None:
+    if delivery.error is not None:
+        raise _to_flavor_error(flavor, delivery.error)
+    if delivery.on_sent is not None:
+        delivery.on_sent()
+
+
+class _PassThroughSignal(Exception):
+    pass
+
+
+def _resolve(flavor: ModuleType, request: httpx.Request) -> httpx.Response:
+    """Ask each active router in turn; loopback requests nobody routes go to the network."""
+    routers = REGISTRY.routers()
+    for router in routers:
+        try:
+            # Routes are matched synchronously even for async callers: simulator side
+            # effects never block; modeled waits happen in the Delivery and the stream.
+            return router.handler(request)
+        except AllMockedAssertionError:
+            continue
+        except PassThrough:
+            raise _PassThroughSignal() from None
+        except httpx.TransportError as error:  # a route's side effect raised it
+            raise _to_flavor_error(flavor, error) from error
+    if is_loopback(request.url.host):
+        raise _PassThroughSignal()
+    raise UnmatchedRequestError(_unmatched_message(request, routers))
+
+
+def _unmatched_message(request: httpx.Request, routers: list[respx.MockRouter]) -> str:
+    routes = [repr(route.pattern) for router in routers for route in router.routes]
+    listed = "\n  ".join(routes) or "(none)"
+    return (
+        f"perfkit simulator: no route for {request.method} {request.url}; requests may not "
+        f"leave the machine while the simulator is active. Routes:\n  {listed}"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (a request to it never leaves the machine)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _to_httpx(request: Any, body: bytes) -> httpx.Request:
+    method = request.method.decode("ascii") if isinstance(request.method, bytes) else request.method
+    url = request.url
+    scheme = url.scheme.decode("ascii")
+    host = url.host.decode("ascii")
+    target = url.target.decode("ascii")
+    default_port = {"http": 80, "https": 443}.get(scheme)
+    netloc = host if url.port in (None, default_port) else f"{host}:{url.port}"
+    if ":" in host and not host.startswith("["):
+        netloc = f"[{host}]" if url.port in (None, default_port) else f"[{host}]:{url.port}"
+    return httpx.Request(
+        method,
+        f"{scheme}://{netloc}{target}",
+        headers=list(request.headers),
+        content=body,
+        extensions=dict(request.extensions),
+    )
+
+
+def _from_httpx(flavor: ModuleType, response: httpx.Response) -> Any:
+    extensions = {k: v for k, v in response.extensions.items() if k != DELIVERY_KEY}
+    return flavor.Response(
+        status=response.status_code,
+        headers=response.headers.raw,
+        content=response.stream,
+        extensions=extensions,
+    )
+
+
+def _to_flavor_error(flavor: ModuleType, error: httpx.TransportError) -> Exception:
+    """The calling library's own exception for an ``httpx`` transport error."""
+    for cls in type(error).__mro__:
+        mapped = getattr(flavor, cls.__name__, None)
+        if isinstance(mapped, type) and issubclass(mapped, Exception):
+            return mapped(str(error))
+    return flavor.NetworkError(str(error))  # type: ignore[no-any-return]
