@@ -13,7 +13,9 @@ def _ms(seconds: float) -> str:
 
 
 def format_table(results: Sequence[PerfResult]) -> list[str]:
-    """One row per benchmark: modeled mean/p50/p95/p99 (ms), real wall and CPU (ms), counters."""
+    """One row per benchmark: modeled mean/p50/p95/p99 per round (ms), p50/p95 of the
+    latencies observed inside it with ``perf.observe`` (ms), real wall and CPU per round
+    (ms), and counters."""
     header = (
         "benchmark",
         "clock",
@@ -22,6 +24,8 @@ def format_table(results: Sequence[PerfResult]) -> list[str]:
         "p50",
         "p95",
         "p99",
+        "obs p50",
+        "obs p95",
         "wall",
         "cpu",
         "counters",
@@ -33,6 +37,12 @@ def format_table(results: Sequence[PerfResult]) -> list[str]:
         cpu = Distribution(tuple(result.cpu)).as_dict()
         counters = ", ".join(f"{name}={value:g}" for name, value in result.counters.items())
         stats = modeled.as_dict()
+        observed = Distribution(tuple(result.samples))
+        observed_cells = (
+            (_ms(observed.percentile(50)), _ms(observed.percentile(95)))
+            if observed.count
+            else ("-", "-")
+        )
         rows.append(
             (
                 result.name,
@@ -42,6 +52,7 @@ def format_table(results: Sequence[PerfResult]) -> list[str]:
                 _ms(stats["p50"]),
                 _ms(stats["p95"]),
                 _ms(stats["p99"]),
+                *observed_cells,
                 _ms(wall["mean"]),
                 _ms(cpu["mean"]),
                 counters or "-",
@@ -61,6 +72,6 @@ def format_table(results: Sequence[PerfResult]) -> list[str]:
 
 
 def write_terminal_summary(reporter: Any, results: Sequence[PerfResult]) -> None:
-    reporter.write_sep("-", "perfkit: modeled latency in ms (wall and cpu: real ms per round)")
+    reporter.write_sep("-", "perfkit: modeled ms per round; obs = observed latencies; wall/cpu = real ms")
     for line in format_table(results):
         reporter.write_line(line)

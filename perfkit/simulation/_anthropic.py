@@ -89,7 +89,7 @@ class AnthropicSimulator:
     ...     sim.enqueue(Reply.text("Hello!"))
     ...     client = anthropic.Anthropic(api_key="test")
     ...     message = client.messages.create(
-    ...         model="claude-sonnet-4-5", max_tokens=64,
+    ...         model="claude-sonnet-5", max_tokens=64,
     ...         messages=[{"role": "user", "content": "Hi"}])
     ...     client.close()
     >>> message.content[0].text, sim.call_count
