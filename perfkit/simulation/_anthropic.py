@@ -85,15 +85,18 @@ class AnthropicSimulator:
     streaming or not) and plain httpx clients, after modeled latency on ``clock``.
 
     >>> import anthropic
-    >>> with AnthropicSimulator(latency=LLMLatency(ttft=0.3)) as sim:
+    >>> from perfkit import VirtualClock
+    >>> clock = VirtualClock()
+    >>> with AnthropicSimulator(latency=LLMLatency(ttft=0.3), clock=clock) as sim:
     ...     sim.enqueue(Reply.text("Hello!"))
     ...     client = anthropic.Anthropic(api_key="test")
+    ...     start = clock.now()
     ...     message = client.messages.create(
     ...         model="claude-sonnet-5", max_tokens=64,
     ...         messages=[{"role": "user", "content": "Hi"}])
     ...     client.close()
-    >>> message.content[0].text, sim.call_count
-    ('Hello!', 1)
+    >>> message.content[0].text, clock.elapsed(start), sim.call_count
+    ('Hello!', 0.3, 1)
     """
 
     def __init__(

@@ -1,0 +1,81 @@
+"""The curated public surface: what ``import perfkit`` offers, pinned."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import perfkit
+import perfkit.simulation
+
+EXPECTED_PERFKIT = [
+    "AnthropicSimulator",
+    "Clock",
+    "ClockError",
+    "Counters",
+    "Distribution",
+    "Fault",
+    "Fixed",
+    "LLMLatency",
+    "LatencyModel",
+    "LogNormal",
+    "Normal",
+    "Perf",
+    "PerfResult",
+    "PerfkitError",
+    "RealClock",
+    "RedisServer",
+    "RedisServerError",
+    "Replay",
+    "Reply",
+    "SimRequest",
+    "SimulatorError",
+    "UnmatchedRequestError",
+    "Uniform",
+    "VirtualClock",
+    "make_clock",
+    "percentile",
+]
+
+
+def test_perfkit_all_is_pinned_and_sorted() -> None:
+    assert perfkit.__all__ == EXPECTED_PERFKIT
+    assert sorted(perfkit.__all__, key=str.lower) == sorted(EXPECTED_PERFKIT, key=str.lower)
+
+
+@pytest.mark.parametrize("module", [perfkit, perfkit.simulation], ids=lambda m: m.__name__)
+def test_every_exported_name_exists(module: object) -> None:
+    missing = [name for name in module.__all__ if not hasattr(module, name)]  # type: ignore[attr-defined]
+    assert missing == []
+
+
+def test_simulation_exports_everything_perfkit_reexports_from_it() -> None:
+    simulation_names = set(perfkit.simulation.__all__)
+    for name in perfkit.__all__:
+        value = getattr(perfkit, name)
+        if getattr(value, "__module__", "").startswith("perfkit.simulation"):
+            assert name in simulation_names, name
+
+
+def test_error_tree() -> None:
+    assert issubclass(perfkit.UnmatchedRequestError, perfkit.SimulatorError)
+    assert issubclass(perfkit.UnmatchedRequestError, AssertionError)
+    for error in (perfkit.ClockError, perfkit.SimulatorError, perfkit.RedisServerError):
+        assert issubclass(error, perfkit.PerfkitError)
+
+
+def _modules() -> list[str]:
+    names = ["perfkit"]
+    for info in pkgutil.walk_packages(perfkit.__path__, prefix="perfkit."):
+        names.append(info.name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_docstring_examples_run(name: str) -> None:
+    module = importlib.import_module(name)
+    failures, _attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0
