@@ -72,6 +72,8 @@ def format_table(results: Sequence[PerfResult]) -> list[str]:
 
 
 def write_terminal_summary(reporter: Any, results: Sequence[PerfResult]) -> None:
-    reporter.write_sep("-", "perfkit: modeled ms per round; obs = observed latencies; wall/cpu = real ms")
+    reporter.write_sep(
+        "-", "perfkit: modeled ms per round; obs = observed latencies; wall/cpu = real ms"
+    )
     for line in format_table(results):
         reporter.write_line(line)
