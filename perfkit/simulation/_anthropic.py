@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from itertools import accumulate
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +21,7 @@ from perfkit._errors import SimulatorError
 from perfkit.simulation._intercept import DELIVERY_KEY, REGISTRY, Delivery, ScheduledStream
 from perfkit.simulation._latency import LatencyModel, LLMLatency, as_llm_latency
 from perfkit.simulation._replies import Fault, Reply, tokenize
-from perfkit.simulation._wire import RenderedMessage, error_body, render, stream_chunks
+from perfkit.simulation._wire import error_body, render, stream_chunks
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_TIMEOUT_SECONDS = 600.0
@@ -105,7 +107,11 @@ class AnthropicSimulator:
         latency: LLMLatency | LatencyModel | float = 0.0,
         clock: Clock | None = None,
         base_url: str = DEFAULT_BASE_URL,
+        seed: int = 0,
     ) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        self.seed = seed
         self._latency = as_llm_latency(latency)
         self.clock: Clock = clock if clock is not None else RealClock()
         self.base_url = _check_base_url(base_url)
@@ -114,6 +120,8 @@ class AnthropicSimulator:
         self.messages_route.side_effect = self._handle
         self._queue: deque[Script] = deque()
         self._responder: Responder | None = None
+        self._injected: list[tuple[Fault, float]] = []
+        self._fault_rng = random.Random(seed)
         self._log = _Log()
         self._lock = threading.Lock()
         self._active: ExitStack | None = None
@@ -144,10 +152,23 @@ class AnthropicSimulator:
             fixed = _check_script(answer)
             self._responder = lambda _request: fixed
 
+    def inject(self, fault: Fault, *, rate: float) -> None:
+        """Answer a random share ``rate`` of requests with ``fault`` (seeded by ``seed``,
+        so the same requests fail on every run). Scripted queue entries come first."""
+        _check_script(fault)
+        if not isinstance(fault, Fault):
+            raise TypeError(f"inject takes a Fault, got {fault!r}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"rate must be a number between 0 and 1, got {rate!r}")
+        with self._lock:
+            self._injected.append((fault, float(rate)))
+
     def reset(self) -> None:
-        """Forget scripted answers and the request log."""
+        """Forget scripted answers, injected faults and the request log."""
         with self._lock:
             self._queue.clear()
+            self._injected.clear()
+            self._fault_rng = random.Random(self.seed)
         self._responder = None
         with self._log.lock:
             self._log.requests.clear()
@@ -182,7 +203,7 @@ class AnthropicSimulator:
         stack = ExitStack()
         REGISTRY.activate(self.router)
         stack.callback(REGISTRY.deactivate, self.router)
-        stack.enter_context(_sdk_sleeps_on(self.clock))
+        stack.enter_context(_sdk_on_clock(self.clock, self.seed))
         self._active = stack
         return self
 
@@ -245,6 +266,9 @@ class AnthropicSimulator:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
+            for fault, rate in self._injected:
+                if self._fault_rng.random() < rate:
+                    return fault
         if self._responder is not None:
             return _check_script(self._responder(logged))
         return default_reply(logged.body)
@@ -258,26 +282,28 @@ class AnthropicSimulator:
             return self._response(
                 200, json.dumps(message.to_json()).encode(), logged, delay=plan.total
             )
-        return self._stream_response(message, logged, plan.connect, stream_chunks(message, plan))
+        return self._stream_response(logged, plan.connect, stream_chunks(message, plan))
 
     def _stream_response(
-        self,
-        message: RenderedMessage,
-        logged: SimRequest,
-        delay: float,
-        chunks: list[tuple[float, bytes]],
-        tokens_sent: int | None = None,
+        self, logged: SimRequest, delay: float, chunks: list[tuple[float, bytes]]
     ) -> httpx.Response:
-        has_token = (message.output_tokens if tokens_sent is None else tokens_sent) > 0
+        # Tokens delivered once each chunk is sent: the client may stop reading early, and
+        # the first chunk after message_start need not hold a token (an empty text block).
+        delivered = list(
+            accumulate(data.count(b"event: content_block_delta\n") for _, data in chunks)
+        )
+        received = 0
 
         def on_chunk(index: int) -> None:
-            if index == 1 and has_token:
+            nonlocal received
+            received = delivered[index]
+            if received and logged.first_token_at is None:
                 logged.first_token_at = self.clock.now()
 
         def on_close(finished: bool) -> None:
             logged.completed_at = self.clock.now()
             logged.completed = finished
-            logged.output_tokens = message.output_tokens if tokens_sent is None else tokens_sent
+            logged.output_tokens = received
 
         stream = ScheduledStream(chunks, self.clock, on_chunk=on_chunk, on_close=on_close)
         headers = {**_base_headers(logged), "content-type": "text/event-stream; charset=utf-8"}
@@ -310,7 +336,7 @@ class AnthropicSimulator:
                 message, plan, error_after_tokens=sent, error=(fault.error_type, fault.message)
             )
             logged.status = 200
-            return self._stream_response(message, logged, plan.connect, chunks, tokens_sent=sent)
+            return self._stream_response(logged, plan.connect, chunks)
         if fault.kind == "stream_error":  # not streamed: the error arrives as a status
             fault = (
                 Fault.overloaded()
@@ -436,11 +462,14 @@ def _read_timeout(request: httpx.Request) -> float:
 
 
 @contextmanager
-def _sdk_sleeps_on(clock: Clock) -> Iterator[None]:
-    """Make the sync anthropic client's retry back-off sleep on ``clock``.
+def _sdk_on_clock(clock: Clock, seed: int) -> Iterator[None]:
+    """Make the anthropic SDK's retry back-off deterministic on a virtual clock.
 
     The async client sleeps through the event loop, which virtual time already covers;
-    the sync client calls ``time.sleep``, which would cost real seconds."""
+    the sync client calls ``time.sleep``, which would cost real seconds, so it sleeps on
+    ``clock`` instead. Back-off without ``retry-after`` has random jitter, which would
+    make modeled times differ between runs; it is drawn from a generator seeded by
+    ``seed`` instead."""
     if clock.mode != "virtual":
         yield
         return
@@ -451,7 +480,10 @@ def _sdk_sleeps_on(clock: Clock) -> Iterator[None]:
         return
     from unittest import mock
 
-    with mock.patch.object(_base_client, "time", _ClockTime(clock)):
+    with (
+        mock.patch.object(_base_client, "time", _ClockTime(clock)),
+        mock.patch.object(_base_client, "random", random.Random(seed).random),
+    ):
         yield
 
 

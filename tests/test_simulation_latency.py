@@ -1,0 +1,373 @@
+"""Tests of perfkit.simulation._latency: seeded latency models and the parts of an LLM call."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from perfkit.simulation._latency import (
+    Fixed,
+    LatencyModel,
+    LatencyPlan,
+    LLMLatency,
+    LogNormal,
+    Normal,
+    Replay,
+    Uniform,
+    as_llm_latency,
+    as_model,
+)
+
+NAN = float("nan")
+INF = float("inf")
+
+
+def draw(model: LatencyModel, count: int) -> list[float]:
+    return [model.sample() for _ in range(count)]
+
+
+# --- validation --------------------------------------------------------------------------
+
+INVALID_VALUES: list[tuple[Callable[[], object], type[Exception], str, str]] = [
+    (lambda: Fixed(-0.1), ValueError, "seconds", "-0.1"),
+    (lambda: Fixed(NAN), ValueError, "seconds", "nan"),
+    (lambda: Fixed(INF), ValueError, "seconds", "inf"),
+    (lambda: Fixed(True), TypeError, "seconds", "True"),
+    (lambda: Fixed("0.3"), TypeError, "seconds", "'0.3'"),  # type: ignore[arg-type]
+    (lambda: Uniform(-1, 1), ValueError, "low", "-1"),
+    (lambda: Uniform(0, NAN), ValueError, "high", "nan"),
+    (lambda: Uniform(0, INF), ValueError, "high", "inf"),
+    (lambda: Uniform(0.2, 0.1), ValueError, "high", "0.1"),
+    (lambda: Uniform(False, 1), TypeError, "low", "False"),
+    (lambda: Normal(-0.5, 0.1), ValueError, "mean", "-0.5"),
+    (lambda: Normal(0.5, -0.1), ValueError, "stddev", "-0.1"),
+    (lambda: Normal(0.5, NAN), ValueError, "stddev", "nan"),
+    (lambda: Normal(0.5, 0.1, minimum=0.6), ValueError, "minimum", "0.6"),
+    (lambda: Normal(0.5, 0.1, minimum=-INF), ValueError, "minimum", "-inf"),
+    (lambda: Normal("0.5", 0.1), TypeError, "mean", "'0.5'"),  # type: ignore[arg-type]
+    (lambda: LogNormal(0, 0.5), ValueError, "median", "0"),
+    (lambda: LogNormal(-1, 0.5), ValueError, "median", "-1"),
+    (lambda: LogNormal(INF, 0.5), ValueError, "median", "inf"),
+    (lambda: LogNormal(1.0, -0.5), ValueError, "sigma", "-0.5"),
+    (lambda: LogNormal(1.0, True), TypeError, "sigma", "True"),
+    (lambda: Replay([0.1, -0.2]), ValueError, "latencies[1]", "-0.2"),
+    (lambda: Replay([0.1, NAN]), ValueError, "latencies[1]", "nan"),
+    (lambda: Replay(["0.1"]), TypeError, "latencies[0]", "'0.1'"),  # type: ignore[list-item]
+    (lambda: LLMLatency(ttft=-0.5), ValueError, "ttft", "-0.5"),
+    (lambda: LLMLatency(per_token=NAN), ValueError, "per_token", "nan"),
+    (lambda: LLMLatency(connect=INF), ValueError, "connect", "inf"),
+    (lambda: LLMLatency(ttft="fast"), TypeError, "ttft", "'fast'"),  # type: ignore[arg-type]
+    (lambda: LLMLatency(per_token=True), TypeError, "per_token", "True"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "name", "shown"),
+    INVALID_VALUES,
+    ids=[f"{index}-{case[2]}-{case[3]}" for index, case in enumerate(INVALID_VALUES)],
+)
+def test_invalid_parameters_are_rejected_naming_parameter_and_value(
+    make: Callable[[], object], error: type[Exception], name: str, shown: str
+) -> None:
+    with pytest.raises(error) as caught:
+        make()
+    message = str(caught.value)
+    assert message.startswith(f"{name} must be"), message
+    assert message.endswith(f"got {shown}"), message
+
+
+def test_the_inverted_range_message_shows_the_bound() -> None:
+    with pytest.raises(ValueError, match=r"^high must be >= low \(0\.2\), got 0\.1$"):
+        Uniform(0.2, 0.1)
+
+
+@pytest.mark.parametrize("seed", [1.5, "1", True, None])
+def test_the_seed_must_be_an_int(seed: Any) -> None:
+    with pytest.raises(TypeError, match=rf"^seed must be an int, got {seed!r}$"):
+        Uniform(0.0, 1.0, seed=seed)
+
+
+def test_replay_needs_at_least_one_latency() -> None:
+    with pytest.raises(ValueError, match="latencies must hold at least one value"):
+        Replay([])
+
+
+def test_plan_rejects_a_negative_token_count() -> None:
+    with pytest.raises(ValueError, match=r"^tokens must be >= 0, got -1$"):
+        LLMLatency().plan(-1)
+
+
+def test_boundary_values_are_accepted() -> None:
+    assert Fixed(0).sample() == 0.0
+    assert Uniform(0.2, 0.2).sample() == 0.2
+    assert Normal(0.3, 0.0).sample() == 0.3
+    assert Normal(0.3, 0.1, minimum=0.3).sample() >= 0.3
+    assert LogNormal(0.25, 0.0).sample() == pytest.approx(0.25)
+    assert Replay([0]).sample() == 0.0
+
+
+# --- Fixed ---------------------------------------------------------------------------------
+
+
+def test_fixed_is_the_same_every_time_and_a_float() -> None:
+    model = Fixed(3)
+    assert draw(model, 3) == [3.0, 3.0, 3.0]
+    assert type(model.sample()) is float
+
+
+def test_fixed_compares_hashes_and_prints_by_value() -> None:
+    assert Fixed(0.3) == Fixed(0.3)
+    assert Fixed(0.3) != Fixed(0.4)
+    assert Fixed(0.3) != 0.3
+    assert len({Fixed(0.3), Fixed(0.3), Fixed(0.4)}) == 2
+    assert repr(Fixed(0.3)) == "Fixed(0.3)"
+
+
+# --- seeded models -------------------------------------------------------------------------
+
+SEEDED: list[Callable[[int], Uniform | Normal | LogNormal]] = [
+    lambda seed: Uniform(0.1, 0.9, seed=seed),
+    lambda seed: Normal(0.5, 0.1, seed=seed),
+    lambda seed: LogNormal(0.5, 0.6, seed=seed),
+]
+SEEDED_IDS = ["uniform", "normal", "lognormal"]
+
+
+@pytest.mark.parametrize("make", SEEDED, ids=SEEDED_IDS)
+def test_the_same_seed_gives_the_same_sequence(
+    make: Callable[[int], Uniform | Normal | LogNormal],
+) -> None:
+    assert draw(make(42), 20) == draw(make(42), 20)
+
+
+@pytest.mark.parametrize("make", SEEDED, ids=SEEDED_IDS)
+def test_different_seeds_give_different_sequences(
+    make: Callable[[int], Uniform | Normal | LogNormal],
+) -> None:
+    assert draw(make(1), 20) != draw(make(2), 20)
+
+
+def test_the_default_seed_is_deterministic() -> None:
+    assert draw(Uniform(0.1, 0.9), 10) == draw(Uniform(0.1, 0.9, seed=0), 10)
+    assert draw(Normal(0.5, 0.1), 10) == draw(Normal(0.5, 0.1, seed=0), 10)
+    assert draw(LogNormal(0.5, 0.6), 10) == draw(LogNormal(0.5, 0.6, seed=0), 10)
+
+
+@pytest.mark.parametrize("make", SEEDED, ids=SEEDED_IDS)
+def test_reset_starts_the_sequence_again(
+    make: Callable[[int], Uniform | Normal | LogNormal],
+) -> None:
+    model = make(7)
+    first = draw(model, 10)
+    assert draw(model, 10) != first
+    model.reset()
+    assert draw(model, 10) == first
+
+
+def test_models_do_not_share_random_state() -> None:
+    alone = draw(Uniform(0.0, 1.0, seed=5), 10)
+    a, b = Uniform(0.0, 1.0, seed=5), Uniform(0.0, 1.0, seed=6)
+    interleaved = []
+    for _ in range(10):
+        interleaved.append(a.sample())
+        b.sample()
+    assert interleaved == alone
+
+
+def test_uniform_stays_within_its_range_and_spreads_over_it() -> None:
+    samples = draw(Uniform(0.1, 0.2, seed=3), 2000)
+    assert all(0.1 <= value <= 0.2 for value in samples)
+    assert min(samples) < 0.101
+    assert max(samples) > 0.199
+    assert statistics.fmean(samples) == pytest.approx(0.15, abs=0.005)
+
+
+def test_normal_is_truncated_at_its_minimum() -> None:
+    samples = draw(Normal(0.1, 0.2, minimum=0.05, seed=11), 2000)
+    assert min(samples) == 0.05  # truncated, not redrawn
+    assert samples.count(0.05) > 100  # about 40% of draws fall below the minimum
+    assert max(samples) > 0.4
+
+
+def test_normal_defaults_to_never_negative() -> None:
+    samples = draw(Normal(0.0, 1.0, seed=1), 500)
+    assert min(samples) == 0.0
+    assert any(value > 0 for value in samples)
+
+
+def test_normal_mean_and_spread_are_roughly_right() -> None:
+    samples = draw(Normal(1.0, 0.1, seed=2), 5000)
+    assert statistics.fmean(samples) == pytest.approx(1.0, abs=0.01)
+    assert statistics.stdev(samples) == pytest.approx(0.1, rel=0.05)
+
+
+@pytest.mark.parametrize("median", [0.25, 1.0, 4.0])
+def test_lognormal_median_is_roughly_right(median: float) -> None:
+    samples = draw(LogNormal(median, 0.5, seed=9), 20001)
+    assert statistics.median(samples) == pytest.approx(median, rel=0.03)
+    assert min(samples) > 0
+
+
+def test_lognormal_has_a_long_right_tail() -> None:
+    samples = sorted(draw(LogNormal(1.0, 0.5, seed=4), 20000))
+    p95 = samples[int(0.95 * len(samples))]
+    assert p95 == pytest.approx(math.exp(1.6449 * 0.5), rel=0.05)  # about 2.28 s
+    assert statistics.fmean(samples) > statistics.median(samples)
+
+
+def test_reprs_show_parameters_and_seed() -> None:
+    assert repr(Uniform(0.1, 0.2, seed=3)) == "Uniform(0.1, 0.2, seed=3)"
+    assert repr(Normal(0.5, 0.1)) == "Normal(0.5, 0.1, minimum=0.0, seed=0)"
+    assert repr(LogNormal(1.0, 0.5, seed=2)) == "LogNormal(1.0, 0.5, seed=2)"
+    assert repr(Replay([0.1, 0.2], cycle=True)) == "Replay([0.1, 0.2], cycle=True)"
+
+
+def test_every_model_satisfies_the_protocol() -> None:
+    models = [Fixed(0.1), Uniform(0, 1), Normal(1, 0.1), LogNormal(1, 0.1), Replay([0.1])]
+    assert all(isinstance(model, LatencyModel) for model in models)
+    assert not isinstance(0.1, LatencyModel)
+
+
+# --- Replay --------------------------------------------------------------------------------
+
+
+def test_replay_returns_the_recorded_latencies_in_order() -> None:
+    model = Replay([0.3, 0.1, 0.2])
+    assert draw(model, 3) == [0.3, 0.1, 0.2]
+    assert list(model) == [0.3, 0.1, 0.2]
+
+
+def test_replay_raises_when_exhausted() -> None:
+    model = Replay([0.1, 0.2])
+    draw(model, 2)
+    with pytest.raises(ValueError, match=r"ran out of recorded latencies after 2 samples"):
+        model.sample()
+
+
+def test_replay_cycles_when_asked() -> None:
+    assert draw(Replay([0.1, 0.2], cycle=True), 5) == [0.1, 0.2, 0.1, 0.2, 0.1]
+
+
+def test_replay_reset_starts_over() -> None:
+    model = Replay([0.1, 0.2, 0.3])
+    draw(model, 2)
+    model.reset()
+    assert draw(model, 3) == [0.1, 0.2, 0.3]
+
+
+def test_replay_accepts_any_iterable_once() -> None:
+    model = Replay(value / 10 for value in range(1, 4))
+    assert draw(model, 3) == [0.1, 0.2, 0.3]
+
+
+# --- LLMLatency and LatencyPlan ------------------------------------------------------------
+
+
+def test_a_hundred_tokens_take_exactly_two_point_four_eight_seconds() -> None:
+    latency = LLMLatency(ttft=0.5, per_token=0.02)
+    assert latency.total(100) == 2.48
+    plan = latency.plan(100)
+    assert plan.first_token == 0.5
+    assert plan.gaps == (0.02,) * 99
+    assert plan.total == 2.48
+
+
+def test_connect_time_comes_before_the_first_token() -> None:
+    plan = LLMLatency(connect=0.1, ttft=0.5, per_token=0.02).plan(100)
+    assert (plan.connect, plan.ttft) == (0.1, 0.5)
+    assert plan.first_token == 0.6
+    assert plan.total == 2.58
+
+
+@pytest.mark.parametrize("tokens", [0, 1])
+def test_one_token_or_none_costs_only_the_first_token(tokens: int) -> None:
+    plan = LLMLatency(connect=0.05, ttft=0.3, per_token=0.02).plan(tokens)
+    assert plan.gaps == ()
+    assert plan.total == 0.35
+
+
+def test_plan_draws_from_each_model_in_order() -> None:
+    latency = LLMLatency(
+        connect=Replay([0.01, 0.02]),
+        ttft=Replay([0.5, 0.6]),
+        per_token=Replay([0.1, 0.2, 0.3, 0.4]),
+    )
+    first, second = latency.plan(3), latency.plan(3)
+    assert (first.connect, first.ttft, first.gaps) == (0.01, 0.5, (0.1, 0.2))
+    assert (second.connect, second.ttft, second.gaps) == (0.02, 0.6, (0.3, 0.4))
+
+
+def test_plan_total_is_exact_to_the_microsecond() -> None:
+    plan = LatencyPlan(connect=0.1, ttft=0.2, gaps=(0.1, 0.1, 0.1))
+    assert plan.first_token == pytest.approx(0.3)
+    assert plan.total == 0.6  # 0.1 + 0.2 alone is 0.30000000000000004
+
+
+def test_seeded_llm_latency_is_reproducible() -> None:
+    def make() -> LLMLatency:
+        return LLMLatency(ttft=LogNormal(0.5, 0.3, seed=1), per_token=Uniform(0.01, 0.03, seed=2))
+
+    assert [make().total(50) for _ in range(3)] == [make().total(50)] * 3
+    latency = make()
+    assert latency.total(50) != latency.total(50)
+
+
+def test_llm_latency_defaults_to_zero_and_prints_its_parts() -> None:
+    assert LLMLatency().total(1000) == 0.0
+    assert repr(LLMLatency(ttft=0.5, per_token=0.02)) == (
+        "LLMLatency(connect=Fixed(0.0), ttft=Fixed(0.5), per_token=Fixed(0.02))"
+    )
+    assert repr(LatencyPlan(connect=0.0, ttft=0.5, gaps=(0.02, 0.02))) == (
+        "LatencyPlan(connect=0.0, ttft=0.5, gaps=2)"
+    )
+
+
+# --- coercion ------------------------------------------------------------------------------
+
+
+def test_as_model_turns_a_number_into_fixed_and_keeps_a_model() -> None:
+    assert as_model(0.3, name="x") == Fixed(0.3)
+    assert as_model(2, name="x") == Fixed(2.0)
+    model = Uniform(0.1, 0.2)
+    assert as_model(model, name="x") is model
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(True, TypeError), ("0.3", TypeError), (None, TypeError), (-1, ValueError), (NAN, ValueError)],
+)
+def test_as_model_rejects_non_models_naming_the_parameter(
+    value: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=rf"^delay must be .*, got {re.escape(repr(value))}$"):
+        as_model(value, name="delay")
+
+
+def test_as_llm_latency_keeps_an_llm_latency() -> None:
+    latency = LLMLatency(ttft=0.5)
+    assert as_llm_latency(latency) is latency
+
+
+def test_as_llm_latency_treats_a_number_or_model_as_the_whole_call() -> None:
+    from_number = as_llm_latency(0.3)
+    assert (from_number.connect, from_number.ttft, from_number.per_token) == (
+        Fixed(0.0),
+        Fixed(0.3),
+        Fixed(0.0),
+    )
+    assert from_number.total(100) == 0.3
+    model = Replay([0.1, 0.2])
+    from_model = as_llm_latency(model)
+    assert from_model.ttft is model
+    assert [from_model.total(10), from_model.total(10)] == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("value", ["fast", True, None])
+def test_as_llm_latency_rejects_other_types(value: Any) -> None:
+    with pytest.raises(TypeError, match=r"^latency must be a LatencyModel or a number"):
+        as_llm_latency(value)
