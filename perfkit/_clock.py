@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -41,8 +42,8 @@ class Clock(Protocol):
 
 
 def _check_seconds(seconds: float) -> float:
-    if not seconds >= 0:  # also rejects NaN
-        raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
+    if not 0 <= seconds < math.inf:  # also rejects NaN
+        raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
     return float(seconds)
 
 
@@ -123,8 +124,10 @@ class VirtualClock:
         if not _is_virtual(loop):
             raise ClockError(
                 "VirtualClock.asleep() needs an event loop in virtual time; run the "
-                "coroutine with VirtualClock.run(), or in a pytest-asyncio test that "
-                f"uses a perfkit fixture (this loop is a {type(loop).__name__})"
+                "coroutine with VirtualClock.run(), or in a pytest-asyncio test or async "
+                "fixture that uses the perfkit_clock fixture (directly or through "
+                f"anthropic_sim or async_redis_client); this loop is a {type(loop).__name__} "
+                "in real time"
             )
         await asyncio.sleep(seconds)
 

