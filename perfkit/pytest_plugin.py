@@ -186,37 +186,38 @@ def perf(
 
 
 @pytest.fixture
-def redis_client(request: pytest.FixtureRequest, perfkit_clock: Clock) -> Iterator[redis.Redis]:
-    """A sync Redis client: fakeredis (with the configured modeled latency), or the
-    server of ``--perfkit-redis-url``, flushed before and after the test."""
+def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A sync Redis client: fakeredis on the test's clock (with the configured modeled
+    latency), or the server of ``--perfkit-redis-url``, flushed before and after the test."""
     settings = request.config.stash[SETTINGS_KEY]
     if settings.redis_url is None:
-        client = fake_redis(latency=settings.redis_latency, clock=perfkit_clock)
-        yield client
-        client.close()
+        clock = request.getfixturevalue(CLOCK_FIXTURE)
+        with fake_redis(latency=settings.redis_latency, clock=clock) as client:
+            yield client
         return
-    client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with redis.Redis.from_url(settings.redis_url) as client:
+        client.flushdb()
+        yield client
+        client.flushdb()
 
 
 @pytest_asyncio.fixture
-async def async_redis_client(
-    request: pytest.FixtureRequest, perfkit_clock: Clock
-) -> AsyncIterator[redis.asyncio.Redis]:
-    """The asyncio twin of ``redis_client``."""
+async def async_redis_client(request: pytest.FixtureRequest) -> AsyncIterator[redis.asyncio.Redis]:
+    """The asyncio twin of ``redis_client``.
+
+    Only fakeredis uses the test's clock (and so puts an async test in virtual time): a
+    real server's sockets must not wait in virtual time, where their timeouts would
+    expire at once."""
     settings = request.config.stash[SETTINGS_KEY]
     if settings.redis_url is None:
-        client = fake_async_redis(latency=settings.redis_latency, clock=perfkit_clock)
-    else:
-        client = redis.asyncio.Redis.from_url(settings.redis_url)
+        clock = request.getfixturevalue(CLOCK_FIXTURE)
+        async with fake_async_redis(latency=settings.redis_latency, clock=clock) as client:
+            yield client
+        return
+    async with redis.asyncio.Redis.from_url(settings.redis_url) as client:
         await client.flushdb()
-    yield client
-    if settings.redis_url is not None:
+        yield client
         await client.flushdb()
-    await client.aclose()
 
 
 @pytest.fixture(scope="session")

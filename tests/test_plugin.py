@@ -432,6 +432,23 @@ async def test_get(warmed, perfkit_clock):
     result.assert_outcomes(passed=1)
 
 
+def test_async_redis_client_alone_puts_the_test_in_virtual_time(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+async def test_only_the_client(async_redis_client):
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await async_redis_client.set("key", "value")
+    await async_redis_client.get("key")
+    await asyncio.sleep(3600)
+    assert round(loop.time() - start, 6) == 3600.004
+""",
+        "--perfkit-redis-latency=0.002",
+    )
+    result.assert_outcomes(passed=1)
+
+
 @pytest.mark.parametrize("where", ["option", "ini"])
 def test_the_redis_url_points_the_clients_at_a_real_server(
     project: pytest.Pytester, real_redis: RedisServer, where: str
