@@ -1057,6 +1057,7 @@ def test_an_unmatched_request_fails_listing_the_routes(sim: AnthropicSimulator) 
     assert "api.anthropic.com" in message
     assert "/v1/messages" in message
     assert isinstance(caught.value, AssertionError)  # it fails the test that made it
+    assert sim.pop_failures() == [caught.value]
 
 
 def test_an_unmatched_async_request_fails_too(sim: AnthropicSimulator, clock: VirtualClock) -> None:
@@ -1068,6 +1069,7 @@ def test_an_unmatched_async_request_fails_too(sim: AnthropicSimulator, clock: Vi
         UnmatchedRequestError, match=re.escape("no route for GET https://example.com/")
     ):
         clock.run(main())
+    assert [type(failure) for failure in sim.pop_failures()] == [UnmatchedRequestError]
 
 
 def test_the_sdk_wraps_an_unmatched_request(sim: AnthropicSimulator) -> None:
@@ -1080,6 +1082,54 @@ def test_the_sdk_wraps_an_unmatched_request(sim: AnthropicSimulator) -> None:
     assert isinstance(cause, UnmatchedRequestError)
     assert "no route for POST https://elsewhere.example/v1/messages" in str(cause)
     assert sim.call_count == 0
+    assert sim.pop_failures() == [cause]
+
+
+def test_stop_raises_an_unmatched_request_the_sdk_hid(clock: VirtualClock) -> None:
+    simulator = AnthropicSimulator(clock=clock).start()
+    # The SDK retries twice, then wraps the error.
+    with (
+        sdk(base_url="https://elsewhere.example") as client,
+        pytest.raises(anthropic.APIConnectionError),
+    ):
+        client.messages.create(**ask())
+    with pytest.raises(UnmatchedRequestError, match=r"elsewhere\.example") as caught:
+        simulator.stop()
+    assert caught.value.__notes__ == ["(2 more failures while the simulator was active)"]
+    assert not simulator.active
+
+
+def test_stop_raises_an_error_in_a_responder_the_sdk_hid(clock: VirtualClock) -> None:
+    def broken(request: SimRequest) -> Reply:
+        raise KeyError("a bug in the responder")
+
+    simulator = AnthropicSimulator(clock=clock)
+    simulator.respond_with(broken)
+    with (
+        pytest.raises(KeyError, match="a bug in the responder"),
+        simulator,
+        sdk(max_retries=0) as client,
+        pytest.raises(anthropic.APIConnectionError),
+    ):
+        client.messages.create(**ask())
+
+
+def test_stop_check_false_and_an_exception_in_flight_keep_failures_quiet(
+    clock: VirtualClock,
+) -> None:
+    simulator = AnthropicSimulator(clock=clock).start()
+    with plain_client() as client, pytest.raises(UnmatchedRequestError):
+        client.get("https://example.com/")
+    simulator.stop(check=False)
+
+    with (  # noqa: PT012
+        pytest.raises(RuntimeError, match="the test's own error"),
+        AnthropicSimulator(clock=clock),
+        plain_client() as client,
+    ):
+        with pytest.raises(UnmatchedRequestError):
+            client.get("https://example.com/")
+        raise RuntimeError("the test's own error")
 
 
 def test_a_custom_base_url(clock: VirtualClock) -> None:
@@ -1090,6 +1140,7 @@ def test_a_custom_base_url(clock: VirtualClock) -> None:
             default = client.with_options(base_url="https://api.anthropic.com")
             with pytest.raises(anthropic.APIConnectionError):
                 default.messages.create(**ask())  # not served by this simulator
+        assert len(sim.pop_failures()) == 1
     assert sim.last_request.url == "https://llm.internal.test:8443/v1/messages"
     assert sim.call_count == 1
 
@@ -1230,6 +1281,7 @@ def test_two_active_simulators_each_serve_their_base_url(clock: VirtualClock) ->
         client.post("https://outer.test/v1/messages", json=ask())
         with pytest.raises(UnmatchedRequestError):
             client.post("https://inner.test/v1/messages", json=ask())
+        assert len(outer.pop_failures()) == 1
     assert (outer.call_count, inner.call_count) == (2, 1)
 
 

@@ -125,6 +125,7 @@ class AnthropicSimulator:
         self._log = _Log()
         self._lock = threading.Lock()
         self._active: ExitStack | None = None
+        self._failures: list[Exception] = []
 
     # -- configuration ---------------------------------------------------------------
 
@@ -200,17 +201,43 @@ class AnthropicSimulator:
         """Intercept HTTP requests until :meth:`stop` (prefer ``with simulator:``)."""
         if self._active is not None:
             raise SimulatorError("this simulator is already active")
-        stack = ExitStack()
-        REGISTRY.activate(self.router)
-        stack.callback(REGISTRY.deactivate, self.router)
-        stack.enter_context(_sdk_on_clock(self.clock, self.seed))
-        self._active = stack
+        with ExitStack() as stack:
+            REGISTRY.activate(self.router)
+            stack.callback(self._deactivate)
+            stack.enter_context(_sdk_on_clock(self.clock, self.seed))
+            self._active = stack.pop_all()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, check: bool = True) -> None:
+        """Stop intercepting requests.
+
+        A client may retry or wrap an exception raised in its transport (the anthropic
+        SDK turns any of them into ``APIConnectionError``), which would hide an unmatched
+        request or a failing responder. So the first such failure not taken with
+        :meth:`pop_failures` is raised here, unless ``check`` is false."""
+        if self._active is None:
+            return
+        stack, self._active = self._active, None
+        stack.close()
+        failures, self._failures = self._failures, []
+        if check and failures:
+            first = failures[0]
+            if len(failures) > 1:
+                first.add_note(
+                    f"({len(failures) - 1} more failures while the simulator was active)"
+                )
+            raise first
+
+    def pop_failures(self) -> list[Exception]:
+        """The failures recorded so far (unmatched requests, errors raised by responders),
+        forgotten once taken, so that :meth:`stop` does not raise them."""
+        failures, self._failures = self._failures, []
         if self._active is not None:
-            stack, self._active = self._active, None
-            stack.close()
+            failures += REGISTRY.take_failures(self.router)
+        return failures
+
+    def _deactivate(self) -> None:
+        self._failures += REGISTRY.deactivate(self.router)
 
     @property
     def active(self) -> bool:
@@ -225,7 +252,7 @@ class AnthropicSimulator:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.stop(check=exc is None)
 
     # -- answering -------------------------------------------------------------------
 

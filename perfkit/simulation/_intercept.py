@@ -111,21 +111,41 @@ class _Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._routers: list[respx.MockRouter] = []
+        self._failures: dict[int, list[Exception]] = {}
         self._patches: ExitStack | None = None
 
     def activate(self, router: respx.MockRouter) -> None:
         with self._lock:
             self._routers.insert(0, router)
+            self._failures[id(router)] = []
             if self._patches is None:
                 self._patches = _install_patches()
 
-    def deactivate(self, router: respx.MockRouter) -> None:
+    def deactivate(self, router: respx.MockRouter) -> list[Exception]:
+        """Stop routing to ``router``; returns the failures recorded while it was active."""
         with self._lock:
             if router in self._routers:
                 self._routers.remove(router)
             if not self._routers and self._patches is not None:
                 self._patches.close()
                 self._patches = None
+            return self._failures.pop(id(router), [])
+
+    def take_failures(self, router: respx.MockRouter) -> list[Exception]:
+        """The failures recorded for ``router`` so far, forgotten once taken."""
+        with self._lock:
+            failures = self._failures.get(id(router), [])
+            taken = list(failures)
+            failures.clear()
+            return taken
+
+    def record_failure(self, error: Exception, router: respx.MockRouter | None = None) -> None:
+        """Keep ``error`` for ``router`` (or every active router): an HTTP client may wrap
+        or retry an exception raised in its transport, so the simulator re-raises it when
+        it stops."""
+        with self._lock:
+            for routed in [router] if router is not None else self._routers:
+                self._failures.get(id(routed), []).append(error)
 
     def routers(self) -> list[respx.MockRouter]:
         with self._lock:
@@ -168,17 +188,13 @@ def _install_patches() -> ExitStack:
 def _sync_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
     def handle_request(pool: Any, request: Any) -> Any:
         body = b"".join(request.stream)
-        request.stream = flavor._models.ByteStream(body)
-        try:
-            response = _resolve(flavor, _to_httpx(request, body))
-        except _PassThroughSignal:
+        response = _answer(flavor, request, body)
+        if response is None:
             return original(pool, request)
         delivery = response.extensions.get(DELIVERY_KEY)
-        if isinstance(delivery, Delivery):
-            if delivery.delay:
-                delivery.clock.sleep(delivery.delay)
-            _deliver(flavor, delivery)
-        return _from_httpx(flavor, response)
+        if isinstance(delivery, Delivery) and delivery.delay:
+            delivery.clock.sleep(delivery.delay)
+        return _deliver(flavor, response)
 
     return handle_request
 
@@ -186,26 +202,35 @@ def _sync_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..
 def _async_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
     async def handle_async_request(pool: Any, request: Any) -> Any:
         body = b"".join([part async for part in request.stream])
-        request.stream = flavor._models.ByteStream(body)
-        try:
-            response = _resolve(flavor, _to_httpx(request, body))
-        except _PassThroughSignal:
+        response = _answer(flavor, request, body)
+        if response is None:
             return await original(pool, request)
         delivery = response.extensions.get(DELIVERY_KEY)
-        if isinstance(delivery, Delivery):
-            if delivery.delay:
-                await delivery.clock.asleep(delivery.delay)
-            _deliver(flavor, delivery)
-        return _from_httpx(flavor, response)
+        if isinstance(delivery, Delivery) and delivery.delay:
+            await delivery.clock.asleep(delivery.delay)
+        return _deliver(flavor, response)
 
     return handle_async_request
 
 
-def _deliver(flavor: ModuleType, delivery: Delivery) -> None:
-    if delivery.error is not None:
-        raise _to_flavor_error(flavor, delivery.error)
-    if delivery.on_sent is not None:
-        delivery.on_sent()
+def _answer(flavor: ModuleType, request: Any, body: bytes) -> httpx.Response | None:
+    """The routed answer to a transport request, or None to send it to the network."""
+    request.stream = flavor._models.ByteStream(body)  # readable again for a pass-through
+    try:
+        return _resolve(flavor, _to_httpx(request, body))
+    except _PassThroughSignal:
+        return None
+
+
+def _deliver(flavor: ModuleType, response: httpx.Response) -> Any:
+    """After the modeled wait: the calling library's response, or its transport error."""
+    delivery = response.extensions.get(DELIVERY_KEY)
+    if isinstance(delivery, Delivery):
+        if delivery.error is not None:
+            raise _to_flavor_error(flavor, delivery.error)
+        if delivery.on_sent is not None:
+            delivery.on_sent()
+    return _from_httpx(flavor, response)
 
 
 class _PassThroughSignal(Exception):
@@ -226,9 +251,14 @@ def _resolve(flavor: ModuleType, request: httpx.Request) -> httpx.Response:
             raise _PassThroughSignal() from None
         except httpx.TransportError as error:  # a route's side effect raised it
             raise _to_flavor_error(flavor, error) from error
+        except Exception as error:  # a bug in a side effect: never let a client hide it
+            REGISTRY.record_failure(error, router)
+            raise
     if is_loopback(request.url.host):
         raise _PassThroughSignal()
-    raise UnmatchedRequestError(_unmatched_message(request, routers))
+    unmatched = UnmatchedRequestError(_unmatched_message(request, routers))
+    REGISTRY.record_failure(unmatched)
+    raise unmatched
 
 
 def _unmatched_message(request: httpx.Request, routers: list[respx.MockRouter]) -> str:
