@@ -7,14 +7,15 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from perfkit._clock import Clock, ClockMode
 from perfkit._errors import PerfkitError
 
 PERCENTILES = (50, 90, 95, 99)
+T = TypeVar("T")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -83,8 +84,11 @@ class Counters:
         self._lock = threading.Lock()
 
     def track(self, name: str, source: Callable[[], float]) -> None:
+        """Report ``source()`` (a running total) as counter ``name``."""
         if not name or not isinstance(name, str):
             raise ValueError(f"a counter needs a non-empty name, got {name!r}")
+        if not callable(source):
+            raise TypeError(f"counter {name!r} needs a callable source, got {source!r}")
         with self._lock:
             self._sources[name] = source
 
@@ -98,7 +102,8 @@ class Counters:
         return {name: value - before.get(name, 0) for name, value in sorted(after.items())}
 
     def __contains__(self, name: object) -> bool:
-        return name in self._sources
+        with self._lock:
+            return name in self._sources
 
 
 @dataclass
@@ -168,6 +173,7 @@ class Perf:
         self.counters = counters if counters is not None else Counters()
         self.result = PerfResult(name=str(getattr(benchmark, "name", "perf")), clock=clock.mode)
         self._used = False
+        self._recording = False
 
     def __call__(
         self,
@@ -175,13 +181,17 @@ class Perf:
         *args: Any,
         rounds: int = 1,
         warmup_rounds: int = 0,
+        setup: Callable[[], Any] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run ``function(*args, **kwargs)`` ``rounds`` times (after ``warmup_rounds``
         unmeasured ones) and return the last result. Coroutine functions run in a new
-        event loop per round, on the clock."""
+        event loop per round, on the clock. ``setup`` (sync or async) runs before every
+        round, outside the measurement and the counters."""
         _check_count("rounds", rounds, minimum=1)
         _check_count("warmup_rounds", warmup_rounds, minimum=0)
+        if setup is not None and not callable(setup):
+            raise TypeError(f"setup must be callable, got {setup!r}")
         if self._used:
             raise PerfkitError("perf can run one benchmark per test; split the test in two")
         if _in_event_loop():
@@ -191,43 +201,65 @@ class Perf:
             )
         self._used = True
         for _ in range(warmup_rounds):
+            if setup is not None:
+                self._call(setup, (), {})
             self._call(function, args, kwargs)
         timer = _RoundTimer(self.clock.mode)
-        before = self.counters.snapshot()
+        counted: dict[str, float] = {}
 
         def measured_round() -> Any:
+            if setup is not None:
+                self._call(setup, (), {})
+            before = self.counters.snapshot()
+            self._recording = True
             start_modeled = self.clock.now()
             start_wall, start_cpu = time.perf_counter(), time.process_time()
-            value = self._call(function, args, kwargs)
-            cpu = time.process_time() - start_cpu
-            wall = time.perf_counter() - start_wall
-            modeled = self.clock.elapsed(start_modeled)
+            try:
+                value = self._call(function, args, kwargs)
+            finally:
+                cpu = time.process_time() - start_cpu
+                wall = time.perf_counter() - start_wall
+                modeled = self.clock.elapsed(start_modeled)
+                self._recording = False
+                for name, delta in self.counters.delta(before).items():
+                    counted[name] = counted.get(name, 0) + delta
             self.result.modeled.append(modeled)
             self.result.wall.append(wall)
             self.result.cpu.append(cpu)
             timer.finish(modeled)
             return value
 
-        self._benchmark._timer = timer
         try:
-            value = self._benchmark.pedantic(measured_round, rounds=rounds, iterations=1)
+            if getattr(self._benchmark, "disabled", False):
+                # pytest-benchmark runs a disabled benchmark once; perf keeps its rounds,
+                # since its figures (modeled time, counters) are the test's assertions.
+                for _ in range(rounds):
+                    value = measured_round()
+            else:
+                self._benchmark._timer = timer
+                value = self._benchmark.pedantic(measured_round, rounds=rounds, iterations=1)
         finally:
-            self.result.counters = self.counters.delta(before)
+            self.result.counters = dict(sorted(counted.items()))
             self._benchmark.extra_info["perfkit"] = self.result.as_dict()
         return value
 
     def observe(self, seconds: float) -> None:
-        """Record the latency of one operation inside the benchmark (for percentiles
-        over requests rather than over rounds)."""
-        if not seconds >= 0:
-            raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
-        self.result.samples.append(float(seconds))
+        """Record the latency of one operation inside a measured round (for percentiles
+        over requests rather than over rounds); ignored during warm-up rounds."""
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+        if self._recording:
+            self.result.samples.append(float(seconds))
 
     def _call(self, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         value = function(*args, **kwargs)
-        if inspect.iscoroutine(value):
-            value = self.clock.run(value)
+        if inspect.isawaitable(value):
+            value = self.clock.run(_awaited(value))
         return value
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 def _check_count(name: str, value: int, *, minimum: int) -> None:

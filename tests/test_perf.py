@@ -281,8 +281,8 @@ def test_perf_records_observed_samples() -> None:
     assert benchmark.extra_info["perfkit"]["samples"]["p90"] == 0.37
 
 
-@pytest.mark.parametrize("seconds", [-0.1, math.nan])
-def test_observe_rejects_negative_and_nan(seconds: float) -> None:
+@pytest.mark.parametrize("seconds", [-0.1, math.nan, math.inf])
+def test_observe_rejects_negative_nan_and_infinite(seconds: float) -> None:
     perf = Perf(StubBenchmark(), VirtualClock())
     with pytest.raises(ValueError, match=rf"got {seconds!r}$"):
         perf.observe(seconds)
@@ -342,3 +342,79 @@ def test_perf_keeps_what_it_measured_when_a_round_fails() -> None:
         perf(work, rounds=3)
     assert perf.result.modeled == [0.2]
     assert benchmark.extra_info["perfkit"]["counters"] == {"calls": 2}
+
+
+def test_observations_during_warmup_are_not_recorded() -> None:
+    clock = VirtualClock()
+    perf = Perf(StubBenchmark(), clock)
+    warm = iter([True, True, True, False, False])
+
+    def work() -> None:
+        seconds = 9.0 if next(warm) else 0.5
+        clock.sleep(seconds)
+        perf.observe(seconds)
+
+    perf(work, rounds=2, warmup_rounds=3)
+    assert perf.result.samples == [0.5, 0.5]
+
+
+def test_setup_runs_before_every_round_outside_time_and_counters() -> None:
+    clock = VirtualClock()
+    counters = Counters()
+    requests: list[str] = []
+    counters.track("requests", lambda: len(requests))
+    perf = Perf(StubBenchmark(), clock, counters)
+
+    async def prime() -> None:
+        requests.append("setup")
+        await clock.asleep(5.0)
+
+    def work() -> None:
+        requests.append("work")
+        clock.sleep(0.25)
+
+    perf(work, rounds=3, warmup_rounds=1, setup=prime)
+    assert requests == ["setup", "work"] * 4
+    assert perf.result.modeled == [0.25, 0.25, 0.25]
+    assert perf.result.counters == {"requests": 3}
+
+
+def test_setup_must_be_callable() -> None:
+    perf = Perf(StubBenchmark(), VirtualClock())
+    with pytest.raises(TypeError, match="setup must be callable, got 42"):
+        perf(lambda: None, setup=42)  # type: ignore[arg-type]
+
+
+class DisabledBenchmark(StubBenchmark):
+    """pytest-benchmark with --benchmark-disable: pedantic would run the target once."""
+
+    disabled = True
+
+    def pedantic(self, target: Callable[[], Any], *, rounds: int, iterations: int) -> Any:
+        raise AssertionError("perf must run the rounds itself when benchmarks are disabled")
+
+
+def test_a_disabled_benchmark_still_runs_and_records_every_round() -> None:
+    clock = VirtualClock()
+    benchmark = DisabledBenchmark()
+    perf = Perf(benchmark, clock)
+    assert perf(lambda: clock.sleep(0.3) or "done", rounds=5) == "done"
+    assert perf.result.modeled == [0.3] * 5
+    assert benchmark.extra_info["perfkit"]["rounds"] == 5
+
+
+def test_perf_awaits_any_awaitable_a_function_returns() -> None:
+    clock = VirtualClock()
+    perf = Perf(StubBenchmark(), clock)
+
+    class Sleeper:
+        def __await__(self) -> Any:
+            return clock.asleep(0.7).__await__()
+
+    perf(Sleeper, rounds=2)
+    assert perf.result.modeled == [0.7, 0.7]
+
+
+def test_a_counter_source_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="counter 'hits' needs a callable source, got 3"):
+        Counters().track("hits", 3)  # type: ignore[arg-type]

@@ -613,6 +613,29 @@ def test_the_perf_fixture(project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=9)
 
 
+@pytest.mark.parametrize("disabling", ["--benchmark-disable", "--benchmark-disable-gc"])
+def test_the_perf_fixture_keeps_its_rounds_when_benchmarks_are_disabled(
+    project: pytest.Pytester, disabling: str
+) -> None:
+    result = run(
+        project,
+        """
+def test_rounds(perf, anthropic_sim):
+    anthropic_sim.latency = 0.3
+
+    async def one_call():
+        async with anthropic.AsyncAnthropic(api_key="test") as client:
+            await ask(client)
+
+    perf(one_call, rounds=4)
+    assert perf.result.modeled == [0.3] * 4
+    assert perf.result.counters["api_requests"] == 4
+""",
+        disabling,
+    )
+    result.assert_outcomes(passed=1)
+
+
 BENCHMARK_SOURCE = """
 def test_three_calls(perf, anthropic_sim, perfkit_clock):
     anthropic_sim.latency = 0.3
