@@ -231,10 +231,12 @@ class Perf:
 
         try:
             if getattr(self._benchmark, "disabled", False):
-                # pytest-benchmark runs a disabled benchmark once; perf keeps its rounds,
-                # since its figures (modeled time, counters) are the test's assertions.
-                for _ in range(rounds):
-                    value = measured_round()
+                # pytest-benchmark runs a disabled benchmark's target once; perf keeps its
+                # rounds, since its figures (modeled time, counters) are what tests assert.
+                def every_round() -> Any:
+                    return [measured_round() for _ in range(rounds)][-1]
+
+                value = self._benchmark.pedantic(every_round, rounds=1, iterations=1)
             else:
                 self._benchmark._timer = timer
                 value = self._benchmark.pedantic(measured_round, rounds=rounds, iterations=1)
