@@ -8,6 +8,7 @@ Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -36,6 +37,7 @@ SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 RESULTS_KEY = pytest.StashKey[list[PerfResult]]()
 CLOCK_FIXTURE = "perfkit_clock"
 LEAK_GUARD_NAME = "perfkit-looptime-leak-guard"
+SIM_MARKER_OPTIONS = frozenset({"latency", "base_url", "seed"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -163,14 +165,26 @@ def anthropic_sim(
     request: pytest.FixtureRequest, perfkit_clock: Clock, perfkit_counters: Counters
 ) -> Iterator[AnthropicSimulator]:
     """The simulated Anthropic API, active for the test, on the test's clock."""
-    marker = request.node.get_closest_marker("perfkit_sim")
-    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    with AnthropicSimulator(clock=perfkit_clock, **options) as sim:
+    with AnthropicSimulator(clock=perfkit_clock, **_sim_options(request.node)) as sim:
         perfkit_counters.track("api_requests", lambda: sim.call_count)
         perfkit_counters.track(
             "api_output_tokens", lambda: sum(r.output_tokens for r in sim.requests)
         )
         yield sim
+
+
+def _sim_options(item: pytest.Item) -> dict[str, Any]:
+    """The ``perfkit_sim`` marker's options, copied for this test: a latency model has
+    state (a seeded generator, a replay position) that tests must not share."""
+    marker = item.get_closest_marker("perfkit_sim")
+    if marker is None:
+        return {}
+    if marker.args or not set(marker.kwargs) <= SIM_MARKER_OPTIONS:
+        raise pytest.UsageError(
+            f"{item.nodeid}: perfkit_sim takes keyword options "
+            f"{', '.join(sorted(SIM_MARKER_OPTIONS))}; got {marker}"
+        )
+    return copy.deepcopy(dict(marker.kwargs))
 
 
 @pytest.fixture

@@ -350,6 +350,46 @@ def test_bad_option(anthropic_sim):
     result.stdout.fnmatch_lines(["E * ValueError: latency must be a finite number >= 0.0, got -1"])
 
 
+def test_each_test_gets_its_own_copy_of_the_marker_latency_model(
+    project: pytest.Pytester,
+) -> None:
+    result = run(
+        project,
+        """
+from perfkit import LLMLatency, Replay
+
+pytestmark = pytest.mark.perfkit_sim(latency=LLMLatency(ttft=Replay([0.1, 0.2])))
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_replay_starts_over(anthropic_sim, perfkit_clock, n):
+    with anthropic.Anthropic(api_key="test") as client:
+        start = perfkit_clock.now()
+        ask(client)
+        assert perfkit_clock.elapsed(start) == 0.1
+""",
+    )
+    result.assert_outcomes(passed=3)
+
+
+def test_unknown_perfkit_sim_options_are_a_usage_error(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+@pytest.mark.perfkit_sim(latncy=0.3)
+def test_typo(anthropic_sim):
+    pass
+
+@pytest.mark.perfkit_sim(0.3)
+def test_positional(anthropic_sim):
+    pass
+""",
+    )
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        ["*perfkit_sim takes keyword options base_url, latency, seed; got *latncy*"]
+    )
+
+
 # --- Redis fixtures ---------------------------------------------------------------------------
 
 REDIS_SOURCE = """
