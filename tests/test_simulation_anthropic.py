@@ -36,6 +36,7 @@ from perfkit.simulation import (
     SimRequest,
     TextBlock,
     ToolUseBlock,
+    Uniform,
     default_reply,
     is_loopback,
 )
@@ -1365,3 +1366,52 @@ def test_inject_takes_only_faults(sim: AnthropicSimulator) -> None:
 def test_seed_must_be_an_int() -> None:
     with pytest.raises(TypeError, match="seed must be an int, got '1'"):
         AnthropicSimulator(seed="1")  # type: ignore[arg-type]
+
+
+# -- microsecond-exact plans, and latency draws on fault paths -----------------------------
+
+
+def _stream_1000_tokens(latency: LLMLatency, *, asynchronous: bool) -> float:
+    clock = VirtualClock()
+    with AnthropicSimulator(clock=clock, latency=latency) as simulator:
+        simulator.respond_with(Reply.of_tokens(1000))
+
+        async def streamed() -> float:
+            async with async_sdk() as client:
+                start = clock.now()
+                async with client.messages.stream(**ask(max_tokens=5000)) as stream:
+                    await stream.get_final_message()
+                return clock.elapsed(start)
+
+        if asynchronous:
+            return clock.run(streamed())
+        with sdk() as client:
+            start = clock.now()
+            with client.messages.stream(**ask(max_tokens=5000)) as stream:
+                stream.get_final_message()
+            return clock.elapsed(start)
+
+
+def test_sync_async_and_the_plan_agree_to_the_microsecond_on_random_gaps() -> None:
+    def latency() -> LLMLatency:
+        return LLMLatency(ttft=0.5, per_token=Uniform(0.01, 0.03, seed=3))
+
+    expected = latency().total(1000)
+    assert _stream_1000_tokens(latency(), asynchronous=False) == expected
+    assert _stream_1000_tokens(latency(), asynchronous=True) == expected
+
+
+def test_a_stream_error_draws_connect_once_and_honours_the_reply_latency(
+    clock: VirtualClock,
+) -> None:
+    latency = LLMLatency(connect=Replay([0.1, 0.2, 0.3]), ttft=0.5)
+    with AnthropicSimulator(clock=clock, latency=latency) as simulator:
+        slow = Reply.of_tokens(10, latency=LLMLatency(ttft=5.0))
+        simulator.enqueue(Fault.stream_error(after_tokens=2, reply=slow))
+        with sdk(max_retries=0) as client:
+            with pytest.raises(anthropic.APIStatusError), client.messages.stream(**ask()) as stream:
+                stream.get_final_message()
+            client.messages.create(**ask())
+        failed, ok = simulator.requests
+    assert failed.ttft == 5.0  # the reply's own latency, connect 0
+    assert ok.duration == 0.1 + 0.5  # the first connect draw was not consumed by the fault

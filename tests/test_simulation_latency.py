@@ -98,7 +98,7 @@ def test_replay_needs_at_least_one_latency() -> None:
 
 
 def test_plan_rejects_a_negative_token_count() -> None:
-    with pytest.raises(ValueError, match=r"^tokens must be >= 0, got -1$"):
+    with pytest.raises(ValueError, match=r"^tokens must be an int >= 0, got -1$"):
         LLMLatency().plan(-1)
 
 

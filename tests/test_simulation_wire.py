@@ -472,3 +472,40 @@ def test_an_error_after_the_whole_reply_still_replaces_the_end() -> None:
     events = stream_events(message, plan_for(3), error_after_tokens=2)
     assert names(events)[-3:] == ["content_block_delta", "content_block_stop", "error"]
     assert "message_stop" not in names(events)
+
+
+# --- review fixes: tool input under max_tokens, message_start stop fields -------------------
+
+
+def test_a_tool_call_cut_by_max_tokens_stops_with_max_tokens() -> None:
+    reply = Reply.tool_use("lookup", {"query": "one two three four five"}, text="Let me check")
+    full_tool_pieces = tokenize(
+        ToolUseBlock("lookup", {"query": "one two three four five"}).input_json()
+    )
+    assert len(full_tool_pieces) > 3
+    message = render(reply, body(max_tokens=5), message_id="msg_cut")
+    assert message.stop_reason == "max_tokens"
+    assert message.output_tokens == 5
+    text, tool = message.blocks
+    assert text.content == {"type": "text", "text": "Let me check"}
+    assert tool.pieces == tuple(full_tool_pieces[:2])
+    assert tool.content["input"] == {}
+
+
+def test_a_tool_call_that_fits_keeps_its_input_and_stop_reason() -> None:
+    reply = Reply.tool_use("lookup", {"q": "x"})
+    message = render(reply, body(max_tokens=50), message_id="msg_fits")
+    assert message.stop_reason == "tool_use"
+    assert message.blocks[0].content["input"] == {"q": "x"}
+
+
+def test_message_start_has_no_stop_fields_even_when_the_reply_stops_on_a_sequence() -> None:
+    message = render(
+        Reply.text("one two STOP three"), body(stop_sequences=["STOP"]), message_id="m"
+    )
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "STOP")
+    events = stream_events(message, plan_for(message.output_tokens))
+    started = events[0][1]["message"]
+    assert (started["stop_reason"], started["stop_sequence"]) == (None, None)
+    delta = next(data for name, data in events if name == "message_delta")
+    assert delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "STOP"}

@@ -19,7 +19,12 @@ import respx
 from perfkit._clock import Clock, RealClock
 from perfkit._errors import SimulatorError
 from perfkit.simulation._intercept import DELIVERY_KEY, REGISTRY, Delivery, ScheduledStream
-from perfkit.simulation._latency import LatencyModel, LLMLatency, as_llm_latency
+from perfkit.simulation._latency import (
+    LatencyModel,
+    LLMLatency,
+    as_llm_latency,
+    to_microseconds,
+)
 from perfkit.simulation._replies import Fault, Reply, tokenize
 from perfkit.simulation._wire import error_body, render, stream_chunks
 
@@ -345,7 +350,17 @@ class AnthropicSimulator:
     def _fault_response(
         self, fault: Fault, logged: SimRequest, request: httpx.Request
     ) -> httpx.Response:
-        connect = self._latency.connect.sample()
+        if fault.kind == "stream_error" and logged.stream:
+            reply = fault.reply or default_reply(logged.body)
+            message = render(reply, logged.body, message_id=f"msg_sim_{logged.index:06d}")
+            sent = min(fault.after_tokens, message.output_tokens)
+            plan = (reply.latency or self._latency).plan(sent + 1)
+            chunks = stream_chunks(
+                message, plan, error_after_tokens=sent, error=(fault.error_type, fault.message)
+            )
+            logged.status = 200
+            return self._stream_response(logged, plan.connect, chunks)
+        connect = to_microseconds(self._latency.connect.sample())
         if fault.kind == "connection_error":
             error = httpx.ConnectError(fault.message, request=request)
             return _failing(self.clock, connect, error)
@@ -354,16 +369,6 @@ class AnthropicSimulator:
             return _failing(
                 self.clock, connect + wait, httpx.ReadTimeout(fault.message, request=request)
             )
-        if fault.kind == "stream_error" and logged.stream:
-            reply = fault.reply or default_reply(logged.body)
-            message = render(reply, logged.body, message_id=f"msg_sim_{logged.index:06d}")
-            sent = min(fault.after_tokens, message.output_tokens)
-            plan = self._latency.plan(sent + 1)
-            chunks = stream_chunks(
-                message, plan, error_after_tokens=sent, error=(fault.error_type, fault.message)
-            )
-            logged.status = 200
-            return self._stream_response(logged, plan.connect, chunks)
         if fault.kind == "stream_error":  # not streamed: the error arrives as a status
             fault = (
                 Fault.overloaded()

@@ -206,11 +206,18 @@ class LLMLatency:
         self.per_token = as_model(per_token, name="per_token")
 
     def plan(self, tokens: int) -> LatencyPlan:
-        """Draw the latencies of one call that outputs ``tokens`` tokens."""
-        if tokens < 0:
-            raise ValueError(f"tokens must be >= 0, got {tokens!r}")
-        gaps = tuple(self.per_token.sample() for _ in range(max(tokens - 1, 0)))
-        return LatencyPlan(connect=self.connect.sample(), ttft=self.ttft.sample(), gaps=gaps)
+        """Draw the latencies of one call that outputs ``tokens`` tokens.
+
+        Every draw is quantised to whole microseconds, the resolution of virtual time,
+        so that sync and async paths, and the plan's total, agree to the microsecond."""
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise ValueError(f"tokens must be an int >= 0, got {tokens!r}")
+        gaps = tuple(to_microseconds(self.per_token.sample()) for _ in range(max(tokens - 1, 0)))
+        return LatencyPlan(
+            connect=to_microseconds(self.connect.sample()),
+            ttft=to_microseconds(self.ttft.sample()),
+            gaps=gaps,
+        )
 
     def total(self, tokens: int) -> float:
         """The modeled end-to-end time of a call (draws from the models)."""
@@ -236,15 +243,20 @@ class LatencyPlan:
     @property
     def first_token(self) -> float:
         """Seconds from sending to the first token."""
-        return self.connect + self.ttft
+        return (round(self.connect * 1e6) + round(self.ttft * 1e6)) / 1e6
 
     @property
     def total(self) -> float:
         """Seconds from sending to the last token (exact to the microsecond)."""
-        return round(self.first_token + math.fsum(self.gaps), 6)
+        parts = (self.connect, self.ttft, *self.gaps)
+        return sum(round(part * 1e6) for part in parts) / 1e6
 
     def __repr__(self) -> str:
         return f"LatencyPlan(connect={self.connect!r}, ttft={self.ttft!r}, gaps={len(self.gaps)})"
+
+
+def to_microseconds(seconds: float) -> float:
+    return round(seconds * 1e6) / 1e6
 
 
 def as_llm_latency(value: LLMLatency | LatencyModel | float) -> LLMLatency:

@@ -58,7 +58,8 @@ class RenderedMessage:
 
 def render(reply: Reply, body: Mapping[str, Any], *, message_id: str) -> RenderedMessage:
     """Render ``reply`` as the answer to request ``body``, honouring ``max_tokens`` and
-    ``stop_sequences`` the way the API does (text is cut; tool input never is)."""
+    ``stop_sequences`` the way the API does. A tool call cut by ``max_tokens`` streams the
+    part of its input JSON that fits; its parsed ``input`` is then empty."""
     budget = body.get("max_tokens")
     budget = budget if isinstance(budget, int) and budget > 0 else None
     stops = [s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s]
@@ -82,14 +83,20 @@ def render(reply: Reply, body: Mapping[str, Any], *, message_id: str) -> Rendere
                 break
         else:
             pieces = tokenize(block.input_json())
+            tool_input = dict(block.input)
+            if budget is not None and used + len(pieces) > budget:
+                pieces, tool_input = pieces[: budget - used], {}
+                stop_reason, stop_sequence = "max_tokens", None
             used += len(pieces)
             content = {
                 "type": "tool_use",
                 "id": block.id or f"toolu_{message_id.removeprefix('msg_')}_{index}",
                 "name": block.name,
-                "input": dict(block.input),
+                "input": tool_input,
             }
             blocks.append(RenderedBlock(content, tuple(pieces)))
+            if stop_reason == "max_tokens":
+                break
     input_tokens = (
         reply.input_tokens if reply.input_tokens is not None else count_input_tokens(body)
     )
@@ -161,7 +168,13 @@ def stream_chunks(
     usage = message.usage(1 if message.output_tokens else 0)
     start = {
         "type": "message_start",
-        "message": {**message.to_json(), "content": [], "stop_reason": None, "usage": usage},
+        "message": {
+            **message.to_json(),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        },
     }
     chunks: list[Chunk] = [
         (0.0, sse_event("message_start", start) + sse_event("ping", {"type": "ping"}))
