@@ -4,29 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import looptime
 
 
+# Where each loop's virtual time stood when it last left virtual time: a loop shared by
+# several tests (a wider pytest-asyncio loop scope) must never see its time step back.
+_HIGH_WATER: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 @contextmanager
 def virtual_time(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """Run ``loop`` in virtual time inside the block; its clock continues from where it is,
-    so timers scheduled before the switch keep their meaning."""
+    """Run ``loop`` in virtual time inside the block. Its virtual clock starts at the
+    loop's real time, or where an earlier block left it if that is later, so the loop's
+    time never steps back and timers scheduled before the switch keep their meaning."""
     if isinstance(loop, looptime.LoopTimeEventLoop) and loop.looptime_on:
         yield  # already virtual (a looptime marker, or a loop made by VirtualClock.run)
         return
     if not isinstance(loop, asyncio.BaseEventLoop):
         raise TypeError(f"virtual time needs an asyncio.BaseEventLoop, got {type(loop).__name__}")
-    now = loop.time()
+    start = max(loop.time(), _HIGH_WATER.get(loop, 0.0))
     with warnings.catch_warnings():
-        # Moving a reused loop's clock to "now" is never a step backwards in real terms.
+        # looptime warns when a loop's stored virtual time is later than ``start``; that
+        # stored time is stale here (the loop ran in real time since), so it is no step back.
         warnings.simplefilter("ignore", looptime.TimeWarning)
         patched = looptime.patch_event_loop(loop, _enabled=False)
-        patched.setup_looptime(start=now, _enabled=False)
+        patched.setup_looptime(start=start, _enabled=False)
     with patched.looptime_enabled():
-        yield
+        try:
+            yield
+        finally:
+            _HIGH_WATER[loop] = patched.time()
 
 
 def current_loop_of(policy: asyncio.AbstractEventLoopPolicy) -> asyncio.AbstractEventLoop | None:

@@ -227,6 +227,31 @@ async def test_real_marker_keeps_real_time(perfkit_clock):
     result.assert_outcomes(passed=3)
 
 
+def test_a_loop_shared_by_tests_never_steps_back_in_virtual_time(
+    project: pytest.Pytester,
+) -> None:
+    result = run(
+        project,
+        """
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+ENDS = []
+
+async def test_one(perfkit_clock):
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(100)
+    ENDS.append(loop.time())
+
+async def test_two(perfkit_clock):
+    loop = asyncio.get_running_loop()
+    assert loop.time() >= ENDS[0]
+    start = perfkit_clock.now()
+    await asyncio.sleep(1)
+    assert perfkit_clock.elapsed(start) == 1.0
+""",
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_the_looptime_leak_guard_keeps_sync_tests_from_leaking_loops(
     project: pytest.Pytester,
 ) -> None:
