@@ -10,7 +10,6 @@ from contextlib import contextmanager
 
 import looptime
 
-
 # Where each loop's virtual time stood when it last left virtual time: a loop shared by
 # several tests (a wider pytest-asyncio loop scope) must never see its time step back.
 _HIGH_WATER: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = (

@@ -1,7 +1,8 @@
 """The perfkit pytest plugin (registered through the ``pytest11`` entry point).
 
 Fixtures: ``perfkit_clock``, ``perf``, ``perfkit_counters``, ``anthropic_sim``,
-``redis_client``, ``async_redis_client``, ``redis_server``, ``real_redis_client``.
+``redis_client``, ``async_redis_client``, ``fake_redis_server``, ``redis_server``,
+``real_redis_client``.
 Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``.
 """
 
@@ -14,6 +15,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import fakeredis
 import pytest
 import pytest_asyncio
 import redis
@@ -200,13 +202,21 @@ def perf(
 
 
 @pytest.fixture
+def fake_redis_server() -> fakeredis.FakeServer:
+    """The test's fakeredis server: ``redis_client`` and ``async_redis_client`` share its
+    data, as two clients of one real server would."""
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
 def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     """A sync Redis client: fakeredis on the test's clock (with the configured modeled
     latency), or the server of ``--perfkit-redis-url``, flushed before and after the test."""
     settings = request.config.stash[SETTINGS_KEY]
     if settings.redis_url is None:
         clock = request.getfixturevalue(CLOCK_FIXTURE)
-        with fake_redis(latency=settings.redis_latency, clock=clock) as client:
+        server = request.getfixturevalue("fake_redis_server")
+        with fake_redis(latency=settings.redis_latency, clock=clock, server=server) as client:
             yield client
         return
     with redis.Redis.from_url(settings.redis_url) as client:
@@ -225,7 +235,10 @@ async def async_redis_client(request: pytest.FixtureRequest) -> AsyncIterator[re
     settings = request.config.stash[SETTINGS_KEY]
     if settings.redis_url is None:
         clock = request.getfixturevalue(CLOCK_FIXTURE)
-        async with fake_async_redis(latency=settings.redis_latency, clock=clock) as client:
+        server = request.getfixturevalue("fake_redis_server")
+        async with fake_async_redis(
+            latency=settings.redis_latency, clock=clock, server=server
+        ) as client:
             yield client
         return
     async with redis.asyncio.Redis.from_url(settings.redis_url) as client:

@@ -45,6 +45,7 @@ FIXTURES = (
     "perf",
     "redis_client",
     "async_redis_client",
+    "fake_redis_server",
     "redis_server",
     "real_redis_client",
 )
@@ -495,6 +496,23 @@ async def test_get(warmed, perfkit_clock):
         "--perfkit-redis-latency=0.002",
     )
     result.assert_outcomes(passed=1)
+
+
+def test_the_sync_and_async_fake_clients_share_one_server(project: pytest.Pytester) -> None:
+    result = run(
+        project,
+        """
+async def test_shared(redis_client, async_redis_client):
+    redis_client.set("written-by", "sync")
+    assert await async_redis_client.get("written-by") == b"sync"
+    await async_redis_client.set("answer", "async")
+    assert redis_client.get("answer") == b"async"
+
+def test_fresh_per_test(redis_client):
+    assert redis_client.dbsize() == 0
+""",
+    )
+    result.assert_outcomes(passed=2)
 
 
 def test_async_redis_client_alone_puts_the_test_in_virtual_time(project: pytest.Pytester) -> None:
