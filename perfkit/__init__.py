@@ -28,6 +28,8 @@ from perfkit.simulation import (
     Reply,
     SimRequest,
     Uniform,
+    fake_async_redis,
+    fake_redis,
 )
 
 __version__ = "0.1.0"
@@ -57,6 +59,8 @@ __all__ = [
     "UnmatchedRequestError",
     "Uniform",
     "VirtualClock",
+    "fake_async_redis",
+    "fake_redis",
     "make_clock",
     "percentile",
 ]

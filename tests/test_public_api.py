@@ -36,6 +36,8 @@ EXPECTED_PERFKIT = [
     "UnmatchedRequestError",
     "Uniform",
     "VirtualClock",
+    "fake_async_redis",
+    "fake_redis",
     "make_clock",
     "percentile",
 ]

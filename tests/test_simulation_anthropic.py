@@ -1031,7 +1031,8 @@ def test_a_body_that_is_not_a_json_object_is_a_400(
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert message in response.json()["error"]["message"]
-    assert sim.call_count == 0
+    assert sim.call_count == 1  # logged like any request the API refuses
+    assert (sim.last_request.status, sim.last_request.body) == (400, {})
 
 
 def test_plain_httpx_sees_a_connection_error_and_a_read_timeout(

@@ -262,16 +262,15 @@ class AnthropicSimulator:
     # -- answering -------------------------------------------------------------------
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
+        problem: str | None = None
         try:
-            body = json.loads(request.content or b"{}")
+            parsed = json.loads(request.content or b"{}")
         except ValueError as error:
-            return self._error_response(400, "invalid_request_error", f"invalid JSON body: {error}")
-        if not isinstance(body, dict):
-            return self._error_response(
-                400, "invalid_request_error", "the body must be a JSON object"
-            )
-        logged = self._record(request, body)
-        problem = _validate(body)
+            parsed, problem = {}, f"invalid JSON body: {error}"
+        if not isinstance(parsed, dict):
+            parsed, problem = {}, "the body must be a JSON object"
+        logged = self._record(request, parsed)
+        problem = problem or _validate(parsed)
         if problem:
             logged.status = 400
             return self._error_response(400, "invalid_request_error", problem, logged)

@@ -43,6 +43,10 @@ class TextBlock:
 
     text: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise TypeError(f"text must be a str, got {self.text!r}")
+
 
 @dataclass(frozen=True)
 class ToolUseBlock:
@@ -51,6 +55,15 @@ class ToolUseBlock:
     name: str
     input: Mapping[str, Any] = field(default_factory=dict)
     id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"a tool's name must be a non-empty str, got {self.name!r}")
+        if not isinstance(self.input, Mapping):
+            raise TypeError(f"a tool's input must be a mapping (a JSON object), got {self.input!r}")
+        if self.id is not None and not isinstance(self.id, str):
+            raise TypeError(f"a tool call's id must be a str or None, got {self.id!r}")
+        self.input_json()  # the input must be JSON, as the API sends it
 
     def input_json(self) -> str:
         """The input as the API streams it in ``input_json_delta`` events."""
@@ -81,8 +94,10 @@ class Reply:
         self.blocks: tuple[Block, ...] = tuple(
             TextBlock(block) if isinstance(block, str) else _check_block(block) for block in blocks
         )
-        if input_tokens is not None and input_tokens < 0:
-            raise ValueError(f"input_tokens must be >= 0, got {input_tokens!r}")
+        if input_tokens is not None and (
+            isinstance(input_tokens, bool) or not isinstance(input_tokens, int) or input_tokens < 0
+        ):
+            raise ValueError(f"input_tokens must be an int >= 0 or None, got {input_tokens!r}")
         self.stop_reason = stop_reason or (
             "tool_use" if any(isinstance(b, ToolUseBlock) for b in self.blocks) else "end_turn"
         )
@@ -166,7 +181,7 @@ class Fault:
         headers: Mapping[str, str] | None = None,
     ) -> Fault:
         """Any error status with the API's error body."""
-        if not 400 <= status <= 599:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise ValueError(f"status must be an HTTP error status (400-599), got {status!r}")
         return cls(
             "http_error",
@@ -212,7 +227,11 @@ class Fault:
 
     @classmethod
     def timeout(cls, after: float | None = None) -> Fault:
-        """No response: the client's read timeout expires (or ``after`` seconds pass)."""
+        """No response: the client's read timeout expires (or ``after`` seconds pass).
+
+        The wait is modeled on the simulator's clock: free on the virtual clock, real on
+        the real clock, where the anthropic SDK's default timeout is 600 s per attempt,
+        so give the client a short timeout (or pass ``after``) for real-clock runs."""
         if after is not None:
             _format_number("after", after)
         return cls("timeout", message="simulated read timeout", after=after)
@@ -239,11 +258,6 @@ class Fault:
 
 
 def _format_number(name: str, value: float) -> str:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or math.isnan(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return str(int(value)) if float(value).is_integer() else str(value)
