@@ -6,7 +6,8 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import looptime
@@ -81,7 +82,8 @@ class VirtualClock:
     Synchronous code sleeps with :meth:`sleep`, which advances the clock by exactly
     that much. Asynchronous code runs on a looptime event loop (from :meth:`run`, or a
     test's loop that the perfkit plugin switches to virtual time), whose clock jumps to
-    the next timer whenever nothing is ready. :meth:`now` is the sum of both.
+    the next timer whenever nothing is ready. :meth:`now` is the sum of both; worker
+    threads (``asyncio.to_thread``) read the loop the clock follows.
 
     >>> clock = VirtualClock()
     >>> start = clock.now()
@@ -96,15 +98,28 @@ class VirtualClock:
         self._lock = threading.Lock()
         # Integer microseconds, like looptime, so sums of modeled latencies are exact.
         self._offset_us = 0
+        self._followed: asyncio.AbstractEventLoop | None = None
 
     def now(self) -> float:
-        loop_seconds = 0.0
-        loop = _running_loop()
-        if loop is not None and _is_virtual(loop):
-            loop_seconds = loop.time()
         with self._lock:
-            offset_us = self._offset_us
+            offset_us, followed = self._offset_us, self._followed
+        loop = _running_loop()
+        if loop is None or not _is_virtual(loop):
+            loop = followed  # a worker thread of the loop this clock follows
+        loop_seconds = loop.time() if loop is not None and _is_virtual(loop) else 0.0
         return round(offset_us / 1e6 + loop_seconds, 6)
+
+    @contextmanager
+    def following(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+        """Inside the block, threads with no virtual loop of their own read ``loop``'s
+        virtual time too, so times taken in worker threads match the loop's."""
+        with self._lock:
+            previous, self._followed = self._followed, loop
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._followed = previous
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
@@ -135,9 +150,19 @@ class VirtualClock:
         """Run ``main`` on a new virtual-time event loop; its elapsed time adds to this clock."""
         loop = looptime.new_event_loop(start=0.0, _enabled=True)
         try:
-            return loop.run_until_complete(_with_offset(self, main))
+            with self.following(loop):
+                return loop.run_until_complete(_with_offset(self, main))
         finally:
             _shutdown(loop)
+
+    def _absorb(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Add a finished :meth:`run` loop's time to the offset and stop following it, in
+        one step, so no thread sees that time counted twice or not at all."""
+        step = round(loop.time() * 1e6)
+        with self._lock:
+            self._offset_us += step
+            if self._followed is loop:
+                self._followed = None
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now()!r})"
@@ -148,7 +173,7 @@ async def _with_offset(clock: VirtualClock, main: Coroutine[Any, Any, T]) -> T:
     try:
         return await main
     finally:
-        clock.advance(loop.time())
+        clock._absorb(loop)
 
 
 def _shutdown(loop: asyncio.AbstractEventLoop) -> None:

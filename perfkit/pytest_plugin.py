@@ -22,7 +22,7 @@ import redis
 import redis.asyncio
 
 from perfkit import _settings
-from perfkit._clock import Clock, ClockMode, make_clock
+from perfkit._clock import Clock, ClockMode, VirtualClock, make_clock
 from perfkit._errors import RedisServerError
 from perfkit._perf import Counters, Perf, PerfResult
 from perfkit._report import write_terminal_summary
@@ -130,12 +130,13 @@ def perfkit_clock(request: pytest.FixtureRequest) -> Iterator[Clock]:
     For an async test on the virtual clock, the test's event loop runs in virtual time
     from here until teardown, so async fixtures that depend on this one (after it in
     set-up, before it in teardown) are in virtual time too."""
-    clock = make_clock(clock_mode(request.node))
-    loop = _runner_loop(request) if clock.mode == "virtual" else None
+    mode = clock_mode(request.node)
+    loop = _runner_loop(request) if mode == "virtual" else None
     if loop is None:
-        yield clock
+        yield make_clock(mode)
         return
-    with virtual_time(loop):
+    clock = VirtualClock()
+    with virtual_time(loop), clock.following(loop):
         yield clock
 
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import anthropic
+import looptime
 import pytest
 
 from perfkit import AnthropicSimulator, LLMLatency, Reply
@@ -357,3 +358,43 @@ def test_the_real_clock_marker_applies_to_sync_tests(perfkit_clock: Clock) -> No
     start = perfkit_clock.now()
     perfkit_clock.sleep(0.01)
     assert perfkit_clock.elapsed(start) >= 0.01
+
+
+# --- worker threads ----------------------------------------------------------------------------
+
+
+def test_worker_threads_read_the_virtual_time_of_the_loop_the_clock_follows() -> None:
+    clock = VirtualClock()
+
+    async def main() -> tuple[float, float, float]:
+        await asyncio.sleep(5)
+        in_thread = await asyncio.to_thread(clock.now)
+        clock_in_loop = clock.now()
+        await asyncio.sleep(1)
+        return in_thread, clock_in_loop, await asyncio.to_thread(clock.now)
+
+    assert clock.run(main()) == (5.0, 5.0, 6.0)
+    assert clock.now() == 6.0  # the loop's time was absorbed once, not twice
+
+
+def test_following_is_scoped_and_restores_the_previous_loop() -> None:
+    clock = VirtualClock()
+    outer = looptime.new_event_loop(start=10.0, _enabled=True)
+    inner = looptime.new_event_loop(start=20.0, _enabled=True)
+    try:
+        with clock.following(outer):
+            assert clock.now() == 10.0
+            with clock.following(inner):
+                assert clock.now() == 20.0
+            assert clock.now() == 10.0
+        assert clock.now() == 0.0
+    finally:
+        outer.close()
+        inner.close()
+
+
+async def test_the_plugin_clock_follows_the_test_loop_into_worker_threads(
+    perfkit_clock: Clock,
+) -> None:
+    await asyncio.sleep(30)
+    assert await asyncio.to_thread(perfkit_clock.now) == perfkit_clock.now()
