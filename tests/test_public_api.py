@@ -43,6 +43,36 @@ EXPECTED_PERFKIT = [
 ]
 
 
+EXPECTED_SIMULATION = [
+    "AnthropicSimulator",
+    "Fault",
+    "Fixed",
+    "LLMLatency",
+    "LatencyModel",
+    "LatencyPlan",
+    "LogNormal",
+    "Normal",
+    "RedisServer",
+    "Replay",
+    "Reply",
+    "SimRequest",
+    "TextBlock",
+    "ToolUseBlock",
+    "Uniform",
+    "count_tokens",
+    "default_reply",
+    "fake_async_redis",
+    "fake_redis",
+    "find_redis_server_binary",
+    "is_loopback",
+    "tokenize",
+]
+
+
+def test_simulation_all_is_pinned() -> None:
+    assert perfkit.simulation.__all__ == EXPECTED_SIMULATION
+
+
 def test_perfkit_all_is_pinned_and_sorted() -> None:
     assert perfkit.__all__ == EXPECTED_PERFKIT
     assert sorted(perfkit.__all__, key=str.lower) == sorted(EXPECTED_PERFKIT, key=str.lower)

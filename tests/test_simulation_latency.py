@@ -371,3 +371,25 @@ def test_as_llm_latency_treats_a_number_or_model_as_the_whole_call() -> None:
 def test_as_llm_latency_rejects_other_types(value: Any) -> None:
     with pytest.raises(TypeError, match=r"^latency must be a LatencyModel or a number"):
         as_llm_latency(value)
+
+
+# --- equality: models are config objects --------------------------------------------------
+
+
+def test_models_compare_by_distribution_and_seed_not_by_position() -> None:
+    drawn = Uniform(0.1, 0.2, seed=3)
+    drawn.sample()
+    assert drawn == Uniform(0.1, 0.2, seed=3)
+    assert Uniform(0.1, 0.2, seed=3) != Uniform(0.1, 0.2, seed=4)
+    assert Normal(1.0, 0.1) == Normal(1.0, 0.1)
+    assert Normal(1.0, 0.1) != Normal(1.0, 0.1, minimum=0.5)
+    assert LogNormal(1.0, 0.5) != Uniform(1.0, 1.5)
+    assert len({Uniform(0.1, 0.2), Uniform(0.1, 0.2), Fixed(0.1), Fixed(0.1)}) == 2
+    assert Replay([0.1, 0.2]) == Replay([0.1, 0.2])
+    assert Replay([0.1, 0.2]) != Replay([0.1, 0.2], cycle=True)
+
+
+def test_llm_latency_compares_by_its_parts() -> None:
+    assert LLMLatency(ttft=0.5, per_token=0.02) == LLMLatency(ttft=Fixed(0.5), per_token=0.02)
+    assert LLMLatency(ttft=0.5) != LLMLatency(ttft=0.5, connect=0.1)
+    assert LLMLatency(ttft=0.5) != 0.5

@@ -68,6 +68,16 @@ class _Seeded:
         """Start the sequence again from the seed."""
         self._rng = random.Random(self.seed)
 
+    def _parameters(self) -> dict[str, object]:
+        return {name: value for name, value in vars(self).items() if not name.startswith("_")}
+
+    def __eq__(self, other: object) -> bool:
+        """Same distribution and seed (where in its sequence each one is does not count)."""
+        return type(other) is type(self) and other._parameters() == self._parameters()
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(self._parameters().items()))))
+
 
 class Uniform(_Seeded):
     """Uniformly distributed latency in ``[low, high]``.
@@ -166,6 +176,15 @@ class Replay:
         """Start the replay again from the first latency."""
         self._position = 0
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Replay) and (other.latencies, other.cycle) == (
+            self.latencies,
+            self.cycle,
+        )
+
+    def __hash__(self) -> int:
+        return hash((Replay, self.latencies, self.cycle))
+
     def __iter__(self) -> Iterator[float]:
         return iter(self.latencies)
 
@@ -222,6 +241,14 @@ class LLMLatency:
     def total(self, tokens: int) -> float:
         """The modeled end-to-end time of a call (draws from the models)."""
         return self.plan(tokens).total
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LLMLatency) and (
+            (other.connect, other.ttft, other.per_token)
+            == (self.connect, self.ttft, self.per_token)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds models that may be unhashable
 
     def __repr__(self) -> str:
         return (
