@@ -1,0 +1,32 @@
+"""perfkit's multi-layer cache: in-process L1, Redis L2, for sync and async code."""
+
+from __future__ import annotations
+
+from perfkit.cache._breaker import BreakerStats, CircuitBreaker
+from perfkit.cache._decorator import cached
+from perfkit.cache._multilayer import CacheWarning, Found, MultiLayerCache
+from perfkit.cache._serialization import (
+    CorruptPayloadError,
+    JsonSerializer,
+    RejectedPayloadError,
+    SerializationError,
+    Serializer,
+    SignedPickleSerializer,
+)
+from perfkit.cache._stats import CacheStatsSnapshot
+
+__all__ = [
+    "BreakerStats",
+    "CacheStatsSnapshot",
+    "CacheWarning",
+    "CircuitBreaker",
+    "CorruptPayloadError",
+    "Found",
+    "JsonSerializer",
+    "MultiLayerCache",
+    "RejectedPayloadError",
+    "SerializationError",
+    "Serializer",
+    "SignedPickleSerializer",
+    "cached",
+]

@@ -1,0 +1,284 @@
+"""``@cached(cache, ttl=...)``: cache a function's results in a MultiLayerCache."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from perfkit.cache._keys import bind_arguments, function_identity, make_key
+from perfkit.cache._multilayer import Found, MultiLayerCache
+from perfkit.cache._singleflight import TaskFlights, ThreadFlights
+from perfkit.cache._stats import CacheStats
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FLAT_TYPES = frozenset({str, bytes, int, bool, type(None)})
+_flat = _FLAT_TYPES.issuperset
+
+KEY_MEMO_SIZE = 4096
+"""How many calls' full keys a decorated function remembers (the L1 fast path)."""
+
+
+class _CachedError:
+    """An exception kept in L1 because the decorator was asked to cache it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Keys:
+    """A function's full cache keys, with a memo of recent calls so that an L1 hit does
+    not pay for canonical JSON and SHA-256.
+
+    Only calls whose arguments are all of flat types (str, bytes, int, bool, None) are
+    memoised, keyed by the values and their exact types: for those, equal values of
+    equal types always have the same canonical form (unlike ``0.0 == -0.0``,
+    ``1 == 1.0 == True`` or ``(1,) == (1.0,)``, which must stay different calls)."""
+
+    def __init__(
+        self,
+        cache: MultiLayerCache,
+        function: Callable[..., Any],
+        key: Callable[..., Any] | None,
+        identity: str,
+    ) -> None:
+        self._cache = cache
+        self._function = function
+        self._custom = key
+        self._identity = identity
+        self._skip_self = _is_method(function)
+        self.memoised = functools.lru_cache(maxsize=KEY_MEMO_SIZE, typed=True)(
+            lambda *args, **kwargs: self._full(args, kwargs)
+        )
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if kwargs:
+            if _flat(map(type, args)) and _flat(map(type, kwargs.values())):
+                return self.memoised(*args, **kwargs)
+        elif _flat(map(type, args)):
+            return self.memoised(*args)
+        return self._full(args, kwargs)
+
+    def _full(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if self._custom is not None:
+            custom = self._custom(*args, **kwargs)
+            return make_key(
+                self._cache.namespace, self._cache.version, self._identity, (custom,), {}
+            )
+        bound_args, bound_kwargs = bind_arguments(self._function, args, kwargs)
+        if self._skip_self and bound_args:
+            bound_args = bound_args[1:]
+        return make_key(
+            self._cache.namespace, self._cache.version, self._identity, bound_args, bound_kwargs
+        )
+
+
+def cached(
+    cache: MultiLayerCache,
+    ttl: float | None = None,
+    *,
+    key: Callable[..., Any] | None = None,
+    name: str | None = None,
+    cache_exceptions: tuple[type[BaseException], ...] = (),
+) -> Callable[[F], F]:
+    """Cache a function's results in ``cache`` for ``ttl`` seconds (default: the cache's).
+
+    Works on sync functions, coroutine functions and methods (``self``/``cls`` is left
+    out of the key: pass ``key=`` to include instance state). ``None`` is cached like any
+    value; exceptions are not, unless their types are in ``cache_exceptions`` (then in
+    L1 only). Concurrent misses for one key call the function once, across threads and
+    across tasks. The wrapper has ``cache_stats()``, ``invalidate(*args, **kwargs)``
+    (``ainvalidate`` for coroutine functions) and ``cache_key(*args, **kwargs)``.
+
+    >>> import fakeredis
+    >>> cache = MultiLayerCache(fakeredis.FakeRedis(), namespace="docs")
+    >>> @cached(cache, ttl=300)
+    ... def square(x: int) -> int:
+    ...     return x * x
+    >>> square(7), square(7)
+    (49, 49)
+    >>> square.cache_stats()["l1_hits"], square.cache_stats()["misses"]
+    (1, 1)
+    """
+    if ttl is not None and not (
+        isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < float("inf")
+    ):
+        raise ValueError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
+    if key is not None and not callable(key):
+        raise TypeError(f"key must be a callable returning the call's key, got {key!r}")
+    if not isinstance(cache_exceptions, tuple) or not all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in cache_exceptions
+    ):
+        raise TypeError(
+            f"cache_exceptions must be a tuple of exception types, got {cache_exceptions!r}"
+        )
+
+    def decorate(function: F) -> F:
+        identity = name or function_identity(function)
+        keys = _Keys(cache, function, key, identity)
+        stats = CacheStats()
+        wrapper = (
+            _async_wrapper(cache, function, keys, stats, ttl, cache_exceptions)
+            if inspect.iscoroutinefunction(function)
+            else _sync_wrapper(cache, function, keys, stats, ttl, cache_exceptions)
+        )
+        wrapped = functools.wraps(function)(wrapper)
+        wrapped.cache = cache  # type: ignore[attr-defined]
+        wrapped.cache_stats = lambda: stats.snapshot().as_dict()  # type: ignore[attr-defined]
+        wrapped.cache_key = lambda *args, **kwargs: keys(args, kwargs)  # type: ignore[attr-defined]
+        if inspect.iscoroutinefunction(function):
+
+            async def ainvalidate(*args: Any, **kwargs: Any) -> None:
+                await cache.ainvalidate_key(keys(args, kwargs))
+
+            wrapped.ainvalidate = ainvalidate  # type: ignore[attr-defined]
+        else:
+
+            def invalidate(*args: Any, **kwargs: Any) -> None:
+                cache.invalidate_key(keys(args, kwargs))
+
+            wrapped.invalidate = invalidate  # type: ignore[attr-defined]
+        return cast(F, wrapped)
+
+    return decorate
+
+
+def _unwrap(value: Any) -> Any:
+    if type(value) is _CachedError:
+        raise value.error
+    return value
+
+
+def _sync_wrapper(
+    cache: MultiLayerCache,
+    function: Callable[..., Any],
+    keys: _Keys,
+    stats: CacheStats,
+    ttl: float | None,
+    cache_exceptions: tuple[type[BaseException], ...],
+) -> Callable[..., Any]:
+    flights = ThreadFlights()
+    clock = cache.clock
+    l1_get, memoised = cache.l1.get, keys.memoised
+    cache_hits, function_hits = cache.stats_counters.counter("l1_hits"), stats.counter("l1_hits")
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # The L1 hit path, kept flat: it is the cost every cache hit pays.
+        flat = not kwargs and _flat(map(type, args))
+        full_key = memoised(*args) if flat else keys(args, kwargs)
+        entry = l1_get(full_key)
+        if entry is not None:
+            next(cache_hits)
+            next(function_hits)
+            value = entry.value
+            if type(value) is _CachedError:
+                raise value.error
+            return value
+        flight, leader = flights.join(full_key)
+        if not leader:
+            cache.count("coalesced", stats)
+            found: Found = flight.result()
+            cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
+            return _unwrap(found.value)
+        try:
+            found = cache.lookup(full_key, stats=stats, check_l1=False)
+            if not found.hit:
+                start = clock.now()
+                try:
+                    value = function(*args, **kwargs)
+                except cache_exceptions as error:
+                    cache.store_l1(full_key, _CachedError(error), ttl=ttl)
+                    raise
+                cache.store(
+                    full_key, value, ttl=ttl, compute_seconds=clock.elapsed(start), stats=stats
+                )
+                found = Found(False, value)
+            flight.set_result(found)
+            return _unwrap(found.value)
+        except BaseException as error:
+            flight.set_exception(error)
+            raise
+        finally:
+            flights.land(full_key, flight)
+
+    return wrapper
+
+
+def _async_wrapper(
+    cache: MultiLayerCache,
+    function: Callable[..., Any],
+    keys: _Keys,
+    stats: CacheStats,
+    ttl: float | None,
+    cache_exceptions: tuple[type[BaseException], ...],
+) -> Callable[..., Any]:
+    flights = TaskFlights()
+    clock = cache.clock
+    l1_get, memoised = cache.l1.get, keys.memoised
+    cache_hits, function_hits = cache.stats_counters.counter("l1_hits"), stats.counter("l1_hits")
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # The L1 hit path, kept flat: it is the cost every cache hit pays.
+        flat = not kwargs and _flat(map(type, args))
+        full_key = memoised(*args) if flat else keys(args, kwargs)
+        entry = l1_get(full_key)
+        if entry is not None:
+            next(cache_hits)
+            next(function_hits)
+            value = entry.value
+            if type(value) is _CachedError:
+                raise value.error
+            return value
+        flight, leader = flights.join(full_key)
+        if not leader:
+            cache.count("coalesced", stats)
+            try:
+                # shield: a follower's own cancellation must not cancel the shared flight
+                found: Found = await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                return await wrapper(*args, **kwargs)  # the leader was cancelled: retry
+            cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
+            return _unwrap(found.value)
+        try:
+            found = await cache.alookup(full_key, stats=stats, check_l1=False)
+            if not found.hit:
+                start = clock.now()
+                try:
+                    value = await function(*args, **kwargs)
+                except cache_exceptions as error:
+                    cache.store_l1(full_key, _CachedError(error), ttl=ttl)
+                    raise
+                await cache.astore(
+                    full_key, value, ttl=ttl, compute_seconds=clock.elapsed(start), stats=stats
+                )
+                found = Found(False, value)
+            flight.set_result(found)
+            return _unwrap(found.value)
+        except asyncio.CancelledError:
+            flight.cancel()  # followers start over rather than share a cancellation
+            raise
+        except BaseException as error:
+            if not flight.done():
+                flight.set_exception(error)
+                flight.exception()  # retrieved: no "never retrieved" log if nobody waited
+            raise
+        finally:
+            flights.land(full_key, flight)
+
+    return wrapper
+
+
+def _is_method(function: Callable[..., Any]) -> bool:
+    try:
+        parameters = list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(parameters) and parameters[0] in ("self", "cls") and "." in function.__qualname__

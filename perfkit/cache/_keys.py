@@ -1,0 +1,355 @@
+"""Cache keys that are the same in every process and every run: canonical JSON, hashed.
+
+A key is ``{namespace}:v{version}:{identity}:{digest}``, where the identity names the
+cached function (``module:qualname``) and the digest is the first 32 hex digits of the
+SHA-256 of the call's arguments in canonical form. Nothing in it depends on ``hash()``
+(salted per process), ``id()``, or the order a dict was filled in.
+
+The canonical form is JSON in which every value's type can be told from its text, so
+arguments a function could answer differently for never share a key:
+
+* ``None``, ``True``/``False``, ``str``, ``int`` and ``float`` are JSON scalars, which keeps
+  ``1``, ``1.0``, ``True`` and ``"1"`` apart. Floats are written with ``repr``, so they
+  round-trip exactly and ``-0.0`` differs from ``0.0`` (``math.copysign`` and ``atan2``
+  tell them apart). NaN, ``inf`` and ``-inf`` are ``["float", "nan"]`` and so on: every
+  NaN gets the same key. Integers of over 1024 bits are written in hex, so the text does
+  not depend on the interpreter's int-to-str digit limit.
+* Everything else is an array whose first element names what it is: ``["tuple", ...]``,
+  ``["list", ...]``, ``["bytes", base64]``, ``["bytearray", base64]``, ``["dict", [k, v],
+  ...]`` with pairs sorted by the keys' canonical text (so keys need not be strings),
+  ``["set", ...]`` and ``["frozenset", ...]`` sorted the same way, ``["enum", type,
+  name]``, ``["dataclass", type, [field, value], ...]`` (fields that take part in
+  ``==``, in definition order) and ``["pydantic", type, model_dump(mode="json")]``, where
+  ``type`` is ``"module:qualname"``. Subclasses of these types are written as their base
+  type (a namedtuple as a tuple, an OrderedDict as a dict), as ``==`` treats them.
+
+Any other type raises ``TypeError``: there is no canonical text for an arbitrary object,
+and falling back to ``repr`` or ``id`` would give keys that differ between runs, or a
+shared key for objects that differ. Such calls need a custom ``key=`` function.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import functools
+import hashlib
+import inspect
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+DEFAULT_MAX_KEY_LENGTH = 200
+DIGEST_LENGTH = 32
+"""Hex digits of the arguments' SHA-256 kept in a key (128 bits)."""
+
+_IDENTITY_HASH_LENGTH = 16
+_MAX_DECIMAL_INT_BITS = 1024
+_SUPPORTED = (
+    "None, bool, int, float, str, bytes, bytearray, tuple, list, dict, set, frozenset, "
+    "enum members, dataclass instances and pydantic models"
+)
+
+
+def canonical(value: Any) -> str:
+    """The canonical JSON text of ``value``: equal for equal arguments, in any process.
+
+    >>> canonical({"b": [1, 1.0, True], "a": (None, b"hi")})
+    '["dict",["a",["tuple",null,["bytes","aGk="]]],["b",["list",1,1.0,true]]]'
+    """
+    return _canonical_at(value, "value")
+
+
+def function_identity(func: Callable[..., object]) -> str:
+    """``module:qualname`` of a function, method, class or partial, the same in every run.
+
+    A bound method is named by its function (the caller decides what ``self`` adds to
+    the key). A lambda's name also carries its line, so two lambdas of one module differ.
+    A ``functools.partial`` is its function's name plus a hash of the arguments it fixes.
+
+    >>> function_identity(canonical)
+    'perfkit.cache._keys:canonical'
+    >>> function_identity(functools.partial(canonical, 1))
+    'perfkit.cache._keys:canonical<partial:...>'
+    """
+    if isinstance(func, functools.partial):
+        fixed = _tagged(
+            "tuple",
+            [
+                _canonical_at(func.args, "partial.args"),
+                _canonical_at(func.keywords, "partial.keywords"),
+            ],
+        )
+        return f"{function_identity(func.func)}<partial:{_sha256(fixed)[:_IDENTITY_HASH_LENGTH]}>"
+    if inspect.ismethod(func):
+        return function_identity(func.__func__)
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise TypeError(
+            f"cannot name {func!r} the same way in every run: function_identity() takes a "
+            f"function, method, class or functools.partial, not a {_type_name(func)}; "
+            "cache a function that calls it instead"
+        )
+    code = getattr(func, "__code__", None)
+    if qualname.endswith("<lambda>") and code is not None:
+        qualname += f"@{code.co_firstlineno}"
+    return f"{module}:{qualname}"
+
+
+def bind_arguments(
+    func: Callable[..., object], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call's arguments as ``func`` receives them, defaults included, so that every way
+    of spelling one call gives the same key.
+
+    Parameters that can be passed by position are returned positionally, the rest by
+    keyword. A call ``func`` cannot accept raises ``TypeError``, as calling it would. For a
+    callable without a signature the arguments are returned as given.
+
+    >>> def greet(name, greeting="hello", *, punctuation="!"):
+    ...     return f"{greeting}, {name}{punctuation}"
+    >>> bind_arguments(greet, (), {"name": "Ada"})
+    (('Ada', 'hello'), {'punctuation': '!'})
+    >>> bind_arguments(greet, ("Ada", "hello"), {"punctuation": "!"})
+    (('Ada', 'hello'), {'punctuation': '!'})
+    """
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins and C callables have none
+        return tuple(args), dict(kwargs)
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound.args, dict(bound.kwargs)
+
+
+def make_key(
+    namespace: str,
+    version: int | str,
+    identity: str,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    max_length: int = DEFAULT_MAX_KEY_LENGTH,
+) -> str:
+    """The cache key of a call: ``{namespace}:v{version}:{identity}:{digest}``.
+
+    The digest is the first 32 hex digits of the SHA-256 of ``canonical((args, kwargs))``.
+    A key longer than ``max_length`` characters has its identity cut short, ending in
+    ``~`` and a hash of the whole identity, so long names still give distinct keys.
+
+    >>> make_key("app", 2, "billing:total", (1, 2), {"currency": "EUR"})
+    'app:v2:billing:total:1aa834166d97f0d5480f2c73548f5937'
+    """
+    _check_namespace(namespace)
+    _check_version(version)
+    _check_identity(identity)
+    _check_max_length(max_length)
+    arguments = _tagged(
+        "tuple", [_canonical_at(tuple(args), "args"), _canonical_at(dict(kwargs), "kwargs")]
+    )
+    head = f"{namespace}:v{version}:"
+    tail = f":{_sha256(arguments)[:DIGEST_LENGTH]}"
+    room = max_length - len(head) - len(tail)
+    if len(identity) <= room:
+        return f"{head}{identity}{tail}"
+    marker = f"~{_sha256(identity)[:_IDENTITY_HASH_LENGTH]}"
+    if room < len(marker):
+        raise ValueError(
+            f"max_length must be at least {max_length - room + len(marker)} for namespace "
+            f"{namespace!r} and version {version!r}, got {max_length!r}"
+        )
+    return f"{head}{identity[: room - len(marker)]}{marker}{tail}"
+
+
+# --- the canonical encoding --------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """A value that has no canonical text, and the steps (innermost first) to reach it."""
+
+    def __init__(self, error: type[Exception], problem: str) -> None:
+        super().__init__(problem)
+        self.error = error
+        self.problem = problem
+        self.steps: list[str] = []
+
+
+def _canonical_at(value: Any, root: str) -> str:
+    try:
+        return _encode(value, set())
+    except _Refused as refused:
+        where = root + "".join(reversed(refused.steps))
+        raise refused.error(f"cannot make a cache key of {where}: {refused.problem}") from None
+
+
+def _encode(value: Any, active: set[int]) -> str:
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
+    # ids only detect a value that contains itself; they never reach the text.
+    marker = id(value)
+    if marker in active:
+        raise _Refused(ValueError, "it contains itself")
+    active.add(marker)
+    try:
+        return _composite(value, active)
+    finally:
+        active.discard(marker)
+
+
+def _scalar(value: Any) -> str | None:
+    kind = type(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return None
+    if isinstance(value, str):
+        return json.dumps(str.__str__(value))
+    if isinstance(value, int):
+        return _int(int.__int__(value))
+    if isinstance(value, float):
+        return _float(float.__float__(value))
+    return None
+
+
+def _int(value: int) -> str:
+    if value.bit_length() <= _MAX_DECIMAL_INT_BITS:
+        return int.__repr__(value)
+    return _tagged("int", [json.dumps(hex(value))])
+
+
+def _float(value: float) -> str:
+    if math.isfinite(value):
+        return float.__repr__(value)
+    name = "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
+    return _tagged("float", [json.dumps(name)])
+
+
+def _composite(value: Any, active: set[int]) -> str:
+    if isinstance(value, enum.Enum):
+        return _enum(value, active)
+    if isinstance(value, (bytes, bytearray)):
+        tag = "bytearray" if isinstance(value, bytearray) else "bytes"
+        return _tagged(tag, [json.dumps(base64.b64encode(value).decode("ascii"))])
+    if isinstance(value, (tuple, list)):
+        tag = "tuple" if isinstance(value, tuple) else "list"
+        return _tagged(tag, [_step(f"[{index}]", item, active) for index, item in enumerate(value)])
+    if isinstance(value, dict):
+        return _tagged("dict", _pairs(value, active))
+    if isinstance(value, (set, frozenset)):
+        tag = "frozenset" if isinstance(value, frozenset) else "set"
+        return _tagged(tag, sorted(_step("[<set element>]", item, active) for item in value))
+    if _is_pydantic_model(value):
+        return _pydantic(value, active)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _dataclass(value, active)
+    raise _Refused(
+        TypeError,
+        f"type {_type_name(value)} is not supported (supported: {_SUPPORTED}); "
+        "pass key= (a function of the call's arguments that returns a str) instead",
+    )
+
+
+def _step(step: str, value: Any, active: set[int]) -> str:
+    try:
+        return _encode(value, active)
+    except _Refused as refused:
+        refused.steps.append(step)
+        raise
+
+
+def _pairs(mapping: dict[Any, Any], active: set[int]) -> list[str]:
+    pairs = sorted(
+        (_step("[<dict key>]", key, active), _step(f"[{_short_repr(key)}]", item, active))
+        for key, item in mapping.items()
+    )
+    return [_pair(key, item) for key, item in pairs]
+
+
+def _enum(member: enum.Enum, active: set[int]) -> str:
+    # A name survives reordering and renumbering; only a Flag's zero or combined
+    # members can lack one, and their int value is as stable.
+    name = member.name
+    text = json.dumps(name) if name is not None else _step(".value", member.value, active)
+    return _tagged("enum", [json.dumps(_type_name(member)), text])
+
+
+def _dataclass(instance: Any, active: set[int]) -> str:
+    fields = [
+        _pair(
+            json.dumps(field.name), _step(f".{field.name}", getattr(instance, field.name), active)
+        )
+        for field in dataclasses.fields(instance)
+        if field.compare
+    ]
+    return _tagged("dataclass", [json.dumps(_type_name(instance)), *fields])
+
+
+def _is_pydantic_model(value: Any) -> bool:
+    # A model can only exist if pydantic was imported, so there is no need to import it.
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(value, pydantic.BaseModel)
+
+
+def _pydantic(model: Any, active: set[int]) -> str:
+    try:
+        dumped = model.model_dump(mode="json")
+    except Exception as error:  # any failure is the reason there is no key
+        raise _Refused(
+            TypeError,
+            f"{_type_name(model)}.model_dump(mode='json') failed ({error}); "
+            "pass key= (a function of the call's arguments that returns a str) instead",
+        ) from error
+    return _tagged("pydantic", [json.dumps(_type_name(model)), _encode(dumped, active)])
+
+
+def _pair(first: str, second: str) -> str:
+    return f"[{first},{second}]"
+
+
+def _tagged(tag: str, parts: list[str]) -> str:
+    return "".join([f'["{tag}"', *(f",{part}" for part in parts), "]"])
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return f"{kind.__module__}:{kind.__qualname__}"
+
+
+def _short_repr(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def _check_namespace(namespace: str) -> None:
+    # The same rule as MultiLayerCache's namespace, so a cache and its keys agree.
+    if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
+        raise ValueError(f"namespace must be a non-empty str without whitespace, got {namespace!r}")
+
+
+def _check_version(version: int | str) -> None:
+    if isinstance(version, bool) or not isinstance(version, (int, str)) or version == "":
+        raise ValueError(f"version must be an int or a non-empty str, got {version!r}")
+
+
+def _check_identity(identity: str) -> None:
+    if not isinstance(identity, str) or not identity:
+        raise ValueError(f"identity must be a non-empty str, got {identity!r}")
+
+
+def _check_max_length(max_length: int) -> None:
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length must be an int >= 1, got {max_length!r}")

@@ -1,0 +1,455 @@
+"""MultiLayerCache: L1 in process, L2 in Redis, read through L1 -> L2 -> origin.
+
+The read and write paths are written once, as generators that yield the Redis
+operations they need (:class:`Op`) and receive the results; a synchronous and an
+asynchronous driver execute those operations on a sync or an asyncio Redis client. So
+the logic (TTL bookkeeping, stats, the circuit breaker, corrupt payloads) cannot drift
+between the two.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+import struct
+import time
+import warnings
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from perfkit._clock import Clock, RealClock
+from perfkit.cache._breaker import CircuitBreaker
+from perfkit.cache._l1 import LocalCache
+from perfkit.cache._serialization import (
+    CorruptPayloadError,
+    RejectedPayloadError,
+    SerializationError,
+    Serializer,
+    default_serializer,
+)
+from perfkit.cache._stats import CacheStats, CacheStatsSnapshot
+
+DEFAULT_NAMESPACE = "perfkit"
+DEFAULT_TTL = 300.0
+DEFAULT_L1_MAXSIZE = 1024
+
+# An L2 payload: magic, the expiry time (on the cache's stamp clock) and the time the
+# value took to compute (for early refresh), then the serialized value.
+_HEADER = struct.Struct(">2sdd")
+_MAGIC = b"M1"
+
+
+class CacheWarning(UserWarning):
+    """Something the cache could not do, that the caller need not fail for."""
+
+
+_FAILED: Any = object()
+"""What a driver sends back into a path when a Redis operation failed."""
+
+
+@dataclass(frozen=True)
+class Op:
+    """One Redis operation a cache path needs."""
+
+    kind: Literal["get", "set", "delete", "scan_delete"]
+    key: str
+    payload: bytes = b""
+    ttl_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Found:
+    """A cache lookup's answer: whether a value was found, the value, and where."""
+
+    hit: bool
+    value: Any = None
+    layer: Literal["l1", "l2", ""] = ""
+
+
+MISS = Found(False)
+
+
+class MultiLayerCache:
+    """A two-layer cache: a bounded in-process L1 in front of a shared Redis L2.
+
+    >>> import fakeredis
+    >>> cache = MultiLayerCache(fakeredis.FakeRedis(), namespace="docs")
+    >>> cache.set("answer", 42, ttl=60)
+    >>> cache.get("answer")
+    42
+    >>> cache.stats()["l1_hits"]
+    1
+    """
+
+    def __init__(
+        self,
+        redis_client: Any = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        version: int | str = 1,
+        ttl: float = DEFAULT_TTL,
+        l1_maxsize: int = DEFAULT_L1_MAXSIZE,
+        l1_ttl: float | None = None,
+        serializer: Serializer | None = None,
+        breaker: CircuitBreaker | None = None,
+        clock: Clock | None = None,
+        ttl_jitter: float = 0.0,
+        early_refresh: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else RealClock()
+        self.namespace = _check_namespace(namespace)
+        self.version = _check_version(version)
+        self.ttl = _check_ttl("ttl", ttl)
+        self.l1_ttl = None if l1_ttl is None else _check_ttl("l1_ttl", l1_ttl)
+        self.ttl_jitter = _check_fraction("ttl_jitter", ttl_jitter)
+        if not 0 <= early_refresh < math.inf:
+            raise ValueError(f"early_refresh must be a finite number >= 0, got {early_refresh!r}")
+        self.early_refresh = float(early_refresh)
+        self.serializer: Serializer = serializer if serializer is not None else default_serializer()
+        self.breaker = breaker if breaker is not None else CircuitBreaker(clock=self.clock)
+        self.redis = redis_client
+        self._async_redis = _is_async_client(redis_client)
+        self._l1 = LocalCache(
+            l1_maxsize, time.perf_counter if self.clock.mode == "real" else self.clock.now
+        )
+        # Expiry stamps in L2 are read by other processes, so they need the wall clock;
+        # virtual time lives in one process and stamps with the virtual clock.
+        self._stamp: Callable[[], float] = (
+            time.time if self.clock.mode == "real" else self.clock.now
+        )
+        self._random = random.Random(seed)
+        self.stats_counters = CacheStats()
+
+    # -- public, non-decorator API -------------------------------------------------------
+
+    @property
+    def l2_is_async(self) -> bool:
+        """Whether the Redis client is a ``redis.asyncio`` one (use the ``a*`` methods)."""
+        return self._async_redis
+
+    def key(self, name: str) -> str:
+        """The full Redis key of an entry called ``name`` in this cache's namespace."""
+        return f"{self.prefix}{name}"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}:v{self.version}:"
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self.lookup(self.key(name))
+        return found.value if found.hit else default
+
+    def set(self, name: str, value: Any, *, ttl: float | None = None) -> None:
+        self.store(self.key(name), value, ttl=ttl)
+
+    def delete(self, name: str) -> None:
+        self.invalidate_key(self.key(name))
+
+    async def aget(self, name: str, default: Any = None) -> Any:
+        found = await self.alookup(self.key(name))
+        return found.value if found.hit else default
+
+    async def aset(self, name: str, value: Any, *, ttl: float | None = None) -> None:
+        await self.astore(self.key(name), value, ttl=ttl)
+
+    async def adelete(self, name: str) -> None:
+        await self.ainvalidate_key(self.key(name))
+
+    def stats(self) -> dict[str, int | float]:
+        """``l1_hits``, ``l2_hits``, ``misses``, ``total_requests``, ``hit_rate`` and the
+        other counters (L2 errors, skipped while the breaker is open, corrupt and rejected
+        payloads, writes, coalesced misses, early refreshes, invalidations)."""
+        return self.stats_counters.snapshot().as_dict()
+
+    def stats_snapshot(self) -> CacheStatsSnapshot:
+        return self.stats_counters.snapshot()
+
+    # -- lookups and stores by full key (what the decorator uses) -----------------------
+
+    def lookup(self, key: str, *, stats: CacheStats | None = None, check_l1: bool = True) -> Found:
+        """Look ``key`` (a full key) up in L1, then L2; counts a hit by layer, or a miss."""
+        found: Found = self._sync(self._lookup(key, stats, check_l1=check_l1))
+        return found
+
+    async def alookup(
+        self, key: str, *, stats: CacheStats | None = None, check_l1: bool = True
+    ) -> Found:
+        found: Found = await self._async(self._lookup(key, stats, check_l1=check_l1))
+        return found
+
+    def store(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        compute_seconds: float = 0.0,
+        stats: CacheStats | None = None,
+    ) -> None:
+        """Write ``value`` to both layers under ``key`` (a full key)."""
+        self._sync(self._store(key, value, ttl, compute_seconds, stats))
+
+    async def astore(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        compute_seconds: float = 0.0,
+        stats: CacheStats | None = None,
+    ) -> None:
+        await self._async(self._store(key, value, ttl, compute_seconds, stats))
+
+    @property
+    def l1(self) -> LocalCache:
+        """The in-process layer (the decorator reads it directly on its fast path)."""
+        return self._l1
+
+    def count(self, counter: str, stats: CacheStats | None = None) -> None:
+        """Add one to ``counter`` of this cache (and of ``stats``, a function's counters)."""
+        self._count(counter, stats)
+
+    def store_l1(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """Keep ``value`` in L1 only (for values L2 must not hold, like exceptions)."""
+        self._l1.set(key, value, ttl=self._l1_ttl(self.ttl if ttl is None else ttl))
+
+    def invalidate_key(self, key: str) -> None:
+        """Drop one entry (by full key) from both layers."""
+        self._sync(self._invalidate(key))
+
+    async def ainvalidate_key(self, key: str) -> None:
+        await self._async(self._invalidate(key))
+
+    def clear(self) -> None:
+        """Drop every entry of this namespace and version, in L1 and in L2."""
+        self._sync(self._clear())
+
+    async def aclear(self) -> None:
+        await self._async(self._clear())
+
+    # -- the paths, written once ---------------------------------------------------------
+
+    def _count(self, counter: str, stats: CacheStats | None) -> None:
+        self.stats_counters.add(counter)
+        if stats is not None:
+            stats.add(counter)
+
+    def _lookup(
+        self, key: str, stats: CacheStats | None, *, check_l1: bool = True
+    ) -> Generator[Op, Any, Found]:
+        if check_l1:
+            entry = self._l1.get(key)
+            if entry is not None:
+                self._count("l1_hits", stats)
+                return Found(True, entry.value, "l1")
+        found = MISS
+        if self._l2_allowed(stats):
+            raw = yield Op("get", key)
+            if raw is not None and raw is not _FAILED:
+                found = self._decode(raw, key, stats)
+            if found is _CORRUPT:
+                yield Op("delete", key)
+                found = MISS
+        self._count("l2_hits" if found.hit else "misses", stats)
+        return found
+
+    def _decode(self, raw: Any, key: str, stats: CacheStats | None) -> Found:
+        try:
+            magic, expires, compute_seconds = _HEADER.unpack_from(raw)
+            if magic != _MAGIC:
+                raise CorruptPayloadError(f"not a perfkit cache payload: {bytes(raw[:8])!r}")
+            value = self.serializer.loads(bytes(raw[_HEADER.size :]))
+        except RejectedPayloadError:
+            self._count("rejected", stats)
+            return _CORRUPT
+        except (CorruptPayloadError, struct.error, TypeError, ValueError):
+            self._count("corrupt", stats)
+            return _CORRUPT
+        remaining = expires - self._stamp()
+        if remaining <= 0:
+            return MISS
+        if self.early_refresh and self._refresh_early(remaining, compute_seconds):
+            self._count("early_refreshes", stats)
+            return MISS
+        self._l1.set(key, value, ttl=self._l1_ttl(remaining))
+        return Found(True, value, "l2")
+
+    def _refresh_early(self, remaining: float, compute_seconds: float) -> bool:
+        # XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): recompute before expiry
+        # with a probability that grows as expiry nears and with the recompute cost.
+        draw = 1.0 - self._random.random()  # in (0, 1]
+        return -compute_seconds * self.early_refresh * math.log(draw) >= remaining
+
+    def _store(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        compute_seconds: float,
+        stats: CacheStats | None,
+    ) -> Generator[Op, Any, None]:
+        seconds = self._jittered(self.ttl if ttl is None else _check_ttl("ttl", ttl))
+        self._l1.set(key, value, ttl=self._l1_ttl(seconds))
+        self._count("writes", stats)
+        if self.redis is None:
+            return
+        try:
+            payload = self.serializer.dumps(value)
+        except SerializationError as error:
+            # The caller still gets its value (and L1 keeps it); L2 cannot, and saying so
+            # loudly beats a cache that silently never shares.
+            warnings.warn(CacheWarning(f"{key}: not stored in L2: {error}"), stacklevel=4)
+            return
+        if self._l2_allowed(stats):
+            header = _HEADER.pack(_MAGIC, self._stamp() + seconds, compute_seconds)
+            yield Op("set", key, header + payload, max(1, math.ceil(seconds * 1000)))
+
+    def _invalidate(self, key: str) -> Generator[Op, Any, None]:
+        self._l1.delete(key)
+        self._count("invalidations", None)
+        if self._l2_allowed(None):
+            yield Op("delete", key)
+
+    def _clear(self) -> Generator[Op, Any, None]:
+        self._l1.clear()
+        self._count("invalidations", None)
+        if self._l2_allowed(None):
+            yield Op("scan_delete", f"{self.prefix}*")
+
+    def _jittered(self, seconds: float) -> float:
+        if not self.ttl_jitter:
+            return seconds
+        return seconds * (1.0 - self.ttl_jitter * self._random.random())
+
+    def _l1_ttl(self, seconds: float) -> float:
+        return seconds if self.l1_ttl is None else min(seconds, self.l1_ttl)
+
+    def _l2_allowed(self, stats: CacheStats | None) -> bool:
+        if self.redis is None:
+            return False
+        if self.breaker.allow():
+            return True
+        self._count("l2_skipped", stats)
+        return False
+
+    # -- drivers: run a path's Redis operations ------------------------------------------
+
+    def _sync(self, path: Generator[Op, Any, Any]) -> Any:
+        if self._async_redis:
+            raise TypeError(
+                "this cache's Redis client is a redis.asyncio client; use the async methods "
+                "(alookup, astore, aget, ...) or decorate coroutine functions"
+            )
+        try:
+            op = next(path)
+            while True:
+                op = path.send(None if op is None else self._run_sync(op))
+        except StopIteration as stop:
+            return stop.value
+
+    async def _async(self, path: Generator[Op, Any, Any]) -> Any:
+        try:
+            op = next(path)
+            while True:
+                result = None
+                if op is not None:
+                    result = await self._run_async(op) if self._async_redis else self._run_sync(op)
+                op = path.send(result)
+        except StopIteration as stop:
+            return stop.value
+
+    def _run_sync(self, op: Op) -> Any:
+        try:
+            result = _execute_sync(self.redis, op)
+        except Exception:  # L2 must never fail the caller
+            return self._l2_failed()
+        self.breaker.record_success()
+        return result
+
+    async def _run_async(self, op: Op) -> Any:
+        try:
+            result = await _execute_async(self.redis, op)
+        except Exception:  # L2 must never fail the caller
+            return self._l2_failed()
+        self.breaker.record_success()
+        return result
+
+    def _l2_failed(self) -> Any:
+        self.breaker.record_failure()
+        self.stats_counters.add("l2_errors")
+        return _FAILED
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiLayerCache(namespace={self.namespace!r}, version={self.version!r}, "
+            f"ttl={self.ttl!r}, l1={len(self._l1)}/{self._l1.maxsize}, "
+            f"breaker={self.breaker.state})"
+        )
+
+
+_CORRUPT = Found(False, layer="")
+
+
+def _execute_sync(client: Any, op: Op) -> Any:
+    if op.kind == "get":
+        return client.get(op.key)
+    if op.kind == "set":
+        return client.set(op.key, op.payload, px=op.ttl_ms)
+    if op.kind == "delete":
+        return client.delete(op.key)
+    keys = list(client.scan_iter(match=op.key, count=500))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    return len(keys)
+
+
+async def _execute_async(client: Any, op: Op) -> Any:
+    if op.kind == "get":
+        return await client.get(op.key)
+    if op.kind == "set":
+        return await client.set(op.key, op.payload, px=op.ttl_ms)
+    if op.kind == "delete":
+        return await client.delete(op.key)
+    keys = [key async for key in client.scan_iter(match=op.key, count=500)]
+    for start in range(0, len(keys), 500):
+        await client.delete(*keys[start : start + 500])
+    return len(keys)
+
+
+def _is_async_client(client: Any) -> bool:
+    # redis.asyncio's command methods are plain functions returning coroutines;
+    # execute_command is the coroutine function they all go through.
+    return client is not None and inspect.iscoroutinefunction(
+        getattr(client, "execute_command", None)
+    )
+
+
+def _check_namespace(namespace: str) -> str:
+    if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
+        raise ValueError(f"namespace must be a non-empty str without whitespace, got {namespace!r}")
+    return namespace
+
+
+def _check_version(version: int | str) -> int | str:
+    if isinstance(version, bool) or not isinstance(version, (int, str)) or version == "":
+        raise ValueError(f"version must be an int or a non-empty str, got {version!r}")
+    return version
+
+
+def _check_ttl(name: str, seconds: float) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 < seconds < math.inf
+    ):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {seconds!r}")
+    return float(seconds)
+
+
+def _check_fraction(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
