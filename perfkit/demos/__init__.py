@@ -1,0 +1,1 @@
+"""Runnable walk-throughs of the seed chapter's examples, under virtual time."""
