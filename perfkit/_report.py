@@ -13,9 +13,9 @@ def _ms(seconds: float) -> str:
 
 
 def format_table(results: Sequence[PerfResult]) -> list[str]:
-    """One row per benchmark: modeled mean/p50/p95/p99 per round (ms), p50/p95 of the
-    latencies observed inside it with ``perf.observe`` (ms), real wall and CPU per round
-    (ms), and counters."""
+    """One row per benchmark: modeled mean/p50/p95/p99 per round (ms), mean/p50/p95 of
+    the latencies observed inside it with ``perf.observe`` (ms), real wall and CPU per
+    round (ms), and counters."""
     header = (
         "benchmark",
         "clock",
@@ -24,6 +24,7 @@ def format_table(results: Sequence[PerfResult]) -> list[str]:
         "p50",
         "p95",
         "p99",
+        "obs mean",
         "obs p50",
         "obs p95",
         "wall",
@@ -39,9 +40,13 @@ def format_table(results: Sequence[PerfResult]) -> list[str]:
         stats = modeled.as_dict()
         observed = Distribution(tuple(result.samples))
         observed_cells = (
-            (_ms(observed.percentile(50)), _ms(observed.percentile(95)))
+            (
+                _ms(float(observed.as_dict()["mean"])),
+                _ms(observed.percentile(50)),
+                _ms(observed.percentile(95)),
+            )
             if observed.count
-            else ("-", "-")
+            else ("-", "-", "-")
         )
         rows.append(
             (

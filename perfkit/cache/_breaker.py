@@ -88,6 +88,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may go ahead now; every True must be followed by a record_*."""
+        if self._is_closed():  # the common case, read without the lock
+            return True
         with self._lock:
             self._end_cool_down()
             if self._state == "closed":
@@ -100,6 +102,8 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """A call succeeded: a probe's success closes the breaker."""
+        if self._is_closed() and not self._failures:  # nothing to change
+            return
         with self._lock:
             if self._state == "open":
                 return
@@ -136,6 +140,9 @@ class CircuitBreaker:
             self._failures = 0
             self._opened = 0
             self._rejected = 0
+
+    def _is_closed(self) -> bool:
+        return self._state == "closed"
 
     def _open(self) -> None:
         self._state = "open"

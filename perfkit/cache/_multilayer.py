@@ -16,8 +16,7 @@ import struct
 import time
 import warnings
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from perfkit._clock import Clock, RealClock
 from perfkit.cache._breaker import CircuitBreaker
@@ -49,9 +48,8 @@ _FAILED: Any = object()
 """What a driver sends back into a path when a Redis operation failed."""
 
 
-@dataclass(frozen=True)
-class Op:
-    """One Redis operation a cache path needs."""
+class Op(NamedTuple):
+    """One Redis operation a cache path needs (a tuple: cheap to make on a hot path)."""
 
     kind: Literal["get", "set", "delete", "scan_delete"]
     key: str
@@ -59,8 +57,7 @@ class Op:
     ttl_ms: int = 0
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """A cache lookup's answer: whether a value was found, the value, and where."""
 
     hit: bool
@@ -102,6 +99,7 @@ class MultiLayerCache:
         self.clock: Clock = clock if clock is not None else RealClock()
         self.namespace = _check_namespace(namespace)
         self.version = _check_version(version)
+        self.prefix = f"{self.namespace}:v{self.version}:"
         self.ttl = _check_ttl("ttl", ttl)
         self.l1_ttl = None if l1_ttl is None else _check_ttl("l1_ttl", l1_ttl)
         self.ttl_jitter = _check_fraction("ttl_jitter", ttl_jitter)
@@ -132,11 +130,7 @@ class MultiLayerCache:
 
     def key(self, name: str) -> str:
         """The full Redis key of an entry called ``name`` in this cache's namespace."""
-        return f"{self.prefix}{name}"
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.namespace}:v{self.version}:"
+        return self.prefix + name
 
     def get(self, name: str, default: Any = None) -> Any:
         found = self.lookup(self.key(name))
@@ -171,13 +165,13 @@ class MultiLayerCache:
 
     def lookup(self, key: str, *, stats: CacheStats | None = None, check_l1: bool = True) -> Found:
         """Look ``key`` (a full key) up in L1, then L2; counts a hit by layer, or a miss."""
-        found: Found = self._sync(self._lookup(key, stats, check_l1=check_l1))
+        found: Found = self._sync(self._lookup(key, stats, check_l1=check_l1), stats)
         return found
 
     async def alookup(
         self, key: str, *, stats: CacheStats | None = None, check_l1: bool = True
     ) -> Found:
-        found: Found = await self._async(self._lookup(key, stats, check_l1=check_l1))
+        found: Found = await self._async(self._lookup(key, stats, check_l1=check_l1), stats)
         return found
 
     def store(
@@ -190,7 +184,7 @@ class MultiLayerCache:
         stats: CacheStats | None = None,
     ) -> None:
         """Write ``value`` to both layers under ``key`` (a full key)."""
-        self._sync(self._store(key, value, ttl, compute_seconds, stats))
+        self._sync(self._store(key, value, ttl, compute_seconds, stats), stats)
 
     async def astore(
         self,
@@ -201,7 +195,7 @@ class MultiLayerCache:
         compute_seconds: float = 0.0,
         stats: CacheStats | None = None,
     ) -> None:
-        await self._async(self._store(key, value, ttl, compute_seconds, stats))
+        await self._async(self._store(key, value, ttl, compute_seconds, stats), stats)
 
     @property
     def l1(self) -> LocalCache:
@@ -337,7 +331,7 @@ class MultiLayerCache:
 
     # -- drivers: run a path's Redis operations ------------------------------------------
 
-    def _sync(self, path: Generator[Op, Any, Any]) -> Any:
+    def _sync(self, path: Generator[Op, Any, Any], stats: CacheStats | None = None) -> Any:
         if self._async_redis:
             raise TypeError(
                 "this cache's Redis client is a redis.asyncio client; use the async methods "
@@ -346,40 +340,44 @@ class MultiLayerCache:
         try:
             op = next(path)
             while True:
-                op = path.send(None if op is None else self._run_sync(op))
+                op = path.send(None if op is None else self._run_sync(op, stats))
         except StopIteration as stop:
             return stop.value
 
-    async def _async(self, path: Generator[Op, Any, Any]) -> Any:
+    async def _async(self, path: Generator[Op, Any, Any], stats: CacheStats | None = None) -> Any:
         try:
             op = next(path)
             while True:
                 result = None
                 if op is not None:
-                    result = await self._run_async(op) if self._async_redis else self._run_sync(op)
+                    result = (
+                        await self._run_async(op, stats)
+                        if self._async_redis
+                        else self._run_sync(op, stats)
+                    )
                 op = path.send(result)
         except StopIteration as stop:
             return stop.value
 
-    def _run_sync(self, op: Op) -> Any:
+    def _run_sync(self, op: Op, stats: CacheStats | None) -> Any:
         try:
             result = _execute_sync(self.redis, op)
         except Exception:  # L2 must never fail the caller
-            return self._l2_failed()
+            return self._l2_failed(stats)
         self.breaker.record_success()
         return result
 
-    async def _run_async(self, op: Op) -> Any:
+    async def _run_async(self, op: Op, stats: CacheStats | None) -> Any:
         try:
             result = await _execute_async(self.redis, op)
         except Exception:  # L2 must never fail the caller
-            return self._l2_failed()
+            return self._l2_failed(stats)
         self.breaker.record_success()
         return result
 
-    def _l2_failed(self) -> Any:
+    def _l2_failed(self, stats: CacheStats | None) -> Any:
         self.breaker.record_failure()
-        self.stats_counters.add("l2_errors")
+        self._count("l2_errors", stats)
         return _FAILED
 
     def __repr__(self) -> str:

@@ -1,0 +1,136 @@
+"""What a cache hit costs, in real time, beside the alternatives, in the same run.
+
+Each comparison times the candidates in interleaved rounds and keeps each one's best
+round (see ``perfkit._compare``), so machine noise cannot tilt a ratio. The bounds are
+issue 3's acceptance figures.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import cachetools
+import pytest
+from aiocache import Cache
+from aiocache import cached as aiocache_cached
+
+from perfkit._compare import interleaved_best
+from perfkit.cache import MultiLayerCache, cached
+from perfkit.cache._serialization import JsonSerializer
+from perfkit.simulation import RedisServer
+
+PROMPT = "What is Python?"
+MESSAGE = {
+    "id": "msg_01",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-5",
+    "content": [{"type": "text", "text": "Python is a programming language. " * 8}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 12, "output_tokens": 80},
+}
+
+
+def _record(benchmark: Any, best: dict[str, float], ratios: dict[str, float]) -> None:
+    benchmark.extra_info["seconds_per_call"] = best
+    benchmark.extra_info["ratios"] = ratios
+    print()
+    for name, seconds in best.items():
+        print(f"  {name:<34} {seconds * 1e6:9.3f} µs")
+    for name, ratio in ratios.items():
+        print(f"  {name:<34} {ratio:9.3f}x")
+
+
+def test_sync_l1_hit_against_cachetools_and_lru_cache(benchmark: Any) -> None:
+    perfkit_cache = MultiLayerCache(None, namespace="overhead")
+
+    @cached(perfkit_cache, ttl=300)
+    def ours(prompt: str) -> str:
+        return prompt
+
+    @cachetools.cached(cachetools.TTLCache(1024, 300), lock=threading.Lock())
+    def with_cachetools(prompt: str) -> str:
+        return prompt
+
+    @functools.lru_cache(maxsize=1024)
+    def with_lru_cache(prompt: str) -> str:
+        return prompt
+
+    candidates = {
+        "perfkit L1 hit": lambda: ours(PROMPT),
+        "cachetools TTLCache hit": lambda: with_cachetools(PROMPT),
+        "functools.lru_cache hit": lambda: with_lru_cache(PROMPT),
+    }
+    for call in candidates.values():
+        call()
+    best = interleaved_best(candidates, number=20_000, repeat=15)
+    ratio = best["perfkit L1 hit"] / best["cachetools TTLCache hit"]
+    _record(benchmark, best, {"perfkit / cachetools": ratio})
+    benchmark.pedantic(candidates["perfkit L1 hit"], rounds=5, iterations=1000)
+    assert ours.cache_stats()["l1_hits"] > 0  # it kept its statistics while being timed
+    assert ratio <= 0.8, f"a sync L1 hit costs {ratio:.2f}x a cachetools hit (bound: 0.8x)"
+
+
+def test_async_l1_hit_against_aiocache(benchmark: Any) -> None:
+    perfkit_cache = MultiLayerCache(None, namespace="overhead")
+
+    @cached(perfkit_cache, ttl=300)
+    async def ours(prompt: str) -> str:
+        return prompt
+
+    @aiocache_cached(cache=Cache.MEMORY, ttl=300)
+    async def with_aiocache(prompt: str) -> str:
+        return prompt
+
+    async def ours_hit() -> str:
+        return await ours(PROMPT)
+
+    async def aiocache_hit() -> str:
+        return await with_aiocache(PROMPT)
+
+    best = interleaved_best(
+        {"perfkit async L1 hit": ours_hit, "aiocache memory hit": aiocache_hit},
+        number=5_000,
+        repeat=11,
+    )
+    ratio = best["perfkit async L1 hit"] / best["aiocache memory hit"]
+    _record(benchmark, best, {"perfkit / aiocache": ratio})
+    benchmark.pedantic(lambda: None, rounds=1)
+    assert ours.cache_stats()["l1_hits"] > 0
+    assert ratio <= 1 / 15, f"an async L1 hit costs 1/{1 / ratio:.1f} of aiocache's (bound 1/15)"
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def test_l2_hit_against_a_raw_get_and_decode(benchmark: Any, redis_server: RedisServer) -> None:
+    serializer = JsonSerializer()
+    with redis_server.client() as client:
+        perfkit_cache = MultiLayerCache(client, namespace="overhead", serializer=serializer)
+        perfkit_cache.set("message", MESSAGE)
+        client.set("raw-message", serializer.dumps(MESSAGE))
+
+        def l2_hit() -> Any:
+            perfkit_cache.l1.clear()  # every call must come from L2
+            return perfkit_cache.get("message")
+
+        def raw_get_and_decode() -> Any:
+            return serializer.loads(client.get("raw-message"))
+
+        assert l2_hit() == raw_get_and_decode() == MESSAGE
+        best = interleaved_best(
+            {"perfkit L2 hit": l2_hit, "raw GET + decode": raw_get_and_decode},
+            number=500,
+            repeat=15,
+        )
+        ratio = best["perfkit L2 hit"] / best["raw GET + decode"]
+        _record(benchmark, best, {"perfkit / raw": ratio})
+        benchmark.pedantic(l2_hit, rounds=5, iterations=100)
+        assert perfkit_cache.stats()["l2_hits"] > 0
+    assert ratio <= 1.2, f"an L2 hit costs {ratio:.2f}x a raw GET plus decode (bound: 1.2x)"
