@@ -126,8 +126,8 @@ def test_l2_hit_against_a_raw_get_and_decode(benchmark: Any, redis_server: Redis
         assert l2_hit() == raw_get_and_decode() == MESSAGE
         best = interleaved_best(
             {"perfkit L2 hit": l2_hit, "raw GET + decode": raw_get_and_decode},
-            number=500,
-            repeat=15,
+            number=300,
+            repeat=31,
         )
         ratio = best["perfkit L2 hit"] / best["raw GET + decode"]
         _record(benchmark, best, {"perfkit / raw": ratio})
