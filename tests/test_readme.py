@@ -52,8 +52,9 @@ def test_benchmark_example_passes_as_a_test_file(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=1)
 
 
-def test_simulator_example_runs() -> None:
-    example = next(block for block in _blocks("python") if "AnthropicSimulator(" in block)
+@pytest.mark.parametrize("marker", ["AnthropicSimulator(", "MultiLayerCache("])
+def test_example_runs(marker: str) -> None:
+    example = next(block for block in _blocks("python") if marker in block)
     completed = subprocess.run(
         [sys.executable, "-W", "error", "-c", example], capture_output=True, text=True, timeout=60
     )
