@@ -25,10 +25,13 @@ KEY_MEMO_SIZE = 4096
 class _CachedError:
     """An exception kept in L1 because the decorator was asked to cache it."""
 
-    __slots__ = ("error",)
+    __slots__ = ("error", "traceback")
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+        # Raising one exception object again appends to its traceback: every hit starts
+        # from the original one, so the traceback (and the frames it holds) cannot grow.
+        self.traceback = error.__traceback__
 
 
 class _Keys:
@@ -150,7 +153,7 @@ def cached(
 
 def _unwrap(value: Any) -> Any:
     if type(value) is _CachedError:
-        raise value.error
+        raise value.error.with_traceback(value.traceback)
     return value
 
 
@@ -177,12 +180,16 @@ def _sync_wrapper(
             next(function_hits)
             value = entry.value
             if type(value) is _CachedError:
-                raise value.error
+                raise value.error.with_traceback(value.traceback)
             return value
         flight, leader = flights.join(full_key)
         if not leader:
             cache.count("coalesced", stats)
-            found: Found = flight.result()
+            try:
+                found: Found = flight.result()
+            except BaseException:
+                cache.count("misses", stats)  # the leader's error: a miss for this call too
+                raise
             cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
             return _unwrap(found.value)
         try:
@@ -232,7 +239,7 @@ def _async_wrapper(
             next(function_hits)
             value = entry.value
             if type(value) is _CachedError:
-                raise value.error
+                raise value.error.with_traceback(value.traceback)
             return value
         flight, leader = flights.join(full_key)
         if not leader:
@@ -245,6 +252,9 @@ def _async_wrapper(
                 if task is not None and task.cancelling():
                     raise
                 return await wrapper(*args, **kwargs)  # the leader was cancelled: retry
+            except BaseException:
+                cache.count("misses", stats)  # the leader's error: a miss for this call too
+                raise
             cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
             return _unwrap(found.value)
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
+import re
 import struct
 import time
 import warnings
@@ -311,7 +312,7 @@ class MultiLayerCache:
         self._l1.clear()
         self._count("invalidations", None)
         if self._l2_allowed(None):
-            yield Op("scan_delete", f"{self.prefix}*")
+            yield Op("scan_delete", f"{_glob_escape(self.prefix)}*")
 
     def _jittered(self, seconds: float) -> float:
         if not self.ttl_jitter:
@@ -415,6 +416,11 @@ async def _execute_async(client: Any, op: Op) -> Any:
     for start in range(0, len(keys), 500):
         await client.delete(*keys[start : start + 500])
     return len(keys)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern (SCAN MATCH) that matches only itself."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
 
 
 def _is_async_client(client: Any) -> bool:
