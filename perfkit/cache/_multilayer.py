@@ -19,6 +19,8 @@ import warnings
 from collections.abc import Callable, Generator
 from typing import Any, Literal, NamedTuple
 
+import redis.exceptions
+
 from perfkit._clock import Clock, RealClock
 from perfkit.cache._breaker import CircuitBreaker
 from perfkit.cache._l1 import LocalCache
@@ -47,6 +49,9 @@ class CacheWarning(UserWarning):
 
 _FAILED: Any = object()
 """What a driver sends back into a path when a Redis operation failed."""
+
+_BAD_KEY: Any = object()
+"""What a driver sends back when Redis refused an operation on the key (WRONGTYPE...)."""
 
 
 class Op(NamedTuple):
@@ -243,7 +248,10 @@ class MultiLayerCache:
         found = MISS
         if self._l2_allowed(stats):
             raw = yield Op("get", key)
-            if raw is not None and raw is not _FAILED:
+            if raw is _BAD_KEY:
+                self._count("corrupt", stats)
+                found = _CORRUPT
+            elif raw is not None and raw is not _FAILED:
                 found = self._decode(raw, key, stats)
             if found is _CORRUPT:
                 yield Op("delete", key)
@@ -302,16 +310,19 @@ class MultiLayerCache:
             header = _HEADER.pack(_MAGIC, self._stamp() + seconds, compute_seconds)
             yield Op("set", key, header + payload, max(1, math.ceil(seconds * 1000)))
 
+    # Invalidations go to Redis even while the breaker is open: skipping one would leave
+    # a stale entry for every other process to read once Redis is back.
+
     def _invalidate(self, key: str) -> Generator[Op, Any, None]:
         self._l1.delete(key)
         self._count("invalidations", None)
-        if self._l2_allowed(None):
+        if self.redis is not None:
             yield Op("delete", key)
 
     def _clear(self) -> Generator[Op, Any, None]:
         self._l1.clear()
         self._count("invalidations", None)
-        if self._l2_allowed(None):
+        if self.redis is not None:
             yield Op("scan_delete", f"{_glob_escape(self.prefix)}*")
 
     def _jittered(self, seconds: float) -> float:
@@ -363,22 +374,27 @@ class MultiLayerCache:
     def _run_sync(self, op: Op, stats: CacheStats | None) -> Any:
         try:
             result = _execute_sync(self.redis, op)
-        except Exception:  # L2 must never fail the caller
-            return self._l2_failed(stats)
+        except Exception as error:  # L2 must never fail the caller
+            return self._l2_failed(error, stats)
         self.breaker.record_success()
         return result
 
     async def _run_async(self, op: Op, stats: CacheStats | None) -> Any:
         try:
             result = await _execute_async(self.redis, op)
-        except Exception:  # L2 must never fail the caller
-            return self._l2_failed(stats)
+        except Exception as error:  # L2 must never fail the caller
+            return self._l2_failed(error, stats)
         self.breaker.record_success()
         return result
 
-    def _l2_failed(self, stats: CacheStats | None) -> Any:
-        self.breaker.record_failure()
+    def _l2_failed(self, error: Exception, stats: CacheStats | None) -> Any:
         self._count("l2_errors", stats)
+        if isinstance(error, redis.exceptions.ResponseError):
+            # Redis answered: it is up, the key is bad (a WRONGTYPE value, say). One bad
+            # key must not open the breaker for every other key.
+            self.breaker.record_success()
+            return _BAD_KEY
+        self.breaker.record_failure()
         return _FAILED
 
     def __repr__(self) -> str:

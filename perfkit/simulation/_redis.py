@@ -403,6 +403,9 @@ class RedisServer:
         return f"RedisServer({self._binary!r}, port={self._port!r}, running={self.running!r})"
 
     def _launch(self) -> None:
+        # A restart comes back on the port it had, where clients expect the server.
+        if self._requested_port is None and self._port is not None:
+            self._requested_port = self._port
         attempts = 1 if self._requested_port is not None else _PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             self._port = self._requested_port or _free_port()

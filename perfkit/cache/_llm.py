@@ -1,0 +1,156 @@
+"""Caching Anthropic Messages responses: LLM-aware keys and a caching ``messages.create``.
+
+The key of a request is its canonical content, everything that shapes the reply
+(model, system, messages, tools, tool_choice, max_tokens, temperature, top_p, top_k,
+stop_sequences, thinking, ...), with ``cache_control`` markers removed (they change
+billing, not the reply) and without what never shapes it: ``stream``, ``metadata``,
+and transport options (headers, the API key, timeouts), which are not in the body.
+Requests that ask for sampling, a ``temperature`` above 0 (the anthropic SDK 2.x has no
+sampling parameters of its own; a temperature sent through ``extra_body`` counts), are
+not cached unless the caller opts in, since each such call should give a new sample.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from perfkit.cache._decorator import cached
+from perfkit.cache._keys import canonical, make_key
+from perfkit.cache._multilayer import MultiLayerCache
+
+IGNORED_FIELDS = frozenset({"stream", "metadata"})
+"""Request fields that never change the reply."""
+
+TRANSPORT_OPTIONS = frozenset({"extra_headers", "extra_query", "timeout", "extra_body"})
+"""SDK call options that are not part of the request's content (``extra_body`` is merged)."""
+
+
+def request_content(request: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a Messages request shapes its reply: the fields a key is made of."""
+    content = {
+        name: _without_cache_control(value)
+        for name, value in request.items()
+        if name not in IGNORED_FIELDS and name not in TRANSPORT_OPTIONS
+    }
+    extra = request.get("extra_body")
+    if isinstance(extra, Mapping):
+        content.update({k: _without_cache_control(v) for k, v in extra.items()})
+    return content
+
+
+def anthropic_request_key(request: Mapping[str, Any], *, namespace: str = "anthropic") -> str:
+    """A stable key for a Messages request (see the module docstring for what counts).
+
+    >>> a = anthropic_request_key({"model": "m", "max_tokens": 9, "stream": False,
+    ...     "messages": [{"role": "user", "content": [
+    ...         {"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}]})
+    >>> b = anthropic_request_key({"max_tokens": 9, "model": "m",
+    ...     "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]})
+    >>> a == b
+    True
+    """
+    for required in ("model", "messages"):
+        if required not in request:
+            raise ValueError(f"a Messages request needs {required!r}; got fields {sorted(request)}")
+    return make_key(namespace, 1, "messages.create", (request_content(request),), {})
+
+
+def samples(request: Mapping[str, Any]) -> bool:
+    """Whether a request asks for sampling: a temperature above 0, in the request or in
+    its ``extra_body``."""
+    temperature = request_content(request).get("temperature")
+    if temperature is None:
+        return False
+    return not isinstance(temperature, (int, float)) or temperature > 0
+
+
+def _without_cache_control(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_cache_control(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, (list, tuple)):
+        return [_without_cache_control(item) for item in value]
+    return value
+
+
+class CachedMessages:
+    """``messages.create`` of an ``Anthropic`` or ``AsyncAnthropic`` client, through a cache.
+
+    Non-streaming requests that do not sample (or any, with ``cache_sampled=True``) are
+    answered from ``cache``; concurrent identical requests reach the API once. Streaming
+    requests pass through uncached. The reply is the SDK's own ``Message`` type.
+
+    >>> import anthropic, fakeredis
+    >>> from perfkit.simulation import AnthropicSimulator
+    >>> with AnthropicSimulator(), anthropic.Anthropic(api_key="test") as client:
+    ...     messages = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis()))
+    ...     ask = dict(model="claude-sonnet-5", max_tokens=64,
+    ...                messages=[{"role": "user", "content": "Hi"}])
+    ...     first, second = messages.create(**ask), messages.create(**ask)
+    >>> first == second, messages.cache.stats()["l1_hits"]
+    (True, 1)
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        cache: MultiLayerCache,
+        *,
+        ttl: float | None = None,
+        cache_sampled: bool = False,
+    ) -> None:
+        create = getattr(getattr(client, "messages", None), "create", None)
+        if create is None:
+            raise TypeError(
+                f"client must be an anthropic.Anthropic or AsyncAnthropic, got {client!r}"
+            )
+        self.client = client
+        self.cache = cache
+        self.cache_sampled = cache_sampled
+        self._message_type = _message_type()
+        self.is_async = _is_async_client(client, create)
+        self._fetch: Any = cached(cache, ttl, key=_content_key, name="anthropic:messages.create")(
+            self._async_fetch if self.is_async else self._sync_fetch
+        )
+
+    def create(self, **request: Any) -> Any:
+        """Like ``client.messages.create(**request)``; awaitable for an async client."""
+        if request.get("stream") or (samples(request) and not self.cache_sampled):
+            return self.client.messages.create(**request)
+        if self.is_async:
+            return self._acreate(request)
+        return self._message_type.model_validate(self._fetch(request))
+
+    async def _acreate(self, request: dict[str, Any]) -> Any:
+        return self._message_type.model_validate(await self._fetch(request))
+
+    def _sync_fetch(self, request: dict[str, Any]) -> dict[str, Any]:
+        message = self.client.messages.create(**request)
+        return dict(message.model_dump(mode="json"))
+
+    async def _async_fetch(self, request: dict[str, Any]) -> dict[str, Any]:
+        message = await self.client.messages.create(**request)
+        return dict(message.model_dump(mode="json"))
+
+    def cache_stats(self) -> dict[str, int | float]:
+        """The statistics of the cached ``create`` alone."""
+        stats: dict[str, int | float] = self._fetch.cache_stats()
+        return stats
+
+
+def _content_key(request: dict[str, Any]) -> str:
+    return canonical(request_content(request))
+
+
+def _is_async_client(client: Any, create: Any) -> bool:
+    # The SDK wraps create() in plain functions that return coroutines, so its type tells.
+    import anthropic
+
+    return isinstance(client, anthropic.AsyncAnthropic) or inspect.iscoroutinefunction(create)
+
+
+def _message_type() -> Any:
+    from anthropic.types import Message
+
+    return Message

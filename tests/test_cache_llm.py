@@ -1,0 +1,174 @@
+"""LLM-aware keys and the caching messages.create, through the real SDK and the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anthropic
+import fakeredis
+import pytest
+
+from perfkit import AnthropicSimulator, LLMLatency, Reply, VirtualClock
+from perfkit.cache import CachedMessages, MultiLayerCache, anthropic_request_key, request_content
+from perfkit.cache._llm import samples
+
+MODEL = "claude-sonnet-5"
+
+
+def ask(question: str = "What is Python?", **extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": question}],
+        **extra,
+    }
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+def test_cache_control_stream_metadata_and_transport_options_do_not_change_the_key() -> None:
+    plain = ask(system=[{"type": "text", "text": "Be brief."}])
+    decorated = ask(
+        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        stream=False,
+        metadata={"user_id": "u-1"},
+        extra_headers={"x-api-key": "sk-secret"},
+        timeout=30,
+    )
+    assert anthropic_request_key(plain) == anthropic_request_key(decorated)
+    assert "sk-secret" not in repr(request_content(decorated))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": "claude-opus-5"},
+        {"max_tokens": 512},
+        {"system": "Be brief."},
+        {"tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]},
+        {"tool_choice": {"type": "any"}},
+        {"stop_sequences": ["END"]},
+        {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+        {"extra_body": {"temperature": 0.0}},
+        {"messages": [{"role": "user", "content": "What is Rust?"}]},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_anything_that_shapes_the_reply_changes_the_key(change: dict[str, Any]) -> None:
+    assert anthropic_request_key(ask()) != anthropic_request_key({**ask(), **change})
+
+
+def test_different_tools_or_system_prompts_never_share_a_key() -> None:
+    tool = {"name": "search", "input_schema": {"type": "object"}}
+    keys = {
+        anthropic_request_key(ask(tools=[tool])),
+        anthropic_request_key(ask(tools=[{**tool, "name": "lookup"}])),
+        anthropic_request_key(ask(system="You are a pirate.")),
+        anthropic_request_key(ask(system="You are a lawyer.")),
+    }
+    assert len(keys) == 4
+
+
+def test_a_request_without_model_or_messages_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="a Messages request needs 'model'"):
+        anthropic_request_key({"messages": []})
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "sampling"),
+    [
+        ({}, False),
+        ({"temperature": 0}, False),
+        ({"temperature": 0.7}, True),
+        ({"extra_body": {"temperature": 1.0}}, True),
+        ({"extra_body": {"temperature": 0}}, False),
+    ],
+)
+def test_samples(request_fields: dict[str, Any], sampling: bool) -> None:
+    assert samples(ask(**request_fields)) is sampling
+
+
+# -- the caching create ----------------------------------------------------------------------------
+
+
+def test_repeated_requests_reach_the_api_once_and_return_the_sdks_message() -> None:
+    clock = VirtualClock()
+    with (
+        AnthropicSimulator(latency=LLMLatency(ttft=3.0), clock=clock) as sim,
+        anthropic.Anthropic(api_key="test") as client,
+    ):
+        messages = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis(), clock=clock))
+        start = clock.now()
+        first = messages.create(**ask())
+        assert clock.elapsed(start) == 3.0
+        start = clock.now()
+        second = messages.create(**ask(metadata={"user_id": "someone-else"}))
+        assert clock.elapsed(start) == 0.0
+        assert sim.call_count == 1
+    assert isinstance(second, anthropic.types.Message)
+    assert second == first
+    assert messages.cache_stats()["l1_hits"] == 1
+
+
+def test_another_process_gets_the_reply_from_l2() -> None:
+    redis_client = fakeredis.FakeRedis()
+    with AnthropicSimulator() as sim, anthropic.Anthropic(api_key="test") as client:
+        CachedMessages(client, MultiLayerCache(redis_client)).create(**ask())
+        elsewhere = CachedMessages(client, MultiLayerCache(redis_client))
+        reply = elsewhere.create(**ask())
+        assert sim.call_count == 1
+    assert reply.content[0].type == "text"
+    assert elsewhere.cache_stats()["l2_hits"] == 1
+
+
+def test_sampling_requests_bypass_the_cache_unless_opted_in() -> None:
+    sampled = ask(extra_body={"temperature": 0.8})
+    with AnthropicSimulator() as sim, anthropic.Anthropic(api_key="test") as client:
+        messages = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis()))
+        messages.create(**sampled)
+        messages.create(**sampled)
+        assert sim.call_count == 2
+        opted_in = CachedMessages(
+            client, MultiLayerCache(fakeredis.FakeRedis()), cache_sampled=True
+        )
+        opted_in.create(**sampled)
+        opted_in.create(**sampled)
+        assert sim.call_count == 3
+    assert sim.requests[0].body["temperature"] == 0.8
+
+
+def test_streaming_requests_pass_through() -> None:
+    with AnthropicSimulator() as sim, anthropic.Anthropic(api_key="test") as client:
+        messages = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis()))
+        for _ in range(2):
+            with messages.create(**ask(), stream=True) as stream:
+                assert next(event.type for event in stream) == "message_start"
+        assert sim.call_count == 2
+
+
+def test_async_client_concurrent_identical_requests_reach_the_api_once() -> None:
+    clock = VirtualClock()
+    cache = MultiLayerCache(fakeredis.FakeAsyncRedis(), clock=clock)
+
+    async def main() -> list[str]:
+        async with anthropic.AsyncAnthropic(api_key="test") as client:
+            messages = CachedMessages(client, cache)
+            replies = await asyncio.gather(*(messages.create(**ask()) for _ in range(50)))
+            return [reply.content[0].text for reply in replies]
+
+    with AnthropicSimulator(latency=LLMLatency(ttft=2.0), clock=clock) as sim:
+        sim.respond_with(Reply.text("A programming language."))
+        start = clock.now()
+        texts = clock.run(main())
+        assert clock.elapsed(start) == 2.0
+        assert sim.call_count == 1
+    assert texts == ["A programming language."] * 50
+
+
+def test_a_client_without_messages_is_a_type_error() -> None:
+    with pytest.raises(
+        TypeError, match=r"client must be an anthropic\.Anthropic or AsyncAnthropic"
+    ):
+        CachedMessages(object(), MultiLayerCache(None))
