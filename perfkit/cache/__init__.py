@@ -5,6 +5,7 @@ from __future__ import annotations
 from perfkit.cache._breaker import BreakerStats, CircuitBreaker
 from perfkit.cache._decorator import cached
 from perfkit.cache._llm import CachedMessages, anthropic_request_key, request_content
+from perfkit.cache._metrics import CacheCollector, register_cache_metrics
 from perfkit.cache._multilayer import CacheWarning, Found, MultiLayerCache
 from perfkit.cache._serialization import (
     CorruptPayloadError,
@@ -18,6 +19,7 @@ from perfkit.cache._stats import CacheStatsSnapshot
 
 __all__ = [
     "BreakerStats",
+    "CacheCollector",
     "CacheStatsSnapshot",
     "CacheWarning",
     "CachedMessages",
@@ -32,5 +34,6 @@ __all__ = [
     "SignedPickleSerializer",
     "anthropic_request_key",
     "cached",
+    "register_cache_metrics",
     "request_content",
 ]
