@@ -35,17 +35,7 @@ MESSAGE = {
 }
 
 
-def _record(benchmark: Any, best: dict[str, float], ratios: dict[str, float]) -> None:
-    benchmark.extra_info["seconds_per_call"] = best
-    benchmark.extra_info["ratios"] = ratios
-    print()
-    for name, seconds in best.items():
-        print(f"  {name:<34} {seconds * 1e6:9.3f} µs")
-    for name, ratio in ratios.items():
-        print(f"  {name:<34} {ratio:9.3f}x")
-
-
-def test_sync_l1_hit_against_cachetools_and_lru_cache(benchmark: Any) -> None:
+def test_sync_l1_hit_against_cachetools_and_lru_cache(benchmark: Any, comparison: Any) -> None:
     perfkit_cache = MultiLayerCache(None, namespace="overhead")
 
     @cached(perfkit_cache, ttl=300)
@@ -69,13 +59,13 @@ def test_sync_l1_hit_against_cachetools_and_lru_cache(benchmark: Any) -> None:
         call()
     best = interleaved_best(candidates, number=20_000, repeat=15)
     ratio = best["perfkit L1 hit"] / best["cachetools TTLCache hit"]
-    _record(benchmark, best, {"perfkit / cachetools": ratio})
+    comparison(best, {"perfkit / cachetools": ratio})
     benchmark.pedantic(candidates["perfkit L1 hit"], rounds=5, iterations=1000)
     assert ours.cache_stats()["l1_hits"] > 0  # it kept its statistics while being timed
     assert ratio <= 0.8, f"a sync L1 hit costs {ratio:.2f}x a cachetools hit (bound: 0.8x)"
 
 
-def test_async_l1_hit_against_aiocache(benchmark: Any) -> None:
+def test_async_l1_hit_against_aiocache(benchmark: Any, comparison: Any) -> None:
     perfkit_cache = MultiLayerCache(None, namespace="overhead")
 
     @cached(perfkit_cache, ttl=300)
@@ -98,7 +88,7 @@ def test_async_l1_hit_against_aiocache(benchmark: Any) -> None:
         repeat=11,
     )
     ratio = best["perfkit async L1 hit"] / best["aiocache memory hit"]
-    _record(benchmark, best, {"perfkit / aiocache": ratio})
+    comparison(best, {"perfkit / aiocache": ratio})
     benchmark.pedantic(lambda: None, rounds=1)
     assert ours.cache_stats()["l1_hits"] > 0
     assert ratio <= 1 / 15, f"an async L1 hit costs 1/{1 / ratio:.1f} of aiocache's (bound 1/15)"
@@ -110,7 +100,9 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-def test_l2_hit_against_a_raw_get_and_decode(benchmark: Any, redis_server: RedisServer) -> None:
+def test_l2_hit_against_a_raw_get_and_decode(
+    benchmark: Any, comparison: Any, redis_server: RedisServer
+) -> None:
     serializer = JsonSerializer()
     with redis_server.client() as client:
         perfkit_cache = MultiLayerCache(client, namespace="overhead", serializer=serializer)
@@ -129,7 +121,7 @@ def test_l2_hit_against_a_raw_get_and_decode(benchmark: Any, redis_server: Redis
             {"perfkit L2 hit": l2_hit, "raw GET + decode": raw_get_and_decode}, calls=3000
         )
         ratio = medians["perfkit L2 hit"] / medians["raw GET + decode"]
-        _record(benchmark, medians, {"perfkit / raw": ratio})
+        comparison(medians, {"perfkit / raw": ratio})
         benchmark.pedantic(l2_hit, rounds=5, iterations=100)
         assert perfkit_cache.stats()["l2_hits"] > 0
     assert ratio <= 1.2, f"an L2 hit costs {ratio:.2f}x a raw GET plus decode (bound: 1.2x)"
