@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import anthropic
@@ -139,13 +140,68 @@ def test_sampling_requests_bypass_the_cache_unless_opted_in() -> None:
     assert sim.requests[0].body["temperature"] == 0.8
 
 
-def test_streaming_requests_pass_through() -> None:
+def _text_of_stream(stream: Any) -> tuple[list[str], str]:
+    kinds, text = [], ""
+    with stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                text += event.delta.text
+    return kinds, text
+
+
+def test_a_streamed_reply_is_recorded_then_replayed_as_a_stream() -> None:
+    with AnthropicSimulator() as sim, anthropic.Anthropic(api_key="test") as client:
+        sim.respond_with(Reply.text("Python is a programming language."))
+        messages = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis()))
+        live_kinds, live_text = _text_of_stream(messages.create(**ask(), stream=True))
+        replayed_kinds, replayed_text = _text_of_stream(messages.create(**ask(), stream=True))
+        plain = messages.create(**ask())  # the same key as the streamed request
+        assert sim.call_count == 1
+    assert replayed_text == live_text == "Python is a programming language."
+    assert (replayed_kinds[0], replayed_kinds[-1]) == ("message_start", "message_stop")
+    assert set(replayed_kinds) <= set(live_kinds)
+    assert plain.content[0].text == live_text
+
+
+def test_a_stream_cut_short_is_not_cached() -> None:
     with AnthropicSimulator() as sim, anthropic.Anthropic(api_key="test") as client:
         messages = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis()))
-        for _ in range(2):
-            with messages.create(**ask(), stream=True) as stream:
-                assert next(event.type for event in stream) == "message_start"
+        with messages.create(**ask(), stream=True) as stream:
+            assert next(iter(stream)).type == "message_start"
+        _text_of_stream(messages.create(**ask(), stream=True))
         assert sim.call_count == 2
+
+
+def test_a_streamed_tool_call_is_replayed_with_its_input() -> None:
+    clock = VirtualClock()
+    cache = MultiLayerCache(fakeredis.FakeAsyncRedis(), clock=clock)
+
+    async def stream_twice() -> list[Any]:
+        async with anthropic.AsyncAnthropic(api_key="test") as client:
+            messages = CachedMessages(client, cache)
+            finals = []
+            for _ in range(2):
+                stream = await messages.create(**ask("Weather in Paris?"), stream=True)
+                blocks: dict[int, str] = {}
+                async with stream:
+                    async for event in stream:
+                        if (
+                            event.type == "content_block_delta"
+                            and event.delta.type == "input_json_delta"
+                        ):
+                            blocks[event.index] = (
+                                blocks.get(event.index, "") + event.delta.partial_json
+                            )
+                finals.append(blocks)
+            return finals
+
+    with AnthropicSimulator(clock=clock) as sim:
+        sim.respond_with(Reply.tool_use("get_weather", {"city": "Paris"}))
+        live, replayed = clock.run(stream_twice())
+        assert sim.call_count == 1
+    assert [json.loads(text) for text in live.values()] == [{"city": "Paris"}]
+    assert [json.loads(text) for text in replayed.values()] == [{"city": "Paris"}]
 
 
 def test_async_client_concurrent_identical_requests_reach_the_api_once() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from perfkit.cache._decorator import cached
 from perfkit.cache._keys import canonical, make_key
 from perfkit.cache._multilayer import MultiLayerCache
+from perfkit.cache._streams import RecordingStream, ReplayedStream, replay_events
 
 IGNORED_FIELDS = frozenset({"stream", "metadata"})
 """Request fields that never change the reply."""
@@ -77,9 +78,9 @@ def _without_cache_control(value: Any) -> Any:
 class CachedMessages:
     """``messages.create`` of an ``Anthropic`` or ``AsyncAnthropic`` client, through a cache.
 
-    Non-streaming requests that do not sample (or any, with ``cache_sampled=True``) are
-    answered from ``cache``; concurrent identical requests reach the API once. Streaming
-    requests pass through uncached. The reply is the SDK's own ``Message`` type.
+    Requests that do not sample (or any, with ``cache_sampled=True``) are answered from
+    ``cache``; concurrent identical requests reach the API once. The reply is the SDK's
+    own ``Message`` type; a streamed reply is recorded and replayed (see :meth:`create`).
 
     >>> import anthropic, fakeredis
     >>> from perfkit.simulation import AnthropicSimulator
@@ -108,6 +109,7 @@ class CachedMessages:
         self.client = client
         self.cache = cache
         self.cache_sampled = cache_sampled
+        self.ttl = ttl
         self._message_type = _message_type()
         self.is_async = _is_async_client(client, create)
         self._fetch: Any = cached(cache, ttl, key=_content_key, name="anthropic:messages.create")(
@@ -115,15 +117,44 @@ class CachedMessages:
         )
 
     def create(self, **request: Any) -> Any:
-        """Like ``client.messages.create(**request)``; awaitable for an async client."""
-        if request.get("stream") or (samples(request) and not self.cache_sampled):
+        """Like ``client.messages.create(**request)``; awaitable for an async client.
+
+        With ``stream=True`` a cached reply is replayed as the stream of events it came
+        from, and a live stream is recorded: once it has fully arrived, the message it
+        reassembles to is cached (under the same key as the non-streamed request)."""
+        if samples(request) and not self.cache_sampled:
             return self.client.messages.create(**request)
         if self.is_async:
             return self._acreate(request)
+        if request.get("stream"):
+            return self._stream(request)
         return self._message_type.model_validate(self._fetch(request))
 
     async def _acreate(self, request: dict[str, Any]) -> Any:
+        if request.get("stream"):
+            return await self._astream(request)
         return self._message_type.model_validate(await self._fetch(request))
+
+    def _stream(self, request: dict[str, Any]) -> Any:
+        key = self._fetch.cache_key(request)
+        found = self.cache.lookup(key)
+        if found.hit:
+            return ReplayedStream(_events(found.value))
+        return RecordingStream(
+            self.client.messages.create(**request),
+            lambda message: self.cache.store(key, message, ttl=self.ttl),
+        )
+
+    async def _astream(self, request: dict[str, Any]) -> Any:
+        key = self._fetch.cache_key(request)
+        found = await self.cache.alookup(key)
+        if found.hit:
+            return ReplayedStream(_events(found.value))
+
+        async def store(message: dict[str, Any]) -> None:
+            await self.cache.astore(key, message, ttl=self.ttl)
+
+        return RecordingStream(await self.client.messages.create(**request), store)
 
     def _sync_fetch(self, request: dict[str, Any]) -> dict[str, Any]:
         message = self.client.messages.create(**request)
@@ -148,6 +179,14 @@ def _is_async_client(client: Any, create: Any) -> bool:
     import anthropic
 
     return isinstance(client, anthropic.AsyncAnthropic) or inspect.iscoroutinefunction(create)
+
+
+def _events(message: dict[str, Any]) -> list[Any]:
+    from anthropic.types import RawMessageStreamEvent
+    from pydantic import TypeAdapter
+
+    adapter: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+    return [adapter.validate_python(event) for event in replay_events(message)]
 
 
 def _message_type() -> Any:
