@@ -55,9 +55,13 @@ class _Keys:
         self._custom = key
         self._identity = identity
         self._skip_self = _is_method(function)
-        self.memoised = functools.lru_cache(maxsize=KEY_MEMO_SIZE, typed=True)(
-            lambda *args, **kwargs: self._full(args, kwargs)
-        )
+        self.memoised: Callable[..., str]
+        if key is None:
+            self.memoised = functools.lru_cache(maxsize=KEY_MEMO_SIZE, typed=True)(
+                lambda *args, **kwargs: self._full(args, kwargs)
+            )
+        else:  # a key function may read state beyond its arguments: never memoise it
+            self.memoised = lambda *args, **kwargs: self._full(args, kwargs)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if kwargs:
@@ -136,14 +140,14 @@ def cached(
         wrapped.cache_key = lambda *args, **kwargs: keys(args, kwargs)  # type: ignore[attr-defined]
         if inspect.iscoroutinefunction(function):
 
-            async def ainvalidate(*args: Any, **kwargs: Any) -> None:
-                await cache.ainvalidate_key(keys(args, kwargs))
+            async def ainvalidate(*args: Any, **kwargs: Any) -> bool:
+                return await cache.ainvalidate_key(keys(args, kwargs))
 
             wrapped.ainvalidate = ainvalidate  # type: ignore[attr-defined]
         else:
 
-            def invalidate(*args: Any, **kwargs: Any) -> None:
-                cache.invalidate_key(keys(args, kwargs))
+            def invalidate(*args: Any, **kwargs: Any) -> bool:
+                return cache.invalidate_key(keys(args, kwargs))
 
             wrapped.invalidate = invalidate  # type: ignore[attr-defined]
         return cast(F, wrapped)
@@ -193,7 +197,15 @@ def _sync_wrapper(
             cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
             return _unwrap(found.value)
         try:
-            found = cache.lookup(full_key, stats=stats, check_l1=False)
+            # Another thread may have stored the value between our L1 miss and the join.
+            entry = l1_get(full_key)
+            found = (
+                Found(True, entry.value, "l1")
+                if entry is not None
+                else cache.lookup(full_key, stats=stats, check_l1=False, refresh_early=True)
+            )
+            if entry is not None:
+                cache.count("l1_hits", stats)
             if not found.hit:
                 start = clock.now()
                 try:
@@ -258,7 +270,7 @@ def _async_wrapper(
             cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
             return _unwrap(found.value)
         try:
-            found = await cache.alookup(full_key, stats=stats, check_l1=False)
+            found = await cache.alookup(full_key, stats=stats, check_l1=False, refresh_early=True)
             if not found.hit:
                 start = clock.now()
                 try:

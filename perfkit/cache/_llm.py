@@ -29,15 +29,30 @@ TRANSPORT_OPTIONS = frozenset({"extra_headers", "extra_query", "timeout", "extra
 
 
 def request_content(request: Mapping[str, Any]) -> dict[str, Any]:
-    """What of a Messages request shapes its reply: the fields a key is made of."""
+    """What of a Messages request shapes its reply: the fields a key is made of.
+
+    ``cache_control`` is dropped where the API reads it (the request itself, blocks of
+    ``system`` and of messages' content, tool results' blocks, tool definitions), and
+    nowhere else: inside a tool's input or schema it is data."""
     content = {
-        name: _without_cache_control(value)
+        name: value
         for name, value in request.items()
-        if name not in IGNORED_FIELDS and name not in TRANSPORT_OPTIONS
+        if name not in IGNORED_FIELDS and name not in TRANSPORT_OPTIONS and name != "cache_control"
     }
     extra = request.get("extra_body")
     if isinstance(extra, Mapping):
-        content.update({k: _without_cache_control(v) for k, v in extra.items()})
+        content.update(extra)
+    if "system" in content:
+        content["system"] = _blocks(content["system"])
+    if isinstance(content.get("tools"), list):
+        content["tools"] = [_without_cache_control(tool) for tool in content["tools"]]
+    if isinstance(content.get("messages"), list):
+        content["messages"] = [
+            {**message, "content": _blocks(message.get("content"))}
+            if isinstance(message, Mapping) and "content" in message
+            else message
+            for message in content["messages"]
+        ]
     return content
 
 
@@ -67,12 +82,24 @@ def samples(request: Mapping[str, Any]) -> bool:
     return not isinstance(temperature, (int, float)) or temperature > 0
 
 
-def _without_cache_control(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _without_cache_control(v) for k, v in value.items() if k != "cache_control"}
-    if isinstance(value, (list, tuple)):
-        return [_without_cache_control(item) for item in value]
-    return value
+def _blocks(value: Any) -> Any:
+    """Content blocks without their ``cache_control`` (a plain string is left as it is)."""
+    if not isinstance(value, list):
+        return value
+    return [_block(block) for block in value]
+
+
+def _block(block: Any) -> Any:
+    if not isinstance(block, Mapping):
+        return block
+    cleaned = _without_cache_control(block)
+    if cleaned.get("type") == "tool_result" and isinstance(cleaned.get("content"), list):
+        cleaned["content"] = _blocks(cleaned["content"])
+    return cleaned
+
+
+def _without_cache_control(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in mapping.items() if key != "cache_control"}
 
 
 class CachedMessages:
@@ -149,7 +176,7 @@ class CachedMessages:
         key = self._fetch.cache_key(request)
         found = await self.cache.alookup(key)
         if found.hit:
-            return ReplayedStream(_events(found.value))
+            return ReplayedStream(_events(found.value), is_async=True)
 
         async def store(message: dict[str, Any]) -> None:
             await self.cache.astore(key, message, ttl=self.ttl)

@@ -114,6 +114,11 @@ class MultiLayerCache:
         self.early_refresh = float(early_refresh)
         self.serializer: Serializer = serializer if serializer is not None else default_serializer()
         self.breaker = breaker if breaker is not None else CircuitBreaker(clock=self.clock)
+        if _decodes_responses(redis_client):
+            raise ValueError(
+                "the Redis client decodes responses (decode_responses=True); the cache stores "
+                "bytes, so give it a client made with decode_responses=False"
+            )
         self.redis = redis_client
         self._async_redis = _is_async_client(redis_client)
         self._l1 = LocalCache(
@@ -145,8 +150,8 @@ class MultiLayerCache:
     def set(self, name: str, value: Any, *, ttl: float | None = None) -> None:
         self.store(self.key(name), value, ttl=ttl)
 
-    def delete(self, name: str) -> None:
-        self.invalidate_key(self.key(name))
+    def delete(self, name: str) -> bool:
+        return self.invalidate_key(self.key(name))
 
     async def aget(self, name: str, default: Any = None) -> Any:
         found = await self.alookup(self.key(name))
@@ -155,8 +160,8 @@ class MultiLayerCache:
     async def aset(self, name: str, value: Any, *, ttl: float | None = None) -> None:
         await self.astore(self.key(name), value, ttl=ttl)
 
-    async def adelete(self, name: str) -> None:
-        await self.ainvalidate_key(self.key(name))
+    async def adelete(self, name: str) -> bool:
+        return await self.ainvalidate_key(self.key(name))
 
     def stats(self) -> dict[str, int | float]:
         """``l1_hits``, ``l2_hits``, ``misses``, ``total_requests``, ``hit_rate`` and the
@@ -169,15 +174,32 @@ class MultiLayerCache:
 
     # -- lookups and stores by full key (what the decorator uses) -----------------------
 
-    def lookup(self, key: str, *, stats: CacheStats | None = None, check_l1: bool = True) -> Found:
-        """Look ``key`` (a full key) up in L1, then L2; counts a hit by layer, or a miss."""
-        found: Found = self._sync(self._lookup(key, stats, check_l1=check_l1), stats)
+    def lookup(
+        self,
+        key: str,
+        *,
+        stats: CacheStats | None = None,
+        check_l1: bool = True,
+        refresh_early: bool = False,
+    ) -> Found:
+        """Look ``key`` (a full key) up in L1, then L2; counts a hit by layer, or a miss.
+
+        With ``refresh_early`` (for callers that recompute on a miss, like ``@cached``),
+        an L2 entry near its expiry may be reported missing, per ``early_refresh``."""
+        path = self._lookup(key, stats, check_l1=check_l1, refresh_early=refresh_early)
+        found: Found = self._sync(path, stats)
         return found
 
     async def alookup(
-        self, key: str, *, stats: CacheStats | None = None, check_l1: bool = True
+        self,
+        key: str,
+        *,
+        stats: CacheStats | None = None,
+        check_l1: bool = True,
+        refresh_early: bool = False,
     ) -> Found:
-        found: Found = await self._async(self._lookup(key, stats, check_l1=check_l1), stats)
+        path = self._lookup(key, stats, check_l1=check_l1, refresh_early=refresh_early)
+        found: Found = await self._async(path, stats)
         return found
 
     def store(
@@ -216,12 +238,15 @@ class MultiLayerCache:
         """Keep ``value`` in L1 only (for values L2 must not hold, like exceptions)."""
         self._l1.set(key, value, ttl=self._l1_ttl(self.ttl if ttl is None else ttl))
 
-    def invalidate_key(self, key: str) -> None:
-        """Drop one entry (by full key) from both layers."""
-        self._sync(self._invalidate(key))
+    def invalidate_key(self, key: str) -> bool:
+        """Drop one entry (by full key) from both layers; False if Redis could not be
+        told (the entry may then still be served from L2 elsewhere)."""
+        done: bool = self._sync(self._invalidate(key))
+        return done
 
-    async def ainvalidate_key(self, key: str) -> None:
-        await self._async(self._invalidate(key))
+    async def ainvalidate_key(self, key: str) -> bool:
+        done: bool = await self._async(self._invalidate(key))
+        return done
 
     def clear(self) -> None:
         """Drop every entry of this namespace and version, in L1 and in L2."""
@@ -238,7 +263,7 @@ class MultiLayerCache:
             stats.add(counter)
 
     def _lookup(
-        self, key: str, stats: CacheStats | None, *, check_l1: bool = True
+        self, key: str, stats: CacheStats | None, *, check_l1: bool, refresh_early: bool
     ) -> Generator[Op, Any, Found]:
         if check_l1:
             entry = self._l1.get(key)
@@ -252,14 +277,14 @@ class MultiLayerCache:
                 self._count("corrupt", stats)
                 found = _CORRUPT
             elif raw is not None and raw is not _FAILED:
-                found = self._decode(raw, key, stats)
+                found = self._decode(raw, key, stats, refresh_early)
             if found is _CORRUPT:
                 yield Op("delete", key)
                 found = MISS
         self._count("l2_hits" if found.hit else "misses", stats)
         return found
 
-    def _decode(self, raw: Any, key: str, stats: CacheStats | None) -> Found:
+    def _decode(self, raw: Any, key: str, stats: CacheStats | None, refresh_early: bool) -> Found:
         try:
             magic, expires, compute_seconds = _HEADER.unpack_from(raw)
             if magic != _MAGIC:
@@ -274,7 +299,7 @@ class MultiLayerCache:
         remaining = expires - self._stamp()
         if remaining <= 0:
             return MISS
-        if self.early_refresh and self._refresh_early(remaining, compute_seconds):
+        if refresh_early and self.early_refresh and self._refresh_early(remaining, compute_seconds):
             self._count("early_refreshes", stats)
             return MISS
         self._l1.set(key, value, ttl=self._l1_ttl(remaining))
@@ -313,11 +338,13 @@ class MultiLayerCache:
     # Invalidations go to Redis even while the breaker is open: skipping one would leave
     # a stale entry for every other process to read once Redis is back.
 
-    def _invalidate(self, key: str) -> Generator[Op, Any, None]:
+    def _invalidate(self, key: str) -> Generator[Op, Any, bool]:
         self._l1.delete(key)
         self._count("invalidations", None)
-        if self.redis is not None:
-            yield Op("delete", key)
+        if self.redis is None:
+            return True
+        result = yield Op("delete", key)
+        return result is not _FAILED
 
     def _clear(self) -> Generator[Op, Any, None]:
         self._l1.clear()
@@ -437,6 +464,12 @@ async def _execute_async(client: Any, op: Op) -> Any:
 def _glob_escape(text: str) -> str:
     """``text`` as a Redis glob pattern (SCAN MATCH) that matches only itself."""
     return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+def _decodes_responses(client: Any) -> bool:
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    return isinstance(kwargs, dict) and bool(kwargs.get("decode_responses"))
 
 
 def _is_async_client(client: Any) -> bool:

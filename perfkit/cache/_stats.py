@@ -56,10 +56,11 @@ class CacheStats:
     """Exact counters that cost no lock: ``next()`` on an ``itertools.count`` is one
     atomic step in CPython, so concurrent threads never lose an increment."""
 
-    __slots__ = ("_counters",)
+    __slots__ = ("_baseline", "_counters")
 
     def __init__(self) -> None:
         self._counters = {name: itertools.count() for name in COUNTERS}
+        self._baseline = dict.fromkeys(COUNTERS, 0)
 
     def counter(self, name: str) -> itertools.count[int]:
         """The counter itself, for hot paths that call ``next()`` on it directly."""
@@ -69,10 +70,14 @@ class CacheStats:
         next(self._counters[name])
 
     def snapshot(self) -> CacheStatsSnapshot:
-        return CacheStatsSnapshot(**{name: _read(c) for name, c in self._counters.items()})
+        return CacheStatsSnapshot(
+            **{name: _read(c) - self._baseline[name] for name, c in self._counters.items()}
+        )
 
     def reset(self) -> None:
-        self._counters = {name: itertools.count() for name in COUNTERS}
+        """Start counting from zero. The counters themselves stay (hot paths hold them):
+        what is read now becomes the baseline."""
+        self._baseline = {name: _read(c) for name, c in self._counters.items()}
 
 
 def _read(counter: itertools.count[int]) -> int:

@@ -128,8 +128,9 @@ class RecordingStream:
         if self._assembler.complete:
             await self._on_complete(self._assembler.message)
 
-    def close(self) -> None:
-        self._stream.close()
+    def close(self) -> Any:
+        """Close the underlying stream (awaitable for an async one, like the SDK's)."""
+        return self._stream.close()
 
     async def aclose(self) -> None:
         await self._stream.close()
@@ -155,8 +156,9 @@ class RecordingStream:
 class ReplayedStream:
     """A cached message served as the stream of SDK events it would have arrived as."""
 
-    def __init__(self, events: list[Any]) -> None:
+    def __init__(self, events: list[Any], *, is_async: bool = False) -> None:
         self._events = events
+        self._is_async = is_async
         self.response = None
 
     def __iter__(self) -> Iterator[Any]:
@@ -166,8 +168,9 @@ class ReplayedStream:
         for event in self._events:
             yield event
 
-    def close(self) -> None:
-        return None
+    def close(self) -> Any:
+        """Nothing to release; awaitable when replaying for an async client."""
+        return self.aclose() if self._is_async else None
 
     async def aclose(self) -> None:
         return None
