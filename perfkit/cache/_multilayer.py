@@ -9,11 +9,14 @@ between the two.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import math
 import random
 import re
 import struct
+import threading
 import time
 import warnings
 from collections.abc import Callable, Generator
@@ -43,6 +46,10 @@ _HEADER = struct.Struct(">2sdd")
 _MAGIC = b"M1"
 
 
+CLEAR_ALL = b"*"
+"""The invalidation message that means: drop every L1 entry of the namespace."""
+
+
 class CacheWarning(UserWarning):
     """Something the cache could not do, that the caller need not fail for."""
 
@@ -57,7 +64,7 @@ _BAD_KEY: Any = object()
 class Op(NamedTuple):
     """One Redis operation a cache path needs (a tuple: cheap to make on a hot path)."""
 
-    kind: Literal["get", "set", "delete", "scan_delete"]
+    kind: Literal["get", "set", "delete", "scan_delete", "publish"]
     key: str
     payload: bytes = b""
     ttl_ms: int = 0
@@ -106,6 +113,7 @@ class MultiLayerCache:
         self.namespace = _check_namespace(namespace)
         self.version = _check_version(version)
         self.prefix = f"{self.namespace}:v{self.version}:"
+        self.invalidation_channel = f"{self.prefix}invalidations"
         self.ttl = _check_ttl("ttl", ttl)
         self.l1_ttl = None if l1_ttl is None else _check_ttl("l1_ttl", l1_ttl)
         self.ttl_jitter = _check_fraction("ttl_jitter", ttl_jitter)
@@ -248,6 +256,37 @@ class MultiLayerCache:
         done: bool = await self._async(self._invalidate(key))
         return done
 
+    def listen_for_invalidations(self, *, poll_interval: float = 0.05) -> InvalidationListener:
+        """Drop L1 entries that other processes invalidate, from a background thread,
+        until the returned listener is stopped (``with cache.listen_for_invalidations():``).
+
+        Every invalidation and clear is published on :attr:`invalidation_channel`; without
+        a listener, another process's L1 keeps serving an entry until its own TTL ends."""
+        if self.redis is None or self._async_redis:
+            raise TypeError(
+                "listen_for_invalidations needs a sync Redis client; with redis.asyncio "
+                "use alisten_for_invalidations()"
+            )
+        return InvalidationListener.start(self, poll_interval)
+
+    async def alisten_for_invalidations(
+        self, *, poll_interval: float = 0.05
+    ) -> AsyncInvalidationListener:
+        """The asyncio twin of :meth:`listen_for_invalidations`: a task of this loop."""
+        if self.redis is None or not self._async_redis:
+            raise TypeError(
+                "alisten_for_invalidations needs a redis.asyncio client; with a sync client "
+                "use listen_for_invalidations()"
+            )
+        return await AsyncInvalidationListener.start(self, poll_interval)
+
+    def drop_from_l1(self, message: bytes) -> None:
+        """Apply one invalidation message (a key, or :data:`CLEAR_ALL`) to L1."""
+        if message == CLEAR_ALL:
+            self._l1.clear()
+        else:
+            self._l1.delete(message.decode())
+
     def clear(self) -> None:
         """Drop every entry of this namespace and version, in L1 and in L2."""
         self._sync(self._clear())
@@ -344,6 +383,8 @@ class MultiLayerCache:
         if self.redis is None:
             return True
         result = yield Op("delete", key)
+        # Other processes' L1 may hold the entry too: tell their listeners.
+        yield Op("publish", self.invalidation_channel, key.encode())
         return result is not _FAILED
 
     def _clear(self) -> Generator[Op, Any, None]:
@@ -351,6 +392,7 @@ class MultiLayerCache:
         self._count("invalidations", None)
         if self.redis is not None:
             yield Op("scan_delete", f"{_glob_escape(self.prefix)}*")
+            yield Op("publish", self.invalidation_channel, CLEAR_ALL)
 
     def _jittered(self, seconds: float) -> float:
         if not self.ttl_jitter:
@@ -442,6 +484,8 @@ def _execute_sync(client: Any, op: Op) -> Any:
         return client.set(op.key, op.payload, px=op.ttl_ms)
     if op.kind == "delete":
         return client.delete(op.key)
+    if op.kind == "publish":
+        return client.publish(op.key, op.payload)
     keys = list(client.scan_iter(match=op.key, count=500))
     for start in range(0, len(keys), 500):
         client.delete(*keys[start : start + 500])
@@ -455,6 +499,8 @@ async def _execute_async(client: Any, op: Op) -> Any:
         return await client.set(op.key, op.payload, px=op.ttl_ms)
     if op.kind == "delete":
         return await client.delete(op.key)
+    if op.kind == "publish":
+        return await client.publish(op.key, op.payload)
     keys = [key async for key in client.scan_iter(match=op.key, count=500)]
     for start in range(0, len(keys), 500):
         await client.delete(*keys[start : start + 500])
@@ -506,3 +552,88 @@ def _check_fraction(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
+
+
+class InvalidationListener:
+    """A thread applying a channel's invalidation messages to one cache's L1."""
+
+    def __init__(self, cache: MultiLayerCache, pubsub: Any, poll_interval: float) -> None:
+        self._cache = cache
+        self._pubsub = pubsub
+        self._poll_interval = poll_interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="perfkit-cache-invalidations", daemon=True
+        )
+
+    @classmethod
+    def start(cls, cache: MultiLayerCache, poll_interval: float) -> InvalidationListener:
+        pubsub = cache.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(cache.invalidation_channel)
+        listener = cls(cache, pubsub, poll_interval)
+        listener._thread.start()
+        return listener
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                message = self._pubsub.get_message(timeout=self._poll_interval)
+            except Exception:  # Redis went away: keep trying until stopped
+                self._stopping.wait(self._poll_interval)
+                continue
+            if message is not None and message.get("type") == "message":
+                self._cache.drop_from_l1(message["data"])
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        self._pubsub.close()
+
+    def __enter__(self) -> InvalidationListener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class AsyncInvalidationListener:
+    """An asyncio task applying a channel's invalidation messages to one cache's L1."""
+
+    def __init__(self, cache: MultiLayerCache, pubsub: Any, poll_interval: float) -> None:
+        self._cache = cache
+        self._pubsub = pubsub
+        self._poll_interval = poll_interval
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, cache: MultiLayerCache, poll_interval: float) -> AsyncInvalidationListener:
+        pubsub = cache.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(cache.invalidation_channel)
+        listener = cls(cache, pubsub, poll_interval)
+        listener._task = asyncio.get_running_loop().create_task(listener._run())
+        return listener
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=self._poll_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis went away: keep trying until stopped
+                await asyncio.sleep(self._poll_interval)
+                continue
+            if message is not None and message.get("type") == "message":
+                self._cache.drop_from_l1(message["data"])
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._pubsub.aclose()
+
+    async def __aenter__(self) -> AsyncInvalidationListener:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
