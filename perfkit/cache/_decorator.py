@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -206,16 +207,26 @@ def _sync_wrapper(
             )
             if entry is not None:
                 cache.count("l1_hits", stats)
+            lock = token = None
+            if not found.hit and cache.lock_timeout is not None and cache.redis is not None:
+                token = uuid.uuid4().bytes  # another process may be computing it already
+                lock = cache.acquire_lock(full_key, token)
+                if lock is False:
+                    found = cache.wait_for_value(full_key, stats=stats)
             if not found.hit:
                 start = clock.now()
                 try:
-                    value = function(*args, **kwargs)
-                except cache_exceptions as error:
-                    cache.store_l1(full_key, _CachedError(error), ttl=ttl)
-                    raise
-                cache.store(
-                    full_key, value, ttl=ttl, compute_seconds=clock.elapsed(start), stats=stats
-                )
+                    try:
+                        value = function(*args, **kwargs)
+                    except cache_exceptions as error:
+                        cache.store_l1(full_key, _CachedError(error), ttl=ttl)
+                        raise
+                    cache.store(
+                        full_key, value, ttl=ttl, compute_seconds=clock.elapsed(start), stats=stats
+                    )
+                finally:  # after the store: waiting processes then find the value
+                    if lock and token is not None:
+                        cache.release_lock(full_key, token)
                 found = Found(False, value)
             flight.set_result(found)
             return _unwrap(found.value)
@@ -271,16 +282,26 @@ def _async_wrapper(
             return _unwrap(found.value)
         try:
             found = await cache.alookup(full_key, stats=stats, check_l1=False, refresh_early=True)
+            lock = token = None
+            if not found.hit and cache.lock_timeout is not None and cache.redis is not None:
+                token = uuid.uuid4().bytes  # another process may be computing it already
+                lock = await cache.aacquire_lock(full_key, token)
+                if lock is False:
+                    found = await cache.await_value(full_key, stats=stats)
             if not found.hit:
                 start = clock.now()
                 try:
-                    value = await function(*args, **kwargs)
-                except cache_exceptions as error:
-                    cache.store_l1(full_key, _CachedError(error), ttl=ttl)
-                    raise
-                await cache.astore(
-                    full_key, value, ttl=ttl, compute_seconds=clock.elapsed(start), stats=stats
-                )
+                    try:
+                        value = await function(*args, **kwargs)
+                    except cache_exceptions as error:
+                        cache.store_l1(full_key, _CachedError(error), ttl=ttl)
+                        raise
+                    await cache.astore(
+                        full_key, value, ttl=ttl, compute_seconds=clock.elapsed(start), stats=stats
+                    )
+                finally:  # after the store: waiting processes then find the value
+                    if lock and token is not None:
+                        await cache.arelease_lock(full_key, token)
                 found = Found(False, value)
             flight.set_result(found)
             return _unwrap(found.value)

@@ -64,10 +64,11 @@ _BAD_KEY: Any = object()
 class Op(NamedTuple):
     """One Redis operation a cache path needs (a tuple: cheap to make on a hot path)."""
 
-    kind: Literal["get", "set", "delete", "scan_delete", "publish"]
+    kind: Literal["get", "set", "set_nx", "delete", "scan_delete", "publish", "sleep"]
     key: str
     payload: bytes = b""
-    ttl_ms: int = 0
+    ms: int = 0
+    """Milliseconds: an entry's or a lock's time to live, or how long to sleep."""
 
 
 class Found(NamedTuple):
@@ -107,6 +108,8 @@ class MultiLayerCache:
         clock: Clock | None = None,
         ttl_jitter: float = 0.0,
         early_refresh: float = 0.0,
+        lock_timeout: float | None = None,
+        lock_poll: float = 0.05,
         seed: int | None = None,
     ) -> None:
         self.clock: Clock = clock if clock is not None else RealClock()
@@ -120,6 +123,10 @@ class MultiLayerCache:
         if not 0 <= early_refresh < math.inf:
             raise ValueError(f"early_refresh must be a finite number >= 0, got {early_refresh!r}")
         self.early_refresh = float(early_refresh)
+        self.lock_timeout = (
+            None if lock_timeout is None else _check_ttl("lock_timeout", lock_timeout)
+        )
+        self.lock_poll = _check_ttl("lock_poll", lock_poll)
         self.serializer: Serializer = serializer if serializer is not None else default_serializer()
         self.breaker = breaker if breaker is not None else CircuitBreaker(clock=self.clock)
         if _decodes_responses(redis_client):
@@ -256,6 +263,68 @@ class MultiLayerCache:
         done: bool = await self._async(self._invalidate(key))
         return done
 
+    # -- stampede protection across processes (used by @cached when lock_timeout is set) --
+
+    def acquire_lock(self, key: str, token: bytes) -> bool | None:
+        """Try to take ``key``'s compute lock (it expires after ``lock_timeout``): True if
+        taken, False if another process holds it, None if Redis could not be asked."""
+        taken: bool | None = self._sync(self._acquire_lock(key, token))
+        return taken
+
+    async def aacquire_lock(self, key: str, token: bytes) -> bool | None:
+        taken: bool | None = await self._async(self._acquire_lock(key, token))
+        return taken
+
+    def wait_for_value(self, key: str, *, stats: CacheStats | None = None) -> Found:
+        """Poll L2 for the value another process is computing, until its lock expires."""
+        found: Found = self._sync(self._wait_for_value(key, stats), stats)
+        return found
+
+    async def await_value(self, key: str, *, stats: CacheStats | None = None) -> Found:
+        found: Found = await self._async(self._wait_for_value(key, stats), stats)
+        return found
+
+    def release_lock(self, key: str, token: bytes) -> None:
+        """Give ``key``'s compute lock back, if this token still holds it."""
+        self._sync(self._release_lock(key, token))
+
+    async def arelease_lock(self, key: str, token: bytes) -> None:
+        await self._async(self._release_lock(key, token))
+
+    def _lock_key(self, key: str) -> str:
+        return f"{key}:lock"
+
+    def _acquire_lock(self, key: str, token: bytes) -> Generator[Op, Any, bool | None]:
+        assert self.lock_timeout is not None
+        ms = max(1, math.ceil(self.lock_timeout * 1000))
+        result = yield Op("set_nx", self._lock_key(key), token, ms=ms)
+        if result is _FAILED or result is _BAD_KEY:
+            return None
+        return bool(result)
+
+    def _wait_for_value(self, key: str, stats: CacheStats | None) -> Generator[Op, Any, Found]:
+        assert self.lock_timeout is not None
+        waited, poll_ms = 0.0, max(1, round(self.lock_poll * 1000))
+        while waited < self.lock_timeout:
+            yield Op("sleep", key, ms=poll_ms)
+            waited += poll_ms / 1000
+            raw = yield Op("get", key)
+            if raw is _FAILED:
+                return MISS
+            if raw is not None and raw is not _BAD_KEY:
+                found = self._decode(raw, key, stats, refresh_early=False)
+                if found.hit:
+                    return found
+        return MISS
+
+    def _release_lock(self, key: str, token: bytes) -> Generator[Op, Any, None]:
+        # Without Lua (fakeredis has none) this is compare-then-delete: a lock that
+        # expired and was re-taken in between could be deleted, costing one extra
+        # computation elsewhere, never a wrong value.
+        held = yield Op("get", self._lock_key(key))
+        if held == token:
+            yield Op("delete", self._lock_key(key))
+
     def listen_for_invalidations(self, *, poll_interval: float = 0.05) -> InvalidationListener:
         """Drop L1 entries that other processes invalidate, from a background thread,
         until the returned listener is stopped (``with cache.listen_for_invalidations():``).
@@ -372,7 +441,7 @@ class MultiLayerCache:
             return
         if self._l2_allowed(stats):
             header = _HEADER.pack(_MAGIC, self._stamp() + seconds, compute_seconds)
-            yield Op("set", key, header + payload, max(1, math.ceil(seconds * 1000)))
+            yield Op("set", key, header + payload, ms=max(1, math.ceil(seconds * 1000)))
 
     # Invalidations go to Redis even while the breaker is open: skipping one would leave
     # a stale entry for every other process to read once Redis is back.
@@ -421,7 +490,11 @@ class MultiLayerCache:
         try:
             op = next(path)
             while True:
-                op = path.send(None if op is None else self._run_sync(op, stats))
+                if op.kind == "sleep":
+                    self.clock.sleep(op.ms / 1000)
+                    op = path.send(None)
+                else:
+                    op = path.send(self._run_sync(op, stats))
         except StopIteration as stop:
             return stop.value
 
@@ -429,13 +502,13 @@ class MultiLayerCache:
         try:
             op = next(path)
             while True:
-                result = None
-                if op is not None:
-                    result = (
-                        await self._run_async(op, stats)
-                        if self._async_redis
-                        else self._run_sync(op, stats)
-                    )
+                if op.kind == "sleep":
+                    await self.clock.asleep(op.ms / 1000)
+                    result = None
+                elif self._async_redis:
+                    result = await self._run_async(op, stats)
+                else:
+                    result = self._run_sync(op, stats)
                 op = path.send(result)
         except StopIteration as stop:
             return stop.value
@@ -481,7 +554,9 @@ def _execute_sync(client: Any, op: Op) -> Any:
     if op.kind == "get":
         return client.get(op.key)
     if op.kind == "set":
-        return client.set(op.key, op.payload, px=op.ttl_ms)
+        return client.set(op.key, op.payload, px=op.ms)
+    if op.kind == "set_nx":
+        return client.set(op.key, op.payload, px=op.ms, nx=True)
     if op.kind == "delete":
         return client.delete(op.key)
     if op.kind == "publish":
@@ -496,7 +571,9 @@ async def _execute_async(client: Any, op: Op) -> Any:
     if op.kind == "get":
         return await client.get(op.key)
     if op.kind == "set":
-        return await client.set(op.key, op.payload, px=op.ttl_ms)
+        return await client.set(op.key, op.payload, px=op.ms)
+    if op.kind == "set_nx":
+        return await client.set(op.key, op.payload, px=op.ms, nx=True)
     if op.kind == "delete":
         return await client.delete(op.key)
     if op.kind == "publish":
