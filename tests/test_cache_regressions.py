@@ -143,3 +143,22 @@ def test_async_streams_close_with_await() -> None:
     with AnthropicSimulator(clock=clock):
         clock.run(stream_and_close())
     assert ReplayedStream([]).close() is None  # a sync replay closes without await
+
+
+@pytest.mark.parametrize(("factor", "recomputed"), [(1e9, True), (1e-9, False), (0.0, False)])
+def test_early_refresh_applies_to_entries_held_in_l1(factor: float, recomputed: bool) -> None:
+    clock = VirtualClock()
+    cache = MultiLayerCache(None, clock=clock, early_refresh=factor)
+    calls: list[int] = []
+
+    @cached(cache, ttl=100)
+    def expensive() -> int:
+        calls.append(1)
+        clock.sleep(2.0)  # what a recompute costs feeds the XFetch draw
+        return len(calls)
+
+    assert expensive() == 1
+    clock.advance(90)  # 8 s before expiry
+    assert expensive() == (2 if recomputed else 1)
+    assert cache.stats()["early_refreshes"] == (1 if recomputed else 0)
+    assert cache.stats()["total_requests"] == 2

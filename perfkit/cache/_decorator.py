@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from perfkit.cache._keys import bind_arguments, function_identity, make_key
-from perfkit.cache._multilayer import Found, MultiLayerCache
+from perfkit.cache._multilayer import MISS, Found, MultiLayerCache
 from perfkit.cache._singleflight import TaskFlights, ThreadFlights
 from perfkit.cache._stats import CacheStats
 
@@ -173,6 +173,7 @@ def _sync_wrapper(
     flights = ThreadFlights()
     clock = cache.clock
     l1_get, memoised = cache.l1.get, keys.memoised
+    early = cache.early_refresh > 0
     cache_hits, function_hits = cache.stats_counters.counter("l1_hits"), stats.counter("l1_hits")
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -180,7 +181,8 @@ def _sync_wrapper(
         flat = not kwargs and _flat(map(type, args))
         full_key = memoised(*args) if flat else keys(args, kwargs)
         entry = l1_get(full_key)
-        if entry is not None:
+        refreshing = entry is not None and early and cache.refresh_due(entry, stats)
+        if entry is not None and not refreshing:
             next(cache_hits)
             next(function_hits)
             value = entry.value
@@ -199,14 +201,15 @@ def _sync_wrapper(
             return _unwrap(found.value)
         try:
             # Another thread may have stored the value between our L1 miss and the join.
-            entry = l1_get(full_key)
-            found = (
-                Found(True, entry.value, "l1")
-                if entry is not None
-                else cache.lookup(full_key, stats=stats, check_l1=False, refresh_early=True)
-            )
+            entry = None if refreshing else l1_get(full_key)
             if entry is not None:
+                found = Found(True, entry.value, "l1")
                 cache.count("l1_hits", stats)
+            elif refreshing:  # recompute now, before the entry expires (XFetch)
+                found = MISS
+                cache.count("misses", stats)
+            else:
+                found = cache.lookup(full_key, stats=stats, check_l1=False, refresh_early=True)
             lock = token = None
             if not found.hit and cache.lock_timeout is not None and cache.redis is not None:
                 token = uuid.uuid4().bytes  # another process may be computing it already
@@ -250,6 +253,7 @@ def _async_wrapper(
     flights = TaskFlights()
     clock = cache.clock
     l1_get, memoised = cache.l1.get, keys.memoised
+    early = cache.early_refresh > 0
     cache_hits, function_hits = cache.stats_counters.counter("l1_hits"), stats.counter("l1_hits")
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -257,7 +261,8 @@ def _async_wrapper(
         flat = not kwargs and _flat(map(type, args))
         full_key = memoised(*args) if flat else keys(args, kwargs)
         entry = l1_get(full_key)
-        if entry is not None:
+        refreshing = entry is not None and early and cache.refresh_due(entry, stats)
+        if entry is not None and not refreshing:
             next(cache_hits)
             next(function_hits)
             value = entry.value
@@ -281,7 +286,13 @@ def _async_wrapper(
             cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
             return _unwrap(found.value)
         try:
-            found = await cache.alookup(full_key, stats=stats, check_l1=False, refresh_early=True)
+            if refreshing:  # recompute now, before the entry expires (XFetch)
+                found = MISS
+                cache.count("misses", stats)
+            else:
+                found = await cache.alookup(
+                    full_key, stats=stats, check_l1=False, refresh_early=True
+                )
             lock = token = None
             if not found.hit and cache.lock_timeout is not None and cache.redis is not None:
                 token = uuid.uuid4().bytes  # another process may be computing it already

@@ -9,13 +9,15 @@ from typing import Any
 
 
 class Entry:
-    """A cached value and the time (on the cache's clock) it expires at."""
+    """A cached value, the time (on the cache's clock) it expires at, and how many
+    seconds it took to compute (for probabilistic early refresh)."""
 
-    __slots__ = ("expires", "value")
+    __slots__ = ("cost", "expires", "value")
 
-    def __init__(self, value: Any, expires: float) -> None:
+    def __init__(self, value: Any, expires: float, cost: float = 0.0) -> None:
         self.value = value
         self.expires = expires
+        self.cost = cost
 
 
 class LocalCache:
@@ -43,6 +45,10 @@ class LocalCache:
         self._timer = timer
         self.maxsize = maxsize
 
+    def remaining(self, entry: Entry) -> float:
+        """Seconds until ``entry`` expires."""
+        return entry.expires - self._timer()
+
     def get(self, key: Hashable) -> Entry | None:
         """The live entry for ``key``, or None (an expired entry is dropped)."""
         entry = self._entries.get(key)
@@ -59,8 +65,8 @@ class LocalCache:
                 del self._entries[key]
         return None
 
-    def set(self, key: Hashable, value: Any, *, ttl: float) -> None:
-        entry = Entry(value, self._timer() + ttl)
+    def set(self, key: Hashable, value: Any, *, ttl: float, cost: float = 0.0) -> None:
+        entry = Entry(value, self._timer() + ttl, cost)
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)

@@ -26,7 +26,7 @@ import redis.exceptions
 
 from perfkit._clock import Clock, RealClock
 from perfkit.cache._breaker import CircuitBreaker
-from perfkit.cache._l1 import LocalCache
+from perfkit.cache._l1 import Entry, LocalCache
 from perfkit.cache._serialization import (
     CorruptPayloadError,
     RejectedPayloadError,
@@ -410,8 +410,18 @@ class MultiLayerCache:
         if refresh_early and self.early_refresh and self._refresh_early(remaining, compute_seconds):
             self._count("early_refreshes", stats)
             return MISS
-        self._l1.set(key, value, ttl=self._l1_ttl(remaining))
+        self._l1.set(key, value, ttl=self._l1_ttl(remaining), cost=compute_seconds)
         return Found(True, value, "l2")
+
+    def refresh_due(self, entry: Entry, stats: CacheStats | None = None) -> bool:
+        """Whether an L1 entry should be recomputed now, before it expires (XFetch);
+        always False unless ``early_refresh`` is set. Counts ``early_refreshes``."""
+        if not self.early_refresh:
+            return False
+        if self._refresh_early(self._l1.remaining(entry), entry.cost):
+            self._count("early_refreshes", stats)
+            return True
+        return False
 
     def _refresh_early(self, remaining: float, compute_seconds: float) -> bool:
         # XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): recompute before expiry
@@ -428,7 +438,7 @@ class MultiLayerCache:
         stats: CacheStats | None,
     ) -> Generator[Op, Any, None]:
         seconds = self._jittered(self.ttl if ttl is None else _check_ttl("ttl", ttl))
-        self._l1.set(key, value, ttl=self._l1_ttl(seconds))
+        self._l1.set(key, value, ttl=self._l1_ttl(seconds), cost=compute_seconds)
         self._count("writes", stats)
         if self.redis is None:
             return
