@@ -20,6 +20,7 @@ from typing import Any, Self, cast
 import fakeredis
 import redis
 import redis.asyncio
+import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -303,6 +304,7 @@ class RedisServer:
         *,
         port: int | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        cluster: bool = False,
     ) -> None:
         if binary is None:
             binary = find_redis_server_binary()
@@ -318,6 +320,7 @@ class RedisServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
         self._version: str | None = None
+        self.cluster = cluster
 
     @property
     def binary(self) -> str:
@@ -383,6 +386,12 @@ class RedisServer:
         """A new asyncio client of this server; ``kwargs`` go to ``redis.asyncio.Redis``."""
         return redis.asyncio.Redis(host=LOOPBACK, port=self.port, **kwargs)
 
+    def cluster_client(self, **kwargs: Any) -> redis.cluster.RedisCluster:
+        """A ``RedisCluster`` client of this server (started with ``cluster=True``)."""
+        if not self.cluster:
+            raise RedisServerError(f"{self!r} is not a cluster node; start it with cluster=True")
+        return redis.cluster.RedisCluster(host=LOOPBACK, port=self.port, **kwargs)
+
     def flush(self) -> None:
         """Delete every key in every database (FLUSHALL), to isolate tests from each other."""
         with self.client() as client:
@@ -427,6 +436,9 @@ class RedisServer:
             *("--save", "", "--appendonly", "no", "--protected-mode", "no"),
             *("--dir", str(self._dir)),
         ]
+        if self.cluster:
+            config = str(self._dir / "nodes.conf")
+            command += ["--cluster-enabled", "yes", "--cluster-config-file", config]
         try:
             with self._log_path().open("wb") as log:
                 self._process = subprocess.Popen(
@@ -438,6 +450,18 @@ class RedisServer:
                 f"get one with {_INSTALL_HINT}"
             ) from exc
         self._wait_until_ready(self._process)
+        if self.cluster:
+            self._serve_every_slot()
+
+    def _serve_every_slot(self) -> None:
+        """Make this node a whole cluster: it serves all 16384 hash slots."""
+        deadline = time.monotonic() + self._startup_timeout
+        with redis.Redis(host=LOOPBACK, port=self.port) as node:
+            node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            while "cluster_state:ok" not in str(node.execute_command("CLUSTER", "INFO")):
+                if time.monotonic() > deadline:
+                    raise self._failure("never reported cluster_state:ok", self._output())
+                time.sleep(0.01)
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
         # A real process starts in real time, so the deadline is on the wall clock.
