@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from perfkit.cache._keys import bind_arguments, function_identity, make_key
-from perfkit.cache._multilayer import MISS, Found, MultiLayerCache
+from perfkit.cache._multilayer import Found, MultiLayerCache
 from perfkit.cache._singleflight import TaskFlights, ThreadFlights
 from perfkit.cache._stats import CacheStats
 
@@ -162,6 +161,41 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+class _Hot:
+    """What a wrapper's L1 hit path needs, looked up once at decoration."""
+
+    def __init__(self, cache: MultiLayerCache, keys: _Keys, stats: CacheStats) -> None:
+        self.l1_get = cache.l1.get
+        self.memoised = keys.memoised
+        self.early = cache.early_refresh > 0
+        self.cache_hits = cache.stats_counters.counter("l1_hits")
+        self.function_hits = stats.counter("l1_hits")
+
+
+def _keeper(
+    cache: MultiLayerCache,
+    key: str,
+    ttl: float | None,
+    cache_exceptions: tuple[type[BaseException], ...],
+) -> Callable[[BaseException], bool] | None:
+    """Keeps the origin's exceptions of the listed types in L1 (never in L2)."""
+    if not cache_exceptions:
+        return None
+
+    def keep(error: BaseException) -> bool:
+        if isinstance(error, cache_exceptions):
+            cache.store_l1(key, _CachedError(error), ttl=ttl)
+            return True
+        return False
+
+    return keep
+
+
+def _count_follower(cache: MultiLayerCache, stats: CacheStats, found: Found) -> Any:
+    cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
+    return _unwrap(found.value)
+
+
 def _sync_wrapper(
     cache: MultiLayerCache,
     function: Callable[..., Any],
@@ -171,10 +205,10 @@ def _sync_wrapper(
     cache_exceptions: tuple[type[BaseException], ...],
 ) -> Callable[..., Any]:
     flights = ThreadFlights()
-    clock = cache.clock
-    l1_get, memoised = cache.l1.get, keys.memoised
-    early = cache.early_refresh > 0
-    cache_hits, function_hits = cache.stats_counters.counter("l1_hits"), stats.counter("l1_hits")
+    hot = _Hot(cache, keys, stats)
+    # Closure variables are read faster than attributes: this is every hit's cost.
+    l1_get, memoised, early = hot.l1_get, hot.memoised, hot.early
+    cache_hits, function_hits = hot.cache_hits, hot.function_hits
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         # The L1 hit path, kept flat: it is the cost every cache hit pays.
@@ -197,40 +231,16 @@ def _sync_wrapper(
             except BaseException:
                 cache.count("misses", stats)  # the leader's error: a miss for this call too
                 raise
-            cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
-            return _unwrap(found.value)
+            return _count_follower(cache, stats, found)
         try:
-            # Another thread may have stored the value between our L1 miss and the join.
-            entry = None if refreshing else l1_get(full_key)
-            if entry is not None:
-                found = Found(True, entry.value, "l1")
-                cache.count("l1_hits", stats)
-            elif refreshing:  # recompute now, before the entry expires (XFetch)
-                found = MISS
-                cache.count("misses", stats)
-            else:
-                found = cache.lookup(full_key, stats=stats, check_l1=False, refresh_early=True)
-            lock = token = None
-            if not found.hit and cache.lock_timeout is not None and cache.redis is not None:
-                token = uuid.uuid4().bytes  # another process may be computing it already
-                lock = cache.acquire_lock(full_key, token)
-                if lock is False:
-                    found = cache.wait_for_value(full_key, stats=stats)
-            if not found.hit:
-                start = clock.now()
-                try:
-                    try:
-                        value = function(*args, **kwargs)
-                    except cache_exceptions as error:
-                        cache.store_l1(full_key, _CachedError(error), ttl=ttl)
-                        raise
-                    cache.store(
-                        full_key, value, ttl=ttl, compute_seconds=clock.elapsed(start), stats=stats
-                    )
-                finally:  # after the store: waiting processes then find the value
-                    if lock and token is not None:
-                        cache.release_lock(full_key, token)
-                found = Found(False, value)
+            found = cache.fill(
+                full_key,
+                lambda: function(*args, **kwargs),
+                ttl=ttl,
+                stats=stats,
+                recompute=refreshing,
+                keep_error=_keeper(cache, full_key, ttl, cache_exceptions),
+            )
             flight.set_result(found)
             return _unwrap(found.value)
         except BaseException as error:
@@ -251,10 +261,10 @@ def _async_wrapper(
     cache_exceptions: tuple[type[BaseException], ...],
 ) -> Callable[..., Any]:
     flights = TaskFlights()
-    clock = cache.clock
-    l1_get, memoised = cache.l1.get, keys.memoised
-    early = cache.early_refresh > 0
-    cache_hits, function_hits = cache.stats_counters.counter("l1_hits"), stats.counter("l1_hits")
+    hot = _Hot(cache, keys, stats)
+    # Closure variables are read faster than attributes: this is every hit's cost.
+    l1_get, memoised, early = hot.l1_get, hot.memoised, hot.early
+    cache_hits, function_hits = hot.cache_hits, hot.function_hits
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         # The L1 hit path, kept flat: it is the cost every cache hit pays.
@@ -283,37 +293,16 @@ def _async_wrapper(
             except BaseException:
                 cache.count("misses", stats)  # the leader's error: a miss for this call too
                 raise
-            cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
-            return _unwrap(found.value)
+            return _count_follower(cache, stats, found)
         try:
-            if refreshing:  # recompute now, before the entry expires (XFetch)
-                found = MISS
-                cache.count("misses", stats)
-            else:
-                found = await cache.alookup(
-                    full_key, stats=stats, check_l1=False, refresh_early=True
-                )
-            lock = token = None
-            if not found.hit and cache.lock_timeout is not None and cache.redis is not None:
-                token = uuid.uuid4().bytes  # another process may be computing it already
-                lock = await cache.aacquire_lock(full_key, token)
-                if lock is False:
-                    found = await cache.await_value(full_key, stats=stats)
-            if not found.hit:
-                start = clock.now()
-                try:
-                    try:
-                        value = await function(*args, **kwargs)
-                    except cache_exceptions as error:
-                        cache.store_l1(full_key, _CachedError(error), ttl=ttl)
-                        raise
-                    await cache.astore(
-                        full_key, value, ttl=ttl, compute_seconds=clock.elapsed(start), stats=stats
-                    )
-                finally:  # after the store: waiting processes then find the value
-                    if lock and token is not None:
-                        await cache.arelease_lock(full_key, token)
-                found = Found(False, value)
+            found = await cache.afill(
+                full_key,
+                lambda: function(*args, **kwargs),
+                ttl=ttl,
+                stats=stats,
+                recompute=refreshing,
+                keep_error=_keeper(cache, full_key, ttl, cache_exceptions),
+            )
             flight.set_result(found)
             return _unwrap(found.value)
         except asyncio.CancelledError:

@@ -18,8 +18,9 @@ import re
 import struct
 import threading
 import time
+import uuid
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Literal, NamedTuple
 
 import redis.exceptions
@@ -64,7 +65,7 @@ _BAD_KEY: Any = object()
 class Op(NamedTuple):
     """One Redis operation a cache path needs (a tuple: cheap to make on a hot path)."""
 
-    kind: Literal["get", "set", "set_nx", "delete", "scan_delete", "publish", "sleep"]
+    kind: Literal["get", "set", "set_nx", "delete", "scan_delete", "publish", "sleep", "call"]
     key: str
     payload: bytes = b""
     ms: int = 0
@@ -262,6 +263,78 @@ class MultiLayerCache:
     async def ainvalidate_key(self, key: str) -> bool:
         done: bool = await self._async(self._invalidate(key))
         return done
+
+    # -- filling a missing entry from its origin (what @cached does on a miss) ----------
+
+    def fill(
+        self,
+        key: str,
+        origin: Callable[[], Any],
+        *,
+        ttl: float | None = None,
+        stats: CacheStats | None = None,
+        recompute: bool = False,
+        keep_error: Callable[[BaseException], bool] | None = None,
+    ) -> Found:
+        """Find ``key`` in L1 or L2, or compute it with ``origin()`` and store it.
+
+        With ``lock_timeout`` set, only one process computes while the others wait for
+        its value. ``recompute`` skips the lookup (an early refresh); ``keep_error(e)``
+        may keep an exception of the origin in L1 and says whether it did."""
+        path = self._fill(key, ttl, stats, recompute, keep_error)
+        found: Found = self._sync(path, stats, call=origin)
+        return found
+
+    async def afill(
+        self,
+        key: str,
+        origin: Callable[[], Awaitable[Any]],
+        *,
+        ttl: float | None = None,
+        stats: CacheStats | None = None,
+        recompute: bool = False,
+        keep_error: Callable[[BaseException], bool] | None = None,
+    ) -> Found:
+        path = self._fill(key, ttl, stats, recompute, keep_error)
+        found: Found = await self._async(path, stats, call=origin)
+        return found
+
+    def _fill(
+        self,
+        key: str,
+        ttl: float | None,
+        stats: CacheStats | None,
+        recompute: bool,
+        keep_error: Callable[[BaseException], bool] | None,
+    ) -> Generator[Op, Any, Found]:
+        if recompute:  # refresh now, before the entry expires (XFetch)
+            self._count("misses", stats)
+            found = MISS
+        else:
+            # Another thread may have stored the value since the caller's L1 miss.
+            found = yield from self._lookup(key, stats, check_l1=True, refresh_early=True)
+            if found.hit:
+                return found
+        lock, token = None, uuid.uuid4().bytes
+        if self.lock_timeout is not None and self.redis is not None:
+            lock = yield from self._acquire_lock(key, token)  # another process may be at it
+            if lock is False:
+                found = yield from self._wait_for_value(key, stats)
+                if found.hit:
+                    return found
+        start = self.clock.now()
+        try:
+            try:
+                value = yield Op("call", key)
+            except BaseException as error:
+                if keep_error is not None:
+                    keep_error(error)
+                raise
+            yield from self._store(key, value, ttl, self.clock.elapsed(start), stats)
+        finally:  # after the store: waiting processes then find the value
+            if lock:
+                yield from self._release_lock(key, token)
+        return Found(False, value)
 
     # -- stampede protection across processes (used by @cached when lock_timeout is set) --
 
@@ -491,7 +564,12 @@ class MultiLayerCache:
 
     # -- drivers: run a path's Redis operations ------------------------------------------
 
-    def _sync(self, path: Generator[Op, Any, Any], stats: CacheStats | None = None) -> Any:
+    def _sync(
+        self,
+        path: Generator[Op, Any, Any],
+        stats: CacheStats | None = None,
+        call: Callable[[], Any] | None = None,
+    ) -> Any:
         if self._async_redis:
             raise TypeError(
                 "this cache's Redis client is a redis.asyncio client; use the async methods "
@@ -500,7 +578,15 @@ class MultiLayerCache:
         try:
             op = next(path)
             while True:
-                if op.kind == "sleep":
+                if op.kind == "call":
+                    assert call is not None
+                    try:
+                        value = call()
+                    except BaseException as error:  # the path decides what to do with it
+                        op = path.throw(error)
+                        continue
+                    op = path.send(value)
+                elif op.kind == "sleep":
                     self.clock.sleep(op.ms / 1000)
                     op = path.send(None)
                 else:
@@ -508,11 +594,23 @@ class MultiLayerCache:
         except StopIteration as stop:
             return stop.value
 
-    async def _async(self, path: Generator[Op, Any, Any], stats: CacheStats | None = None) -> Any:
+    async def _async(
+        self,
+        path: Generator[Op, Any, Any],
+        stats: CacheStats | None = None,
+        call: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Any:
         try:
             op = next(path)
             while True:
-                if op.kind == "sleep":
+                if op.kind == "call":
+                    assert call is not None
+                    try:
+                        result = await call()
+                    except BaseException as error:  # the path decides what to do with it
+                        op = path.throw(error)
+                        continue
+                elif op.kind == "sleep":
                     await self.clock.asleep(op.ms / 1000)
                     result = None
                 elif self._async_redis:
