@@ -1,9 +1,10 @@
-"""Perceived latency of a 100-token reply, streamed and not streamed.
+"""Perceived latency of a long reply, streamed and not streamed (the seed's "Write me a
+story": 5 s of nothing, or the first words after 0.5 s).
 
-The simulator models 500 ms to the first token and 20 ms per token after it, so the
-whole reply takes 0.5 + 99 x 0.02 = 2.48 s. Streamed, the user sees the first token
-at TTFT; not streamed, only when the whole reply has arrived. ``perf.observe`` records
-what the user perceives, measured through the real SDK's stream parsing.
+The simulator models 500 ms to the first token and 20 ms per token after it; a reply of
+226 tokens takes 0.5 + 225 x 0.02 = 5.0 s in all. Streamed, the user sees the first
+token at TTFT; not streamed, only when the whole reply has arrived. ``perf.observe``
+records what the user perceives, measured through the real SDK's stream parsing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from perfkit import AnthropicSimulator, LLMLatency, Perf, Reply
 from perfkit._clock import Clock
 
-TOKENS = 100
+TOKENS = 226
 LATENCY = LLMLatency(ttft=0.500, per_token=0.020)
 REQUEST = {
     "model": "claude-sonnet-5",
