@@ -57,3 +57,10 @@ def test_the_process_lock_works_on_a_cluster(cluster: RedisCluster) -> None:
 def test_a_cluster_client_needs_a_cluster_server() -> None:
     with pytest.raises(RedisServerError, match="not a cluster node"):
         RedisServer(find_redis_server_binary() or "redis-server").cluster_client()
+
+
+def test_a_cluster_node_gets_a_port_whose_bus_port_exists() -> None:
+    from perfkit.simulation._redis import CLUSTER_BUS_OFFSET, _free_cluster_port
+
+    ports = {_free_cluster_port() for _ in range(50)}
+    assert all(port + CLUSTER_BUS_OFFSET <= 65535 for port in ports)

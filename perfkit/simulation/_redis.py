@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -247,6 +248,31 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+CLUSTER_BUS_OFFSET = 10000
+"""A cluster node also listens on its port + 10000 (the cluster bus)."""
+
+_CLUSTER_PORTS = range(20000, 65535 - CLUSTER_BUS_OFFSET + 1)
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster-bus twin is free too (so at most 55535)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.choice(_CLUSTER_PORTS)
+        if all(_is_free(candidate) for candidate in (port, port + CLUSTER_BUS_OFFSET)):
+            return port
+    raise RedisServerError("found no free port pair (port and port + 10000) for a cluster node")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
 def _check_port(port: int | None) -> int | None:
     if port is None:
         return None
@@ -417,7 +443,9 @@ class RedisServer:
             self._requested_port = self._port
         attempts = 1 if self._requested_port is not None else _PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            self._port = self._requested_port or _free_port()
+            self._port = self._requested_port or (
+                _free_cluster_port() if self.cluster else _free_port()
+            )
             try:
                 self._spawn_and_wait()
                 return
