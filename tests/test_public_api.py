@@ -56,6 +56,7 @@ EXPECTED_SIMULATION = [
     "Replay",
     "Reply",
     "SimRequest",
+    "SimulatedNetwork",
     "TextBlock",
     "ToolUseBlock",
     "Uniform",

@@ -14,6 +14,7 @@ from perfkit.simulation._latency import (
     Replay,
     Uniform,
 )
+from perfkit.simulation._network import SimulatedNetwork
 from perfkit.simulation._redis import (
     RedisServer,
     fake_async_redis,
@@ -42,6 +43,7 @@ __all__ = [
     "Replay",
     "Reply",
     "SimRequest",
+    "SimulatedNetwork",
     "TextBlock",
     "ToolUseBlock",
     "Uniform",
