@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from perfkit._validation import check_count
+
 
 def interleaved_best(
     candidates: Mapping[str, Callable[[], Any]], *, number: int = 1000, repeat: int = 15
@@ -34,9 +36,8 @@ def interleaved_best(
     """
     if not candidates:
         raise ValueError("interleaved_best needs at least one candidate")
-    for name, value in (("number", number), ("repeat", repeat)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    check_count("number", number)
+    check_count("repeat", repeat)
     return asyncio.run(_interleave(candidates, number, repeat))
 
 
@@ -69,8 +70,7 @@ def alternating_medians(
     """
     if not candidates:
         raise ValueError("alternating_medians needs at least one candidate")
-    if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
-        raise ValueError(f"calls must be an int >= 1, got {calls!r}")
+    check_count("calls", calls)
     for name, function in candidates.items():
         if inspect.iscoroutinefunction(function):
             raise TypeError(

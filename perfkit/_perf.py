@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from perfkit._clock import Clock, ClockMode
 from perfkit._errors import PerfkitError
+from perfkit._validation import check_count
 
 PERCENTILES = (50, 90, 95, 99)
 T = TypeVar("T")
@@ -188,8 +189,8 @@ class Perf:
         unmeasured ones) and return the last result. Coroutine functions run in a new
         event loop per round, on the clock. ``setup`` (sync or async) runs before every
         round, outside the measurement and the counters."""
-        _check_count("rounds", rounds, minimum=1)
-        _check_count("warmup_rounds", warmup_rounds, minimum=0)
+        check_count("rounds", rounds)
+        check_count("warmup_rounds", warmup_rounds, minimum=0)
         if setup is not None and not callable(setup):
             raise TypeError(f"setup must be callable, got {setup!r}")
         if self._used:
@@ -262,11 +263,6 @@ class Perf:
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
     return await awaitable
-
-
-def _check_count(name: str, value: int, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _in_event_loop() -> bool:

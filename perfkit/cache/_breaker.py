@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from perfkit._clock import Clock, RealClock
+from perfkit._validation import check_count
 
 BreakerState = Literal["closed", "open", "half_open"]
 
@@ -65,9 +66,9 @@ class CircuitBreaker:
         clock: Clock | None = None,
         half_open_probes: int = DEFAULT_HALF_OPEN_PROBES,
     ) -> None:
-        self.failure_threshold = _check_count("failure_threshold", failure_threshold)
+        self.failure_threshold = check_count("failure_threshold", failure_threshold)
         self.cool_down = _check_cool_down(cool_down)
-        self.half_open_probes = _check_count("half_open_probes", half_open_probes)
+        self.half_open_probes = check_count("half_open_probes", half_open_probes)
         self.clock: Clock = clock if clock is not None else RealClock()
         # The lock guards the fields below and is never held across a call to Redis;
         # it is held across clock reads, which are neither I/O nor user code.
@@ -171,12 +172,6 @@ class CircuitBreaker:
             f"CircuitBreaker(state={self.state!r}, failure_threshold={self.failure_threshold!r}, "
             f"cool_down={self.cool_down!r}, half_open_probes={self.half_open_probes!r})"
         )
-
-
-def _check_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
 
 
 def _check_cool_down(seconds: float) -> float:

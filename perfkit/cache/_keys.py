@@ -42,6 +42,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from perfkit._validation import check_count
+
 DEFAULT_MAX_KEY_LENGTH = 200
 DIGEST_LENGTH = 32
 """Hex digits of the arguments' SHA-256 kept in a key (128 bits)."""
@@ -351,5 +353,4 @@ def _check_identity(identity: str) -> None:
 
 
 def _check_max_length(max_length: int) -> None:
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be an int >= 1, got {max_length!r}")
+    check_count("max_length", max_length)

@@ -7,6 +7,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from perfkit._validation import check_count
+
 
 class Entry:
     """A cached value, the time (on the cache's clock) it expires at, and how many
@@ -38,8 +40,7 @@ class LocalCache:
     """
 
     def __init__(self, maxsize: int, timer: Callable[[], float]) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise ValueError(f"l1_maxsize must be an int >= 1, got {maxsize!r}")
+        check_count("l1_maxsize", maxsize)
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, Entry] = OrderedDict()
         self._timer = timer
