@@ -150,11 +150,6 @@ class MultiLayerCache:
 
     # -- public, non-decorator API -------------------------------------------------------
 
-    @property
-    def l2_is_async(self) -> bool:
-        """Whether the Redis client is a ``redis.asyncio`` one (use the ``a*`` methods)."""
-        return self._async_redis
-
     def key(self, name: str) -> str:
         """The full Redis key of an entry called ``name`` in this cache's namespace."""
         return self.prefix + name

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 import anthropic
 
@@ -107,8 +107,3 @@ def main(out: TextIO) -> int:
         f"{REDIS_ROUND_TRIP * 1e3:g} ms; demo wall time {time.perf_counter() - wall_start:.3f} s)\n"
     )
     return 0
-
-
-def as_dict(steps: list[Step]) -> list[dict[str, Any]]:
-    """The steps as plain data (for JSON output)."""
-    return [step.__dict__ for step in steps]
