@@ -65,11 +65,11 @@ class SimulatedNetwork:
             self.connections_opened += 1
             return self.connect.sample()
 
-    def _answer(self, raw: bytes) -> tuple[float, bytes]:
+    def _answer(self, request: httpx.Request) -> tuple[float, bytes]:
         with self._lock:
             self.requests += 1
             delay = self.server.sample()
-        return delay, _serve(self.handler, raw)
+        return delay, _serve(self.handler, request)
 
     def client(self, *, pooled: bool = True, **kwargs: Any) -> httpx.Client:
         """An ``httpx.Client`` whose real pool runs on this network; ``pooled=False``
@@ -110,9 +110,10 @@ class _Exchange:
 
     def write(self, buffer: bytes) -> None:
         self.inbound += buffer
-        request = _complete_request(self.inbound)
-        if request is not None:
-            self.inbound = self.inbound[len(request) :]
+        parsed = _read_request(self.inbound)
+        if parsed is not None:
+            request, consumed = parsed
+            self.inbound = self.inbound[consumed:]
             delay, response = self.network._answer(request)
             self.pending_delay += delay
             self.outbound += response
@@ -213,33 +214,27 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         await self._network.clock.asleep(seconds)
 
 
-def _complete_request(buffer: bytes) -> bytes | None:
-    """The first whole HTTP/1.1 request in ``buffer`` (headers and a content-length body)."""
+def _read_request(buffer: bytes) -> tuple[httpx.Request, int] | None:
+    """The first whole HTTP/1.1 request in ``buffer`` (headers and a content-length
+    body) and how many bytes it took, or None while it is incomplete."""
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         return None
-    head = buffer[:end].decode("latin-1")
-    length = 0
-    for line in head.split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value.strip())
-    total = end + 4 + length
-    return buffer[:total] if len(buffer) >= total else None
-
-
-def _serve(handler: Handler, raw: bytes) -> bytes:
-    end = raw.find(b"\r\n\r\n")
-    lines = raw[:end].decode("latin-1").split("\r\n")
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    headers = [
+        (name.strip(), value.strip())
+        for name, _, value in (line.partition(":") for line in lines[1:])
+    ]
+    by_name = {name.lower(): value for name, value in headers}
+    total = end + 4 + int(by_name.get("content-length", "0"))
+    if len(buffer) < total:
+        return None
     method, target, _ = lines[0].split(" ", 2)
-    headers: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers.append((name.strip(), value.strip()))
-    host = {name.lower(): value for name, value in headers}.get("host", "simulated")
-    request = httpx.Request(
-        method, f"http://{host}{target}", headers=headers, content=raw[end + 4 :]
-    )
+    url = f"http://{by_name.get('host', 'simulated')}{target}"
+    return httpx.Request(method, url, headers=headers, content=buffer[end + 4 : total]), total
+
+
+def _serve(handler: Handler, request: httpx.Request) -> bytes:
     response = handler(request)
     body = response.read()
     head = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}"]
