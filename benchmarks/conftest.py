@@ -34,3 +34,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(f"    {name:<34} {seconds * 1e6:10.3f} µs per call")
         for name, ratio in ratios.items():
             terminalreporter.write_line(f"    {name:<34} {ratio:10.3f}x")
+
+
+@pytest.fixture(autouse=True)
+def _every_connection_closed(no_open_connections: None) -> None:
+    """After every benchmark, zero connections opened through tracked pools remain open."""

@@ -2,8 +2,8 @@
 
 Fixtures: ``perfkit_clock``, ``perf``, ``perfkit_counters``, ``anthropic_sim``,
 ``redis_client``, ``async_redis_client``, ``fake_redis_server``, ``redis_server_binary``,
-``redis_server``, ``real_redis_client``.
-Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``.
+``redis_server``, ``real_redis_client``, ``simulated_network``, ``no_open_connections``.
+Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``, ``perfkit_network(**options)``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import copy
 import inspect
 import os
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -27,7 +28,8 @@ from perfkit._errors import RedisServerError
 from perfkit._perf import Counters, Perf, PerfResult
 from perfkit._report import write_terminal_summary
 from perfkit._virtual_loop import current_loop_of, virtual_time
-from perfkit.simulation import AnthropicSimulator
+from perfkit.pooling import live_connection_stats
+from perfkit.simulation import AnthropicSimulator, SimulatedNetwork
 from perfkit.simulation._redis import (
     RedisServer,
     fake_async_redis,
@@ -40,6 +42,7 @@ RESULTS_KEY = pytest.StashKey[list[PerfResult]]()
 CLOCK_FIXTURE = "perfkit_clock"
 LEAK_GUARD_NAME = "perfkit-looptime-leak-guard"
 SIM_MARKER_OPTIONS = frozenset({"latency", "base_url", "seed"})
+NETWORK_MARKER_OPTIONS = frozenset({"connect", "tls", "server", "handler", "http2"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,6 +57,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "perfkit_sim(**options): options for the anthropic_sim fixture (latency=, base_url=)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "perfkit_network(**options): options for the simulated_network fixture "
+        "(connect=, tls=, server=, handler=, http2=)",
     )
     config.stash[SETTINGS_KEY] = _settings.resolve(config)
     config.stash[RESULTS_KEY] = []
@@ -168,7 +176,8 @@ def anthropic_sim(
     request: pytest.FixtureRequest, perfkit_clock: Clock, perfkit_counters: Counters
 ) -> Iterator[AnthropicSimulator]:
     """The simulated Anthropic API, active for the test, on the test's clock."""
-    with AnthropicSimulator(clock=perfkit_clock, **_sim_options(request.node)) as sim:
+    options = _marker_options(request.node, "perfkit_sim", SIM_MARKER_OPTIONS)
+    with AnthropicSimulator(clock=perfkit_clock, **options) as sim:
         perfkit_counters.track("api_requests", lambda: sim.call_count)
         perfkit_counters.track(
             "api_output_tokens", lambda: sum(r.output_tokens for r in sim.requests)
@@ -176,16 +185,29 @@ def anthropic_sim(
         yield sim
 
 
-def _sim_options(item: pytest.Item) -> dict[str, Any]:
-    """The ``perfkit_sim`` marker's options, copied for this test: a latency model has
-    state (a seeded generator, a replay position) that tests must not share."""
-    marker = item.get_closest_marker("perfkit_sim")
+@pytest.fixture
+def simulated_network(
+    request: pytest.FixtureRequest, perfkit_clock: Clock, perfkit_counters: Counters
+) -> SimulatedNetwork:
+    """A simulated network (modeled handshakes and server time beneath real connection
+    pools) on the test's clock; ``network.client()`` or ``network.attach(client)``."""
+    options = _marker_options(request.node, "perfkit_network", NETWORK_MARKER_OPTIONS)
+    network = SimulatedNetwork(clock=perfkit_clock, **options)
+    perfkit_counters.track("connections_opened", lambda: network.connections_opened)
+    perfkit_counters.track("network_requests", lambda: network.requests)
+    return network
+
+
+def _marker_options(item: pytest.Item, name: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """A marker's keyword options, copied for this test: a latency model has state (a
+    seeded generator, a replay position) that tests must not share."""
+    marker = item.get_closest_marker(name)
     if marker is None:
         return {}
-    if marker.args or not set(marker.kwargs) <= SIM_MARKER_OPTIONS:
+    if marker.args or not set(marker.kwargs) <= allowed:
         raise pytest.UsageError(
-            f"{item.nodeid}: perfkit_sim takes keyword options "
-            f"{', '.join(sorted(SIM_MARKER_OPTIONS))}; got {marker}"
+            f"{item.nodeid}: {name} takes keyword options "
+            f"{', '.join(sorted(allowed))}; got {marker}"
         )
     return copy.deepcopy(dict(marker.kwargs))
 
@@ -287,6 +309,20 @@ def real_redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     yield client
     client.flushall()
     client.close()
+
+
+@pytest.fixture
+def no_open_connections() -> Iterator[None]:
+    """Fail the test if a connection it opened through a tracked pool (perfkit.pooling
+    clients, ``track_connections``, a ``SimulatedNetwork``) is still open at its end."""
+    earlier = weakref.WeakSet(live_connection_stats())
+    yield
+    leaked = [stats for stats in live_connection_stats() if stats.open and stats not in earlier]
+    if leaked:
+        raise AssertionError(
+            f"{sum(stats.open for stats in leaked)} connection(s) left open at the end of "
+            f"the test (close the client, or use it in a with block): {leaked}"
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -48,6 +48,8 @@ FIXTURES = (
     "redis_server_binary",
     "redis_server",
     "real_redis_client",
+    "simulated_network",
+    "no_open_connections",
 )
 
 
@@ -407,6 +409,62 @@ def test_positional(anthropic_sim):
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
         ["*perfkit_sim takes keyword options base_url, latency, seed; got *latncy*"]
+    )
+
+
+# --- simulated network and connection leaks ------------------------------------------------
+
+
+def test_simulated_network_takes_marker_options_and_counts_connections(
+    project: pytest.Pytester,
+) -> None:
+    result = run(
+        project,
+        """
+@pytest.mark.perfkit_network(connect=0.1, tls=0.05, server=0.5)
+def test_pooled(perf, simulated_network):
+    def three_calls():
+        with simulated_network.client() as client:
+            for _ in range(3):
+                client.get("https://api.test/")
+    perf(three_calls, rounds=1)
+    assert perf.result.modeled == [1.65]
+    assert perf.result.counters == {"connections_opened": 1, "network_requests": 3}
+
+@pytest.mark.perfkit_network(conect=0.1)
+def test_typo(simulated_network):
+    pass
+""",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*perfkit_network takes keyword options connect, handler, http2, server, tls; got *"]
+    )
+
+
+def test_no_open_connections_fails_a_test_that_leaves_one_open(
+    project: pytest.Pytester,
+) -> None:
+    result = run(
+        project,
+        """
+LEAKED = []
+
+def test_leaks(no_open_connections, simulated_network):
+    LEAKED.append(simulated_network.client())
+    LEAKED[0].get("http://api.test/")
+
+def test_closes(no_open_connections, simulated_network):
+    with simulated_network.client() as client:
+        client.get("http://api.test/")
+
+def test_then_the_leak_is_closed():  # so the run leaves nothing open behind it
+    LEAKED.pop().close()
+""",
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*AssertionError: 1 connection(s) left open at the end of the test*opened=1*"]
     )
 
 

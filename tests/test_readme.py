@@ -52,7 +52,7 @@ def test_benchmark_example_passes_as_a_test_file(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=1)
 
 
-@pytest.mark.parametrize("marker", ["AnthropicSimulator(", "MultiLayerCache("])
+@pytest.mark.parametrize("marker", ["AnthropicSimulator(", "MultiLayerCache(", "SimulatedNetwork("])
 def test_example_runs(marker: str) -> None:
     example = next(block for block in _blocks("python") if marker in block)
     completed = subprocess.run(
