@@ -1,0 +1,315 @@
+"""Two agents with one interface: the naive "before" picture and the fully optimized one.
+
+Both run the full Anthropic tool-use loop (``tool_use`` -> ``tool_result`` -> next turn,
+until the model stops asking for tools) and offer ``chat(user_id, message)`` and its
+streaming twin ``chat_stream``. They differ only where the chapter's techniques apply:
+
+============================  =========================  ===============================
+                              NaiveAgent                 OptimizedAgent
+============================  =========================  ===============================
+HTTP client                   a new one per request      one shared pooled client per
+                                                         event loop
+responses                     always from the API        multi-layer cache, LLM-aware
+                                                         keys
+tools of one turn             one after another          concurrently
+reply                         whole, when finished       streamed token by token
+history                       every message, forever     trimmed to a token budget,
+                                                         bounded number of users
+============================  =========================  ===============================
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import httpx2
+
+from perfkit._errors import PerfkitError
+from perfkit._validation import check_count
+from perfkit.agents._history import ConversationStore, Message
+from perfkit.agents._tools import ToolRegistry
+from perfkit.cache import CachedMessages, MultiLayerCache
+from perfkit.cache._streams import MessageAssembler
+from perfkit.pooling import SharedAsyncClient, track_connections
+
+DEFAULT_MODEL = "claude-sonnet-5"
+DEFAULT_MAX_TOKENS = 1024
+DEFAULT_MAX_TURNS = 8
+MAX_MESSAGE_CHARS = 32_000
+
+
+class AgentError(PerfkitError):
+    """The conversation could not be completed (e.g. the model kept asking for tools)."""
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """What one ``chat`` call produced: the final text and what it took."""
+
+    text: str
+    turns: int
+    tool_calls: int
+    input_tokens: int
+    output_tokens: int
+    stop_reason: str | None
+
+
+class _Agent:
+    """The tool-use loop both agents share; subclasses say how a turn is sent."""
+
+    parallel_tools: bool
+
+    def __init__(
+        self,
+        *,
+        tools: ToolRegistry | None = None,
+        model: str = DEFAULT_MODEL,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        system: str | None = None,
+        max_turns: int = DEFAULT_MAX_TURNS,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.tools = tools if tools is not None else ToolRegistry()
+        self.model = model
+        self.max_tokens = check_count("max_tokens", max_tokens, minimum=1)
+        self.system = system
+        self.max_turns = check_count("max_turns", max_turns, minimum=1)
+        self.client_options = dict(client_options or {})
+        self.retries = 0
+
+    async def chat(self, user_id: str, message: str) -> AgentReply:
+        """Answer ``message`` in ``user_id``'s conversation."""
+        async with contextlib.aclosing(self._converse(user_id, message)) as steps:
+            async for step in steps:
+                if isinstance(step, AgentReply):
+                    return step
+        raise AssertionError("unreachable: a conversation always ends in a reply")
+
+    async def chat_stream(self, user_id: str, message: str) -> AsyncIterator[str]:
+        """The reply's text as it arrives. Closing the iterator early (a client that
+        went away) stops the upstream request."""
+        async with contextlib.aclosing(self._converse(user_id, message)) as steps:
+            async for step in steps:
+                if isinstance(step, str):
+                    yield step
+
+    async def _converse(self, user_id: str, message: str) -> AsyncGenerator[str | AgentReply, None]:
+        _check_message(user_id, message)
+        history = self._history(user_id)
+        exchange: list[Message] = [{"role": "user", "content": message}]
+        turns = tool_calls = input_tokens = output_tokens = 0
+        async with self._client() as client:
+            while True:
+                final: dict[str, Any] = {}
+                async for piece in self._turn(client, self._request(history + exchange)):
+                    if isinstance(piece, str):
+                        yield piece
+                    else:
+                        final = piece
+                turns += 1
+                usage = final.get("usage") or {}
+                input_tokens += usage.get("input_tokens") or 0
+                output_tokens += usage.get("output_tokens") or 0
+                exchange.append({"role": "assistant", "content": final["content"]})
+                if final.get("stop_reason") != "tool_use":
+                    break
+                if turns >= self.max_turns:
+                    raise AgentError(
+                        f"the model still asked for tools after {turns} turns "
+                        f"(max_turns={self.max_turns})"
+                    )
+                results = await self.tools.run(final["content"], parallel=self.parallel_tools)
+                tool_calls += len(results)
+                exchange.append({"role": "user", "content": results})
+        self._remember(user_id, exchange)
+        text = "".join(
+            block.get("text", "") for block in final["content"] if block.get("type") == "text"
+        )
+        yield AgentReply(
+            text=text,
+            turns=turns,
+            tool_calls=tool_calls,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            stop_reason=final.get("stop_reason"),
+        )
+
+    def _request(self, messages: list[Message]) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "messages": messages,
+        }
+        if self.system is not None:
+            request["system"] = self.system
+        if len(self.tools):
+            request["tools"] = self.tools.definitions()
+        return request
+
+    def _new_client(self) -> anthropic.AsyncAnthropic:
+        """An SDK client on the SDK's default HTTP client, counting the SDK's retries."""
+        http_client = anthropic.DefaultAsyncHttpxClient(
+            event_hooks={"request": [self._count_retry]}
+        )
+        return anthropic.AsyncAnthropic(http_client=http_client, **self.client_options)
+
+    async def _count_retry(self, request: httpx2.Request) -> None:
+        if request.headers.get("x-stainless-retry-count", "0") != "0":
+            self.retries += 1
+
+    # What the two agents do differently.
+
+    def _client(self) -> contextlib.AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
+        raise NotImplementedError
+
+    def _turn(
+        self, client: anthropic.AsyncAnthropic, request: dict[str, Any]
+    ) -> AsyncIterator[str | dict[str, Any]]:
+        raise NotImplementedError
+
+    def _history(self, user_id: str) -> list[Message]:
+        raise NotImplementedError
+
+    def _remember(self, user_id: str, exchange: list[Message]) -> None:
+        raise NotImplementedError
+
+
+class NaiveAgent(_Agent):
+    """The agent as it is often first written: correct, and slow.
+
+    A new client (and so new connections) for every request, every turn from the API,
+    tools one after another, the reply only when it is complete, and every message of
+    every user kept forever.
+    """
+
+    parallel_tools = False
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.conversations: dict[str, list[Message]] = {}
+
+    def _client(self) -> contextlib.AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
+        return self._new_client()
+
+    async def _turn(
+        self, client: anthropic.AsyncAnthropic, request: dict[str, Any]
+    ) -> AsyncIterator[str | dict[str, Any]]:
+        response = await client.messages.create(**request)
+        message = response.model_dump(mode="json")
+        text = "".join(b.get("text", "") for b in message["content"] if b["type"] == "text")
+        if text:
+            yield text
+        yield message
+
+    def _history(self, user_id: str) -> list[Message]:
+        return list(self.conversations.get(user_id, []))
+
+    def _remember(self, user_id: str, exchange: list[Message]) -> None:
+        self.conversations.setdefault(user_id, []).extend(exchange)
+
+    async def aclose(self) -> None:
+        """Nothing to close: every request closed its own client."""
+
+
+class OptimizedAgent(_Agent):
+    """Every technique of the chapter at once.
+
+    One shared, pooled client per event loop (built on the SDK's default client); every
+    turn through the multi-layer cache with LLM-aware keys (a repeated question costs no
+    API call, and a streamed reply is replayed from the cache); all tool calls of a turn
+    concurrently; the reply streamed as it is generated; and per-user history trimmed to
+    a token budget with a bounded number of users. Retries are left to the SDK and
+    counted (``retries``). Close it with ``await agent.aclose()`` from the loop that used
+    it, or use ``async with agent:``.
+    """
+
+    parallel_tools = True
+
+    def __init__(
+        self,
+        *,
+        cache: MultiLayerCache | None = None,
+        history: ConversationStore | None = None,
+        cache_ttl: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.cache = cache if cache is not None else MultiLayerCache(namespace="agent")
+        self.history = history if history is not None else ConversationStore()
+        self.cache_ttl = cache_ttl
+        self._shared = SharedAsyncClient(self._new_session)
+
+    def _new_session(self) -> _Session:
+        client = self._new_client()
+        track_connections(client)
+        return _Session(client, CachedMessages(client, self.cache, ttl=self.cache_ttl))
+
+    def _client(self) -> contextlib.AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
+        return contextlib.nullcontext(self._shared.get().client)
+
+    async def _turn(
+        self, client: anthropic.AsyncAnthropic, request: dict[str, Any]
+    ) -> AsyncIterator[str | dict[str, Any]]:
+        assembler = MessageAssembler()
+        stream = await self._shared.get().messages.create(**request, stream=True)
+        async with stream:
+            async for event in stream:
+                assembler.feed(event)
+                text = _text_delta(event)
+                if text:
+                    yield text
+        yield assembler.message
+
+    def _history(self, user_id: str) -> list[Message]:
+        return self.history.messages(user_id)
+
+    def _remember(self, user_id: str, exchange: list[Message]) -> None:
+        self.history.add(user_id, exchange)
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        """The running event loop's shared client."""
+        return self._shared.get().client
+
+    async def aclose(self) -> None:
+        """Close this event loop's shared client."""
+        await self._shared.aclose()
+
+    async def __aenter__(self) -> OptimizedAgent:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _Session:
+    """An event loop's shared client and the cached ``messages.create`` over it."""
+
+    def __init__(self, client: anthropic.AsyncAnthropic, messages: CachedMessages) -> None:
+        self.client = client
+        self.messages = messages
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _text_delta(event: Any) -> str | None:
+    if getattr(event, "type", None) != "content_block_delta":
+        return None
+    delta = event.delta
+    return delta.text if getattr(delta, "type", None) == "text_delta" else None
+
+
+def _check_message(user_id: object, message: object) -> None:
+    if not isinstance(user_id, str) or not user_id:
+        raise ValueError(f"user_id must be a non-empty string, got {user_id!r}")
+    if not isinstance(message, str) or not message.strip():
+        raise ValueError(f"message must be a non-empty string, got {message!r}")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise ValueError(
+            f"message is {len(message)} characters; at most {MAX_MESSAGE_CHARS} are allowed"
+        )

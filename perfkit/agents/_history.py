@@ -1,0 +1,72 @@
+"""Per-user conversation history with bounded memory: a token budget per user, a cap on users."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from perfkit._validation import check_count
+
+Message = dict[str, Any]
+Exchange = list[Message]
+"""One ``chat`` call's messages: the user's question, any tool turns, the final answer."""
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """A cheap token estimate (about 4 characters per token, as for English text)."""
+    return max(1, len(json.dumps(messages, separators=(",", ":"), default=str)) // 4)
+
+
+class ConversationStore:
+    """Each user's recent exchanges, trimmed to ``max_tokens`` and at most ``max_users``
+    users (the least recently active are forgotten first).
+
+    History is trimmed in whole exchanges, oldest first, so what is sent to the model
+    always starts with a user question and never splits a ``tool_use`` from its
+    ``tool_result``.
+
+    >>> store = ConversationStore(max_tokens=1_000, max_users=2)
+    >>> store.add("ann", [{"role": "user", "content": "Hi"},
+    ...                   {"role": "assistant", "content": "Hello!"}])
+    >>> [m["role"] for m in store.messages("ann")]
+    ['user', 'assistant']
+    """
+
+    def __init__(self, *, max_tokens: int = 4_000, max_users: int = 10_000) -> None:
+        self.max_tokens = check_count("max_tokens", max_tokens, minimum=1)
+        self.max_users = check_count("max_users", max_users, minimum=1)
+        self._users: OrderedDict[str, list[tuple[int, Exchange]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def messages(self, user_id: str) -> list[Message]:
+        """The user's history, oldest first (a new list: callers may extend it)."""
+        with self._lock:
+            exchanges = self._users.get(user_id, [])
+            if exchanges:
+                self._users.move_to_end(user_id)
+            return [message for _, exchange in exchanges for message in exchange]
+
+    def add(self, user_id: str, exchange: Exchange) -> None:
+        """Append one finished exchange, then trim to the budgets."""
+        cost = estimate_tokens(exchange)
+        with self._lock:
+            exchanges = self._users.setdefault(user_id, [])
+            self._users.move_to_end(user_id)
+            exchanges.append((cost, exchange))
+            total = sum(tokens for tokens, _ in exchanges)
+            while total > self.max_tokens and len(exchanges) > 1:
+                total -= exchanges.pop(0)[0]
+            if total > self.max_tokens:  # one exchange alone is over budget: keep none
+                exchanges.clear()
+                del self._users[user_id]
+            while len(self._users) > self.max_users:
+                self._users.popitem(last=False)
+
+    def tokens(self, user_id: str) -> int:
+        with self._lock:
+            return sum(tokens for tokens, _ in self._users.get(user_id, []))
+
+    def __len__(self) -> int:
+        return len(self._users)
