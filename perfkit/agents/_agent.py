@@ -102,10 +102,10 @@ class _Agent:
         history = self._history(user_id)
         exchange: list[Message] = [{"role": "user", "content": message}]
         turns = tool_calls = input_tokens = output_tokens = 0
-        async with self._client() as client:
+        async with self._session() as session:
             while True:
                 final: dict[str, Any] = {}
-                async for piece in self._turn(client, self._request(history + exchange)):
+                async for piece in self._turn(session, self._request(history + exchange)):
                     if isinstance(piece, str):
                         yield piece
                     else:
@@ -163,12 +163,12 @@ class _Agent:
 
     # What the two agents do differently.
 
-    def _client(self) -> contextlib.AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
+    def _session(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """What one ``chat`` call sends its turns through (handed to :meth:`_turn`)."""
         raise NotImplementedError
 
-    def _turn(
-        self, client: anthropic.AsyncAnthropic, request: dict[str, Any]
-    ) -> AsyncIterator[str | dict[str, Any]]:
+    def _turn(self, session: Any, request: dict[str, Any]) -> AsyncIterator[str | dict[str, Any]]:
+        """One turn: the text as it arrives, then the whole message as a dict."""
         raise NotImplementedError
 
     def _history(self, user_id: str) -> list[Message]:
@@ -192,7 +192,7 @@ class NaiveAgent(_Agent):
         super().__init__(**options)
         self.conversations: dict[str, list[Message]] = {}
 
-    def _client(self) -> contextlib.AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
+    def _session(self) -> contextlib.AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
         return self._new_client()
 
     async def _turn(
@@ -248,14 +248,14 @@ class OptimizedAgent(_Agent):
         track_connections(client)
         return _Session(client, CachedMessages(client, self.cache, ttl=self.cache_ttl))
 
-    def _client(self) -> contextlib.AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
-        return contextlib.nullcontext(self._shared.get().client)
+    def _session(self) -> contextlib.AbstractAsyncContextManager[_Session]:
+        return contextlib.nullcontext(self._shared.get())
 
     async def _turn(
-        self, client: anthropic.AsyncAnthropic, request: dict[str, Any]
+        self, session: _Session, request: dict[str, Any]
     ) -> AsyncIterator[str | dict[str, Any]]:
         assembler = MessageAssembler()
-        stream = await self._shared.get().messages.create(**request, stream=True)
+        stream = await session.messages.create(**request, stream=True)
         async with stream:
             async for event in stream:
                 assembler.feed(event)

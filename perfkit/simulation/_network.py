@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import h2.config
 import h2.connection
@@ -34,6 +34,7 @@ from perfkit.pooling import (
 from perfkit.simulation._latency import LatencyModel, as_model
 
 Handler = Callable[[httpx.Request], httpx.Response]
+C = TypeVar("C")
 
 # Headers that describe one HTTP/1.1 connection's framing, never a resource.
 _HOP_BY_HOP = frozenset({"connection", "content-length", "keep-alive", "transfer-encoding"})
@@ -85,7 +86,7 @@ class SimulatedNetwork:
         """Requests the simulated server answered."""
         return self.stats.requests
 
-    def attach(self, client: Any) -> Any:
+    def attach(self, client: C) -> C:
         """Run ``client``'s real pools (httpx or httpx2, sync or async, an anthropic
         client too) on this network; returns ``client``."""
         for pool in _pools_of(client):
@@ -96,14 +97,13 @@ class SimulatedNetwork:
     def client(self, *, pooled: bool = True, http2: bool = False, **kwargs: Any) -> httpx.Client:
         """An ``httpx.Client`` on this network. ``pooled=False`` opens a new connection
         for every request (no keep-alive); ``http2=True`` offers HTTP/2 over TLS."""
-        return self.attach(httpx.Client(limits=_limits(pooled), http2=http2, **kwargs))  # type: ignore[no-any-return]
+        return self.attach(httpx.Client(limits=_limits(pooled), http2=http2, **kwargs))
 
     def async_client(
         self, *, pooled: bool = True, http2: bool = False, **kwargs: Any
     ) -> httpx.AsyncClient:
         """The asyncio twin of :meth:`client`."""
-        client = httpx.AsyncClient(limits=_limits(pooled), http2=http2, **kwargs)
-        return self.attach(client)  # type: ignore[no-any-return]
+        return self.attach(httpx.AsyncClient(limits=_limits(pooled), http2=http2, **kwargs))
 
     def _opened(self) -> tuple[float, _Connection]:
         self.stats.count_open()
