@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from typing import Any
 
 import anthropic
 import httpx
@@ -30,6 +31,14 @@ from perfkit.pooling import (
 )
 
 UNPOOLED = httpx.Limits(max_connections=100, max_keepalive_connections=0)
+
+
+def question(n: int) -> dict[str, Any]:
+    return {
+        "model": "claude-sonnet-5",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": f"question {n}"}],
+    }
 
 
 def test_public_names_are_pinned() -> None:
@@ -178,14 +187,7 @@ def test_anthropic_client_reuses_one_connection_over_https(
         base_url=https_server.url,
         http_options={"verify": https_server.trust()},
     ) as client:
-        replies = [
-            client.messages.create(
-                model="claude-sonnet-5",
-                max_tokens=16,
-                messages=[{"role": "user", "content": f"question {n}"}],
-            )
-            for n in range(5)
-        ]
+        replies = [client.messages.create(**question(n)) for n in range(5)]
         stats = connection_stats(client)
     seen = [json.loads(reply.content[0].text) for reply in replies]  # type: ignore[union-attr]
     assert {s["http_version"] for s in seen} == {version}
@@ -202,16 +204,7 @@ async def test_async_anthropic_client_shares_one_http2_connection(
         base_url=https_server.url,
         http_options={"verify": https_server.trust()},
     ) as client:
-        await asyncio.gather(
-            *(
-                client.messages.create(
-                    model="claude-sonnet-5",
-                    max_tokens=16,
-                    messages=[{"role": "user", "content": f"question {n}"}],
-                )
-                for n in range(5)
-            )
-        )
+        await asyncio.gather(*(client.messages.create(**question(n)) for n in range(5)))
         stats = connection_stats(client)
     assert (stats.requests, stats.opened, stats.closed) == (5, 1, 1)
 

@@ -126,11 +126,8 @@ class _Agent:
                 tool_calls += len(results)
                 exchange.append({"role": "user", "content": results})
         self._remember(user_id, exchange)
-        text = "".join(
-            block.get("text", "") for block in final["content"] if block.get("type") == "text"
-        )
         yield AgentReply(
-            text=text,
+            text=_text_of(final["content"]),
             turns=turns,
             tool_calls=tool_calls,
             input_tokens=input_tokens,
@@ -200,7 +197,7 @@ class NaiveAgent(_Agent):
     ) -> AsyncIterator[str | dict[str, Any]]:
         response = await client.messages.create(**request)
         message = response.model_dump(mode="json")
-        text = "".join(b.get("text", "") for b in message["content"] if b["type"] == "text")
+        text = _text_of(message["content"])
         if text:
             yield text
         yield message
@@ -295,6 +292,11 @@ class _Session:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def _text_of(content: list[dict[str, Any]]) -> str:
+    """The text blocks of a message's content, joined."""
+    return "".join(block.get("text", "") for block in content if block.get("type") == "text")
 
 
 def _text_delta(event: Any) -> str | None:

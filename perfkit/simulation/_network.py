@@ -214,17 +214,21 @@ class _Exchange:
     streams: requests are answered when they arrive and become due ``server`` later;
     due responses are encoded in the order they are delivered."""
 
-    def __init__(self, network: SimulatedNetwork, connection: _Connection, h2_prior: bool) -> None:
+    def __init__(
+        self, network: SimulatedNetwork, connection: _Connection, *, offers_h2: bool, h2_prior: bool
+    ) -> None:
         self.network = network
         self.connection = connection
+        self._offers_h2 = offers_h2
         self._h2_prior = h2_prior
         self._alpn: str | None = None
         self._server: _Http11Server | _Http2Server | None = None
         self._due: list[tuple[float, int, httpx.Response]] = []
         self._outbound = b""
 
-    def negotiate(self, offers_h2: bool) -> None:
-        self._alpn = "h2" if offers_h2 and self.network.http2 else "http/1.1"
+    def negotiate(self) -> None:
+        """The TLS handshake's ALPN: HTTP/2 when both ends speak it."""
+        self._alpn = "h2" if self._offers_h2 and self.network.http2 else "http/1.1"
 
     @property
     def alpn(self) -> str | None:
@@ -282,9 +286,8 @@ class _NegotiatedTLS:
 
 
 class _SyncStream:
-    def __init__(self, exchange: _Exchange, offers_h2: bool) -> None:
+    def __init__(self, exchange: _Exchange) -> None:
         self._exchange = exchange
-        self._offers_h2 = offers_h2
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         wait = self._exchange.wait()
@@ -302,7 +305,7 @@ class _SyncStream:
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> _SyncStream:
         self._exchange.network.clock.sleep(self._exchange.network.tls.sample())
-        self._exchange.negotiate(self._offers_h2)
+        self._exchange.negotiate()
         return self
 
     def get_extra_info(self, info: str) -> Any:
@@ -310,9 +313,8 @@ class _SyncStream:
 
 
 class _AsyncStream:
-    def __init__(self, exchange: _Exchange, offers_h2: bool) -> None:
+    def __init__(self, exchange: _Exchange) -> None:
         self._exchange = exchange
-        self._offers_h2 = offers_h2
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         wait = self._exchange.wait()
@@ -330,7 +332,7 @@ class _AsyncStream:
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> _AsyncStream:
         await self._exchange.network.clock.asleep(self._exchange.network.tls.sample())
-        self._exchange.negotiate(self._offers_h2)
+        self._exchange.negotiate()
         return self
 
     def get_extra_info(self, info: str) -> Any:
@@ -343,12 +345,22 @@ def _extra_info(exchange: _Exchange, info: str) -> Any:
     return None  # not readable while idle: the server never closes a kept-alive connection
 
 
-class _SyncBackend:
+class _Backend:
+    """What the sync and async backends share: the client's protocol offer, and a new
+    connection's exchange."""
+
     def __init__(self, network: SimulatedNetwork, *, http1: bool, http2: bool) -> None:
         self._network = network
         self._offers_h2 = http2
         self._h2_prior = http2 and not http1
 
+    def _exchange(self, connection: _Connection) -> _Exchange:
+        return _Exchange(
+            self._network, connection, offers_h2=self._offers_h2, h2_prior=self._h2_prior
+        )
+
+
+class _SyncBackend(_Backend):
     def connect_tcp(self, host: str, port: int, **kwargs: Any) -> _SyncStream:
         delay, connection = self._network._opened()
         try:
@@ -356,18 +368,13 @@ class _SyncBackend:
         except BaseException:
             connection.close()
             raise
-        return _SyncStream(_Exchange(self._network, connection, self._h2_prior), self._offers_h2)
+        return _SyncStream(self._exchange(connection))
 
     def sleep(self, seconds: float) -> None:
         self._network.clock.sleep(seconds)
 
 
-class _AsyncBackend:
-    def __init__(self, network: SimulatedNetwork, *, http1: bool, http2: bool) -> None:
-        self._network = network
-        self._offers_h2 = http2
-        self._h2_prior = http2 and not http1
-
+class _AsyncBackend(_Backend):
     async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> _AsyncStream:
         delay, connection = self._network._opened()
         try:
@@ -375,7 +382,7 @@ class _AsyncBackend:
         except BaseException:  # cancelled while connecting: the connection never opened
             connection.close()
             raise
-        return _AsyncStream(_Exchange(self._network, connection, self._h2_prior), self._offers_h2)
+        return _AsyncStream(self._exchange(connection))
 
     async def sleep(self, seconds: float) -> None:
         await self._network.clock.asleep(seconds)
