@@ -41,7 +41,7 @@ SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 RESULTS_KEY = pytest.StashKey[list[PerfResult]]()
 CLOCK_FIXTURE = "perfkit_clock"
 LEAK_GUARD_NAME = "perfkit-looptime-leak-guard"
-SIM_MARKER_OPTIONS = frozenset({"latency", "base_url", "seed"})
+SIM_MARKER_OPTIONS = frozenset({"latency", "base_url", "seed", "handshake"})
 NETWORK_MARKER_OPTIONS = frozenset({"connect", "tls", "server", "handler", "http2"})
 
 
@@ -56,7 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "perfkit_sim(**options): options for the anthropic_sim fixture (latency=, base_url=)",
+        "perfkit_sim(**options): options for the anthropic_sim fixture "
+        "(latency=, base_url=, seed=, handshake=)",
     )
     config.addinivalue_line(
         "markers",
@@ -179,6 +180,7 @@ def anthropic_sim(
     options = _marker_options(request.node, "perfkit_sim", SIM_MARKER_OPTIONS)
     with AnthropicSimulator(clock=perfkit_clock, **options) as sim:
         perfkit_counters.track("api_requests", lambda: sim.call_count)
+        perfkit_counters.track("api_connections", lambda: sim.connections_opened)
         perfkit_counters.track(
             "api_output_tokens", lambda: sum(r.output_tokens for r in sim.requests)
         )

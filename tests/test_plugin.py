@@ -296,7 +296,9 @@ def test_sync(anthropic_sim, perfkit_clock, perfkit_counters):
         assert perfkit_clock.elapsed(start) == 0.3
     assert message.content[0].text == "Hello there, friend"
     assert anthropic_sim.call_count == 1
-    assert perfkit_counters.snapshot() == {"api_requests": 1, "api_output_tokens": 3}
+    assert perfkit_counters.snapshot() == {
+        "api_requests": 1, "api_connections": 1, "api_output_tokens": 3
+    }
 
 async def test_async(anthropic_sim, perfkit_clock):
     anthropic_sim.latency = 0.3
@@ -408,7 +410,7 @@ def test_positional(anthropic_sim):
     )
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
-        ["*perfkit_sim takes keyword options base_url, latency, seed; got *latncy*"]
+        ["*perfkit_sim takes keyword options base_url, handshake, latency, seed; got *latncy*"]
     )
 
 
@@ -817,7 +819,11 @@ def test_benchmark_json_holds_the_modeled_times(project: pytest.Pytester) -> Non
     assert perfkit["wall"]["mean"] > 0
     assert perfkit["samples"]["count"] == 15
     assert perfkit["samples"]["p99"] == 0.3
-    assert perfkit["counters"] == {"api_output_tokens": 60, "api_requests": 15}
+    assert perfkit["counters"] == {
+        "api_connections": 5,
+        "api_output_tokens": 60,
+        "api_requests": 15,
+    }
 
 
 def test_saved_runs_work_with_pytest_benchmark_compare(
@@ -866,7 +872,7 @@ def test_the_terminal_summary_shows_the_perfkit_table(project: pytest.Pytester) 
             "*- perfkit: modeled *",
             "benchmark * clock * rounds * mean * p50 * p95 * p99 * wall * cpu * counters",
             "test_inner.py::test_three_calls * virtual * 5 * 900.0 * 900.0 * 900.0 * 900.0 * "
-            "api_output_tokens=60, api_requests=15",
+            "api_connections=5, api_output_tokens=60, api_requests=15",
         ]
     )
     assert "test_no_perf  " not in result.stdout.str()

@@ -1416,3 +1416,116 @@ def test_a_stream_error_draws_connect_once_and_honours_the_reply_latency(
         failed, ok = simulator.requests
     assert failed.ttft == 5.0  # the reply's own latency, connect 0
     assert ok.duration == 0.1 + 0.5  # the first connect draw was not consumed by the fault
+
+
+# --- connections: a modeled handshake per new connection of a client's pool -------------
+
+
+def handshaking_sim(clock: VirtualClock, **options: Any) -> AnthropicSimulator:
+    return AnthropicSimulator(clock=clock, latency=0.5, handshake=0.15, **options)
+
+
+def test_a_client_pays_the_handshake_once_and_reuses_its_connection(clock: VirtualClock) -> None:
+    async def main() -> list[float]:
+        durations = []
+        async with async_sdk() as client:
+            for _ in range(3):
+                start = clock.now()
+                await client.messages.create(**ask())
+                durations.append(clock.elapsed(start))
+        return durations
+
+    with handshaking_sim(clock) as sim:
+        assert clock.run(main()) == [0.65, 0.5, 0.5]
+    assert sim.connections_opened == 1
+    assert [r.handshake for r in sim.requests] == [0.15, 0.0, 0.0]
+    assert [r.sent_at for r in sim.requests] == [0.15, 0.65, 1.15]
+
+
+def test_a_new_client_per_request_pays_the_handshake_every_time(clock: VirtualClock) -> None:
+    def call() -> None:
+        with sdk() as client:
+            client.messages.create(**ask())
+
+    with handshaking_sim(clock) as sim:
+        start = clock.now()
+        for _ in range(3):
+            call()
+        assert clock.elapsed(start) == 1.95
+    assert sim.connections_opened == 3
+
+
+def test_concurrent_requests_open_one_connection_each_then_reuse_them(
+    clock: VirtualClock,
+) -> None:
+    async def main() -> None:
+        async with async_sdk() as client:
+            for _ in range(2):
+                await asyncio.gather(*(client.messages.create(**ask()) for _ in range(3)))
+
+    with handshaking_sim(clock) as sim:
+        clock.run(main())
+    assert sim.connections_opened == 3
+    assert [r.handshake for r in sim.requests] == [0.15] * 3 + [0.0] * 3
+
+
+def test_a_finished_stream_leaves_its_connection_idle(clock: VirtualClock) -> None:
+    async def main() -> None:
+        async with async_sdk() as client:
+            async with await client.messages.create(**ask(), stream=True) as stream:
+                async for _ in stream:
+                    pass
+            await client.messages.create(**ask())
+
+    with handshaking_sim(clock) as sim:
+        clock.run(main())
+    assert sim.connections_opened == 1
+
+
+def test_an_abandoned_stream_or_a_failed_connection_is_not_reused(clock: VirtualClock) -> None:
+    async def main() -> None:
+        async with async_sdk(max_retries=0) as client:
+            async with await client.messages.create(**ask(), stream=True) as stream:
+                async for _ in stream:
+                    break
+            with pytest.raises(anthropic.APIConnectionError):
+                await client.messages.create(**ask())
+            await client.messages.create(**ask())
+
+    with handshaking_sim(clock) as sim:
+        sim.enqueue(Reply.of_tokens(50), Fault.connection_error())
+        clock.run(main())
+    assert sim.connections_opened == 3
+    assert [r.handshake for r in sim.requests] == [0.15, 0.15, 0.15]
+
+
+def test_an_error_status_keeps_the_connection(clock: VirtualClock) -> None:
+    async def main() -> None:
+        async with async_sdk(max_retries=0) as client:
+            with pytest.raises(anthropic.RateLimitError):
+                await client.messages.create(**ask())
+            await client.messages.create(**ask())
+
+    with handshaking_sim(clock) as sim:
+        sim.enqueue(Fault.rate_limit())
+        clock.run(main())
+    assert sim.connections_opened == 1
+
+
+def test_without_a_handshake_connections_are_still_counted(
+    sim: AnthropicSimulator, clock: VirtualClock
+) -> None:
+    async def main() -> None:
+        async with async_sdk() as client:
+            await client.messages.create(**ask())
+            await client.messages.create(**ask())
+
+    clock.run(main())
+    assert sim.connections_opened == 1
+    assert [r.handshake for r in sim.requests] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("bad", [-0.1, "fast", True])
+def test_a_bad_handshake_is_refused(clock: VirtualClock, bad: Any) -> None:
+    with pytest.raises((TypeError, ValueError), match="handshake"):
+        AnthropicSimulator(clock=clock, handshake=bad)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,11 +20,18 @@ import respx
 
 from perfkit._clock import Clock, RealClock
 from perfkit._errors import SimulatorError
-from perfkit.simulation._intercept import DELIVERY_KEY, REGISTRY, Delivery, ScheduledStream
+from perfkit.simulation._intercept import (
+    DELIVERY_KEY,
+    POOL_KEY,
+    REGISTRY,
+    Delivery,
+    ScheduledStream,
+)
 from perfkit.simulation._latency import (
     LatencyModel,
     LLMLatency,
     as_llm_latency,
+    as_model,
     to_microseconds,
 )
 from perfkit.simulation._replies import Fault, Reply, tokenize
@@ -37,7 +46,11 @@ Responder = Callable[["SimRequest"], Script]
 
 @dataclass
 class SimRequest:
-    """One request the simulator received, and when (on its clock) it was answered."""
+    """One request the simulator received, and when (on its clock) it was answered.
+
+    ``sent_at`` is when the request reached the server: after ``handshake``, the modeled
+    seconds its client spent opening a new connection (0 when it reused an idle one).
+    """
 
     index: int
     method: str
@@ -45,6 +58,7 @@ class SimRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     sent_at: float
+    handshake: float = 0.0
     answer: Script | None = None
     status: int | None = None
     first_token_at: float | None = None
@@ -113,11 +127,13 @@ class AnthropicSimulator:
         clock: Clock | None = None,
         base_url: str = DEFAULT_BASE_URL,
         seed: int = 0,
+        handshake: LatencyModel | float = 0.0,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         self.seed = seed
         self._latency = as_llm_latency(latency)
+        self._connections = _Connections(as_model(handshake, name="handshake"))
         self.clock: Clock = clock if clock is not None else RealClock()
         self.base_url = _check_base_url(base_url)
         self.router = respx.MockRouter(assert_all_mocked=True, assert_all_called=False)
@@ -187,6 +203,11 @@ class AnthropicSimulator:
         """Every request received so far, in arrival order."""
         with self._log.lock:
             return list(self._log.requests)
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections the clients opened to the simulator (see ``handshake``)."""
+        return self._connections.opened
 
     @property
     def call_count(self) -> int:
@@ -262,6 +283,7 @@ class AnthropicSimulator:
     # -- answering -------------------------------------------------------------------
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
+        handshake, release = self._connections.checkout(request.extensions.get(POOL_KEY))
         problem: str | None = None
         try:
             parsed = json.loads(request.content or b"{}")
@@ -269,7 +291,16 @@ class AnthropicSimulator:
             parsed, problem = {}, f"invalid JSON body: {error}"
         if not isinstance(parsed, dict):
             parsed, problem = {}, "the body must be a JSON object"
-        logged = self._record(request, parsed)
+        logged = self._record(request, parsed, handshake)
+        return _after_handshake(self._answer(logged, parsed, problem, request), handshake, release)
+
+    def _answer(
+        self,
+        logged: SimRequest,
+        parsed: dict[str, Any],
+        problem: str | None,
+        request: httpx.Request,
+    ) -> httpx.Response:
         problem = problem or _validate(parsed)
         if problem:
             logged.status = 400
@@ -280,7 +311,7 @@ class AnthropicSimulator:
             return self._fault_response(answer, logged, request)
         return self._reply_response(answer, logged)
 
-    def _record(self, request: httpx.Request, body: dict[str, Any]) -> SimRequest:
+    def _record(self, request: httpx.Request, body: dict[str, Any], handshake: float) -> SimRequest:
         with self._log.lock:
             logged = SimRequest(
                 index=len(self._log.requests),
@@ -288,7 +319,8 @@ class AnthropicSimulator:
                 url=str(request.url),
                 headers=dict(request.headers),
                 body=body,
-                sent_at=self.clock.now(),
+                sent_at=round(self.clock.now() + handshake, 6),
+                handshake=handshake,
             )
             self._log.requests.append(logged)
         return logged
@@ -428,6 +460,60 @@ class AnthropicSimulator:
             f"AnthropicSimulator(base_url={self.base_url!r}, latency={self._latency!r}, "
             f"clock={self.clock!r}, requests={self.call_count})"
         )
+
+
+class _Connections:
+    """Keep-alive connections per client pool, modeled: a request that finds no idle
+    connection in its pool opens one (paying ``handshake``); a response delivered in full
+    leaves its connection idle for the next request, and a failed or abandoned one
+    closes it, as httpcore's pool does. A new client is a new pool, with no connection."""
+
+    def __init__(self, handshake: LatencyModel) -> None:
+        self.handshake = handshake
+        self.opened = 0
+        self._idle: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def checkout(self, pool: Any) -> tuple[float, Callable[[], None]]:
+        """The modeled handshake this request pays, and how to give its connection back."""
+        with self._lock:
+            if pool is not None and self._idle.get(pool, 0):
+                self._idle[pool] -= 1
+                cost = 0.0
+            else:
+                self.opened += 1
+                cost = to_microseconds(self.handshake.sample())
+        return cost, lambda: self._release(pool)
+
+    def _release(self, pool: Any) -> None:
+        if pool is not None:
+            with self._lock:
+                self._idle[pool] = self._idle.get(pool, 0) + 1
+
+
+def _after_handshake(
+    response: httpx.Response, handshake: float, release: Callable[[], None]
+) -> httpx.Response:
+    """``response`` delivered ``handshake`` later, its connection released once it is."""
+    delivery = response.extensions[DELIVERY_KEY]
+    on_sent = delivery.on_sent
+    if isinstance(response.stream, ScheduledStream):
+        response.stream.add_close_callback(lambda finished: release() if finished else None)
+    elif delivery.error is None:
+        on_sent = _chain(on_sent, release)
+    response.extensions[DELIVERY_KEY] = dataclasses.replace(
+        delivery, delay=to_microseconds(delivery.delay + handshake), on_sent=on_sent
+    )
+    return response
+
+
+def _chain(first: Callable[[], None] | None, then: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        if first is not None:
+            first()
+        then()
+
+    return both
 
 
 def default_reply(body: dict[str, Any]) -> Reply:

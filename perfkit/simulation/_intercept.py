@@ -38,6 +38,9 @@ from perfkit._errors import UnmatchedRequestError
 DELIVERY_KEY = "perfkit.delivery"
 """The response extension holding a :class:`Delivery`."""
 
+POOL_KEY = "perfkit.pool"
+"""The request extension naming the connection pool the request was sent through."""
+
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -70,7 +73,7 @@ class ScheduledStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         self._chunks = chunks
         self._clock = clock
         self._on_chunk = on_chunk
-        self._on_close = on_close
+        self._on_close = [on_close] if on_close is not None else []
         self._sent = 0
         self._closed = False
 
@@ -95,11 +98,15 @@ class ScheduledStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             self._on_chunk(index)
         return data
 
+    def add_close_callback(self, callback: Callable[[bool], None]) -> None:
+        """Also call ``callback(finished)`` when the stream is closed."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            if self._on_close is not None:
-                self._on_close(self._sent == len(self._chunks))
+            for callback in self._on_close:
+                callback(self._sent == len(self._chunks))
 
     async def aclose(self) -> None:
         self.close()
@@ -188,7 +195,7 @@ def _install_patches() -> ExitStack:
 def _sync_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
     def handle_request(pool: Any, request: Any) -> Any:
         body = b"".join(request.stream)
-        response = _answer(flavor, request, body)
+        response = _answer(flavor, pool, request, body)
         if response is None:
             return original(pool, request)
         delivery = response.extensions.get(DELIVERY_KEY)
@@ -202,7 +209,7 @@ def _sync_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..
 def _async_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
     async def handle_async_request(pool: Any, request: Any) -> Any:
         body = b"".join([part async for part in request.stream])
-        response = _answer(flavor, request, body)
+        response = _answer(flavor, pool, request, body)
         if response is None:
             return await original(pool, request)
         delivery = response.extensions.get(DELIVERY_KEY)
@@ -213,11 +220,13 @@ def _async_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[.
     return handle_async_request
 
 
-def _answer(flavor: ModuleType, request: Any, body: bytes) -> httpx.Response | None:
+def _answer(flavor: ModuleType, pool: Any, request: Any, body: bytes) -> httpx.Response | None:
     """The routed answer to a transport request, or None to send it to the network."""
     request.stream = flavor._models.ByteStream(body)  # readable again for a pass-through
+    routed = _to_httpx(request, body)
+    routed.extensions[POOL_KEY] = pool
     try:
-        return _resolve(flavor, _to_httpx(request, body))
+        return _resolve(flavor, routed)
     except _PassThroughSignal:
         return None
 
