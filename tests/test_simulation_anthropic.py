@@ -6,6 +6,7 @@ Every test runs on a VirtualClock: modeled latency costs no wall time and is exa
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.server
 import itertools
 import json
@@ -1458,13 +1459,16 @@ def test_a_new_client_per_request_pays_the_handshake_every_time(clock: VirtualCl
 def test_concurrent_requests_open_one_connection_each_then_reuse_them(
     clock: VirtualClock,
 ) -> None:
-    async def main() -> None:
+    async def main() -> int:
         async with async_sdk() as client:
             for _ in range(2):
                 await asyncio.gather(*(client.messages.create(**ask()) for _ in range(3)))
+            return sim.open_connections
 
     with handshaking_sim(clock) as sim:
-        clock.run(main())
+        assert clock.run(main()) == 3
+        gc.collect()
+        assert sim.open_connections == 0  # the closed client's pool is gone
     assert sim.connections_opened == 3
     assert [r.handshake for r in sim.requests] == [0.15] * 3 + [0.0] * 3
 
@@ -1495,6 +1499,8 @@ def test_an_abandoned_stream_or_a_failed_connection_is_not_reused(clock: Virtual
     with handshaking_sim(clock) as sim:
         sim.enqueue(Reply.of_tokens(50), Fault.connection_error())
         clock.run(main())
+        gc.collect()
+        assert sim.open_connections == 0
     assert sim.connections_opened == 3
     assert [r.handshake for r in sim.requests] == [0.15, 0.15, 0.15]
 

@@ -210,6 +210,11 @@ class AnthropicSimulator:
         return self._connections.opened
 
     @property
+    def open_connections(self) -> int:
+        """Connections open now: carrying a request, or idle in a live client's pool."""
+        return self._connections.open
+
+    @property
     def call_count(self) -> int:
         with self._log.lock:
             return len(self._log.requests)
@@ -283,7 +288,7 @@ class AnthropicSimulator:
     # -- answering -------------------------------------------------------------------
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
-        handshake, release = self._connections.checkout(request.extensions.get(POOL_KEY))
+        handshake, done = self._connections.checkout(request.extensions.get(POOL_KEY))
         problem: str | None = None
         try:
             parsed = json.loads(request.content or b"{}")
@@ -292,7 +297,7 @@ class AnthropicSimulator:
         if not isinstance(parsed, dict):
             parsed, problem = {}, "the body must be a JSON object"
         logged = self._record(request, parsed, handshake)
-        return _after_handshake(self._answer(logged, parsed, problem, request), handshake, release)
+        return _after_handshake(self._answer(logged, parsed, problem, request), handshake, done)
 
     def _answer(
         self,
@@ -466,41 +471,57 @@ class _Connections:
     """Keep-alive connections per client pool, modeled: a request that finds no idle
     connection in its pool opens one (paying ``handshake``); a response delivered in full
     leaves its connection idle for the next request, and a failed or abandoned one
-    closes it, as httpcore's pool does. A new client is a new pool, with no connection."""
+    closes it, as httpcore's pool does. A new client is a new pool, with no connection,
+    and a pool's idle connections go with it."""
 
     def __init__(self, handshake: LatencyModel) -> None:
         self.handshake = handshake
         self.opened = 0
+        self._in_use = 0
         self._idle: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
-    def checkout(self, pool: Any) -> tuple[float, Callable[[], None]]:
-        """The modeled handshake this request pays, and how to give its connection back."""
+    @property
+    def open(self) -> int:
         with self._lock:
+            return self._in_use + sum(self._idle.values())
+
+    def checkout(self, pool_ref: weakref.ref[Any] | None) -> tuple[float, Callable[[bool], None]]:
+        """The modeled handshake this request pays, and ``done(reusable)`` to call when
+        its response was delivered (or failed). The pool is held weakly throughout."""
+        pool = pool_ref() if pool_ref is not None else None
+        with self._lock:
+            self._in_use += 1
             if pool is not None and self._idle.get(pool, 0):
                 self._idle[pool] -= 1
                 cost = 0.0
             else:
                 self.opened += 1
                 cost = to_microseconds(self.handshake.sample())
-        return cost, lambda: self._release(pool)
+        del pool
+        return cost, lambda reusable: self._done(pool_ref, reusable)
 
-    def _release(self, pool: Any) -> None:
-        if pool is not None:
-            with self._lock:
+    def _done(self, pool_ref: weakref.ref[Any] | None, reusable: bool) -> None:
+        pool = pool_ref() if pool_ref is not None else None
+        with self._lock:
+            self._in_use -= 1
+            if reusable and pool is not None:
                 self._idle[pool] = self._idle.get(pool, 0) + 1
 
 
 def _after_handshake(
-    response: httpx.Response, handshake: float, release: Callable[[], None]
+    response: httpx.Response, handshake: float, done: Callable[[bool], None]
 ) -> httpx.Response:
-    """``response`` delivered ``handshake`` later, its connection released once it is."""
+    """``response`` delivered ``handshake`` later; its connection is given back once the
+    response is delivered in full, or closed if it fails or is abandoned."""
     delivery = response.extensions[DELIVERY_KEY]
     on_sent = delivery.on_sent
     if isinstance(response.stream, ScheduledStream):
-        response.stream.add_close_callback(lambda finished: release() if finished else None)
-    elif delivery.error is None:
-        on_sent = _chain(on_sent, release)
+        response.stream.add_close_callback(done)
+    elif delivery.error is not None:
+        done(False)
+    else:
+        on_sent = _chain(on_sent, lambda: done(True))
     response.extensions[DELIVERY_KEY] = dataclasses.replace(
         delivery, delay=to_microseconds(delivery.delay + handshake), on_sent=on_sent
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ DELIVERY_KEY = "perfkit.delivery"
 """The response extension holding a :class:`Delivery`."""
 
 POOL_KEY = "perfkit.pool"
-"""The request extension naming the connection pool the request was sent through."""
+"""The request extension holding a weak reference to the connection pool the request
+was sent through (weak: routers keep their requests, and must not keep pools alive)."""
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -224,7 +226,7 @@ def _answer(flavor: ModuleType, pool: Any, request: Any, body: bytes) -> httpx.R
     """The routed answer to a transport request, or None to send it to the network."""
     request.stream = flavor._models.ByteStream(body)  # readable again for a pass-through
     routed = _to_httpx(request, body)
-    routed.extensions[POOL_KEY] = pool
+    routed.extensions[POOL_KEY] = weakref.ref(pool)
     try:
         return _resolve(flavor, routed)
     except _PassThroughSignal:
