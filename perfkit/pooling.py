@@ -127,19 +127,22 @@ def live_connection_stats() -> list[ConnectionStats]:
     return list(_LIVE_STATS)
 
 
-def track_connections(client: Any) -> ConnectionStats:
+def track_connections(client: Any, stats: ConnectionStats | None = None) -> ConnectionStats:
     """Count the connections and requests of ``client``'s pools from now on.
 
     ``client`` is an ``httpx`` or ``httpx2`` client (sync or async), or an anthropic
     ``Anthropic``/``AsyncAnthropic`` client (its underlying httpx2 client is tracked).
+    Pass ``stats`` to count several clients together (an agent's clients, say).
     Tracking the same client again returns the same statistics.
     """
     http_client = _http_client_of(client)
     existing = _CLIENT_STATS.get(http_client)
     if existing is not None:
+        if stats is not None and stats is not existing:
+            raise ValueError(f"{client!r} is already tracked with other statistics")
         return existing
     pools = [_pool_of(transport) for transport in _transports_of(http_client)]
-    stats = register_stats(ConnectionStats())
+    stats = register_stats(stats if stats is not None else ConnectionStats())
     for transport, pool in pools:
         pool._network_backend = _CountingBackend(pool._network_backend, stats)
         transport._pool = _PoolProbe(pool, stats)

@@ -215,6 +215,20 @@ def test_tracking_a_client_twice_gives_the_same_stats() -> None:
         assert track_connections(client) in live_connection_stats()
 
 
+def test_clients_tracked_with_one_stats_are_counted_together(https_server: LoopbackHTTPS) -> None:
+    shared = ConnectionStats()
+    for _ in range(2):
+        with httpx.Client(verify=https_server.trust()) as client:
+            assert track_connections(client, shared) is shared
+            client.get(https_server.url)
+            assert shared.open == 1
+    assert (shared.requests, shared.opened, shared.closed) == (2, 2, 2)
+    with httpx.Client() as client:
+        track_connections(client)
+        with pytest.raises(ValueError, match="already tracked with other statistics"):
+            track_connections(client, shared)
+
+
 def test_tracking_counts_mounted_transports_too(https_server: LoopbackHTTPS) -> None:
     mounted = httpx.HTTPTransport(verify=https_server.trust())
     with httpx.Client(mounts={"https://127.0.0.1": mounted}) as client:

@@ -9,10 +9,12 @@ from perfkit.agents._agent import (
     NaiveAgent,
     OptimizedAgent,
 )
+from perfkit.agents._demo import DEMO_TOOL_LATENCY, demo_tools
 from perfkit.agents._history import ConversationStore, estimate_tokens
 from perfkit.agents._tools import Tool, ToolRegistry
 
 __all__ = [
+    "DEMO_TOOL_LATENCY",
     "MAX_MESSAGE_CHARS",
     "AgentError",
     "AgentReply",
@@ -21,5 +23,6 @@ __all__ = [
     "OptimizedAgent",
     "Tool",
     "ToolRegistry",
+    "demo_tools",
     "estimate_tokens",
 ]

@@ -34,7 +34,7 @@ from perfkit.agents._history import ConversationStore, Message
 from perfkit.agents._tools import ToolRegistry
 from perfkit.cache import CachedMessages, MultiLayerCache
 from perfkit.cache._streams import MessageAssembler
-from perfkit.pooling import SharedAsyncClient, track_connections
+from perfkit.pooling import ConnectionStats, SharedAsyncClient, register_stats, track_connections
 
 DEFAULT_MODEL = "claude-sonnet-5"
 DEFAULT_MAX_TOKENS = 1024
@@ -80,10 +80,12 @@ class _Agent:
         self.max_turns = check_count("max_turns", max_turns, minimum=1)
         self.client_options = dict(client_options or {})
         self.retries = 0
+        self.connections = register_stats(ConnectionStats())
+        """The connections and requests of every client this agent made."""
 
     async def chat(self, user_id: str, message: str) -> AgentReply:
         """Answer ``message`` in ``user_id``'s conversation."""
-        async with contextlib.aclosing(self._converse(user_id, message)) as steps:
+        async with contextlib.aclosing(self.chat_events(user_id, message)) as steps:
             async for step in steps:
                 if isinstance(step, AgentReply):
                     return step
@@ -92,12 +94,16 @@ class _Agent:
     async def chat_stream(self, user_id: str, message: str) -> AsyncIterator[str]:
         """The reply's text as it arrives. Closing the iterator early (a client that
         went away) stops the upstream request."""
-        async with contextlib.aclosing(self._converse(user_id, message)) as steps:
+        async with contextlib.aclosing(self.chat_events(user_id, message)) as steps:
             async for step in steps:
                 if isinstance(step, str):
                     yield step
 
-    async def _converse(self, user_id: str, message: str) -> AsyncGenerator[str | AgentReply, None]:
+    async def chat_events(
+        self, user_id: str, message: str
+    ) -> AsyncGenerator[str | AgentReply, None]:
+        """The reply's text as it arrives, then the :class:`AgentReply` (for servers that
+        stream the text and report the totals). Close it early to stop upstream."""
         _check_message(user_id, message)
         history = self._history(user_id)
         exchange: list[Message] = [{"role": "user", "content": message}]
@@ -152,11 +158,17 @@ class _Agent:
         http_client = anthropic.DefaultAsyncHttpxClient(
             event_hooks={"request": [self._count_retry]}
         )
-        return anthropic.AsyncAnthropic(http_client=http_client, **self.client_options)
+        client = anthropic.AsyncAnthropic(http_client=http_client, **self.client_options)
+        track_connections(client, self.connections)
+        return client
 
     async def _count_retry(self, request: httpx2.Request) -> None:
         if request.headers.get("x-stainless-retry-count", "0") != "0":
             self.retries += 1
+
+    async def aclose(self) -> None:
+        """Close what the agent keeps open between chats (the naive agent keeps nothing:
+        every request closed its own client)."""
 
     # What the two agents do differently.
 
@@ -208,9 +220,6 @@ class NaiveAgent(_Agent):
     def _remember(self, user_id: str, exchange: list[Message]) -> None:
         self.conversations.setdefault(user_id, []).extend(exchange)
 
-    async def aclose(self) -> None:
-        """Nothing to close: every request closed its own client."""
-
 
 class OptimizedAgent(_Agent):
     """Every technique of the chapter at once.
@@ -242,7 +251,6 @@ class OptimizedAgent(_Agent):
 
     def _new_session(self) -> _Session:
         client = self._new_client()
-        track_connections(client)
         return _Session(client, CachedMessages(client, self.cache, ttl=self.cache_ttl))
 
     def _session(self) -> contextlib.AbstractAsyncContextManager[_Session]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from perfkit.simulation._anthropic import AnthropicSimulator, SimRequest, default_reply
+from perfkit.simulation._assistant import SimulatedAssistant
 from perfkit.simulation._intercept import is_loopback
 from perfkit.simulation._latency import (
     Fixed,
@@ -43,6 +44,7 @@ __all__ = [
     "Replay",
     "Reply",
     "SimRequest",
+    "SimulatedAssistant",
     "SimulatedNetwork",
     "TextBlock",
     "ToolUseBlock",

@@ -1,0 +1,28 @@
+"""The agent service: an ASGI app with chat (JSON and SSE), Prometheus metrics and a
+health check, and ``perfkit serve`` to run it on uvicorn."""
+
+from __future__ import annotations
+
+from perfkit.service._app import ChatRequest, RequestError, create_app, parse_chat_request
+from perfkit.service._metrics import (
+    ERROR_TYPES,
+    LATENCY_BUCKETS,
+    AgentMetrics,
+    error_type,
+)
+from perfkit.service._serve import build_agent, build_app, run, simulated_backend
+
+__all__ = [
+    "ERROR_TYPES",
+    "LATENCY_BUCKETS",
+    "AgentMetrics",
+    "ChatRequest",
+    "RequestError",
+    "build_agent",
+    "build_app",
+    "create_app",
+    "error_type",
+    "parse_chat_request",
+    "run",
+    "simulated_backend",
+]

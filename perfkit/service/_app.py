@@ -1,0 +1,317 @@
+"""The agent as an HTTP service: an ASGI app (Starlette) with JSON and SSE chat endpoints,
+Prometheus metrics and a health check.
+
+=====================  ===============================================================
+``POST /chat``         ``{"user_id", "message"}`` -> the reply as JSON
+``POST /chat/stream``  the same request -> ``text/event-stream``: ``token`` events with
+                       the text as it arrives, then ``done`` with the totals (or
+                       ``error``)
+``GET /metrics``       Prometheus text format
+``GET /healthz``       ``{"status": "ok", ...}``
+=====================  ===============================================================
+
+Every mistake in a request is a 4xx with ``{"error": {"type", "message"}}``; a failure
+upstream is a 502, 503 or 504 in the same shape, never an unexplained 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from perfkit._clock import Clock, RealClock
+from perfkit.agents import MAX_MESSAGE_CHARS, AgentReply
+from perfkit.agents._agent import _Agent
+from perfkit.service._metrics import AgentMetrics, error_type
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_USER_ID_CHARS = 256
+CHAT_FIELDS = ("user_id", "message")
+
+_STATUS_OF_ERROR = {
+    "rate_limited": 503,
+    "overloaded": 503,
+    "timeout": 504,
+    "connection": 502,
+    "upstream_error": 502,
+    "agent": 502,
+    "internal": 500,
+}
+_CLIENT_CLOSED = 499  # nginx's status for a client that went away before the reply
+
+
+class RequestError(Exception):
+    """A request the service refuses: its status, error type and a readable message."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    user_id: str
+    message: str
+
+
+def create_app(
+    agent: _Agent,
+    *,
+    metrics: AgentMetrics | None = None,
+    clock: Clock | None = None,
+    info: Mapping[str, str] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    lifespan: Any = None,
+) -> Starlette:
+    """The service around ``agent``; the agent is closed when the app shuts down.
+
+    ``info`` is shown by ``/healthz`` (agent and backend names, say); ``lifespan`` is an
+    async context manager factory run around the app's life (e.g. starting a simulator).
+
+    >>> from starlette.testclient import TestClient
+    >>> from perfkit.agents import NaiveAgent
+    >>> with TestClient(create_app(NaiveAgent())) as client:
+    ...     client.post("/chat", content=b"{oops").json()["error"]["type"]
+    'invalid_json'
+    """
+    service = _Service(
+        agent,
+        metrics if metrics is not None else AgentMetrics(agent),
+        clock if clock is not None else RealClock(),
+        max_body_bytes,
+    )
+    details = {"status": "ok", "agent": type(agent).__name__, **dict(info or {})}
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(details)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan_of(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(agent.aclose)
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app))
+            yield
+
+    app = Starlette(
+        routes=[
+            Route("/chat", service.chat, methods=["POST"]),
+            Route("/chat/stream", service.chat_stream, methods=["POST"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: service.http_error},
+        lifespan=lifespan_of,
+    )
+    app.state.agent = agent
+    app.state.metrics = service.metrics
+    return app
+
+
+class _Service:
+    def __init__(
+        self, agent: _Agent, metrics: AgentMetrics, clock: Clock, max_body_bytes: int
+    ) -> None:
+        self.agent = agent
+        self.metrics = metrics
+        self.clock = clock
+        self.max_body_bytes = max_body_bytes
+
+    async def chat(self, request: Request) -> Response:
+        started = self.clock.now()
+        with self.metrics.in_progress.labels("chat").track_inprogress():
+            try:
+                chat = await self._read(request)
+                reply = await self.agent.chat(chat.user_id, chat.message)
+            except RequestError as refused:
+                return self._refuse("chat", refused)
+            except Exception as error:  # every failure is answered, and counted
+                return self._refuse("chat", _upstream(error))
+            elapsed = self.clock.elapsed(started)
+            self._count_reply("chat", reply)
+            self.metrics.ttft_seconds.labels("chat").observe(elapsed)
+            self.metrics.response_seconds.labels("chat").observe(elapsed)
+            self.metrics.requests.labels("chat", "200").inc()
+            return JSONResponse({"user_id": chat.user_id, **_reply_json(reply)})
+
+    async def chat_stream(self, request: Request) -> Response:
+        started = self.clock.now()
+        try:
+            chat = await self._read(request)
+        except RequestError as refused:
+            return self._refuse("stream", refused)
+        events = self.agent.chat_events(chat.user_id, chat.message)
+        in_progress = self.metrics.in_progress.labels("stream")
+        in_progress.inc()
+        try:
+            # Wait for the first event before answering, so that a failure before any
+            # text is a proper error status rather than a 200 with an error inside.
+            first = await anext(events)
+        except Exception as error:
+            in_progress.dec()
+            await events.aclose()
+            return self._refuse("stream", _upstream(error))
+        self.metrics.ttft_seconds.labels("stream").observe(self.clock.elapsed(started))
+        return StreamingResponse(
+            self._relay(first, events, started),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def _relay(
+        self,
+        first: str | AgentReply,
+        events: AsyncGenerator[str | AgentReply, None],
+        started: float,
+    ) -> AsyncIterator[bytes]:
+        status = str(_CLIENT_CLOSED)
+        try:
+            step: str | AgentReply | None = first
+            while step is not None:
+                if isinstance(step, AgentReply):
+                    self._count_reply("stream", step)
+                    status = "200"
+                    yield _sse("done", _reply_json(step))
+                else:
+                    yield _sse("token", {"text": step})
+                step = await anext(events, None)
+        except Exception as error:
+            refused = _upstream(error)
+            self.metrics.count_error(refused.kind)
+            status = str(refused.status)
+            yield _sse("error", _error_json(refused))
+        finally:
+            await events.aclose()
+            self.metrics.in_progress.labels("stream").dec()
+            self.metrics.requests.labels("stream", status).inc()
+            self.metrics.response_seconds.labels("stream").observe(self.clock.elapsed(started))
+
+    async def http_error(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(
+            error.status_code, "invalid_request"
+        )
+        self.metrics.count_error(kind)
+        return JSONResponse(
+            _error_json(
+                RequestError(
+                    error.status_code, kind, f"{error.detail}: {request.method} {request.url.path}"
+                )
+            ),
+            status_code=error.status_code,
+            headers=error.headers,
+        )
+
+    async def _read(self, request: Request) -> ChatRequest:
+        content_type = request.headers.get("content-type", "application/json")
+        if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+            raise RequestError(
+                415,
+                "unsupported_media_type",
+                f"the body must be JSON (content-type application/json), got {content_type!r}",
+            )
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                raise RequestError(
+                    413,
+                    "payload_too_large",
+                    f"the body is over {self.max_body_bytes} bytes",
+                )
+        return parse_chat_request(bytes(body))
+
+    def _refuse(self, endpoint: str, refused: RequestError) -> Response:
+        self.metrics.count_error(refused.kind)
+        self.metrics.requests.labels(endpoint, str(refused.status)).inc()
+        return JSONResponse(_error_json(refused), status_code=refused.status)
+
+    def _count_reply(self, endpoint: str, reply: AgentReply) -> None:
+        self.metrics.tokens.labels("input").inc(reply.input_tokens)
+        self.metrics.tokens.labels("output").inc(reply.output_tokens)
+        self.metrics.tool_calls.inc(reply.tool_calls)
+
+
+def parse_chat_request(body: bytes) -> ChatRequest:
+    """The chat request in ``body``, or a :class:`RequestError` saying what is wrong."""
+    try:
+        payload = json.loads(body)
+    except ValueError as error:
+        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise RequestError(
+            422, "invalid_request", f"the body must be a JSON object, got {type(payload).__name__}"
+        )
+    missing = [name for name in CHAT_FIELDS if name not in payload]
+    unknown = sorted(set(payload) - set(CHAT_FIELDS))
+    if missing or unknown:
+        problems = [f"missing field(s) {', '.join(missing)}"] if missing else []
+        problems += [f"unknown field(s) {', '.join(unknown)}"] if unknown else []
+        raise RequestError(
+            422,
+            "invalid_request",
+            f"{'; '.join(problems)}; a chat request has exactly {', '.join(CHAT_FIELDS)}",
+        )
+    user_id, message = payload["user_id"], payload["message"]
+    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_CHARS:
+        raise RequestError(
+            422,
+            "invalid_request",
+            f"user_id must be a non-empty string of at most {MAX_USER_ID_CHARS} characters, "
+            f"got {_shorten(user_id)}",
+        )
+    if not isinstance(message, str) or not message.strip():
+        raise RequestError(
+            422, "invalid_request", f"message must be a non-empty string, got {_shorten(message)}"
+        )
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise RequestError(
+            413,
+            "payload_too_large",
+            f"message is {len(message)} characters; at most {MAX_MESSAGE_CHARS} are allowed",
+        )
+    return ChatRequest(user_id, message)
+
+
+def _upstream(error: BaseException) -> RequestError:
+    kind = error_type(error)
+    message = str(error) if kind != "internal" else f"{type(error).__name__}: {error}"
+    return RequestError(_STATUS_OF_ERROR[kind], kind, message)
+
+
+def _reply_json(reply: AgentReply) -> dict[str, Any]:
+    return {
+        "reply": reply.text,
+        "turns": reply.turns,
+        "tool_calls": reply.tool_calls,
+        "stop_reason": reply.stop_reason,
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+    }
+
+
+def _error_json(error: RequestError) -> dict[str, Any]:
+    return {"error": {"type": error.kind, "message": error.message}}
+
+
+def _sse(event: str, data: Mapping[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _shorten(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."

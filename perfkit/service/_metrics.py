@@ -1,0 +1,146 @@
+"""Prometheus metrics of the agent service, with bounded labels (never a user id)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import anthropic
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from perfkit.agents import AgentError, OptimizedAgent
+from perfkit.agents._agent import _Agent
+from perfkit.cache import register_cache_metrics
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+"""Seconds, from a cached reply to a long generation: LLM calls take seconds to minutes
+(prometheus_client's default buckets stop at 10 s), with a boundary on each of the
+production targets p50 < 1 s, p95 < 2 s and p99 < 5 s, so they are read exactly."""
+
+ENDPOINTS = ("chat", "stream")
+
+ERROR_TYPES = (
+    "invalid_json",
+    "invalid_request",
+    "payload_too_large",
+    "unsupported_media_type",
+    "not_found",
+    "method_not_allowed",
+    "rate_limited",
+    "overloaded",
+    "upstream_error",
+    "timeout",
+    "connection",
+    "agent",
+    "internal",
+)
+"""Every value of the ``type`` label of ``perfkit_agent_errors_total``."""
+
+
+def error_type(error: BaseException) -> str:
+    """The bounded error type of an exception raised while answering a chat."""
+    if isinstance(error, anthropic.RateLimitError):
+        return "rate_limited"
+    if isinstance(error, anthropic.APIStatusError):
+        return "overloaded" if error.status_code == 529 else "upstream_error"
+    if isinstance(error, anthropic.APITimeoutError):
+        return "timeout"
+    if isinstance(error, anthropic.APIConnectionError):
+        return "connection"
+    if isinstance(error, AgentError):
+        return "agent"
+    return "internal"
+
+
+class AgentMetrics:
+    """The service's metrics in a registry of their own (one per app, so tests and
+    several apps in one process never collide).
+
+    >>> from perfkit.agents import NaiveAgent
+    >>> metrics = AgentMetrics(NaiveAgent())
+    >>> metrics.count_error("timeout")
+    >>> b'perfkit_agent_errors_total{type="timeout"} 1.0' in metrics.exposition()
+    True
+    """
+
+    def __init__(
+        self,
+        agent: _Agent,
+        *,
+        registry: CollectorRegistry | None = None,
+        connections: Callable[[], float] | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "perfkit_agent_requests", "Chat requests answered", ["endpoint", "status"], registry=r
+        )
+        self.response_seconds = Histogram(
+            "perfkit_agent_response_seconds",
+            "Time from a chat request to the end of its response",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft_seconds = Histogram(
+            "perfkit_agent_time_to_first_token_seconds",
+            "Time from a chat request to the first text the user sees",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_progress = Gauge(
+            "perfkit_agent_requests_in_progress",
+            "Chat requests being answered",
+            ["endpoint"],
+            registry=r,
+        )
+        self.active_connections = Gauge(
+            "perfkit_agent_active_connections",
+            "HTTP connections to the model API open now",
+            registry=r,
+        )
+        source = connections if connections is not None else (lambda: agent.connections.open)
+        self.active_connections.set_function(source)
+        self.tokens = Counter(
+            "perfkit_agent_tokens", "Model tokens, input and output", ["direction"], registry=r
+        )
+        self.tool_calls = Counter("perfkit_agent_tool_calls", "Tools the agent ran", registry=r)
+        self.errors = Counter(
+            "perfkit_agent_errors", "Failed requests by type", ["type"], registry=r
+        )
+        r.register(_RetryCollector(agent))
+        if isinstance(agent, OptimizedAgent):
+            register_cache_metrics({"agent": agent.cache}, registry=r)
+        for endpoint in ENDPOINTS:
+            self.response_seconds.labels(endpoint)
+            self.ttft_seconds.labels(endpoint)
+            self.in_progress.labels(endpoint)
+        for direction in ("input", "output"):
+            self.tokens.labels(direction)
+        for kind in ERROR_TYPES:
+            self.errors.labels(kind)
+
+    def count_error(self, kind: str) -> None:
+        if kind not in ERROR_TYPES:
+            raise ValueError(f"unknown error type {kind!r}; one of {', '.join(ERROR_TYPES)}")
+        self.errors.labels(kind).inc()
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class _RetryCollector(Collector):
+    """The SDK's retries, read from the agent when Prometheus scrapes."""
+
+    def __init__(self, agent: _Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        retries = CounterMetricFamily(
+            "perfkit_agent_retries", "Requests the SDK retried (429, 5xx, connection errors)"
+        )
+        retries.add_metric([], self.agent.retries)
+        yield retries

@@ -1,0 +1,98 @@
+"""``perfkit serve``: the agent service on uvicorn, against the simulated API by default."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+
+from perfkit.agents import NaiveAgent, OptimizedAgent
+from perfkit.agents._agent import _Agent
+from perfkit.agents._demo import demo_tools
+from perfkit.cache import MultiLayerCache
+from perfkit.service._app import create_app
+from perfkit.service._metrics import AgentMetrics
+from perfkit.simulation import AnthropicSimulator
+from perfkit.simulation._assistant import SimulatedAssistant
+
+AgentKind = Literal["naive", "optimized"]
+Backend = Literal["simulated", "anthropic"]
+AGENT_KINDS: tuple[AgentKind, ...] = ("naive", "optimized")
+BACKENDS: tuple[Backend, ...] = ("simulated", "anthropic")
+
+SIMULATED_HANDSHAKE = 0.1
+"""Seconds to open a connection to the simulated API (TCP and TLS handshakes)."""
+
+SYSTEM_PROMPT = "You are a helpful assistant. Use the tools when a question needs live data."
+
+
+def build_agent(kind: AgentKind, *, redis_url: str | None = None, seed: int = 0) -> _Agent:
+    """A naive or optimized agent with the demo tools (and, optimized, a cache on Redis
+    at ``redis_url`` if given, else in-process only)."""
+    if kind not in AGENT_KINDS:
+        raise ValueError(f"agent must be one of {', '.join(AGENT_KINDS)}, got {kind!r}")
+    options: dict[str, Any] = {"tools": demo_tools(seed=seed), "system": SYSTEM_PROMPT}
+    if kind == "naive":
+        return NaiveAgent(**options)
+    redis_client = None
+    if redis_url is not None:
+        import redis
+
+        redis_client = redis.Redis.from_url(redis_url)
+    return OptimizedAgent(cache=MultiLayerCache(redis_client, namespace="agent"), **options)
+
+
+def simulated_backend(*, seed: int = 0) -> AnthropicSimulator:
+    """The simulated Anthropic API the service talks to by default: the
+    :class:`SimulatedAssistant` (realistic answer lengths, tool calls and latency) behind
+    a modeled connection handshake, on real time."""
+    simulator = AnthropicSimulator(seed=seed, handshake=SIMULATED_HANDSHAKE)
+    simulator.respond_with(SimulatedAssistant(seed=seed))
+    return simulator
+
+
+def build_app(
+    *,
+    agent: AgentKind = "optimized",
+    backend: Backend = "simulated",
+    seed: int = 0,
+    redis_url: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Starlette:
+    """The service ``perfkit serve`` runs. ``backend="anthropic"`` needs
+    ``ANTHROPIC_API_KEY``; the simulated backend needs nothing."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    env = os.environ if environ is None else environ
+    if backend == "anthropic" and not env.get("ANTHROPIC_API_KEY"):
+        raise ValueError("--backend anthropic needs the ANTHROPIC_API_KEY environment variable")
+    the_agent = build_agent(agent, redis_url=redis_url, seed=seed)
+    if backend == "anthropic":
+        return create_app(the_agent, info={"backend": backend})
+    the_agent.client_options.setdefault("api_key", "simulated")
+    simulator = simulated_backend(seed=seed)
+
+    @contextlib.asynccontextmanager
+    async def simulating(app: Starlette) -> AsyncIterator[None]:
+        with simulator:
+            yield
+
+    connections: Callable[[], float] = lambda: simulator.open_connections  # noqa: E731
+    return create_app(
+        the_agent,
+        metrics=AgentMetrics(the_agent, connections=connections),
+        info={"backend": backend},
+        lifespan=simulating,
+    )
+
+
+def run(
+    app: Starlette, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
+) -> None:
+    """Serve ``app`` on uvicorn until interrupted (what ``perfkit serve`` does)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
