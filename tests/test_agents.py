@@ -18,6 +18,7 @@ from perfkit.agents import (
     OptimizedAgent,
     Tool,
     ToolRegistry,
+    demo_tools,
     estimate_tokens,
 )
 from perfkit.cache import MultiLayerCache
@@ -406,6 +407,7 @@ def test_public_names_are_pinned() -> None:
     import perfkit.agents
 
     assert perfkit.agents.__all__ == [
+        "DEMO_TOOL_LATENCY",
         "MAX_MESSAGE_CHARS",
         "AgentError",
         "AgentReply",
@@ -414,5 +416,29 @@ def test_public_names_are_pinned() -> None:
         "OptimizedAgent",
         "Tool",
         "ToolRegistry",
+        "demo_tools",
         "estimate_tokens",
     ]
+
+
+def test_demo_tools_wait_a_modeled_latency_the_same_for_the_same_input() -> None:
+    tools = demo_tools(latency=(0.1, 0.5), seed=2)
+    assert sorted(tool["name"] for tool in tools.definitions()) == [
+        "get_weather",
+        "lookup_order",
+        "search_docs",
+    ]
+    clock = VirtualClock()
+
+    async def timed(query: str) -> tuple[float, str]:
+        start = clock.now()
+        call = {"type": "tool_use", "id": "t1", "name": "search_docs", "input": {"query": query}}
+        (result,) = await tools.run([call])
+        return clock.elapsed(start), result["content"]
+
+    first = clock.run(timed("pooling"))
+    assert first == clock.run(timed("pooling"))
+    assert 0.1 <= first[0] <= 0.5
+    assert first[1] == "search_docs(pooling): result 1 of 1"
+    with pytest.raises(ValueError, match=r"latency must be a \(low, high\) pair"):
+        demo_tools(latency=(0.5, 0.1))

@@ -113,7 +113,8 @@ class AgentMetrics:
         r.register(_RetryCollector(agent))
         if isinstance(agent, OptimizedAgent):
             register_cache_metrics({"agent": agent.cache}, registry=r)
-        for endpoint in ENDPOINTS:
+        for endpoint in ENDPOINTS:  # every series from the start, so dashboards show 0
+            self.requests.labels(endpoint, "200")
             self.response_seconds.labels(endpoint)
             self.ttft_seconds.labels(endpoint)
             self.in_progress.labels(endpoint)
