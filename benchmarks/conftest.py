@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 
 COMPARISONS_KEY = pytest.StashKey[list[tuple[str, dict[str, float], dict[str, float]]]]()
+MODELED_KEY = pytest.StashKey[
+    list[tuple[str, dict[str, dict[str, float]], dict[str, float], dict[str, Any]]]
+]()
 
 
 @pytest.fixture
@@ -23,7 +26,26 @@ def comparison(request: pytest.FixtureRequest, benchmark: Any) -> Any:
     return record
 
 
+@pytest.fixture
+def modeled_comparison(request: pytest.FixtureRequest) -> Any:
+    """Record a comparison of modeled figures (seconds per variant, ratios, and the
+    parameters that produced them), shown in the terminal summary."""
+
+    def record(
+        title: str,
+        figures: dict[str, dict[str, float]],
+        ratios: dict[str, float],
+        *,
+        parameters: dict[str, Any],
+    ) -> None:
+        found = request.config.stash.setdefault(MODELED_KEY, [])
+        found.append((title, figures, ratios, parameters))
+
+    return record
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    _write_modeled(terminalreporter, config.stash.get(MODELED_KEY, []))
     comparisons = config.stash.get(COMPARISONS_KEY, [])
     if not comparisons:
         return
@@ -39,3 +61,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.fixture(autouse=True)
 def _every_connection_closed(no_open_connections: None) -> None:
     """After every benchmark, zero connections opened through tracked pools remain open."""
+
+
+def _write_modeled(reporter: Any, found: list[Any]) -> None:
+    if not found:
+        return
+    reporter.write_sep("-", "modeled comparisons (virtual time, identical on every run)")
+    for title, figures, ratios, parameters in found:
+        reporter.write_line(title)
+        names = list(next(iter(figures.values())))
+        reporter.write_line("    " + f"{'':<12}" + "".join(f"{n:>16}" for n in names))
+        for variant, row in figures.items():
+            cells = "".join(f"{row[n] * 1000:>13,.0f} ms" for n in names)
+            reporter.write_line(f"    {variant:<12}{cells}")
+        for name, ratio in ratios.items():
+            reporter.write_line(f"    {name:<34} {ratio:10.2f}x")
+        settings = ", ".join(f"{key}={value}" for key, value in parameters.items())
+        reporter.write_line(f"    parameters: {settings}")
