@@ -1,6 +1,7 @@
 """A stand-in Anthropic Messages API as a real ASGI app, for serving on loopback: the
-simulator's assistant and wire format, with real waits, so an agent's real connection
-pool and HTTP stack run end to end."""
+simulated assistant's answers in the simulator's wire format, after real waits of one
+given latency (not the assistant's own), so an agent's real connection pool and HTTP
+stack run end to end."""
 
 from __future__ import annotations
 

@@ -409,6 +409,7 @@ def test_public_names_are_pinned() -> None:
     assert perfkit.agents.__all__ == [
         "DEMO_TOOL_LATENCY",
         "MAX_MESSAGE_CHARS",
+        "Agent",
         "AgentError",
         "AgentReply",
         "ConversationStore",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -21,10 +22,17 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 
 from perfkit import AnthropicSimulator, Fault, LLMLatency, Reply, VirtualClock
-from perfkit.agents import MAX_MESSAGE_CHARS, AgentError, NaiveAgent, OptimizedAgent, demo_tools
-from perfkit.agents._agent import _Agent
+from perfkit.agents import (
+    MAX_MESSAGE_CHARS,
+    Agent,
+    AgentError,
+    NaiveAgent,
+    OptimizedAgent,
+    demo_tools,
+)
 from perfkit.cache import MultiLayerCache
 from perfkit.cli import main
 from perfkit.service import (
@@ -47,7 +55,7 @@ AGENTS = ["naive", "optimized"]
 JSON = {"content-type": "application/json"}
 
 
-def make_agent(kind: str, clock: VirtualClock | None = None, **options: Any) -> _Agent:
+def make_agent(kind: str, clock: VirtualClock | None = None, **options: Any) -> Agent:
     options.setdefault("client_options", {"api_key": "test", "max_retries": 0})
     if kind == "naive":
         return NaiveAgent(**options)
@@ -352,6 +360,7 @@ def test_retries_cache_hits_and_connections_are_exposed() -> None:
     assert value(metrics, "perfkit_cache_misses_total", cache="agent") == 1
     assert value(metrics, "perfkit_cache_hits_total", cache="agent", layer="l1") == 2
     assert sim.call_count == 2  # the overloaded attempt and its retry
+    assert sim.connections_opened == 1  # the shared client kept its connection
     # The simulator intercepts above the pool: the agent's pool opened nothing real.
     assert value(metrics, "perfkit_agent_active_connections") == 0
 
@@ -628,3 +637,68 @@ def test_200_concurrent_streamed_chats_complete_with_zero_errors(
     assert agent.connections.opened >= 1
     assert agent.connections.open == 0
     assert agent.connections.requests >= 1
+
+
+def _asgi_call(app: Starlette, path: str, body: bytes, *, fail_start: bool) -> Any:
+    """Call ``app`` directly as an ASGI server would; the client disconnects while the
+    body is read (``fail_start=False``) or when the response starts (``True``)."""
+    sent: list[Any] = []
+    messages = [{"type": "http.request", "body": body, "more_body": not fail_start}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if fail_start and message["type"] == "http.response.start":
+            raise OSError("client went away")
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1", "method": "POST", "scheme": "http", "path": path,
+        "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1),
+        "server": ("service", 80),
+    }  # fmt: skip
+    return sent, scope, receive, send
+
+
+def test_a_client_gone_before_the_first_byte_is_counted_and_nothing_stays_in_progress() -> None:
+    clock = VirtualClock()
+    app = create_app(make_agent("optimized", clock), clock=clock)
+    body = json.dumps({"user_id": "ann", "message": "Hi"}).encode()
+
+    async def main() -> str:
+        _, scope, receive, send = _asgi_call(app, "/chat/stream", body, fail_start=True)
+        with contextlib.suppress(ClientDisconnect):  # what the server then sees
+            await app(scope, receive, send)
+        await app.state.agent.aclose()
+        return app.state.metrics.exposition().decode()
+
+    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
+        sim.enqueue(Reply.of_tokens(100))
+        metrics = clock.run(main())
+        assert not sim.last_request.completed
+    assert value(metrics, "perfkit_agent_requests_in_progress", endpoint="stream") == 0
+    assert value(metrics, "perfkit_agent_requests_total", endpoint="stream", status="499") == 1
+
+
+@pytest.mark.parametrize(("path", "endpoint"), [("/chat", "chat"), ("/chat/stream", "stream")])
+def test_a_client_gone_while_sending_its_body_is_a_499_not_an_error(
+    path: str, endpoint: str
+) -> None:
+    clock = VirtualClock()
+    app = create_app(make_agent("naive"), clock=clock)
+
+    async def main() -> tuple[list[Any], str]:
+        sent, scope, receive, send = _asgi_call(app, path, b'{"user_id"', fail_start=False)
+        await app(scope, receive, send)
+        return sent, app.state.metrics.exposition().decode()
+
+    sent, metrics = clock.run(main())
+    assert sent[0]["status"] == 499
+    assert value(metrics, "perfkit_agent_requests_total", endpoint=endpoint, status="499") == 1
+    errors = [
+        v for (name, _), v in samples(metrics).items() if name == "perfkit_agent_errors_total"
+    ]
+    assert sum(errors) == 0

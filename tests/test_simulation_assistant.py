@@ -100,3 +100,20 @@ def test_time_to_first_token_follows_the_log_normal() -> None:
 def test_bad_settings_are_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises((TypeError, ValueError), match=message):
         SimulatedAssistant(**options)
+
+
+def test_tool_use_ids_do_not_change_the_latency() -> None:
+    assistant = SimulatedAssistant()
+
+    def after_tools(tool_id: str) -> SimRequest:
+        call = {"type": "tool_use", "id": tool_id, "name": "get_weather", "input": {}}
+        result = {"type": "tool_result", "tool_use_id": tool_id, "content": "sunny"}
+        return request(
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [result]},
+        )
+
+    first, later = assistant(after_tools("toolu_sim_000001")), assistant(after_tools("toolu_9"))
+    assert first.latency == later.latency
+    assert first.blocks == later.blocks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from perfkit.agents._agent import (
     MAX_MESSAGE_CHARS,
+    Agent,
     AgentError,
     AgentReply,
     NaiveAgent,
@@ -16,6 +17,7 @@ from perfkit.agents._tools import Tool, ToolRegistry
 __all__ = [
     "DEMO_TOOL_LATENCY",
     "MAX_MESSAGE_CHARS",
+    "Agent",
     "AgentError",
     "AgentReply",
     "ConversationStore",

@@ -58,8 +58,9 @@ class AgentReply:
     stop_reason: str | None
 
 
-class _Agent:
-    """The tool-use loop both agents share; subclasses say how a turn is sent."""
+class Agent:
+    """What both agents share: ``chat``, ``chat_stream``, ``chat_events`` and the
+    tool-use loop; subclasses say how a turn is sent and history kept."""
 
     parallel_tools: bool
 
@@ -187,7 +188,7 @@ class _Agent:
         raise NotImplementedError
 
 
-class NaiveAgent(_Agent):
+class NaiveAgent(Agent):
     """The agent as it is often first written: correct, and slow.
 
     A new client (and so new connections) for every request, every turn from the API,
@@ -221,7 +222,7 @@ class NaiveAgent(_Agent):
         self.conversations.setdefault(user_id, []).extend(exchange)
 
 
-class OptimizedAgent(_Agent):
+class OptimizedAgent(Agent):
     """Every technique of the chapter at once.
 
     One shared, pooled client per event loop (built on the SDK's default client); every

@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from perfkit._clock import Clock, RealClock
-from perfkit.agents import MAX_MESSAGE_CHARS, AgentReply
-from perfkit.agents._agent import _Agent
+from perfkit._errors import PerfkitError
+from perfkit.agents import MAX_MESSAGE_CHARS, Agent, AgentReply
 from perfkit.service._metrics import AgentMetrics, error_type
 
 MAX_BODY_BYTES = 256 * 1024
@@ -50,7 +51,7 @@ _STATUS_OF_ERROR = {
 _CLIENT_CLOSED = 499  # nginx's status for a client that went away before the reply
 
 
-class RequestError(Exception):
+class RequestError(PerfkitError):
     """A request the service refuses: its status, error type and a readable message."""
 
     def __init__(self, status: int, kind: str, message: str) -> None:
@@ -67,7 +68,7 @@ class ChatRequest:
 
 
 def create_app(
-    agent: _Agent,
+    agent: Agent,
     *,
     metrics: AgentMetrics | None = None,
     clock: Clock | None = None,
@@ -125,7 +126,7 @@ def create_app(
 
 class _Service:
     def __init__(
-        self, agent: _Agent, metrics: AgentMetrics, clock: Clock, max_body_bytes: int
+        self, agent: Agent, metrics: AgentMetrics, clock: Clock, max_body_bytes: int
     ) -> None:
         self.agent = agent
         self.metrics = metrics
@@ -143,7 +144,7 @@ class _Service:
             except Exception as error:  # every failure is answered, and counted
                 return self._refuse("chat", _upstream(error))
             elapsed = self.clock.elapsed(started)
-            self._count_reply("chat", reply)
+            self._count_reply(reply)
             self.metrics.ttft_seconds.labels("chat").observe(elapsed)
             self.metrics.response_seconds.labels("chat").observe(elapsed)
             self.metrics.requests.labels("chat", "200").inc()
@@ -167,25 +168,28 @@ class _Service:
             await events.aclose()
             return self._refuse("stream", _upstream(error))
         self.metrics.ttft_seconds.labels("stream").observe(self.clock.elapsed(started))
-        return StreamingResponse(
-            self._relay(first, events, started),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+        outcome = {"status": str(_CLIENT_CLOSED)}
+
+        async def finish() -> None:
+            await events.aclose()
+            in_progress.dec()
+            self.metrics.requests.labels("stream", outcome["status"]).inc()
+            self.metrics.response_seconds.labels("stream").observe(self.clock.elapsed(started))
+
+        return _ChatStream(self._relay(first, events, outcome), finish)
 
     async def _relay(
         self,
         first: str | AgentReply,
         events: AsyncGenerator[str | AgentReply, None],
-        started: float,
+        outcome: dict[str, str],
     ) -> AsyncIterator[bytes]:
-        status = str(_CLIENT_CLOSED)
+        step: str | AgentReply | None = first
         try:
-            step: str | AgentReply | None = first
             while step is not None:
                 if isinstance(step, AgentReply):
-                    self._count_reply("stream", step)
-                    status = "200"
+                    self._count_reply(step)
+                    outcome["status"] = "200"
                     yield _sse("done", _reply_json(step))
                 else:
                     yield _sse("token", {"text": step})
@@ -193,13 +197,8 @@ class _Service:
         except Exception as error:
             refused = _upstream(error)
             self.metrics.count_error(refused.kind)
-            status = str(refused.status)
+            outcome["status"] = str(refused.status)
             yield _sse("error", _error_json(refused))
-        finally:
-            await events.aclose()
-            self.metrics.in_progress.labels("stream").dec()
-            self.metrics.requests.labels("stream", status).inc()
-            self.metrics.response_seconds.labels("stream").observe(self.clock.elapsed(started))
 
     async def http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -226,25 +225,50 @@ class _Service:
                 f"the body must be JSON (content-type application/json), got {content_type!r}",
             )
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body_bytes:
-                raise RequestError(
-                    413,
-                    "payload_too_large",
-                    f"the body is over {self.max_body_bytes} bytes",
-                )
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body_bytes:
+                    raise RequestError(
+                        413,
+                        "payload_too_large",
+                        f"the body is over {self.max_body_bytes} bytes",
+                    )
+        except ClientDisconnect:
+            raise RequestError(
+                _CLIENT_CLOSED, "client_closed", "the client went away while sending"
+            ) from None
         return parse_chat_request(bytes(body))
 
     def _refuse(self, endpoint: str, refused: RequestError) -> Response:
-        self.metrics.count_error(refused.kind)
+        if refused.status != _CLIENT_CLOSED:  # a client that left is not our error
+            self.metrics.count_error(refused.kind)
         self.metrics.requests.labels(endpoint, str(refused.status)).inc()
         return JSONResponse(_error_json(refused), status_code=refused.status)
 
-    def _count_reply(self, endpoint: str, reply: AgentReply) -> None:
+    def _count_reply(self, reply: AgentReply) -> None:
         self.metrics.tokens.labels("input").inc(reply.input_tokens)
         self.metrics.tokens.labels("output").inc(reply.output_tokens)
         self.metrics.tool_calls.inc(reply.tool_calls)
+
+
+class _ChatStream(StreamingResponse):
+    """An SSE response whose bookkeeping (``finish``) runs once it ends, however it
+    ends: finished, failed, or the client gone, even before the first byte."""
+
+    def __init__(self, body: AsyncIterator[bytes], finish: Callable[[], Awaitable[None]]):
+        super().__init__(
+            body,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+        self._finish = finish
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._finish()
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:

@@ -9,8 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from perfkit.agents import AgentError, OptimizedAgent
-from perfkit.agents._agent import _Agent
+from perfkit.agents import Agent, AgentError, OptimizedAgent
 from perfkit.cache import register_cache_metrics
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -66,7 +65,7 @@ class AgentMetrics:
 
     def __init__(
         self,
-        agent: _Agent,
+        agent: Agent,
         *,
         registry: CollectorRegistry | None = None,
         connections: Callable[[], float] | None = None,
@@ -136,7 +135,7 @@ class AgentMetrics:
 class _RetryCollector(Collector):
     """The SDK's retries, read from the agent when Prometheus scrapes."""
 
-    def __init__(self, agent: _Agent) -> None:
+    def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:

@@ -9,8 +9,7 @@ from typing import Any, Literal
 
 from starlette.applications import Starlette
 
-from perfkit.agents import NaiveAgent, OptimizedAgent
-from perfkit.agents._agent import _Agent
+from perfkit.agents import Agent, NaiveAgent, OptimizedAgent
 from perfkit.agents._demo import demo_tools
 from perfkit.cache import MultiLayerCache
 from perfkit.service._app import create_app
@@ -29,7 +28,7 @@ SIMULATED_HANDSHAKE = 0.1
 SYSTEM_PROMPT = "You are a helpful assistant. Use the tools when a question needs live data."
 
 
-def build_agent(kind: AgentKind, *, redis_url: str | None = None, seed: int = 0) -> _Agent:
+def build_agent(kind: AgentKind, *, redis_url: str | None = None, seed: int = 0) -> Agent:
     """A naive or optimized agent with the demo tools (and, optimized, a cache on Redis
     at ``redis_url`` if given, else in-process only)."""
     if kind not in AGENT_KINDS:

@@ -297,7 +297,12 @@ class AnthropicSimulator:
         if not isinstance(parsed, dict):
             parsed, problem = {}, "the body must be a JSON object"
         logged = self._record(request, parsed, handshake)
-        return _after_handshake(self._answer(logged, parsed, problem, request), handshake, done)
+        try:
+            response = self._answer(logged, parsed, problem, request)
+        except BaseException:
+            done(False)
+            raise
+        return _after_handshake(response, handshake, done)
 
     def _answer(
         self,
@@ -515,15 +520,19 @@ def _after_handshake(
     """``response`` delivered ``handshake`` later; its connection is given back once the
     response is delivered in full, or closed if it fails or is abandoned."""
     delivery = response.extensions[DELIVERY_KEY]
-    on_sent = delivery.on_sent
+    on_sent, on_abandoned = delivery.on_sent, delivery.on_abandoned
     if isinstance(response.stream, ScheduledStream):
-        response.stream.add_close_callback(done)
+        response.stream.add_close_callback(done)  # also when abandoned: it is closed
     elif delivery.error is not None:
         done(False)
     else:
         on_sent = _chain(on_sent, lambda: done(True))
+        on_abandoned = _chain(on_abandoned, lambda: done(False))
     response.extensions[DELIVERY_KEY] = dataclasses.replace(
-        delivery, delay=to_microseconds(delivery.delay + handshake), on_sent=on_sent
+        delivery,
+        delay=to_microseconds(delivery.delay + handshake),
+        on_sent=on_sent,
+        on_abandoned=on_abandoned,
     )
     return response
 
@@ -601,13 +610,16 @@ def _read_timeout(request: httpx.Request) -> float:
 
 @contextmanager
 def _sdk_on_clock(clock: Clock, seed: int) -> Iterator[None]:
-    """Make the anthropic SDK's retry back-off deterministic on a virtual clock.
+    """Make the anthropic SDK deterministic on a virtual clock.
 
     The async client sleeps through the event loop, which virtual time already covers;
     the sync client calls ``time.sleep``, which would cost real seconds, so it sleeps on
     ``clock`` instead. Back-off without ``retry-after`` has random jitter, which would
     make modeled times differ between runs; it is drawn from a generator seeded by
-    ``seed`` instead."""
+    ``seed`` instead. And each async client's first request looks up the platform in a
+    worker thread: a thread finishes in real time, while virtual timers of other tasks
+    may fire meanwhile, so the request's modeled time would depend on the machine's
+    speed; the (quick) lookup runs inline instead."""
     if clock.mode != "virtual":
         yield
         return
@@ -621,8 +633,18 @@ def _sdk_on_clock(clock: Clock, seed: int) -> Iterator[None]:
     with (
         mock.patch.object(_base_client, "time", _ClockTime(clock)),
         mock.patch.object(_base_client, "random", random.Random(seed).random),
+        mock.patch.object(_base_client, "asyncify", _inline),
     ):
         yield
+
+
+def _inline(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``asyncify`` without the worker thread: the coroutine calls ``function`` itself."""
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return call
 
 
 class _ClockTime:

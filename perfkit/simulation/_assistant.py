@@ -82,7 +82,9 @@ class SimulatedAssistant:
         asked = random.Random(self._seed_of(question))
         needs_tools = asked.random() < self.tool_rate
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
-        latency = self._latency(random.Random(self._seed_of(body)))
+        # Tool-use ids number requests in arrival order: leave them out, so a request's
+        # latency does not depend on how many came before it.
+        latency = self._latency(random.Random(self._seed_of(_without_ids(body))))
         if needs_tools and tools and not _has_tool_results(body):
             count = min(asked.randint(*self.tools_per_turn), len(tools))
             calls = [
@@ -132,6 +134,14 @@ def _question(body: dict[str, Any]) -> str:
             if text:
                 return text
     return ""
+
+
+def _without_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_ids(v) for k, v in value.items() if k not in ("id", "tool_use_id")}
+    if isinstance(value, list):
+        return [_without_ids(item) for item in value]
+    return value
 
 
 def _has_tool_results(body: dict[str, Any]) -> bool:

@@ -55,6 +55,8 @@ class Delivery:
     delay: float = 0.0
     error: httpx.TransportError | None = None
     on_sent: Callable[[], None] | None = None
+    on_abandoned: Callable[[], None] | None = None
+    """Called if the caller stops waiting (a cancelled task) before the response."""
 
 
 class ScheduledStream(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -216,7 +218,11 @@ def _async_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[.
             return await original(pool, request)
         delivery = response.extensions.get(DELIVERY_KEY)
         if isinstance(delivery, Delivery) and delivery.delay:
-            await delivery.clock.asleep(delivery.delay)
+            try:
+                await delivery.clock.asleep(delivery.delay)
+            except BaseException:
+                _abandon(delivery, response)
+                raise
         return _deliver(flavor, response)
 
     return handle_async_request
@@ -231,6 +237,13 @@ def _answer(flavor: ModuleType, pool: Any, request: Any, body: bytes) -> httpx.R
         return _resolve(flavor, routed)
     except _PassThroughSignal:
         return None
+
+
+def _abandon(delivery: Delivery, response: httpx.Response) -> None:
+    if isinstance(response.stream, ScheduledStream):
+        response.stream.close()
+    if delivery.on_abandoned is not None:
+        delivery.on_abandoned()
 
 
 def _deliver(flavor: ModuleType, response: httpx.Response) -> Any:
