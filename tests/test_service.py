@@ -78,6 +78,23 @@ def serve_in_process(
     return clock.run(main())
 
 
+def chat_once(kind: str, path: str, *answers: Reply | Fault) -> tuple[httpx.Response, str]:
+    """One chat ("Hi" from ann) to a fresh service around a ``kind`` agent, the API
+    answering with ``answers``; the response and the metrics scraped after it."""
+    clock = VirtualClock()
+    app = create_app(make_agent(kind, clock), clock=clock)
+    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
+        sim.enqueue(*answers)
+
+        async def scenario(client: httpx.AsyncClient) -> tuple[httpx.Response, str]:
+            response = await client.post(path, json={"user_id": "ann", "message": "Hi"})
+            return response, (await client.get("/metrics")).text
+
+        result: tuple[httpx.Response, str] = serve_in_process(clock, app, scenario)
+        sim.pop_failures()  # transport faults the SDK turned into exceptions
+    return result
+
+
 def samples(exposition: bytes | str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a Prometheus exposition, parsed: (name, sorted labels) -> value."""
     text = exposition.decode() if isinstance(exposition, bytes) else exposition
@@ -105,16 +122,7 @@ def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("kind", AGENTS)
 def test_chat_answers_json_and_the_histograms_move(kind: str) -> None:
-    clock = VirtualClock()
-    app = create_app(make_agent(kind, clock), clock=clock)
-    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
-        sim.enqueue(Reply.of_tokens(100))
-
-        async def scenario(client: httpx.AsyncClient) -> tuple[httpx.Response, str]:
-            response = await client.post("/chat", json={"user_id": "ann", "message": "Hi"})
-            return response, (await client.get("/metrics")).text
-
-        response, metrics = serve_in_process(clock, app, scenario)
+    response, metrics = chat_once(kind, "/chat", Reply.of_tokens(100))
     assert response.status_code == 200
     body = response.json()
     assert body["user_id"] == "ann"
@@ -131,16 +139,7 @@ def test_chat_answers_json_and_the_histograms_move(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", AGENTS)
 def test_the_stream_endpoint_sends_tokens_then_the_totals(kind: str) -> None:
-    clock = VirtualClock()
-    app = create_app(make_agent(kind, clock), clock=clock)
-    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
-        sim.enqueue(Reply.of_tokens(100))
-
-        async def scenario(client: httpx.AsyncClient) -> tuple[httpx.Response, str]:
-            response = await client.post("/chat/stream", json={"user_id": "ann", "message": "Hi"})
-            return response, (await client.get("/metrics")).text
-
-        response, metrics = serve_in_process(clock, app, scenario)
+    response, metrics = chat_once(kind, "/chat/stream", Reply.of_tokens(100))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     events = sse_events(response.text)
@@ -279,33 +278,14 @@ UPSTREAM_FAILURES = [
 def test_upstream_failures_are_answered_with_their_status_never_a_bare_500(
     path: str, fault: Fault, status: int, kind: str
 ) -> None:
-    clock = VirtualClock()
-    app = create_app(make_agent("optimized", clock), clock=clock)
-    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
-        sim.enqueue(fault)
-
-        async def scenario(client: httpx.AsyncClient) -> tuple[httpx.Response, str]:
-            response = await client.post(path, json={"user_id": "ann", "message": "Hi"})
-            return response, (await client.get("/metrics")).text
-
-        response, metrics = serve_in_process(clock, app, scenario)
-        sim.pop_failures()
+    response, metrics = chat_once("optimized", path, fault)
     assert response.status_code == status
     assert response.json()["error"]["type"] == kind
     assert value(metrics, "perfkit_agent_errors_total", type=kind) == 1
 
 
 def test_a_stream_that_fails_after_its_first_token_ends_with_an_error_event() -> None:
-    clock = VirtualClock()
-    app = create_app(make_agent("optimized", clock), clock=clock)
-    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
-        sim.enqueue(Fault.stream_error(after_tokens=3))
-
-        async def scenario(client: httpx.AsyncClient) -> tuple[httpx.Response, str]:
-            response = await client.post("/chat/stream", json={"user_id": "ann", "message": "Hi"})
-            return response, (await client.get("/metrics")).text
-
-        response, metrics = serve_in_process(clock, app, scenario)
+    response, metrics = chat_once("optimized", "/chat/stream", Fault.stream_error(after_tokens=3))
     events = sse_events(response.text)
     assert [name for name, _ in events] == ["token"] * 3 + ["error"]
     assert events[-1][1]["error"]["type"] == "upstream_error"
