@@ -36,6 +36,7 @@ from perfkit._clock import Clock
 from perfkit._perf import Distribution
 from perfkit.agents import NaiveAgent, OptimizedAgent, demo_tools
 from perfkit.cache import MultiLayerCache
+from perfkit.service import SYSTEM_PROMPT
 from perfkit.simulation import SimulatedAssistant, fake_redis
 
 SEED_CLAIM = 4.3
@@ -91,14 +92,13 @@ class Workload:
 
 
 WORKLOAD = Workload()
-SYSTEM = "You are a helpful assistant. Use the tools when a question needs live data."
 _MEASURED: dict[str, tuple[list[float], list[float]]] = {}
 
 
 def make_agent(kind: str, clock: Clock) -> NaiveAgent | OptimizedAgent:
     options: dict[str, Any] = {
         "tools": demo_tools(latency=WORKLOAD.tool_latency, seed=WORKLOAD.seed),
-        "system": SYSTEM,
+        "system": SYSTEM_PROMPT,  # what perfkit serve's agents are told
         "client_options": {"api_key": "simulated"},
     }
     if kind == "naive":

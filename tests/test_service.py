@@ -431,6 +431,26 @@ def _metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\b(perfkit_[a-z_]+)\b", expr))
 
 
+def test_public_names_are_pinned() -> None:
+    import perfkit.service
+
+    assert perfkit.service.__all__ == [
+        "ERROR_TYPES",
+        "LATENCY_BUCKETS",
+        "SYSTEM_PROMPT",
+        "AgentMetrics",
+        "ChatRequest",
+        "RequestError",
+        "build_agent",
+        "build_app",
+        "create_app",
+        "error_type",
+        "parse_chat_request",
+        "run",
+        "simulated_backend",
+    ]
+
+
 # --- parsing --------------------------------------------------------------------------
 
 

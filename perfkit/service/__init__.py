@@ -10,11 +10,18 @@ from perfkit.service._metrics import (
     AgentMetrics,
     error_type,
 )
-from perfkit.service._serve import build_agent, build_app, run, simulated_backend
+from perfkit.service._serve import (
+    SYSTEM_PROMPT,
+    build_agent,
+    build_app,
+    run,
+    simulated_backend,
+)
 
 __all__ = [
     "ERROR_TYPES",
     "LATENCY_BUCKETS",
+    "SYSTEM_PROMPT",
     "AgentMetrics",
     "ChatRequest",
     "RequestError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from starlette.applications import Starlette
@@ -79,10 +79,9 @@ def build_app(
         with simulator:
             yield
 
-    connections: Callable[[], float] = lambda: simulator.open_connections  # noqa: E731
     return create_app(
         the_agent,
-        metrics=AgentMetrics(the_agent, connections=connections),
+        metrics=AgentMetrics(the_agent, connections=lambda: simulator.open_connections),
         info={"backend": backend},
         lifespan=simulating,
     )

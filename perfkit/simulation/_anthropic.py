@@ -503,7 +503,6 @@ class _Connections:
             else:
                 self.opened += 1
                 cost = to_microseconds(self.handshake.sample())
-        del pool
         return cost, lambda reusable: self._done(pool_ref, reusable)
 
     def _done(self, pool_ref: weakref.ref[Any] | None, reusable: bool) -> None:
@@ -554,19 +553,23 @@ def default_reply(body: dict[str, Any]) -> Reply:
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
+    return next(user_texts(body), "")
+
+
+def user_texts(body: dict[str, Any]) -> Iterator[str]:
+    """The text of each user turn of a request body, newest first ("" for a turn with no
+    text blocks, such as one of tool results only)."""
     for message in reversed(body.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                texts = [
+                yield content
+            elif isinstance(content, list):
+                yield " ".join(
                     b.get("text", "")
                     for b in content
                     if isinstance(b, dict) and b.get("type") == "text"
-                ]
-                return " ".join(texts)
-    return ""
+                )
 
 
 def _validate(body: dict[str, Any]) -> str | None:

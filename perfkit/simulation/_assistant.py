@@ -15,7 +15,7 @@ import random
 from typing import Any
 
 from perfkit._validation import check_count
-from perfkit.simulation._anthropic import SimRequest
+from perfkit.simulation._anthropic import SimRequest, user_texts
 from perfkit.simulation._latency import Fixed, LLMLatency, LogNormal
 from perfkit.simulation._replies import Reply, TextBlock, ToolUseBlock, tokenize
 
@@ -122,18 +122,7 @@ def _check_range(name: str, value: object, *, minimum: int) -> tuple[int, int]:
 
 def _question(body: dict[str, Any]) -> str:
     """The text of the latest user turn that is not only tool results."""
-    for message in reversed(body.get("messages") or []):
-        if not isinstance(message, dict) or message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            texts = [b.get("text", "") for b in content if isinstance(b, dict)]
-            text = " ".join(t for t in texts if t)
-            if text:
-                return text
-    return ""
+    return next((text for text in user_texts(body) if text), "")
 
 
 def _without_ids(value: Any) -> Any:
