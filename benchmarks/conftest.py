@@ -1,4 +1,5 @@
-"""Benchmark-suite helpers: real-time comparisons are printed at the end of the run."""
+"""Benchmark-suite helpers and the speedup report's rows: every table of the seed chapter,
+with the claims it makes, beside what this suite measures."""
 
 from __future__ import annotations
 
@@ -6,75 +7,160 @@ from typing import Any
 
 import pytest
 
-COMPARISONS_KEY = pytest.StashKey[list[tuple[str, dict[str, float], dict[str, float]]]]()
-MODELED_KEY = pytest.StashKey[
-    list[tuple[str, dict[str, dict[str, float]], dict[str, float], dict[str, Any]]]
-]()
+from perfkit.pytest_plugin import COMPARISONS_KEY
+from perfkit.reporting import Claim, Speedup
+
+CACHE = "test_cache_impact.py::"
+MISS = CACHE + "test_caching_impact[identical-query-miss]"
+ASYNC = "test_async.py::"
+POOLING = "test_pooling.py::"
+COMBINED = "test_combined.py::test_combined_workload"
+
+
+def pytest_perfkit_speedups(config: pytest.Config) -> list[Speedup]:
+    """The seed's claims, each beside the benchmarks that check it."""
+    return [
+        Speedup(
+            "caching",
+            "identical query, L1 hit",
+            MISS,
+            CACHE + "test_caching_impact[identical-query-l1-hit]",
+            optimized_figure="wall.median",
+            claim=Claim.factor(60_000),
+            note="an L1 hit waits on nothing modeled, so its real time is compared",
+        ),
+        Speedup(
+            "caching",
+            "identical query, L2 hit",
+            MISS,
+            CACHE + "test_caching_impact[identical-query-l2-hit]",
+            claim=Claim.factor(10, 100, text="10-100x (overview)"),
+        ),
+        Speedup(
+            "caching",
+            "similar query",
+            MISS,
+            CACHE + "test_caching_impact[similar-query-miss]",
+            claim=Claim.factor(1),
+        ),
+        Speedup(
+            "caching",
+            "30% hit rate",
+            MISS,
+            CACHE + "test_mixed_workload[30pct-hits]",
+            optimized_figure="observed.mean",
+            claim=Claim.factor(3.3),
+            note="the seed's 900 ms average is what a 70% hit rate gives (0.3 x 3,000 ms)",
+        ),
+        Speedup(
+            "caching",
+            "70% hit rate",
+            MISS,
+            CACHE + "test_mixed_workload[70pct-hits]",
+            optimized_figure="observed.mean",
+        ),
+        Speedup(
+            "async",
+            "3 API calls",
+            "test_api_calls.py::test_three_api_calls[sequential]",
+            "test_api_calls.py::test_three_api_calls[concurrent]",
+            claim=Claim.factor(3),
+        ),
+        Speedup(
+            "async",
+            "5 database queries",
+            ASYNC + "test_five_database_queries[sequential]",
+            ASYNC + "test_five_database_queries[concurrent]",
+            claim=Claim.factor(5),
+        ),
+        Speedup(
+            "async",
+            "10 file reads",
+            ASYNC + "test_ten_file_reads[sequential]",
+            ASYNC + "test_ten_file_reads[concurrent]",
+            claim=Claim.factor(10),
+        ),
+        Speedup(
+            "async",
+            "4 tools of one tool-use turn",
+            ASYNC + "test_one_tool_use_turn[sequential]",
+            ASYNC + "test_one_tool_use_turn[concurrent]",
+        ),
+        *(
+            Speedup(
+                "pooling",
+                f"{requests:,} sequential requests",
+                POOLING + f"test_sequential_requests[no-pooling-{requests}]",
+                POOLING + f"test_sequential_requests[pooling-{requests}]",
+                claim=Claim.percent(15),
+            )
+            for requests in (10, 100, 1000)
+        ),
+        Speedup(
+            "pooling",
+            "HTTP/2, connections for 10 concurrent requests",
+            POOLING + "test_ten_concurrent_https_requests[http1.1]",
+            POOLING + "test_ten_concurrent_https_requests[http2]",
+            figure="counters.connections_opened",
+        ),
+        Speedup(
+            "streaming",
+            "perceived latency of a 5 s reply",
+            "test_streaming.py::test_perceived_latency[not-streamed]",
+            "test_streaming.py::test_perceived_latency[streamed]",
+            figure="observed.mean",
+            claim=Claim.factor(10),
+        ),
+        Speedup(
+            "combined",
+            "p95 perceived latency, 100 users",
+            COMBINED + "[naive]",
+            COMBINED + "[optimized]",
+            figure="observed.p95",
+            claim=Claim.factor(4.3),
+        ),
+        Speedup(
+            "combined",
+            "p95 time to the complete reply",
+            COMBINED + "[naive]",
+            COMBINED + "[optimized]",
+            figure="complete.p95",
+        ),
+    ]
 
 
 @pytest.fixture
 def comparison(request: pytest.FixtureRequest, benchmark: Any) -> Any:
-    """Record a side-by-side comparison: shown in the terminal summary and saved in
-    pytest-benchmark's ``extra_info``."""
+    """Record a real-time side-by-side comparison: in the report and the terminal summary,
+    and in pytest-benchmark's ``extra_info``."""
 
     def record(seconds_per_call: dict[str, float], ratios: dict[str, float]) -> None:
         benchmark.extra_info["seconds_per_call"] = seconds_per_call
         benchmark.extra_info["ratios"] = ratios
-        found = request.config.stash.setdefault(COMPARISONS_KEY, [])
-        found.append((request.node.nodeid, seconds_per_call, ratios))
-
-    return record
-
-
-@pytest.fixture
-def modeled_comparison(request: pytest.FixtureRequest) -> Any:
-    """Record a comparison of modeled figures (seconds per variant, ratios, and the
-    parameters that produced them), shown in the terminal summary."""
-
-    def record(
-        title: str,
-        figures: dict[str, dict[str, float]],
-        ratios: dict[str, float],
-        *,
-        parameters: dict[str, Any],
-    ) -> None:
-        found = request.config.stash.setdefault(MODELED_KEY, [])
-        found.append((title, figures, ratios, parameters))
+        request.config.stash[COMPARISONS_KEY].append(
+            {
+                "benchmark": request.node.nodeid,
+                "seconds_per_call": seconds_per_call,
+                "ratios": ratios,
+            }
+        )
 
     return record
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    _write_modeled(terminalreporter, config.stash.get(MODELED_KEY, []))
     comparisons = config.stash.get(COMPARISONS_KEY, [])
     if not comparisons:
         return
     terminalreporter.write_sep("-", "real-time comparisons (measured side by side, this run)")
-    for nodeid, seconds_per_call, ratios in comparisons:
-        terminalreporter.write_line(nodeid)
-        for name, seconds in seconds_per_call.items():
+    for found in comparisons:
+        terminalreporter.write_line(found["benchmark"])
+        for name, seconds in found["seconds_per_call"].items():
             terminalreporter.write_line(f"    {name:<34} {seconds * 1e6:10.3f} µs per call")
-        for name, ratio in ratios.items():
+        for name, ratio in found["ratios"].items():
             terminalreporter.write_line(f"    {name:<34} {ratio:10.3f}x")
 
 
 @pytest.fixture(autouse=True)
 def _every_connection_closed(no_open_connections: None) -> None:
     """After every benchmark, zero connections opened through tracked pools remain open."""
-
-
-def _write_modeled(reporter: Any, found: list[Any]) -> None:
-    if not found:
-        return
-    reporter.write_sep("-", "modeled comparisons (virtual time, identical on every run)")
-    for title, figures, ratios, parameters in found:
-        reporter.write_line(title)
-        names = list(next(iter(figures.values())))
-        reporter.write_line("    " + f"{'':<12}" + "".join(f"{n:>16}" for n in names))
-        for variant, row in figures.items():
-            cells = "".join(f"{row[n] * 1000:>13,.0f} ms" for n in names)
-            reporter.write_line(f"    {variant:<12}{cells}")
-        for name, ratio in ratios.items():
-            reporter.write_line(f"    {name:<34} {ratio:10.2f}x")
-        settings = ", ".join(f"{key}={value}" for key, value in parameters.items())
-        reporter.write_line(f"    parameters: {settings}")

@@ -117,7 +117,9 @@ def test_mixed_workload(
                 state["call"](question)
                 perf.observe(perfkit_clock.elapsed(start))
 
-        perf.counters.track("cache_hit_rate", lambda: state["cache"].stats()["hit_rate"])
+        perf.counters.track(
+            "cache_hit_rate", lambda: state["cache"].stats()["hit_rate"], better="higher"
+        )
         perf(run_workload, rounds=1, setup=setup)
     assert state["cache"].stats()["hit_rate"] == hit_rate
     assert perf.result.counters["cache_hit_rate"] == hit_rate

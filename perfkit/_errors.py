@@ -4,7 +4,9 @@
     ├── ClockError                  (virtual time used where it cannot work)
     ├── SimulatorError
     │   └── UnmatchedRequestError   (also an AssertionError: it fails the test)
-    └── RedisServerError            (a real Redis server could not be started)
+    ├── RedisServerError            (a real Redis server could not be started)
+    └── BaselineError               (a baseline or results file is missing, corrupt or
+                                     does not match: a usage error, not a regression)
 
 Configuration mistakes raise ``ValueError`` or ``TypeError`` naming the bad value.
 """
@@ -30,3 +32,7 @@ class UnmatchedRequestError(SimulatorError, AssertionError):
 
 class RedisServerError(PerfkitError):
     """A real Redis server process could not be found, started or reached."""
+
+
+class BaselineError(PerfkitError):
+    """A baseline or results file could not be used (missing, corrupt or mismatched)."""

@@ -9,13 +9,19 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from perfkit._clock import Clock, ClockMode
 from perfkit._errors import PerfkitError
+from perfkit._profiling import BenchmarkProfiler, ProfileFiles
 from perfkit._validation import check_count
 
 PERCENTILES = (50, 90, 95, 99)
+OBSERVED = "observed"
+"""The name of the series ``perf.observe(seconds)`` records into by default."""
+RESERVED_SERIES = frozenset({OBSERVED, "modeled", "wall", "cpu", "counters"})
+Better = Literal["lower", "higher"]
+BETTER: tuple[Better, ...] = ("lower", "higher")
 T = TypeVar("T")
 
 
@@ -82,16 +88,27 @@ class Counters:
 
     def __init__(self) -> None:
         self._sources: dict[str, Callable[[], float]] = {}
+        self._better: dict[str, Better] = {}
         self._lock = threading.Lock()
 
-    def track(self, name: str, source: Callable[[], float]) -> None:
-        """Report ``source()`` (a running total) as counter ``name``."""
+    def track(self, name: str, source: Callable[[], float], *, better: Better = "lower") -> None:
+        """Report ``source()`` (a running total) as counter ``name``. ``better`` says which
+        way is an improvement: most counters count a cost (requests, connections), so
+        ``"lower"``; a hit rate is ``"higher"``. The regression gate reads it."""
         if not name or not isinstance(name, str):
             raise ValueError(f"a counter needs a non-empty name, got {name!r}")
         if not callable(source):
             raise TypeError(f"counter {name!r} needs a callable source, got {source!r}")
+        if better not in BETTER:
+            raise ValueError(f"better must be one of {', '.join(BETTER)}; got {better!r}")
         with self._lock:
             self._sources[name] = source
+            self._better[name] = better
+
+    def better(self, name: str) -> Better:
+        """Which way counter ``name`` improves: ``"lower"`` or ``"higher"``."""
+        with self._lock:
+            return self._better.get(name, "lower")
 
     def snapshot(self) -> dict[str, float]:
         with self._lock:
@@ -118,10 +135,21 @@ class PerfResult:
     cpu: list[float] = field(default_factory=list)
     samples: list[float] = field(default_factory=list)
     counters: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list[float]] = field(default_factory=dict)
+    """Named series of latencies (``perf.observe(seconds, series=name)``)."""
+    higher_is_better: frozenset[str] = frozenset()
+    """The counters that improve when they grow (a hit rate)."""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """What produced the figures (a workload's settings), shown in the report."""
 
     @property
     def rounds(self) -> int:
         return len(self.modeled)
+
+    def all_series(self) -> dict[str, list[float]]:
+        """Every observed series by name: the default one first, if anything was observed."""
+        found = {OBSERVED: self.samples} if self.samples else {}
+        return {**found, **self.series}
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (what lands in pytest-benchmark's ``extra_info``)."""
@@ -132,6 +160,10 @@ class PerfResult:
             "wall": Distribution(tuple(self.wall)).as_dict(),
             "cpu": Distribution(tuple(self.cpu)).as_dict(),
             "samples": Distribution(tuple(self.samples)).as_dict(digits=6),
+            "series": {
+                name: Distribution(tuple(values)).as_dict(digits=6)
+                for name, values in self.series.items()
+            },
             "counters": dict(self.counters),
         }
 
@@ -168,13 +200,22 @@ class Perf:
             assert perf.result.modeled == [0.9] * 5
     """
 
-    def __init__(self, benchmark: Any, clock: Clock, counters: Counters | None = None) -> None:
+    def __init__(
+        self,
+        benchmark: Any,
+        clock: Clock,
+        counters: Counters | None = None,
+        *,
+        profiler: BenchmarkProfiler | None = None,
+    ) -> None:
         self._benchmark = benchmark
         self.clock = clock
         self.counters = counters if counters is not None else Counters()
         self.result = PerfResult(name=str(getattr(benchmark, "name", "perf")), clock=clock.mode)
         self._used = False
         self._recording = False
+        self._profiler = profiler
+        self.profile_files: ProfileFiles | None = None
 
     def __call__(
         self,
@@ -216,7 +257,10 @@ class Perf:
             start_modeled = self.clock.now()
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             try:
-                value = self._call(function, args, kwargs)
+                if self._profiler is None:
+                    value = self._call(function, args, kwargs)
+                else:
+                    value = self._profiler.runcall(self._call, function, args, kwargs)
             finally:
                 cpu = time.process_time() - start_cpu
                 wall = time.perf_counter() - start_wall
@@ -243,16 +287,35 @@ class Perf:
                 value = self._benchmark.pedantic(measured_round, rounds=rounds, iterations=1)
         finally:
             self.result.counters = dict(sorted(counted.items()))
+            self.result.higher_is_better = frozenset(
+                name for name in counted if self.counters.better(name) == "higher"
+            )
             self._benchmark.extra_info["perfkit"] = self.result.as_dict()
+            if self._profiler is not None:
+                self.profile_files = self._profiler.write()
         return value
 
-    def observe(self, seconds: float) -> None:
+    def observe(self, seconds: float, *, series: str = OBSERVED) -> None:
         """Record the latency of one operation inside a measured round (for percentiles
-        over requests rather than over rounds); ignored during warm-up rounds."""
+        over requests rather than over rounds); ignored during warm-up rounds. A named
+        ``series`` keeps a second kind of latency apart (time to the complete reply)."""
         if not 0 <= seconds < math.inf:
             raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
-        if self._recording:
+        if series != OBSERVED and (series in RESERVED_SERIES or not series.isidentifier()):
+            raise ValueError(
+                f"series must be a Python identifier other than "
+                f"{', '.join(sorted(RESERVED_SERIES - {OBSERVED}))}; got {series!r}"
+            )
+        if not self._recording:
+            return
+        if series == OBSERVED:
             self.result.samples.append(float(seconds))
+        else:
+            self.result.series.setdefault(series, []).append(float(seconds))
+
+    def describe(self, **parameters: Any) -> None:
+        """Record what produced this benchmark's figures (shown in the report's JSON)."""
+        self.result.parameters.update(parameters)
 
     def _call(self, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         value = function(*args, **kwargs)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from perfkit._clock import CLOCK_MODES, ClockMode
+from perfkit._profiling import DEFAULT_TOP
+from perfkit.reporting._gate import (
+    DEFAULT_CPU_THRESHOLD,
+    DEFAULT_TOLERANCE,
+    GateSettings,
+)
 
 DEFAULT_CLOCK: ClockMode = "virtual"
 
@@ -20,6 +27,12 @@ class Settings:
     clock: ClockMode = DEFAULT_CLOCK
     redis_url: str | None = None
     redis_latency: float = 0.0
+    profile_dir: Path | None = None
+    profile_top: int = DEFAULT_TOP
+    baseline: Path | None = None
+    update_baseline: bool = False
+    report_dir: Path | None = None
+    gate: GateSettings = field(default_factory=GateSettings)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -42,6 +55,57 @@ def add_options(parser: pytest.Parser) -> None:
         help="modeled round-trip seconds of each fakeredis command (default: 0; "
         "ini: perfkit_redis_latency)",
     )
+    group.addoption(
+        "--perfkit-profile",
+        default=None,
+        metavar="DIR",
+        help="write a cProfile profile of each perf benchmark's measured rounds to DIR "
+        "(.prof, .txt top functions, .collapsed stacks; ini: perfkit_profile)",
+    )
+    group.addoption(
+        "--perfkit-profile-top",
+        default=None,
+        metavar="N",
+        help=f"functions in each profile's .txt table (default: {DEFAULT_TOP}; "
+        "ini: perfkit_profile_top)",
+    )
+    group.addoption(
+        "--perfkit-baseline",
+        default=None,
+        metavar="PATH",
+        help="gate the run against this baseline file: a modeled figure above it (beyond "
+        "the tolerance) or a grown counter fails the run (ini: perfkit_baseline)",
+    )
+    group.addoption(
+        "--perfkit-update-baseline",
+        action="store_true",
+        default=False,
+        help="write this run's figures to the baseline file instead of gating (only when "
+        "every test passed); benchmarks not run keep their entries",
+    )
+    group.addoption(
+        "--perfkit-report-dir",
+        default=None,
+        metavar="DIR",
+        help="write the report (report.json, report.md, speedups.svg) to DIR "
+        "(ini: perfkit_report_dir)",
+    )
+    group.addoption(
+        "--perfkit-tolerance",
+        default=None,
+        help=f"relative rise of an exact figure the gate allows (default: {DEFAULT_TOLERANCE}; "
+        "ini: perfkit_tolerance)",
+    )
+    group.addoption(
+        "--perfkit-cpu-threshold",
+        default=None,
+        help="least relative rise of CPU time (in calibration units) the gate allows "
+        f"(default: {DEFAULT_CPU_THRESHOLD}; ini: perfkit_cpu_threshold)",
+    )
+    parser.addini("perfkit_baseline", "baseline file the run is gated against", default=None)
+    parser.addini("perfkit_report_dir", "directory the report files are written to", default=None)
+    parser.addini("perfkit_tolerance", "relative rise of an exact figure allowed", default=None)
+    parser.addini("perfkit_cpu_threshold", "least relative rise of CPU time allowed", default=None)
     parser.addini(
         "perfkit_clock", f"clock for perfkit fixtures: {' or '.join(CLOCK_MODES)}", default=None
     )
@@ -53,6 +117,10 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "perfkit_redis_latency", "modeled round-trip seconds of fakeredis commands", default=None
     )
+    parser.addini(
+        "perfkit_profile", "directory for a cProfile profile of each perf benchmark", default=None
+    )
+    parser.addini("perfkit_profile_top", "functions in each profile's .txt table", default=None)
 
 
 def _value(config: pytest.Config, name: str) -> tuple[str | None, str]:
@@ -95,4 +163,79 @@ def resolve(config: pytest.Config) -> Settings:
             raise pytest.UsageError(
                 f"{latency_source} must be a number of seconds >= 0; got {latency_value!r}"
             )
-    return Settings(clock=clock, redis_url=url, redis_latency=latency)
+    baseline = _path(config, "perfkit_baseline", "a baseline file")
+    update_baseline = bool(config.getoption("perfkit_update_baseline"))
+    if update_baseline and baseline is None:
+        raise pytest.UsageError(
+            "--perfkit-update-baseline needs a baseline file: pass --perfkit-baseline PATH "
+            "or set the ini option perfkit_baseline"
+        )
+    return Settings(
+        clock=clock,
+        redis_url=url,
+        redis_latency=latency,
+        profile_dir=_profile_dir(config),
+        profile_top=_profile_top(config),
+        baseline=baseline,
+        update_baseline=update_baseline,
+        report_dir=_path(config, "perfkit_report_dir", "a directory"),
+        gate=GateSettings(
+            tolerance=_fraction(config, "perfkit_tolerance", DEFAULT_TOLERANCE),
+            cpu_threshold=_fraction(config, "perfkit_cpu_threshold", DEFAULT_CPU_THRESHOLD),
+        ),
+    )
+
+
+def _profile_dir(config: pytest.Config) -> Path | None:
+    """The profile directory: an option is relative to where pytest was invoked, an ini
+    value to the ini file's directory."""
+    value, source = _value(config, "perfkit_profile")
+    if value is None:
+        return None
+    base = config.invocation_params.dir if source.startswith("--") else _ini_dir(config)
+    path = base / value
+    if not value or (path.exists() and not path.is_dir()):
+        raise pytest.UsageError(f"{source} must be a directory path; got {value!r}")
+    return path
+
+
+def _ini_dir(config: pytest.Config) -> Path:
+    return config.inipath.parent if config.inipath is not None else config.rootpath
+
+
+def _profile_top(config: pytest.Config) -> int:
+    """How many functions each profile's table lists."""
+    value, source = _value(config, "perfkit_profile_top")
+    if value is None:
+        return DEFAULT_TOP
+    if not (value.isdecimal() and value.isascii() and int(value) >= 1):
+        raise pytest.UsageError(f"{source} must be an int >= 1; got {value!r}")
+    return int(value)
+
+
+def _path(config: pytest.Config, name: str, what: str) -> Path | None:
+    """A path setting: an option is relative to where pytest was invoked, an ini value to
+    the ini file's directory."""
+    value, source = _value(config, name)
+    if value is None:
+        return None
+    if not value.strip():
+        raise pytest.UsageError(f"{source} must be {what} path; got {value!r}")
+    base = config.invocation_params.dir if source.startswith("--") else _ini_dir(config)
+    return base / value
+
+
+def _fraction(config: pytest.Config, name: str, default: float) -> float:
+    """A relative threshold: a finite number >= 0 (0.001 is 0.1%)."""
+    value, source = _value(config, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (number >= 0 and math.isfinite(number)):
+        raise pytest.UsageError(
+            f"{source} must be a number >= 0 (a fraction: 0.001 is 0.1%); got {value!r}"
+        )
+    return number

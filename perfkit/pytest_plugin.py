@@ -14,6 +14,7 @@ import inspect
 import os
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -24,11 +25,15 @@ import redis.asyncio
 
 from perfkit import _settings
 from perfkit._clock import Clock, ClockMode, VirtualClock, make_clock
-from perfkit._errors import RedisServerError
+from perfkit._errors import BaselineError, RedisServerError
 from perfkit._perf import Counters, Perf, PerfResult
+from perfkit._profiling import BenchmarkProfiler, ProfileFiles
+from perfkit._profiling import write_terminal_summary as write_profile_summary
 from perfkit._report import write_terminal_summary
 from perfkit._virtual_loop import current_loop_of, virtual_time
 from perfkit.pooling import live_connection_stats
+from perfkit.reporting import gate_lines, load_baseline, terminal_lines
+from perfkit.reporting._run import RunOutcome, finish_run, scope_of
 from perfkit.simulation import AnthropicSimulator, SimulatedNetwork
 from perfkit.simulation._redis import (
     RedisServer,
@@ -39,6 +44,12 @@ from perfkit.simulation._redis import (
 
 SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 RESULTS_KEY = pytest.StashKey[list[PerfResult]]()
+COLLECTED_KEY = pytest.StashKey[set[str]]()
+COMPARISONS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+"""Real-time comparisons a suite records for the report (``benchmark``, ``seconds_per_call``,
+``ratios``)."""
+OUTCOME_KEY = pytest.StashKey[RunOutcome]()
+PROFILES_KEY = pytest.StashKey[list[ProfileFiles]]()
 CLOCK_FIXTURE = "perfkit_clock"
 LEAK_GUARD_NAME = "perfkit-looptime-leak-guard"
 SIM_MARKER_OPTIONS = frozenset({"latency", "base_url", "seed", "handshake"})
@@ -47,6 +58,12 @@ NETWORK_MARKER_OPTIONS = frozenset({"connect", "tls", "server", "handler", "http
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     _settings.add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from perfkit import _hookspecs
+
+    pluginmanager.add_hookspecs(_hookspecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,8 +81,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "perfkit_network(**options): options for the simulated_network fixture "
         "(connect=, tls=, server=, handler=, http2=)",
     )
-    config.stash[SETTINGS_KEY] = _settings.resolve(config)
+    settings = _settings.resolve(config)
+    config.stash[SETTINGS_KEY] = settings
     config.stash[RESULTS_KEY] = []
+    config.stash[COLLECTED_KEY] = set()
+    config.stash[COMPARISONS_KEY] = []
+    if settings.baseline is not None and settings.baseline.exists():
+        try:  # a corrupt baseline is a usage error, found before anything runs
+            load_baseline(settings.baseline, _display_path(settings.baseline, config.rootpath))
+        except BaselineError as error:
+            raise pytest.UsageError(str(error)) from None
     if not config.pluginmanager.has_plugin(LEAK_GUARD_NAME):
         config.pluginmanager.register(_LooptimeLeakGuard(), LEAK_GUARD_NAME)
 
@@ -219,11 +244,23 @@ def perf(
     benchmark: Any, perfkit_clock: Clock, perfkit_counters: Counters, request: pytest.FixtureRequest
 ) -> Iterator[Perf]:
     """An async-aware benchmark on the test's clock (built on pytest-benchmark)."""
-    fixture = Perf(benchmark, perfkit_clock, perfkit_counters)
+    fixture = Perf(benchmark, perfkit_clock, perfkit_counters, profiler=_profiler(request))
     fixture.result.name = request.node.nodeid
     yield fixture
     if fixture.result.rounds:
         request.config.stash[RESULTS_KEY].append(fixture.result)
+    if fixture.profile_files is not None:
+        request.config.stash.setdefault(PROFILES_KEY, []).append(fixture.profile_files)
+
+
+def _profiler(request: pytest.FixtureRequest) -> BenchmarkProfiler | None:
+    """A profiler for this test's benchmark, if ``--perfkit-profile`` asks for one."""
+    settings = request.config.stash[SETTINGS_KEY]
+    if settings.profile_dir is None:
+        return None
+    return BenchmarkProfiler(
+        settings.profile_dir, name=request.node.nodeid, top=settings.profile_top
+    )
 
 
 @pytest.fixture
@@ -327,7 +364,96 @@ def no_open_connections() -> Iterator[None]:
         )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Before deselection: the report needs every benchmark the run could have measured,
+    # to tell a deselected baseline benchmark ("not run") from a vanished one ("missing").
+    config.stash[COLLECTED_KEY].update(
+        item.nodeid for item in items if "perf" in getattr(item, "fixturenames", ())
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    settings = config.stash[SETTINGS_KEY]
+    scope = scope_of(settings.baseline, config.rootpath)
+    results = [r for r in config.stash[RESULTS_KEY] if r.name.startswith(scope)]
+    if not results:
+        return
+    passed = exitstatus == pytest.ExitCode.OK
+    baseline_name = _display_path(settings.baseline, config.rootpath)
+    try:
+        outcome = finish_run(
+            results=results,
+            collected={n for n in config.stash[COLLECTED_KEY] if n.startswith(scope)},
+            speedups=[
+                row for rows in config.hook.pytest_perfkit_speedups(config=config) for row in rows
+            ],
+            comparisons=[
+                c for c in config.stash[COMPARISONS_KEY] if c["benchmark"].startswith(scope)
+            ],
+            version=_version(),
+            # A failed run neither refreshes the baseline nor is gated against it.
+            baseline=settings.baseline if passed or not settings.update_baseline else None,
+            baseline_name=baseline_name,
+            update_baseline=settings.update_baseline,
+            report_dir=settings.report_dir,
+            gate_settings=settings.gate,
+        )
+    except BaselineError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[OUTCOME_KEY] = outcome
+    if outcome.regressed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     results = config.stash.get(RESULTS_KEY, [])
     if results:
         write_terminal_summary(terminalreporter, results)
+    outcome = config.stash.get(OUTCOME_KEY, None)
+    if outcome is not None:
+        _write_outcome(terminalreporter, config, outcome)
+    profiles = config.stash.get(PROFILES_KEY, [])
+    if profiles:
+        write_profile_summary(terminalreporter, profiles)
+
+
+def _write_outcome(reporter: Any, config: pytest.Config, outcome: RunOutcome) -> None:
+    document = outcome.document
+    if document["speedups"]:
+        reporter.write_sep("-", "perfkit speedup report (this run's measurements)")
+        for line in terminal_lines(document["speedups"]):
+            reporter.write_line(line)
+    settings = config.stash[SETTINGS_KEY]
+    if settings.baseline is not None:
+        failed = outcome.regressed
+        reporter.write_sep("-", "perfkit regression gate", red=failed, green=not failed)
+        if document["gate"] is None and settings.update_baseline:
+            reporter.write_line("baseline not updated: the run had failures")
+        elif document["gate"] is None:
+            reporter.write_line(
+                f"no baseline at {_display_path(settings.baseline, config.rootpath)}: create it "
+                "with --perfkit-update-baseline"
+            )
+        else:
+            for line in gate_lines(document["gate"]):
+                reporter.write_line(line, red=line.startswith(("REGRESSION", "gate FAILED")))
+    if outcome.written:
+        shown = ", ".join(_display_path(path, config.rootpath) for path in outcome.written)
+        reporter.write_line(f"perfkit wrote {shown}")
+
+
+def _display_path(path: Path | None, rootpath: Path) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.resolve().relative_to(rootpath.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _version() -> str:
+    from perfkit import __version__
+
+    return __version__

@@ -169,6 +169,7 @@ def test_perf_result_as_dict_is_json_ready() -> None:
         cpu=[0.01, 0.01, 0.01],
         samples=[0.3] * 9,
         counters={"api_requests": 9},
+        series={"complete": [1.0, 3.0]},
     )
     summary = result.as_dict()
     assert result.rounds == 3
@@ -182,7 +183,10 @@ def test_perf_result_as_dict_is_json_ready() -> None:
     assert summary["samples"]["count"] == 9
     assert summary["samples"]["p99"] == 0.3
     assert summary["counters"] == {"api_requests": 9}
-    assert set(summary) == {"clock", "rounds", "modeled", "wall", "cpu", "samples", "counters"}
+    assert summary["series"]["complete"]["mean"] == 2.0
+    assert set(summary) == {
+        "clock", "rounds", "modeled", "wall", "cpu", "samples", "series", "counters",
+    }  # fmt: skip
 
 
 def test_an_unused_perf_result_summarises_as_empty() -> None:
@@ -418,3 +422,38 @@ def test_perf_awaits_any_awaitable_a_function_returns() -> None:
 def test_a_counter_source_must_be_callable() -> None:
     with pytest.raises(TypeError, match="counter 'hits' needs a callable source, got 3"):
         Counters().track("hits", 3)  # type: ignore[arg-type]
+
+
+def test_a_counter_says_which_way_is_better() -> None:
+    counters = Counters()
+    counters.track("api_requests", lambda: 1)
+    counters.track("hit_rate", lambda: 0.5, better="higher")
+    assert counters.better("api_requests") == "lower"
+    assert counters.better("hit_rate") == "higher"
+    assert counters.better("never_tracked") == "lower"
+    with pytest.raises(ValueError, match="better must be one of lower, higher; got 'up'"):
+        counters.track("x", lambda: 1, better="up")  # type: ignore[arg-type]
+
+
+def test_observed_series_are_kept_apart_and_named_safely() -> None:
+    perf = Perf(StubBenchmark(), VirtualClock())
+    with pytest.raises(
+        ValueError,
+        match="series must be a Python identifier other than counters, cpu, modeled, wall",
+    ):
+        perf.observe(1.0, series="modeled")
+    with pytest.raises(ValueError, match="got 'two words'"):
+        perf.observe(1.0, series="two words")
+
+    def round_() -> None:
+        perf.observe(0.5)
+        perf.observe(2.0, series="complete")
+
+    perf.counters.track("hit_rate", lambda: 1.0, better="higher")
+    perf.describe(users=3)
+    perf(round_, rounds=2)
+    assert perf.result.samples == [0.5, 0.5]
+    assert perf.result.series == {"complete": [2.0, 2.0]}
+    assert perf.result.all_series() == {"observed": [0.5, 0.5], "complete": [2.0, 2.0]}
+    assert perf.result.higher_is_better == frozenset({"hit_rate"})
+    assert perf.result.parameters == {"users": 3}

@@ -1,0 +1,58 @@
+"""The speedup report, the committed baseline and the regression gate.
+
+Public names: :class:`Claim` and :class:`Speedup` (a suite's report rows, returned by the
+``pytest_perfkit_speedups`` hook), :class:`GateSettings`, and the functions the
+``perfkit`` CLI is built on: :func:`load_report`, :func:`load_baseline`,
+:func:`gate_report`, :func:`update_baseline`, :func:`write_report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from perfkit.reporting._documents import json_schema, load
+from perfkit.reporting._gate import GateSettings
+from perfkit.reporting._render import gate_lines, markdown, svg_chart, terminal_lines
+from perfkit.reporting._run import gate_document, update, write_report
+from perfkit.reporting._speedups import Claim, Speedup
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """Read and validate a report file (``report.json``); BaselineError if it is unusable."""
+    return load(path, "report")
+
+
+def load_baseline(path: Path, name: str = "") -> dict[str, Any]:
+    """Read and validate a baseline file (named ``name`` in errors); BaselineError if it is
+    unusable."""
+    return load(path, "baseline", name)
+
+
+def gate_report(
+    report: dict[str, Any], baseline: Path, settings: GateSettings | None = None
+) -> dict[str, Any]:
+    """Gate a loaded report against a baseline file: the report's new ``gate`` section."""
+    return gate_document(report, load_baseline(baseline), str(baseline), settings)
+
+
+def update_baseline(report: dict[str, Any], baseline: Path) -> None:
+    """Refresh a baseline file from a loaded report, on purpose."""
+    update(report, baseline)
+
+
+__all__ = [
+    "Claim",
+    "GateSettings",
+    "Speedup",
+    "gate_lines",
+    "gate_report",
+    "json_schema",
+    "load_baseline",
+    "load_report",
+    "markdown",
+    "svg_chart",
+    "terminal_lines",
+    "update_baseline",
+    "write_report",
+]

@@ -1,0 +1,145 @@
+"""Report and baseline files: build, validate, load and write them (atomically)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Collection, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from perfkit._calibration import Calibration
+from perfkit._errors import BaselineError
+
+REPORT_SCHEMA = "perfkit-report/1"
+BASELINE_SCHEMA = "perfkit-baseline/1"
+BASELINE_FIELDS = ("clock", "rounds", "modeled", "series", "counters", "higher_is_better")
+KINDS = {REPORT_SCHEMA: "report", BASELINE_SCHEMA: "baseline"}
+
+
+@cache
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of both files (``perfkit/reporting/schema.json``)."""
+    text = resources.files("perfkit.reporting").joinpath("schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def report_document(
+    *,
+    version: str,
+    calibration: Calibration,
+    benchmarks: Mapping[str, Mapping[str, Any]],
+    collected: Collection[str],
+    speedups: Sequence[Mapping[str, Any]],
+    comparisons: Sequence[Mapping[str, Any]],
+    gate: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A run's report (``perfkit-report/1``)."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "perfkit": version,
+        "environment": {
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "calibration": calibration.as_dict(),
+        "benchmarks": {nodeid: dict(benchmarks[nodeid]) for nodeid in sorted(benchmarks)},
+        "collected": sorted(collected),
+        "speedups": [dict(row) for row in speedups],
+        "comparisons": [dict(comparison) for comparison in comparisons],
+        "gate": dict(gate) if gate is not None else None,
+    }
+
+
+def baseline_document(
+    benchmarks: Mapping[str, Mapping[str, Any]],
+    calibration: Mapping[str, Any],
+    *,
+    previous: Mapping[str, Any] | None = None,
+    collected: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """A baseline of ``benchmarks``. With a ``previous`` baseline, its benchmarks that
+    this run did not measure are kept, unless their file ran without them (``collected``
+    is every benchmark id the run collected): those no longer exist and are dropped."""
+    kept: dict[str, Any] = {}
+    if previous is not None:
+        ran_files = {nodeid.partition("::")[0] for nodeid in collected or ()}
+        for nodeid, entry in previous["benchmarks"].items():
+            vanished = collected is not None and nodeid not in collected
+            if not (vanished and nodeid.partition("::")[0] in ran_files):
+                kept[nodeid] = entry
+    for nodeid, entry in benchmarks.items():
+        fields = {name: entry[name] for name in BASELINE_FIELDS}
+        cpu = entry["cpu"]
+        kept[nodeid] = {**fields, "cpu": {"normalized": cpu["normalized"], "spread": cpu["spread"]}}
+    return {
+        "schema": BASELINE_SCHEMA,
+        "calibration": dict(calibration),
+        "benchmarks": {nodeid: kept[nodeid] for nodeid in sorted(kept)},
+    }
+
+
+def load(path: Path, kind: str, name: str = "") -> dict[str, Any]:
+    """Read and validate a ``"report"`` or ``"baseline"`` file; BaselineError says what is
+    wrong with it (missing, not JSON, another kind of file, a field out of shape), naming
+    the file as ``name`` (by default its path)."""
+    shown = name or str(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise BaselineError(f"{shown}: no such {kind} file") from None
+    except OSError as error:
+        raise BaselineError(f"{shown}: cannot read the {kind} file: {error.strerror}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BaselineError(f"{shown}: the {kind} file is not valid JSON ({error})") from None
+    validate(document, kind, shown)
+    return dict(document)
+
+
+def validate(document: Any, kind: str, source: str) -> None:
+    """Check a document against the schema of ``kind``; BaselineError names the problem."""
+    found = document.get("schema") if isinstance(document, dict) else None
+    if KINDS.get(str(found)) != kind:
+        expected = next(schema for schema, name in KINDS.items() if name == kind)
+        raise BaselineError(
+            f"{source}: not a perfkit {kind} file (its schema is {found!r}; expected {expected!r})"
+        )
+    schema = {key: value for key, value in json_schema().items() if key != "oneOf"}
+    schema["$ref"] = f"#/$defs/{kind}"
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(document)
+    )
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "top level"
+        raise BaselineError(f"{source}: the {kind} file is corrupt at {where}: {error.message}")
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    """Write ``document`` as stable, readable JSON, all or nothing (a temporary file
+    renamed over the target, so an interrupted write never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,85 @@
+"""One benchmark's figures as JSON: what the report shows and the baseline keeps.
+
+An entry groups figures by kind. ``modeled`` (seconds per round on the benchmark's
+clock), each observed series (latencies recorded with ``perf.observe``) and
+``counters`` are exact under the virtual clock; ``cpu`` and ``wall`` are real seconds
+and vary between runs. A figure is named ``"<group>.<statistic>"``: ``modeled.mean``,
+``observed.p95``, ``counters.api_requests``, ``cpu.normalized``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from typing import Any
+
+from perfkit._calibration import Calibration, relative_spread
+from perfkit._perf import Distribution, PerfResult
+
+DIGITS = 6
+"""Exact figures are rounded to the microsecond, which the latency models are quantised to."""
+MODELED_STATISTICS = ("mean", "p50", "p95", "p99", "max")
+SERIES_STATISTICS = ("count", "mean", "p50", "p90", "p95", "p99", "max")
+REAL_GROUPS = frozenset({"cpu", "wall"})
+EXACT_GROUPS = frozenset({"modeled", "counters"})
+
+
+def benchmark_entry(result: PerfResult, calibration: Calibration) -> dict[str, Any]:
+    """The JSON figures of one ``perf`` benchmark."""
+    cpu = statistics.median(result.cpu)
+    entry: dict[str, Any] = {
+        "clock": result.clock,
+        "rounds": result.rounds,
+        "modeled": _statistics(result.modeled, MODELED_STATISTICS),
+        "series": {
+            name: _statistics(values, SERIES_STATISTICS)
+            for name, values in result.all_series().items()
+        },
+        "counters": {name: _number(value) for name, value in result.counters.items()},
+        "higher_is_better": sorted(result.higher_is_better),
+        "cpu": {
+            "median": round(cpu, DIGITS),
+            "normalized": round(cpu / calibration.seconds, 3) if calibration.seconds else 0.0,
+            "spread": relative_spread(result.cpu),
+        },
+        "wall": {"median": round(statistics.median(result.wall), DIGITS)},
+    }
+    if result.parameters:
+        entry["parameters"] = dict(result.parameters)
+    return entry
+
+
+def flat_figures(entry: Mapping[str, Any]) -> dict[str, float]:
+    """Every figure of an entry by its dotted name (``observed.p95``)."""
+    figures = {f"modeled.{name}": value for name, value in entry.get("modeled", {}).items()}
+    for series, values in entry.get("series", {}).items():
+        figures.update({f"{series}.{name}": value for name, value in values.items()})
+    figures.update({f"counters.{name}": value for name, value in entry.get("counters", {}).items()})
+    for group in sorted(REAL_GROUPS):
+        figures.update({f"{group}.{name}": value for name, value in entry.get(group, {}).items()})
+    return figures
+
+
+def is_exact(entry: Mapping[str, Any], figure: str) -> bool:
+    """Whether a figure is the same on every run: counters always, modeled and observed
+    figures under the virtual clock; real CPU and wall seconds never."""
+    group = figure.partition(".")[0]
+    if group in REAL_GROUPS:
+        return False
+    return group == "counters" or entry.get("clock") == "virtual"
+
+
+def is_duration(figure: str) -> bool:
+    """Whether a figure is in seconds (everything but counts, counters and ratios)."""
+    group, _, name = figure.partition(".")
+    return group != "counters" and name not in {"count", "normalized", "spread"}
+
+
+def _statistics(values: list[float], names: tuple[str, ...]) -> dict[str, float]:
+    figures = Distribution(tuple(values)).as_dict(digits=DIGITS)
+    return {name: figures[name] for name in names if name in figures}
+
+
+def _number(value: float) -> float:
+    """Counters as ints when they are whole (``15``, not ``15.0``), for a readable file."""
+    return int(value) if float(value).is_integer() else round(value, DIGITS)

@@ -1,0 +1,172 @@
+"""What a benchmark run ends with: its report, the gate's verdict, and the files written.
+
+Shared by the pytest plugin (at the end of a session) and the CLI (from a results file).
+A run reports and gates the benchmarks in its *scope*: the directory that holds the
+baseline file (``benchmarks/`` for ``benchmarks/baseline.json``), so a test suite that
+happens to use ``perf`` elsewhere is neither gated nor reported against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfkit._calibration import Calibration, calibrate
+from perfkit._perf import PerfResult
+from perfkit.reporting._documents import (
+    baseline_document,
+    load,
+    report_document,
+    write_json,
+    write_text,
+)
+from perfkit.reporting._figures import benchmark_entry
+from perfkit.reporting._gate import GateSettings, compare
+from perfkit.reporting._render import markdown, svg_chart
+from perfkit.reporting._speedups import Speedup, speedup_rows
+
+REPORT_FILES = ("report.json", "report.md", "speedups.svg")
+
+
+@dataclass
+class RunOutcome:
+    """A finished run: its report document and the files it wrote."""
+
+    document: dict[str, Any]
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        gate = self.document["gate"]
+        return gate is not None and gate["status"] == "fail"
+
+
+def scope_of(baseline: Path | None, rootpath: Path) -> str:
+    """The node-id prefix of the benchmarks a baseline covers ("" for every benchmark)."""
+    if baseline is None:
+        return ""
+    try:
+        relative = baseline.resolve().parent.relative_to(rootpath.resolve())
+    except ValueError:
+        return ""
+    return "" if relative == Path() else relative.as_posix() + "/"
+
+
+def finish_run(
+    *,
+    results: Sequence[PerfResult],
+    collected: Collection[str],
+    speedups: Sequence[Speedup],
+    comparisons: Sequence[Mapping[str, Any]],
+    version: str,
+    baseline: Path | None = None,
+    baseline_name: str = "",
+    update_baseline: bool = False,
+    report_dir: Path | None = None,
+    gate_settings: GateSettings | None = None,
+    calibration: Calibration | None = None,
+) -> RunOutcome:
+    """Compute the report from a run's results, gate it or refresh the baseline, and
+    write the report files. ``baseline_name`` is how messages name the baseline file."""
+    calibration = calibration or calibrate()
+    entries = {result.name: benchmark_entry(result, calibration) for result in results}
+    rows = speedup_rows(speedups, entries)
+    document = report_document(
+        version=version,
+        calibration=calibration,
+        benchmarks=entries,
+        collected=collected,
+        speedups=rows,
+        comparisons=comparisons,
+        gate=None,
+    )
+    outcome = RunOutcome(document)
+    if baseline is not None:
+        document["gate"] = _gate_or_update(
+            document,
+            baseline,
+            baseline_name or str(baseline),
+            update_baseline,
+            gate_settings,
+            outcome,
+        )
+    if report_dir is not None:
+        outcome.written += write_report(document, report_dir)
+    return outcome
+
+
+def gate_document(
+    document: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    baseline_name: str,
+    settings: GateSettings | None = None,
+) -> dict[str, Any]:
+    """The gate section of a report: its benchmarks against a loaded baseline."""
+    settings = settings or GateSettings()
+    result = compare(
+        document["benchmarks"],
+        baseline,
+        settings=settings,
+        calibration_spread=float(document["calibration"]["spread"]),
+        collected=document["collected"],
+    )
+    return {"baseline": baseline_name, "settings": settings.as_dict(), **result.as_dict()}
+
+
+def update(document: Mapping[str, Any], baseline: Path, name: str = "") -> None:
+    """Write the baseline from a report's benchmarks (keeping the entries of benchmarks
+    it did not run), atomically."""
+    previous = load(baseline, "baseline", name) if baseline.exists() else None
+    write_json(
+        baseline,
+        baseline_document(
+            document["benchmarks"],
+            document["calibration"],
+            previous=previous,
+            collected=document["collected"],
+        ),
+    )
+
+
+def write_report(document: Mapping[str, Any], directory: Path) -> list[Path]:
+    """Write report.json, report.md and speedups.svg into ``directory``."""
+    paths = [directory / name for name in REPORT_FILES]
+    write_json(paths[0], document)
+    write_text(paths[1], markdown(document))
+    write_text(paths[2], svg_chart(document["speedups"]))
+    return paths
+
+
+def _gate_or_update(
+    document: dict[str, Any],
+    baseline: Path,
+    baseline_name: str,
+    refresh: bool,
+    settings: GateSettings | None,
+    outcome: RunOutcome,
+) -> dict[str, Any] | None:
+    if refresh:
+        update(document, baseline, baseline_name)
+        outcome.written.append(baseline)
+        return _updated(baseline_name, settings)
+    if not baseline.exists():
+        return None
+    return gate_document(
+        document, load(baseline, "baseline", baseline_name), baseline_name, settings
+    )
+
+
+def _updated(baseline_name: str, settings: GateSettings | None) -> dict[str, Any]:
+    return {
+        "baseline": baseline_name,
+        "settings": (settings or GateSettings()).as_dict(),
+        "status": "updated",
+        "regressions": [],
+        "improvements": [],
+        "new": [],
+        "missing": [],
+        "not_run": [],
+        "skipped": [],
+    }

@@ -1,0 +1,538 @@
+"""Unit tests of perfkit.reporting: claims, speedup rows, figures, the gate, files, rendering."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from perfkit._calibration import Calibration, calibrate, relative_spread
+from perfkit._errors import BaselineError
+from perfkit._perf import PerfResult
+from perfkit.reporting import (
+    Claim,
+    GateSettings,
+    Speedup,
+    gate_lines,
+    gate_report,
+    json_schema,
+    load_baseline,
+    load_report,
+    markdown,
+    svg_chart,
+    terminal_lines,
+    update_baseline,
+    write_report,
+)
+from perfkit.reporting._documents import baseline_document, write_json
+from perfkit.reporting._figures import benchmark_entry, flat_figures, is_exact
+from perfkit.reporting._gate import compare
+from perfkit.reporting._render import MARKER, format_value
+from perfkit.reporting._run import finish_run, scope_of
+from perfkit.reporting._speedups import find_benchmark, speedup_rows
+
+CALIBRATION = Calibration(seconds=0.01, spread=0.01, repeats=9)
+SEQUENTIAL = "benchmarks/test_x.py::test_calls[sequential]"
+CONCURRENT = "benchmarks/test_x.py::test_calls[concurrent]"
+
+
+def result(
+    name: str = CONCURRENT,
+    modeled: float = 0.3,
+    *,
+    rounds: int = 3,
+    cpu: float = 0.001,
+    counters: dict[str, float] | None = None,
+    samples: list[float] | None = None,
+    clock: Any = "virtual",
+) -> PerfResult:
+    return PerfResult(
+        name=name,
+        clock=clock,
+        modeled=[modeled] * rounds,
+        wall=[0.002] * rounds,
+        cpu=[cpu] * rounds,
+        samples=list(samples or []),
+        counters=dict({"api_requests": 3} if counters is None else counters),
+    )
+
+
+def entries(*results: PerfResult) -> dict[str, dict[str, Any]]:
+    return {r.name: benchmark_entry(r, CALIBRATION) for r in results}
+
+
+def baseline_of(*results: PerfResult) -> dict[str, Any]:
+    return baseline_document(entries(*results), CALIBRATION.as_dict())
+
+
+# Claims
+
+
+def test_claim_texts_read_like_the_source() -> None:
+    assert Claim.factor(3).text == "3x"
+    assert Claim.factor(10, 100).text == "10-100x"
+    assert Claim.factor(60_000).text == "60,000x"
+    assert Claim.percent(15).text == "15%"
+    assert Claim.factor(4.3, text="4.3x (seed)").text == "4.3x (seed)"
+
+
+@pytest.mark.parametrize(
+    ("claim", "factor", "verdict"),
+    [
+        (Claim.factor(3), 3.0, "inside"),
+        (Claim.factor(3.3), 3.3333, "inside"),  # quoted rounded: within 5%
+        (Claim.factor(3.3), 1.4286, "below"),
+        (Claim.factor(4.3), 7.99, "above"),
+        (Claim.factor(10, 100), 50, "inside"),
+        (Claim.factor(10, 100), 6002, "above"),
+        (Claim.percent(15), 6000 / 5100, "inside"),
+        (Claim.percent(15), 60000 / 50100, "above"),
+        (Claim.percent(15), 1.0, "below"),
+    ],
+)
+def test_claim_verdicts(claim: Claim, factor: float, verdict: str) -> None:
+    assert claim.verdict(factor) == verdict
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"low": 0, "high": 1}, "0 < low <= high"),
+        ({"low": 3, "high": 2}, "0 < low <= high"),
+        ({"low": 1, "high": math.inf}, "0 < low <= high"),
+        ({"low": 1, "high": 1, "unit": "ms"}, "unit is 'x' or '%'"),
+        ({"low": 50, "high": 100, "unit": "%"}, "below 100%"),
+        ({"low": 1, "high": 1, "tolerance": 1.5}, "tolerance"),
+    ],
+)
+def test_bad_claims_are_refused(arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Claim(**arguments)
+
+
+# Speedups
+
+
+def test_bad_speedups_are_refused() -> None:
+    with pytest.raises(ValueError, match="scenario must be a non-empty string"):
+        Speedup("async", "", "a", "b")
+    with pytest.raises(ValueError, match=r"'<group>\.<statistic>'.*got 'mean'"):
+        Speedup("async", "calls", "a", "b", figure="mean")
+    with pytest.raises(TypeError, match="claim must be a Claim"):
+        Speedup("async", "calls", "a", "b", claim=3)  # type: ignore[arg-type]
+
+
+def test_benchmarks_are_found_by_node_id_or_its_tail() -> None:
+    ids = [SEQUENTIAL, CONCURRENT, "other/test_x.py::test_calls[concurrent]"]
+    assert find_benchmark(SEQUENTIAL, ids) == SEQUENTIAL
+    assert find_benchmark("test_x.py::test_calls[sequential]", ids) == SEQUENTIAL
+    assert find_benchmark("x.py::test_calls[sequential]", ids) is None  # not a path boundary
+    with pytest.raises(ValueError, match="names several benchmarks"):
+        find_benchmark("test_x.py::test_calls[concurrent]", ids)
+
+
+def test_a_row_compares_two_benchmarks_of_this_run() -> None:
+    found = entries(result(SEQUENTIAL, 0.9), result(CONCURRENT, 0.3))
+    speedup = Speedup(
+        "async", "3 calls", "test_x.py::test_calls[sequential]",
+        "test_x.py::test_calls[concurrent]", claim=Claim.factor(3),
+    )  # fmt: skip
+    [row] = speedup_rows([speedup], found)
+    assert row["baseline"] == {
+        "benchmark": SEQUENTIAL,
+        "figure": "modeled.mean",
+        "value": 0.9,
+        "deterministic": True,
+    }
+    assert row["factor"] == 3.0
+    assert row["percent_saved"] == pytest.approx(66.667)
+    assert row["verdict"] == "inside"
+    assert row["deterministic"] is True
+
+
+def test_a_row_whose_benchmark_did_not_run_says_so() -> None:
+    [row] = speedup_rows([Speedup("a", "b", SEQUENTIAL, CONCURRENT)], entries(result(CONCURRENT)))
+    assert row["verdict"] == "not run"
+    assert row["factor"] is None
+    assert row["baseline"]["value"] is None
+
+
+def test_a_real_time_figure_makes_a_row_non_deterministic() -> None:
+    found = entries(result(SEQUENTIAL, 0.9), result(CONCURRENT, 0.0))
+    speedup = Speedup("caching", "hit", SEQUENTIAL, CONCURRENT, optimized_figure="wall.median")
+    [row] = speedup_rows([speedup], found)
+    assert row["optimized"]["value"] == 0.002
+    assert row["factor"] == pytest.approx(450)
+    assert row["deterministic"] is False
+    assert row["verdict"] == "no claim"
+
+
+def test_an_optimized_figure_of_zero_has_no_finite_factor() -> None:
+    found = entries(result(SEQUENTIAL, 0.9), result(CONCURRENT, 0.0))
+    [row] = speedup_rows([Speedup("caching", "hit", SEQUENTIAL, CONCURRENT)], found)
+    assert row["factor"] is None
+    assert row["percent_saved"] == 100.0
+
+
+# Figures
+
+
+def test_an_entry_names_every_figure() -> None:
+    perf = result(samples=[0.1, 0.2, 0.3, 0.4], counters={"api_requests": 3, "hit_rate": 0.5})
+    perf.series["complete"] = [1.0, 2.0]
+    perf.higher_is_better = frozenset({"hit_rate"})
+    perf.parameters = {"users": 10}
+    entry = benchmark_entry(perf, CALIBRATION)
+    figures = flat_figures(entry)
+    assert figures["modeled.mean"] == 0.3
+    assert figures["observed.p50"] == 0.25
+    assert figures["observed.count"] == 4
+    assert figures["complete.max"] == 2.0
+    assert figures["counters.api_requests"] == 3
+    assert figures["cpu.normalized"] == 0.1  # 1 ms of CPU over a 10 ms calibration
+    assert entry["higher_is_better"] == ["hit_rate"]
+    assert entry["parameters"] == {"users": 10}
+    assert isinstance(entry["counters"]["api_requests"], int)
+    assert is_exact(entry, "observed.p95")
+    assert is_exact(entry, "counters.api_requests")
+    assert not is_exact(entry, "cpu.normalized")
+    real = benchmark_entry(result(clock="real"), CALIBRATION)
+    assert not is_exact(real, "modeled.mean")
+    assert is_exact(real, "counters.api_requests")
+
+
+# The gate
+
+
+def test_an_unchanged_run_passes() -> None:
+    outcome = compare(entries(result()), baseline_of(result()))
+    assert outcome.passed
+    assert outcome.improvements == outcome.skipped == []
+    assert outcome.new == outcome.missing == []
+
+
+def test_a_slower_modeled_figure_is_a_regression_named_in_full() -> None:
+    outcome = compare(entries(result(modeled=0.9)), baseline_of(result(modeled=0.3)))
+    assert not outcome.passed
+    messages = [change.message() for change in outcome.regressions]
+    assert (
+        f"{CONCURRENT}: modeled.mean rose from 300.000 ms to 900.000 ms (+200.0%; allowed: +0.1%)"
+        in messages
+    )
+    assert {change.figure for change in outcome.regressions} == {
+        f"modeled.{name}" for name in ("mean", "p50", "p95", "p99", "max")
+    }
+
+
+def test_the_tolerance_decides_what_counts() -> None:
+    slower = entries(result(modeled=0.3003))  # +0.1%
+    assert compare(slower, baseline_of(result())).passed
+    outcome = compare(slower, baseline_of(result()), settings=GateSettings(tolerance=0.0))
+    assert not outcome.passed
+
+
+def test_a_counter_may_not_grow_at_all() -> None:
+    outcome = compare(
+        entries(result(counters={"api_requests": 4})),
+        baseline_of(result(counters={"api_requests": 3})),
+    )
+    [change] = outcome.regressions
+    assert change.message() == (
+        f"{CONCURRENT}: counters.api_requests rose from 3 to 4 (+33.3%; counters may not grow)"
+    )
+
+
+def test_a_higher_is_better_counter_may_not_fall() -> None:
+    before, after = result(counters={"hit_rate": 0.3}), result(counters={"hit_rate": 0.0})
+    for perf in (before, after):
+        perf.higher_is_better = frozenset({"hit_rate"})
+    [change] = compare(entries(after), baseline_of(before)).regressions
+    assert "counters.hit_rate fell from 0.3 to 0 (-100.0%; counters may not fall)" in (
+        change.message()
+    )
+    assert compare(entries(before), baseline_of(after)).improvements
+
+
+def test_a_regression_from_zero_is_reported_as_such() -> None:
+    [change, *_] = compare(
+        entries(result(modeled=3.0)), baseline_of(result(modeled=0.0))
+    ).regressions
+    assert "rose from 0.000 ms to 3,000.000 ms (from zero;" in change.message()
+    assert change.as_dict()["change"] is None
+
+
+def test_faster_figures_are_improvements_not_failures() -> None:
+    outcome = compare(entries(result(modeled=0.1)), baseline_of(result(modeled=0.3)))
+    assert outcome.passed
+    assert any(
+        "modeled.mean fell from 300.000 ms to 100.000 ms (-66.7%" in change.message()
+        for change in outcome.improvements
+    )
+
+
+def test_new_missing_and_not_run_benchmarks_are_told_apart() -> None:
+    gone = "benchmarks/test_x.py::test_gone"
+    deselected = "benchmarks/test_x.py::test_deselected"
+    elsewhere = "benchmarks/test_y.py::test_other"
+    baseline = baseline_of(result(), result(gone), result(deselected), result(elsewhere))
+    outcome = compare(
+        entries(result(), result(SEQUENTIAL)),
+        baseline,
+        collected={CONCURRENT, SEQUENTIAL, deselected},
+    )
+    assert outcome.passed
+    assert outcome.new == [SEQUENTIAL]
+    assert outcome.missing == [gone]
+    assert outcome.not_run == [deselected]  # test_y.py did not run: out of this run's scope
+
+
+def test_a_benchmark_on_another_clock_is_skipped_with_the_reason() -> None:
+    outcome = compare(entries(result(clock="real")), baseline_of(result()))
+    assert outcome.passed
+    assert outcome.skipped == [
+        f"{CONCURRENT}: measured on the real clock, the baseline on the virtual clock "
+        "(not comparable)"
+    ]
+
+
+def test_a_figure_no_longer_measured_is_reported() -> None:
+    outcome = compare(entries(result(counters={})), baseline_of(result()))
+    assert outcome.skipped == [
+        f"{CONCURRENT}: counters.api_requests is in the baseline but was not measured"
+    ]
+
+
+def test_cpu_time_is_gated_in_calibration_units_above_the_noise() -> None:
+    heavy = result(cpu=0.05)
+    twice = entries(result(cpu=0.10))
+    [change] = compare(twice, baseline_of(heavy)).regressions
+    assert change.figure == "cpu.normalized"
+    assert "rose from 5 calibration units to 10 calibration units (+100.0%; allowed: +50.0%)" in (
+        change.message()
+    )
+    assert compare(entries(result(cpu=0.07)), baseline_of(heavy)).passed  # +40%: noise
+    # A run whose calibration was noisy widens the allowance: 4 x 30% spread = 120%.
+    assert compare(twice, baseline_of(heavy), calibration_spread=0.3).passed
+
+
+def test_cpu_time_below_the_minimum_is_not_gated() -> None:
+    baseline = baseline_of(result(cpu=0.001))
+    assert compare(entries(result(cpu=0.01)), baseline).passed  # 10x, but 10 ms: noise
+
+
+def test_gate_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="tolerance must be a number >= 0, got -1"):
+        GateSettings(tolerance=-1)
+    with pytest.raises(ValueError, match="cpu_threshold must be a number >= 0, got 'x'"):
+        GateSettings(cpu_threshold="x")  # type: ignore[arg-type]
+
+
+# Files
+
+
+def test_a_baseline_keeps_only_what_can_be_gated(tmp_path: Path) -> None:
+    document = baseline_of(result())
+    entry = document["benchmarks"][CONCURRENT]
+    assert "wall" not in entry
+    assert set(entry["cpu"]) == {"normalized", "spread"}
+    path = tmp_path / "baseline.json"
+    write_json(path, document)
+    assert load_baseline(path) == document
+    assert path.read_text().endswith("}\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["baseline.json"]  # no temporary left
+
+
+def test_refreshing_a_baseline_keeps_benchmarks_not_run_and_drops_vanished_ones() -> None:
+    gone, elsewhere = "benchmarks/test_x.py::test_gone", "benchmarks/test_y.py::test_other"
+    previous = baseline_of(result(modeled=1.0), result(gone), result(elsewhere))
+    refreshed = baseline_document(
+        entries(result(modeled=0.5)),
+        CALIBRATION.as_dict(),
+        previous=previous,
+        collected={CONCURRENT},
+    )
+    assert list(refreshed["benchmarks"]) == [CONCURRENT, elsewhere]
+    assert refreshed["benchmarks"][CONCURRENT]["modeled"]["mean"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such baseline file"),
+        ("{", "not valid JSON"),
+        ("[]", "not a perfkit baseline file (its schema is None"),
+        ('{"schema": "perfkit-report/1"}', "its schema is 'perfkit-report/1'"),
+        (
+            '{"schema": "perfkit-baseline/1", "calibration": {"seconds": 1, "spread": 0, '
+            '"repeats": 1}, "benchmarks": {"t": {"clock": "virtual"}}}',
+            "corrupt at benchmarks/t: 'rounds' is a required property",
+        ),
+        (
+            '{"schema": "perfkit-baseline/1", "calibration": {"seconds": 0, "spread": 0, '
+            '"repeats": 1}, "benchmarks": {}}',
+            "corrupt at calibration/seconds",
+        ),
+    ],
+)
+def test_an_unusable_baseline_is_a_clear_error(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "baseline.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(BaselineError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_baseline(path)
+
+
+def run_outcome(tmp_path: Path, *results: PerfResult, **options: Any) -> dict[str, Any]:
+    speedups = [Speedup("async", "3 calls", SEQUENTIAL, CONCURRENT, claim=Claim.factor(3))]
+    outcome = finish_run(
+        results=list(results),
+        collected={r.name for r in results},
+        speedups=speedups,
+        comparisons=[],
+        version="0.0",
+        calibration=CALIBRATION,
+        **options,
+    )
+    return outcome.document
+
+
+def test_a_report_matches_its_documented_schema_and_loads_back(tmp_path: Path) -> None:
+    document = run_outcome(tmp_path, result(SEQUENTIAL, 0.9), result(CONCURRENT, 0.3))
+    jsonschema.validate(document, json_schema())
+    written = write_report(document, tmp_path / "report")
+    assert [path.name for path in written] == ["report.json", "report.md", "speedups.svg"]
+    assert load_report(written[0]) == json.loads(json.dumps(document))
+
+
+def test_a_run_gates_updates_and_reports_through_its_files(tmp_path: Path) -> None:
+    baseline = tmp_path / "benchmarks" / "baseline.json"
+    runs = (result(SEQUENTIAL, 0.9), result(CONCURRENT, 0.3))
+    updated = run_outcome(tmp_path, *runs, baseline=baseline, update_baseline=True)
+    assert updated["gate"]["status"] == "updated"
+    assert set(load_baseline(baseline)["benchmarks"]) == {SEQUENTIAL, CONCURRENT}
+    slower = run_outcome(tmp_path, runs[0], result(CONCURRENT, 0.45), baseline=baseline)
+    assert slower["gate"]["status"] == "fail"
+    assert slower["gate"]["regressions"][0]["message"].startswith(f"{CONCURRENT}: modeled.")
+    report = tmp_path / "report.json"
+    write_json(report, slower)
+    regated = gate_report(load_report(report), baseline, GateSettings(tolerance=0.6))
+    assert regated["status"] == "pass"
+    update_baseline(load_report(report), baseline)
+    assert load_baseline(baseline)["benchmarks"][CONCURRENT]["modeled"]["mean"] == 0.45
+
+
+def test_the_scope_is_the_baseline_directory(tmp_path: Path) -> None:
+    assert scope_of(tmp_path / "benchmarks" / "baseline.json", tmp_path) == "benchmarks/"
+    assert scope_of(tmp_path / "baseline.json", tmp_path) == ""
+    assert scope_of(Path("/elsewhere/baseline.json"), tmp_path) == ""
+    assert scope_of(None, tmp_path) == ""
+
+
+# Rendering
+
+
+def test_values_read_naturally() -> None:
+    assert format_value("modeled.mean", 3.001) == "3,001 ms"
+    assert format_value("modeled.mean", 0.0123) == "12.3 ms"
+    assert format_value("wall.median", 0.000054) == "0.054 ms"
+    assert format_value("wall.median", 0.000002) == "2.00 µs"
+    assert format_value("modeled.mean", 0.0) == "0 ms"
+    assert format_value("counters.connections_opened", 10) == "10"
+    assert format_value("observed.mean", None) == "-"
+
+
+def report_rows() -> list[dict[str, Any]]:
+    found = entries(result(SEQUENTIAL, 6.0), result(CONCURRENT, 5.1))
+    return speedup_rows(
+        [
+            Speedup("pooling", "10 requests", SEQUENTIAL, CONCURRENT, claim=Claim.percent(15)),
+            Speedup("async", "calls", SEQUENTIAL, CONCURRENT, note="a note"),
+            Speedup("async", "not run", SEQUENTIAL, "test_missing.py::test_y"),
+        ],
+        found,
+    )
+
+
+def test_the_terminal_table_is_aligned_with_notes() -> None:
+    lines = terminal_lines(report_rows())
+    assert lines[0].split() == [
+        "technique", "scenario", "baseline", "optimized", "improvement", "claim", "inside",
+        "claim",
+    ]  # fmt: skip
+    assert "15.0% less" in lines[2]
+    assert lines[2].endswith("yes")
+    assert "1.18x" in lines[3]
+    assert lines[4].endswith("not run")
+    assert len({len(line) for line in lines[:2]}) == 1
+    assert lines[-1] == "async, calls: compares modeled.mean; a note"
+
+
+def test_the_markdown_report_is_ready_for_a_pull_request_comment() -> None:
+    document = {
+        "speedups": report_rows(),
+        "gate": None,
+        "benchmarks": entries(result()),
+        "perfkit": "0.0",
+        "environment": {"implementation": "CPython", "python": "3.11", "platform": "Linux"},
+    }
+    text = markdown(document)
+    assert text.startswith(MARKER + "\n")
+    assert "| pooling | 10 requests | 6,000 ms | 5,100 ms | 15.0% less | 15% | yes |" in text
+    assert "- no baseline: nothing was gated" in text
+    assert f"| `{CONCURRENT}` | virtual | 3 | 300 ms |" in text
+
+
+def test_the_chart_has_a_bar_and_a_claim_mark_per_measured_row() -> None:
+    svg = svg_chart(report_rows())
+    root = ET.fromstring(svg)
+    namespace = "{http://www.w3.org/2000/svg}"
+    bars = [
+        rect for rect in root.iter(f"{namespace}rect") if rect.find(f"{namespace}title") is not None
+    ]
+    assert len(bars) == 2  # the row that did not run has no bar
+    assert "15.0% less" in svg
+    assert ET.fromstring(svg_chart([])) is not None
+
+
+def test_gate_lines_name_every_regression_and_the_way_to_refresh() -> None:
+    gate = {
+        "baseline": "benchmarks/baseline.json",
+        "status": "fail",
+        "regressions": [{"message": "b: modeled.mean rose"}],
+        "improvements": [],
+        "new": ["b2"],
+        "missing": [],
+        "not_run": ["b3"],
+        "skipped": [],
+    }
+    assert gate_lines(gate) == [
+        "REGRESSION b: modeled.mean rose",
+        "new        b2 (not in the baseline)",
+        "not run    1 baseline benchmark(s) deselected or skipped",
+        "gate FAILED against benchmarks/baseline.json: 1 regression(s), 0 improvement(s), "
+        "1 new, 0 missing (refresh on purpose: pytest --perfkit-update-baseline)",
+    ]
+
+
+# Calibration
+
+
+def test_relative_spread_is_robust_to_one_outlier() -> None:
+    assert relative_spread([1.0, 1.0, 1.0, 1.0, 50.0]) == 0.0
+    assert relative_spread([2.0]) == 0.0
+
+
+def test_calibration_takes_the_median_of_its_repeats() -> None:
+    ticks = iter([0.0, 0.010, 1.0, 1.012, 2.0, 2.050])
+    calibration = calibrate(repeats=3, cpu_time=lambda: next(ticks))
+    assert calibration.seconds == pytest.approx(0.012)
+    assert calibration.repeats == 3
+    with pytest.raises(ValueError, match="repeats must be an int >= 1, got 0"):
+        calibrate(repeats=0)
