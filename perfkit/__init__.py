@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from perfkit._clock import Clock, RealClock, VirtualClock, make_clock
 from perfkit._errors import (
+    BaselineError,
     ClockError,
     PerfkitError,
     RedisServerError,
@@ -15,6 +16,7 @@ from perfkit._errors import (
     UnmatchedRequestError,
 )
 from perfkit._perf import Counters, Distribution, Perf, PerfResult, percentile
+from perfkit.reporting import Claim, GateSettings, Speedup
 from perfkit.simulation import (
     AnthropicSimulator,
     Fault,
@@ -37,12 +39,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnthropicSimulator",
+    "BaselineError",
+    "Claim",
     "Clock",
     "ClockError",
     "Counters",
     "Distribution",
     "Fault",
     "Fixed",
+    "GateSettings",
     "LLMLatency",
     "LatencyModel",
     "LogNormal",
@@ -58,6 +63,7 @@ __all__ = [
     "SimRequest",
     "SimulatedAssistant",
     "SimulatorError",
+    "Speedup",
     "UnmatchedRequestError",
     "Uniform",
     "VirtualClock",

@@ -1,10 +1,11 @@
 """A CPU calibration measured in the same run, so CPU times compare across runs and loads.
 
-CPU seconds depend on the machine and on what else it is doing (another process's cache
-traffic, frequency scaling). Dividing a benchmark's CPU time by the CPU time of a fixed
-pure-Python workload, measured in the same run, cancels most of that: the gate compares
-"calibration units", not seconds. The workload is repeated and summarised by its median,
-and its relative median absolute deviation says how noisy this run's measurements are.
+CPU seconds depend on the machine and on what else it is doing (a busy sibling
+hyperthread, another process's cache traffic, frequency scaling). Dividing a benchmark's
+CPU time by the CPU time of a fixed pure-Python workload, timed right before and right
+after the benchmark's rounds, cancels most of that: the gate compares "calibration
+units", not seconds. The workload is repeated and summarised by its median, and its
+relative median absolute deviation says how noisy the measurement was.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from perfkit._validation import check_count
 
 DEFAULT_REPEATS = 9
+REPEATS_AROUND_A_BENCHMARK = 2
+"""Runs of the workload before and after each benchmark's rounds (about 20 ms each side)."""
 
 
 @dataclass(frozen=True)
@@ -49,14 +52,26 @@ def calibrate(
     repeats: int = DEFAULT_REPEATS, cpu_time: Callable[[], float] = time.process_time
 ) -> Calibration:
     """Time the calibration workload ``repeats`` times in CPU seconds."""
+    return summarise(time_workload(repeats, cpu_time))
+
+
+def time_workload(repeats: int, cpu_time: Callable[[], float] = time.process_time) -> list[float]:
+    """The CPU seconds of ``repeats`` runs of the calibration workload."""
     check_count("repeats", repeats)
     durations = []
     for _ in range(repeats):
         start = cpu_time()
         _workload()
         durations.append(cpu_time() - start)
+    return durations
+
+
+def summarise(durations: list[float]) -> Calibration:
+    """A calibration from timed runs of the workload: their median and relative spread."""
     return Calibration(
-        seconds=statistics.median(durations), spread=relative_spread(durations), repeats=repeats
+        seconds=statistics.median(durations),
+        spread=relative_spread(durations),
+        repeats=len(durations),
     )
 
 

@@ -11,6 +11,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from perfkit._calibration import (
+    REPEATS_AROUND_A_BENCHMARK,
+    Calibration,
+    summarise,
+    time_workload,
+)
 from perfkit._clock import Clock, ClockMode
 from perfkit._errors import PerfkitError
 from perfkit._profiling import BenchmarkProfiler, ProfileFiles
@@ -141,6 +147,8 @@ class PerfResult:
     """The counters that improve when they grow (a hit rate)."""
     parameters: dict[str, Any] = field(default_factory=dict)
     """What produced the figures (a workload's settings), shown in the report."""
+    calibration: Calibration | None = None
+    """The CPU calibration timed around the rounds (``Perf(calibrate=True)``)."""
 
     @property
     def rounds(self) -> int:
@@ -207,6 +215,7 @@ class Perf:
         counters: Counters | None = None,
         *,
         profiler: BenchmarkProfiler | None = None,
+        calibrate: bool = False,
     ) -> None:
         self._benchmark = benchmark
         self.clock = clock
@@ -215,6 +224,7 @@ class Perf:
         self._used = False
         self._recording = False
         self._profiler = profiler
+        self._calibrate = calibrate
         self.profile_files: ProfileFiles | None = None
 
     def __call__(
@@ -248,6 +258,7 @@ class Perf:
             self._call(function, args, kwargs)
         timer = _RoundTimer(self.clock.mode)
         counted: dict[str, float] = {}
+        calibration = self._time_calibration()
 
         def measured_round() -> Any:
             if setup is not None:
@@ -286,6 +297,8 @@ class Perf:
                 self._benchmark._timer = timer
                 value = self._benchmark.pedantic(measured_round, rounds=rounds, iterations=1)
         finally:
+            calibration += self._time_calibration()
+            self.result.calibration = summarise(calibration) if calibration else None
             self.result.counters = dict(sorted(counted.items()))
             self.result.higher_is_better = frozenset(
                 name for name in counted if self.counters.better(name) == "higher"
@@ -294,6 +307,12 @@ class Perf:
             if self._profiler is not None:
                 self.profile_files = self._profiler.write()
         return value
+
+    def _time_calibration(self) -> list[float]:
+        """The CPU calibration workload, timed beside the rounds when asked for: the gate
+        divides CPU seconds by it, so a machine busier during this benchmark than during
+        the baseline's does not read as slower code."""
+        return time_workload(REPEATS_AROUND_A_BENCHMARK) if self._calibrate else []
 
     def observe(self, seconds: float, *, series: str = OBSERVED) -> None:
         """Record the latency of one operation inside a measured round (for percentiles

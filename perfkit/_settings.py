@@ -174,7 +174,7 @@ def resolve(config: pytest.Config) -> Settings:
         clock=clock,
         redis_url=url,
         redis_latency=latency,
-        profile_dir=_profile_dir(config),
+        profile_dir=_path(config, "perfkit_profile", "a directory"),
         profile_top=_profile_top(config),
         baseline=baseline,
         update_baseline=update_baseline,
@@ -184,19 +184,6 @@ def resolve(config: pytest.Config) -> Settings:
             cpu_threshold=_fraction(config, "perfkit_cpu_threshold", DEFAULT_CPU_THRESHOLD),
         ),
     )
-
-
-def _profile_dir(config: pytest.Config) -> Path | None:
-    """The profile directory: an option is relative to where pytest was invoked, an ini
-    value to the ini file's directory."""
-    value, source = _value(config, "perfkit_profile")
-    if value is None:
-        return None
-    base = config.invocation_params.dir if source.startswith("--") else _ini_dir(config)
-    path = base / value
-    if not value or (path.exists() and not path.is_dir()):
-        raise pytest.UsageError(f"{source} must be a directory path; got {value!r}")
-    return path
 
 
 def _ini_dir(config: pytest.Config) -> Path:
@@ -214,15 +201,17 @@ def _profile_top(config: pytest.Config) -> int:
 
 
 def _path(config: pytest.Config, name: str, what: str) -> Path | None:
-    """A path setting: an option is relative to where pytest was invoked, an ini value to
-    the ini file's directory."""
+    """A path setting (``what`` is "a directory" or "a ... file"): an option is relative to
+    where pytest was invoked, an ini value to the ini file's directory."""
     value, source = _value(config, name)
     if value is None:
         return None
-    if not value.strip():
-        raise pytest.UsageError(f"{source} must be {what} path; got {value!r}")
     base = config.invocation_params.dir if source.startswith("--") else _ini_dir(config)
-    return base / value
+    path = base / value
+    wants_directory = what == "a directory"
+    if not value.strip() or (path.exists() and path.is_dir() != wants_directory):
+        raise pytest.UsageError(f"{source} must be {what} path; got {value!r}")
+    return path
 
 
 def _fraction(config: pytest.Config, name: str, default: float) -> float:

@@ -244,13 +244,29 @@ def perf(
     benchmark: Any, perfkit_clock: Clock, perfkit_counters: Counters, request: pytest.FixtureRequest
 ) -> Iterator[Perf]:
     """An async-aware benchmark on the test's clock (built on pytest-benchmark)."""
-    fixture = Perf(benchmark, perfkit_clock, perfkit_counters, profiler=_profiler(request))
+    fixture = Perf(
+        benchmark,
+        perfkit_clock,
+        perfkit_counters,
+        profiler=_profiler(request),
+        calibrate=_is_reported(request),
+    )
     fixture.result.name = request.node.nodeid
     yield fixture
     if fixture.result.rounds:
         request.config.stash[RESULTS_KEY].append(fixture.result)
     if fixture.profile_files is not None:
         request.config.stash.setdefault(PROFILES_KEY, []).append(fixture.profile_files)
+
+
+def _is_reported(request: pytest.FixtureRequest) -> bool:
+    """Whether this benchmark's figures go into a report or a gate (so its CPU time needs
+    a calibration beside it)."""
+    settings = request.config.stash[SETTINGS_KEY]
+    if settings.baseline is None and settings.report_dir is None:
+        return False
+    nodeid: str = request.node.nodeid
+    return nodeid.startswith(scope_of(settings.baseline, request.config.rootpath))
 
 
 def _profiler(request: pytest.FixtureRequest) -> BenchmarkProfiler | None:

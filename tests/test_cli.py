@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from perfkit import cli
+from perfkit._calibration import Calibration
+from perfkit._perf import PerfResult
 from perfkit.demos import cache as cache_demo
+from perfkit.reporting import Claim, Speedup
+from perfkit.reporting._run import finish_run
 
 
 def test_demo_cache_walks_through_miss_l1_hit_l2_hit_and_stats() -> None:
@@ -75,3 +81,128 @@ def test_python_dash_m_perfkit_runs_the_demo() -> None:
     assert completed.returncode == 0, completed.stderr
     assert "Second call (L1 hit)..." in completed.stdout
     assert "demo wall time" in completed.stdout
+
+
+# report, compare and update-baseline: the benchmark report's jobs outside pytest
+
+SEQUENTIAL = "benchmarks/test_x.py::test_calls[sequential]"
+CONCURRENT = "benchmarks/test_x.py::test_calls[concurrent]"
+
+
+def write_results(path: Path, concurrent_seconds: float) -> Path:
+    """A report.json of a run with two benchmarks and one speedup row."""
+    results = [
+        PerfResult(name=name, clock="virtual", modeled=[seconds] * 3, wall=[0.01] * 3,
+                   cpu=[0.001] * 3, counters={"api_requests": 3})
+        for name, seconds in ((SEQUENTIAL, 0.9), (CONCURRENT, concurrent_seconds))
+    ]  # fmt: skip
+    outcome = finish_run(
+        results=results,
+        collected={SEQUENTIAL, CONCURRENT},
+        speedups=[Speedup("async", "3 calls", SEQUENTIAL, CONCURRENT, claim=Claim.factor(3))],
+        comparisons=[],
+        version="0.0",
+        calibration=Calibration(seconds=0.01, spread=0.0, repeats=9),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(outcome.document))
+    return path
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    out = io.StringIO()
+    try:
+        status = cli.main(argv, out=out)
+    except SystemExit as exited:
+        status = int(exited.code or 0)
+    return status, out.getvalue(), capsys.readouterr().err
+
+
+def test_update_baseline_then_compare_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = write_results(tmp_path / "report.json", 0.3)
+    baseline = tmp_path / "benchmarks" / "baseline.json"
+    status, out, _ = run_cli(["update-baseline", str(results), "--baseline", str(baseline)], capsys)
+    assert status == cli.EXIT_OK
+    assert out == f"{baseline}: baseline written (2 benchmarks)\n"
+    status, out, err = run_cli(["compare", str(results), "--baseline", str(baseline)], capsys)
+    assert (status, err) == (cli.EXIT_OK, "")
+    assert out.splitlines()[-1].startswith(f"gate passed against {baseline}: 0 figure(s)")
+
+
+def test_compare_exits_1_and_names_the_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline = tmp_path / "baseline.json"
+    run_cli(
+        ["update-baseline", str(write_results(tmp_path / "a.json", 0.3)), "--baseline",
+         str(baseline)],
+        capsys,
+    )  # fmt: skip
+    slower = write_results(tmp_path / "b.json", 0.33)
+    status, out, _ = run_cli(["compare", str(slower), "--baseline", str(baseline)], capsys)
+    assert status == cli.EXIT_REGRESSION
+    assert out.splitlines()[0] == (
+        f"REGRESSION {CONCURRENT}: modeled.mean rose from 300.000 ms to 330.000 ms (+10.0%; "
+        "allowed: +0.1%); also max, p50, p95, p99"
+    )
+    status, _, _ = run_cli(
+        ["compare", str(slower), "--baseline", str(baseline), "--tolerance", "0.2"], capsys
+    )
+    assert status == cli.EXIT_OK
+
+
+def test_report_prints_the_table_and_writes_markdown_and_svg(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = write_results(tmp_path / "report.json", 0.3)
+    markdown, svg = tmp_path / "out" / "report.md", tmp_path / "out" / "chart.svg"
+    status, out, _ = run_cli(
+        ["report", str(results), "--markdown", str(markdown), "--svg", str(svg)], capsys
+    )
+    assert status == cli.EXIT_OK
+    assert "async      3 calls     900 ms     300 ms        3.00x  3x     yes" in out
+    assert "no baseline: nothing was gated" in out
+    assert markdown.read_text().startswith("<!-- perfkit-report -->")
+    assert svg.read_text().startswith("<svg")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "{missing}"], "the following arguments are required: --baseline"),
+        (["compare", "{missing}", "--baseline", "{results}"], "{missing}: no such report file"),
+        (
+            ["compare", "{results}", "--baseline", "{results}"],
+            "{results}: not a perfkit baseline file (its schema is 'perfkit-report/1'; "
+            "expected 'perfkit-baseline/1')",
+        ),
+        (["compare", "{results}", "--baseline", "{missing}"], "{missing}: no such baseline file"),
+        (["report", "{garbage}"], "{garbage}: the report file is not valid JSON"),
+        (["report", "{directory}"], "{directory}: cannot read the report file: Is a directory"),
+        (
+            ["compare", "{results}", "--baseline", "{missing}", "--tolerance", "-1"],
+            "argument --tolerance: must be a number >= 0 (a fraction: 0.001 is 0.1%), got '-1'",
+        ),
+        (
+            ["update-baseline", "{results}", "--baseline", "{garbage}"],
+            "{garbage}: the baseline file is not valid JSON",
+        ),
+    ],
+)
+def test_report_command_mistakes_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    paths = {
+        "results": str(write_results(tmp_path / "report.json", 0.3)),
+        "missing": str(tmp_path / "nope.json"),
+        "garbage": str(tmp_path / "garbage.json"),
+        "directory": str(tmp_path),
+    }
+    Path(paths["garbage"]).write_text("{")
+    status, _, err = run_cli([part.format(**paths) for part in argv], capsys)
+    assert status == cli.EXIT_USAGE
+    assert err.count("\n") == 1
+    assert message.format(**paths) in err
+    assert Path(paths["garbage"]).read_text() == "{"  # nothing was half-written

@@ -9,16 +9,20 @@ import pkgutil
 import pytest
 
 import perfkit
+import perfkit.reporting
 import perfkit.simulation
 
 EXPECTED_PERFKIT = [
     "AnthropicSimulator",
+    "BaselineError",
+    "Claim",
     "Clock",
     "ClockError",
     "Counters",
     "Distribution",
     "Fault",
     "Fixed",
+    "GateSettings",
     "LLMLatency",
     "LatencyModel",
     "LogNormal",
@@ -34,6 +38,7 @@ EXPECTED_PERFKIT = [
     "SimRequest",
     "SimulatedAssistant",
     "SimulatorError",
+    "Speedup",
     "UnmatchedRequestError",
     "Uniform",
     "VirtualClock",
@@ -42,6 +47,27 @@ EXPECTED_PERFKIT = [
     "make_clock",
     "percentile",
 ]
+
+
+EXPECTED_REPORTING = [
+    "Claim",
+    "GateSettings",
+    "Speedup",
+    "gate_lines",
+    "gate_report",
+    "json_schema",
+    "load_baseline",
+    "load_report",
+    "markdown",
+    "svg_chart",
+    "terminal_lines",
+    "update_baseline",
+    "write_report",
+]
+
+
+def test_reporting_all_is_pinned() -> None:
+    assert perfkit.reporting.__all__ == EXPECTED_REPORTING
 
 
 EXPECTED_SIMULATION = [
@@ -98,7 +124,10 @@ def test_simulation_exports_everything_perfkit_reexports_from_it() -> None:
 def test_error_tree() -> None:
     assert issubclass(perfkit.UnmatchedRequestError, perfkit.SimulatorError)
     assert issubclass(perfkit.UnmatchedRequestError, AssertionError)
-    for error in (perfkit.ClockError, perfkit.SimulatorError, perfkit.RedisServerError):
+    errors = (
+        perfkit.ClockError, perfkit.SimulatorError, perfkit.RedisServerError, perfkit.BaselineError,
+    )  # fmt: skip
+    for error in errors:
         assert issubclass(error, perfkit.PerfkitError)
 
 

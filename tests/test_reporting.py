@@ -29,7 +29,7 @@ from perfkit.reporting import (
     update_baseline,
     write_report,
 )
-from perfkit.reporting._documents import baseline_document, write_json
+from perfkit.reporting._documents import _umask, baseline_document, write_json
 from perfkit.reporting._figures import benchmark_entry, flat_figures, is_exact
 from perfkit.reporting._gate import compare
 from perfkit.reporting._render import MARKER, format_value
@@ -309,15 +309,22 @@ def test_a_figure_no_longer_measured_is_reported() -> None:
 
 def test_cpu_time_is_gated_in_calibration_units_above_the_noise() -> None:
     heavy = result(cpu=0.05)
-    twice = entries(result(cpu=0.10))
-    [change] = compare(twice, baseline_of(heavy)).regressions
+    slower = entries(result(cpu=0.12))
+    [change] = compare(slower, baseline_of(heavy)).regressions
     assert change.figure == "cpu.normalized"
-    assert "rose from 5 calibration units to 10 calibration units (+100.0%; allowed: +50.0%)" in (
+    assert "rose from 5 calibration units to 12 calibration units (+140.0%; allowed: +100.0%)" in (
         change.message()
     )
-    assert compare(entries(result(cpu=0.07)), baseline_of(heavy)).passed  # +40%: noise
-    # A run whose calibration was noisy widens the allowance: 4 x 30% spread = 120%.
-    assert compare(twice, baseline_of(heavy), calibration_spread=0.3).passed
+    assert compare(entries(result(cpu=0.09)), baseline_of(heavy)).passed  # +80%: noise
+    # A run whose calibration was noisy widens the allowance: 4 x 40% spread = 160%.
+    assert compare(slower, baseline_of(heavy), calibration_spread=0.4).passed
+
+
+def test_cpu_time_is_normalized_by_the_calibration_timed_beside_it() -> None:
+    busy = result(cpu=0.10)  # the same code on a machine twice as busy
+    busy.calibration = Calibration(seconds=0.02, spread=0.0, repeats=4)
+    assert benchmark_entry(busy, CALIBRATION)["cpu"]["normalized"] == 5.0
+    assert compare(entries(busy), baseline_of(result(cpu=0.05))).passed
 
 
 def test_cpu_time_below_the_minimum_is_not_gated() -> None:
@@ -345,6 +352,7 @@ def test_a_baseline_keeps_only_what_can_be_gated(tmp_path: Path) -> None:
     assert load_baseline(path) == document
     assert path.read_text().endswith("}\n")
     assert [p.name for p in tmp_path.iterdir()] == ["baseline.json"]  # no temporary left
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable, like any file
 
 
 def test_refreshing_a_baseline_keeps_benchmarks_not_run_and_drops_vanished_ones() -> None:
@@ -505,7 +513,11 @@ def test_gate_lines_name_every_regression_and_the_way_to_refresh() -> None:
     gate = {
         "baseline": "benchmarks/baseline.json",
         "status": "fail",
-        "regressions": [{"message": "b: modeled.mean rose"}],
+        "regressions": [
+            {"benchmark": "b", "figure": "modeled.p95", "message": "b: modeled.p95 rose"},
+            {"benchmark": "b", "figure": "modeled.mean", "message": "b: modeled.mean rose"},
+            {"benchmark": "b", "figure": "counters.calls", "message": "b: counters.calls rose"},
+        ],
         "improvements": [],
         "new": ["b2"],
         "missing": [],
@@ -513,11 +525,13 @@ def test_gate_lines_name_every_regression_and_the_way_to_refresh() -> None:
         "skipped": [],
     }
     assert gate_lines(gate) == [
-        "REGRESSION b: modeled.mean rose",
+        "REGRESSION b: modeled.mean rose; also p95",
+        "REGRESSION b: counters.calls rose",
         "new        b2 (not in the baseline)",
         "not run    1 baseline benchmark(s) deselected or skipped",
-        "gate FAILED against benchmarks/baseline.json: 1 regression(s), 0 improvement(s), "
-        "1 new, 0 missing (refresh on purpose: pytest --perfkit-update-baseline)",
+        "gate FAILED against benchmarks/baseline.json: 3 figure(s) regressed in 1 benchmark(s), "
+        "0 figure(s) improved in 0 benchmark(s), 1 new, 0 missing "
+        "(refresh on purpose: pytest --perfkit-update-baseline)",
     ]
 
 

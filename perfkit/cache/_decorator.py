@@ -213,14 +213,14 @@ def _sync_wrapper(
         flat = not kwargs and _flat(map(type, args))
         full_key = memoised(*args) if flat else keys(args, kwargs)
         entry = l1_get(full_key)
-        refreshing = entry is not None and early and cache.refresh_due(entry, stats)
-        if entry is not None and not refreshing:
+        if entry is not None and not (early and cache.refresh_due(entry, stats)):
             next(cache_hits)
             next(function_hits)
             value = entry.value
             if type(value) is _CachedError:
                 raise value.error.with_traceback(value.traceback)
             return value
+        refreshing = entry is not None  # an entry past here is one due for early refresh
         flight, leader = flights.join(full_key)
         if not leader:
             cache.count("coalesced", stats)
@@ -266,14 +266,14 @@ def _async_wrapper(
         flat = not kwargs and _flat(map(type, args))
         full_key = memoised(*args) if flat else keys(args, kwargs)
         entry = l1_get(full_key)
-        refreshing = entry is not None and early and cache.refresh_due(entry, stats)
-        if entry is not None and not refreshing:
+        if entry is not None and not (early and cache.refresh_due(entry, stats)):
             next(cache_hits)
             next(function_hits)
             value = entry.value
             if type(value) is _CachedError:
                 raise value.error.with_traceback(value.traceback)
             return value
+        refreshing = entry is not None  # an entry past here is one due for early refresh
         flight, leader = flights.join(full_key)
         if not leader:
             cache.count("coalesced", stats)

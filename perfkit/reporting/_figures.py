@@ -25,8 +25,10 @@ EXACT_GROUPS = frozenset({"modeled", "counters"})
 
 
 def benchmark_entry(result: PerfResult, calibration: Calibration) -> dict[str, Any]:
-    """The JSON figures of one ``perf`` benchmark."""
+    """The JSON figures of one ``perf`` benchmark; its CPU time in units of the calibration
+    timed around its rounds, else of the run's ``calibration``."""
     cpu = statistics.median(result.cpu)
+    calibration = result.calibration or calibration
     entry: dict[str, Any] = {
         "clock": result.clock,
         "rounds": result.rounds,
@@ -40,7 +42,7 @@ def benchmark_entry(result: PerfResult, calibration: Calibration) -> dict[str, A
         "cpu": {
             "median": round(cpu, DIGITS),
             "normalized": round(cpu / calibration.seconds, 3) if calibration.seconds else 0.0,
-            "spread": relative_spread(result.cpu),
+            "spread": max(relative_spread(result.cpu), calibration.spread),
         },
         "wall": {"median": round(statistics.median(result.wall), DIGITS)},
     }

@@ -6,10 +6,14 @@ exceed its baseline by more than ``tolerance`` (0.1% by default), and a counter 
 grow at all (or fall, for a counter where higher is better, such as a hit rate).
 
 Real CPU time is gated noise-aware. It is compared in calibration units (CPU seconds
-over the CPU seconds of a fixed workload timed in the same run), only for benchmarks
-that use at least ``cpu_minimum`` seconds per round, and the allowed rise is the larger
-of ``cpu_threshold`` and four times the relative spread observed (across a benchmark's
-rounds and across the calibration's repeats, in the baseline's run and in this one).
+over the CPU seconds of a fixed workload timed right before and right after the
+benchmark's rounds, so a machine that is busier now than when the baseline was taken does
+not read as slower code), only for benchmarks that use at least ``cpu_minimum`` seconds
+per round, and the allowed rise is the larger of ``cpu_threshold`` (100%: the CPU time
+doubled) and four times the relative spread observed (across a benchmark's rounds and its
+calibration's repeats, in the baseline's run and in this one). It catches gross CPU
+regressions (an accidental quadratic loop) without ever failing on noise; the exact
+figures catch everything else.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from perfkit.reporting._figures import (
 )
 
 DEFAULT_TOLERANCE = 0.001
-DEFAULT_CPU_THRESHOLD = 0.5
+DEFAULT_CPU_THRESHOLD = 1.0
 DEFAULT_CPU_MINIMUM = 0.02
 SPREAD_MULTIPLIER = 4
 ABSOLUTE_SLACK = 10.0**-DIGITS
