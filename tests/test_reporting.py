@@ -550,3 +550,36 @@ def test_calibration_takes_the_median_of_its_repeats() -> None:
     assert calibration.repeats == 3
     with pytest.raises(ValueError, match="repeats must be an int >= 1, got 0"):
         calibrate(repeats=0)
+
+
+def test_the_schema_documentation_names_every_field() -> None:
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "report.md").read_text()
+    definitions = json_schema()["$defs"]
+    for name in ("report", "baseline", "benchmark", "speedup", "gate", "change"):
+        for field in definitions[name]["properties"]:
+            assert f"`{field}`" in documented, f"docs/report.md does not describe {name}.{field}"
+
+
+def test_cpu_drift_shared_by_the_whole_run_is_not_a_regression() -> None:
+    names = [f"benchmarks/test_x.py::test_{n}" for n in range(6)]
+    baseline = baseline_of(*(result(name, cpu=0.05) for name in names))
+    # A busy machine: every benchmark's CPU time rose 70-130%, none stands out.
+    busier = [
+        result(name, cpu=0.05 * factor)
+        for name, factor in zip(names, (1.7, 1.8, 1.9, 2.0, 2.1, 2.3))
+    ]
+    assert compare(entries(*busier), baseline).passed
+    # One benchmark at 5.7x fails: 2.92x the run's median ratio of 1.95 (the drift).
+    regressed = [*busier[:-1], result(names[-1], cpu=0.05 * 1.9 * 3)]
+    [change] = compare(entries(*regressed), baseline).regressions
+    assert change.benchmark == names[-1]
+    assert "(+470.0%, +192.3% beyond this run's CPU drift of +95.0%; allowed: +100.0%)" in (
+        change.message()
+    )
+
+
+def test_without_enough_benchmarks_the_run_has_no_drift_to_remove() -> None:
+    names = [f"benchmarks/test_x.py::test_{n}" for n in range(4)]
+    baseline = baseline_of(*(result(name, cpu=0.05) for name in names))
+    doubled = [result(name, cpu=0.05 * 2.2) for name in names]
+    assert len(compare(entries(*doubled), baseline).regressions) == 4

@@ -7,22 +7,27 @@ grow at all (or fall, for a counter where higher is better, such as a hit rate).
 
 Real CPU time is gated noise-aware. It is compared in calibration units (CPU seconds
 over the CPU seconds of a fixed workload timed right before and right after the
-benchmark's rounds, so a machine that is busier now than when the baseline was taken does
-not read as slower code), only for benchmarks that use at least ``cpu_minimum`` seconds
-per round, and the allowed rise is the larger of ``cpu_threshold`` (100%: the CPU time
-doubled) and four times the relative spread observed (across a benchmark's rounds and its
-calibration's repeats, in the baseline's run and in this one). It catches gross CPU
-regressions (an accidental quadratic loop) without ever failing on noise; the exact
-figures catch everything else.
+benchmark's rounds), only for benchmarks that use at least ``cpu_minimum`` seconds per
+round, and beyond the drift of the whole run: with five or more such benchmarks, the
+median of their ratios (now over baseline) is how much the machine moved (a busy
+sibling hyperthread slows memory-heavy code more than the calibration loop), and a
+benchmark fails only if it rose by more than the larger of ``cpu_threshold`` (100%: its
+CPU time doubled) and four times the relative spread observed (across the run's
+ratios, a benchmark's rounds and its calibration's repeats) beyond that drift. It
+catches a benchmark whose CPU time blew up (an accidental quadratic loop) without
+failing on noise; a slowdown shared by every benchmark looks like a slower machine and
+is left to the exact figures.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from perfkit._calibration import relative_spread
 from perfkit.reporting._figures import (
     DIGITS,
     flat_figures,
@@ -34,6 +39,7 @@ DEFAULT_TOLERANCE = 0.001
 DEFAULT_CPU_THRESHOLD = 1.0
 DEFAULT_CPU_MINIMUM = 0.02
 SPREAD_MULTIPLIER = 4
+MIN_BENCHMARKS_FOR_DRIFT = 5
 ABSOLUTE_SLACK = 10.0**-DIGITS
 """Figures are rounded to this; a difference below it is rounding, not a regression."""
 UNGATED_STATISTICS = frozenset({"count"})
@@ -74,6 +80,9 @@ class Change:
     allowed: float
     """The largest relative rise (or fall, for higher-is-better figures) allowed."""
     higher_is_better: bool = False
+    drift: float = 1.0
+    """For CPU time: how much this whole run's CPU times moved (the median ratio), which
+    the allowance is measured beyond."""
 
     @property
     def change(self) -> float:
@@ -89,9 +98,15 @@ class Change:
             if self.figure.startswith("counters.")
             else f"allowed: {'-' if self.higher_is_better else '+'}{self.allowed:.1%}"
         )
+        drift = (
+            f", {_percent((1 + self.change) / self.drift - 1)} beyond this run's CPU drift of "
+            f"{_percent(self.drift - 1)}"
+            if self.drift != 1 and not math.isinf(self.change)
+            else ""
+        )
         return (
             f"{self.benchmark}: {self.figure} {verb} from {_value(self.figure, self.baseline)} "
-            f"to {_value(self.figure, self.current)} ({_percent(self.change)}; {limit})"
+            f"to {_value(self.figure, self.current)} ({_percent(self.change)}{drift}; {limit})"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -152,11 +167,13 @@ def compare(
     outcome = GateOutcome()
     expected: Mapping[str, Mapping[str, Any]] = baseline["benchmarks"]
     noise = max(calibration_spread, float(baseline.get("calibration", {}).get("spread", 0.0)))
+    cpu_pairs = []
     for nodeid in sorted(entries):
         if nodeid not in expected:
             outcome.new.append(nodeid)
-            continue
-        _compare_entry(nodeid, entries[nodeid], expected[nodeid], settings, noise, outcome)
+        elif _compare_entry(nodeid, entries[nodeid], expected[nodeid], settings, outcome):
+            cpu_pairs.append((nodeid, entries[nodeid].get("cpu", {}), expected[nodeid]["cpu"]))
+    _compare_cpu(cpu_pairs, settings, noise, outcome)
     files = {_file_of(nodeid) for nodeid in collected or ()}
     for nodeid in sorted(set(expected) - set(entries)):
         if collected is not None and nodeid not in collected and _file_of(nodeid) in files:
@@ -171,15 +188,15 @@ def _compare_entry(
     current: Mapping[str, Any],
     baseline: Mapping[str, Any],
     settings: GateSettings,
-    noise: float,
     outcome: GateOutcome,
-) -> None:
+) -> bool:
+    """Gate one benchmark's exact figures; whether its CPU time is comparable too."""
     if current.get("clock") != baseline.get("clock"):
         outcome.skipped.append(
             f"{nodeid}: measured on the {current.get('clock')} clock, the baseline on the "
             f"{baseline.get('clock')} clock (not comparable)"
         )
-        return
+        return False
     now, then = flat_figures(current), flat_figures(baseline)
     better_higher = set(current.get("higher_is_better", ())) | set(
         baseline.get("higher_is_better", ())
@@ -193,7 +210,7 @@ def _compare_entry(
         higher = figure.startswith("counters.") and figure.partition(".")[2] in better_higher
         allowed = 0.0 if figure.startswith("counters.") else settings.tolerance
         _judge(Change(nodeid, figure, then[figure], now[figure], allowed, higher), outcome)
-    _compare_cpu(nodeid, current, baseline, settings, noise, outcome)
+    return True
 
 
 def _judge(change: Change, outcome: GateOutcome) -> None:
@@ -210,23 +227,39 @@ def _judge(change: Change, outcome: GateOutcome) -> None:
 
 
 def _compare_cpu(
-    nodeid: str,
-    current: Mapping[str, Any],
-    baseline: Mapping[str, Any],
+    pairs: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
     settings: GateSettings,
     noise: float,
     outcome: GateOutcome,
 ) -> None:
-    now, then = current.get("cpu", {}), baseline.get("cpu", {})
-    if "normalized" not in now or "normalized" not in then:
-        return
-    if now.get("median", 0.0) < settings.cpu_minimum or then["normalized"] <= 0:
-        return  # too little CPU to tell from noise
-    spread = max(noise, float(now.get("spread", 0.0)), float(then.get("spread", 0.0)))
-    allowed = max(settings.cpu_threshold, SPREAD_MULTIPLIER * spread)
-    change = Change(nodeid, "cpu.normalized", then["normalized"], now["normalized"], allowed)
-    if change.current > change.baseline * (1 + allowed):
-        outcome.regressions.append(change)
+    """Gate CPU time in calibration units, beyond the drift of the whole run: with enough
+    benchmarks to tell, the median of their ratios (now over baseline) is how much the
+    machine, not the code, moved, and one benchmark must stand out from it to fail."""
+    gated = [
+        (nodeid, now, then)
+        for nodeid, now, then in pairs
+        if "normalized" in now
+        and now.get("median", 0.0) >= settings.cpu_minimum  # less is noise
+        and then.get("normalized", 0.0) > 0
+    ]
+    ratios = [now["normalized"] / then["normalized"] for _, now, then in gated]
+    drift, spread = 1.0, 0.0
+    if len(ratios) >= MIN_BENCHMARKS_FOR_DRIFT:
+        drift, spread = statistics.median(ratios), relative_spread(ratios)
+    for (nodeid, now, then), ratio in zip(gated, ratios, strict=True):
+        noisiest = max(noise, spread, float(now.get("spread", 0.0)), float(then["spread"]))
+        allowed = max(settings.cpu_threshold, SPREAD_MULTIPLIER * noisiest)
+        if ratio / drift > 1 + allowed:
+            outcome.regressions.append(
+                Change(
+                    nodeid,
+                    "cpu.normalized",
+                    then["normalized"],
+                    now["normalized"],
+                    allowed,
+                    drift=round(drift, 6),
+                )
+            )
 
 
 def _file_of(nodeid: str) -> str:
