@@ -566,7 +566,7 @@ def test_cpu_drift_shared_by_the_whole_run_is_not_a_regression() -> None:
     # A busy machine: every benchmark's CPU time rose 70-130%, none stands out.
     busier = [
         result(name, cpu=0.05 * factor)
-        for name, factor in zip(names, (1.7, 1.8, 1.9, 2.0, 2.1, 2.3))
+        for name, factor in zip(names, (1.7, 1.8, 1.9, 2.0, 2.1, 2.3), strict=True)
     ]
     assert compare(entries(*busier), baseline).passed
     # One benchmark at 5.7x fails: 2.92x the run's median ratio of 1.95 (the drift).
