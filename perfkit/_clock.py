@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 import looptime
 
 from perfkit._errors import ClockError
+from perfkit._virtual_loop import is_virtual_loop
 
 T = TypeVar("T")
 
@@ -104,9 +105,9 @@ class VirtualClock:
         with self._lock:
             offset_us, followed = self._offset_us, self._followed
         loop = _running_loop()
-        if loop is None or not _is_virtual(loop):
+        if loop is None or not is_virtual_loop(loop):
             loop = followed  # a worker thread of the loop this clock follows
-        loop_seconds = loop.time() if loop is not None and _is_virtual(loop) else 0.0
+        loop_seconds = loop.time() if loop is not None and is_virtual_loop(loop) else 0.0
         return round(offset_us / 1e6 + loop_seconds, 6)
 
     @contextmanager
@@ -136,7 +137,7 @@ class VirtualClock:
     async def asleep(self, seconds: float) -> None:
         seconds = _check_seconds(seconds)
         loop = asyncio.get_running_loop()
-        if not _is_virtual(loop):
+        if not is_virtual_loop(loop):
             raise ClockError(
                 "VirtualClock.asleep() needs an event loop in virtual time; run the "
                 "coroutine with VirtualClock.run(), or in a pytest-asyncio test or async "
@@ -194,10 +195,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _is_virtual(loop: asyncio.AbstractEventLoop) -> bool:
-    return isinstance(loop, looptime.LoopTimeEventLoop) and loop.looptime_on
 
 
 def make_clock(mode: str) -> Clock:

@@ -41,6 +41,11 @@ def virtual_time(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
             _HIGH_WATER[loop] = patched.time()
 
 
+def is_virtual_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` runs in virtual time now."""
+    return isinstance(loop, looptime.LoopTimeEventLoop) and loop.looptime_on
+
+
 def current_loop_of(policy: asyncio.AbstractEventLoopPolicy) -> asyncio.AbstractEventLoop | None:
     """The loop ``policy`` has set for this thread, without creating one."""
     local = getattr(policy, "_local", None)

@@ -1,20 +1,28 @@
-"""The ``perfkit`` command line: ``demo``, ``serve``, and the benchmark report's jobs
-outside pytest: ``report``, ``compare`` and ``update-baseline`` (from a ``report.json``).
+"""The ``perfkit`` command line: ``demo``, ``serve``, ``load``, and the benchmark
+report's jobs outside pytest: ``report``, ``compare`` and ``update-baseline`` (from a
+``report.json``).
 
-Exit codes: 0 success (the gate passed), 1 a regression, 2 a usage error (one readable
-line on stderr: a bad option, a missing, corrupt or mismatched file).
+Exit codes: 0 success (the gate passed, every SLO met), 1 a regression or a missed SLO,
+2 a usage error (one readable line on stderr: a bad option, a missing, corrupt or
+mismatched file).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from perfkit._clock import RealClock
 from perfkit._errors import PerfkitError
+from perfkit.load._models import ARRIVALS, METHODS
+from perfkit.load._runner import DEFAULT_TIMEOUT
+from perfkit.load._slo import SEED_TARGETS, SLO
 from perfkit.reporting._gate import DEFAULT_CPU_THRESHOLD, DEFAULT_TOLERANCE
 
 EXIT_OK = 0
@@ -61,7 +69,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info"
     )
     _add_report_commands(commands)
+    _add_load_command(commands)
     return parser
+
+
+def _add_load_command(commands: Any) -> None:
+    load = commands.add_parser(
+        "load",
+        help="load-test a URL: open model (--rate) or closed model (--users)",
+        description="Send requests to URL on an open-model schedule (--rate, constant or "
+        "Poisson arrivals) or from a closed model's users (--users), and report latency "
+        "from each request's intended send time (HDR percentiles), throughput and errors "
+        "by cause. Exit 1 when an --slo target is missed.",
+    )
+    load.add_argument("url", help="the URL to load, path included (http://host:port/chat)")
+    model = load.add_mutually_exclusive_group(required=True)
+    model.add_argument("--rate", type=_positive, help="requests per second (open model)")
+    model.add_argument("--users", type=_count, help="concurrent users (closed model)")
+    load.add_argument("--duration", type=_positive, required=True, help="seconds of load")
+    load.add_argument(
+        "--arrivals", choices=ARRIVALS, default="constant", help="open model's arrivals"
+    )
+    load.add_argument("--seed", type=int, default=0, help="seed of Poisson arrivals")
+    load.add_argument("--think", type=_seconds, default=0.0, help="closed model's think time")
+    load.add_argument("--warmup", type=_seconds, default=0.0, help="seconds excluded at start")
+    load.add_argument(
+        "--timeout", type=_positive, default=DEFAULT_TIMEOUT, help="seconds per request"
+    )
+    load.add_argument("--method", choices=METHODS, help="default: POST with --json, else GET")
+    load.add_argument("--json", type=_json_body, metavar="BODY", help="a JSON request body")
+    load.add_argument(
+        "--stream", action="store_true", help="read server-sent events; time the first one"
+    )
+    load.add_argument(
+        "--slo", type=_slo_target, action="append", default=[], metavar="NAME=VALUE",
+        help=f"a target to meet ({', '.join(SLO.names())}; seconds, fractions, requests/s), "
+        "or 'seed' for the seed's targets",
+    )  # fmt: skip
+    load.add_argument("--json-out", type=Path, metavar="PATH", help="write the result as JSON")
+    load.add_argument("--markdown-out", type=Path, metavar="PATH", help="write it as Markdown")
+    load.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _add_report_commands(commands: Any) -> None:
@@ -97,6 +144,54 @@ def _add_report_commands(commands: Any) -> None:
     )
     update.add_argument("results", **results)
     update.add_argument("--baseline", type=Path, required=True, metavar="PATH")
+
+
+def _positive(text: str) -> float:
+    value = _number(text)
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if not (0 <= value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not (text.isdecimal() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return int(text)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _json_body(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"is not valid JSON ({error}): {text!r}") from None
+
+
+def _slo_target(text: str) -> dict[str, float]:
+    if text == "seed":
+        return dict(SEED_TARGETS)
+    name, equals, value = text.partition("=")
+    if not equals or name not in SLO.names():
+        raise argparse.ArgumentTypeError(
+            f"must be NAME=VALUE with NAME one of {', '.join(SLO.names())}, or 'seed'; got {text!r}"
+        )
+    number = _number(value)
+    if not (0 <= number < math.inf):
+        raise argparse.ArgumentTypeError(f"{name} must be a number >= 0, got {value!r}")
+    return {name: number}
 
 
 def _fraction(text: str) -> float:
@@ -149,6 +244,69 @@ def _update_baseline(arguments: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _load(arguments: argparse.Namespace, out: TextIO) -> int:
+    from perfkit import load
+
+    base, path = _split_url(arguments.url)
+    method = arguments.method or ("POST" if arguments.json is not None else "GET")
+    model: load.OpenModel | load.ClosedModel = (
+        load.OpenModel(arguments.rate, arguments.arrivals, arguments.seed)
+        if arguments.rate is not None
+        else load.ClosedModel(arguments.users, arguments.think)
+    )
+    targets: dict[str, float] = {}
+    for target in arguments.slo:
+        targets.update(target)
+    slo = load.SLO(
+        p50=targets.get("p50"),
+        p95=targets.get("p95"),
+        p99=targets.get("p99"),
+        error_rate=targets.get("error_rate"),
+        min_rps=targets.get("min_rps"),
+        cache_hit_rate=targets.get("cache_hit_rate"),
+    )
+
+    def progress(report: load.Progress) -> None:
+        print(report.line(), file=sys.stderr, flush=True)
+
+    tester = load.LoadTester(RealClock(), slo, record=lambda _entry: None)
+    result = tester(
+        base,
+        model,
+        check=False,
+        duration=arguments.duration,
+        warmup=arguments.warmup,
+        request_timeout=arguments.timeout,
+        request=load.Request(method, path, json=arguments.json, stream=arguments.stream),
+        progress=None if arguments.quiet else progress,
+    )
+    assert tester.report is not None
+    report = tester.report
+    for line in result.lines():
+        print(line, file=out)
+    if report.rows:
+        for line in report.table():
+            print(line, file=out)
+    if arguments.json_out is not None:
+        _write(
+            arguments.json_out,
+            json.dumps({**result.as_dict(), "slo": report.as_dict()}, indent=2) + "\n",
+        )
+    if arguments.markdown_out is not None:
+        table = "\n".join(["", "```text", *report.table(), "```", ""]) if report.rows else ""
+        _write(arguments.markdown_out, result.markdown() + table)
+    return EXIT_OK if report.passed else EXIT_REGRESSION
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """``http://host:port/path?query`` as the base URL and the path."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PerfkitError(f"URL must be an http:// or https:// URL with a host, got {url!r}")
+    path = parts.path or "/"
+    return f"{parts.scheme}://{parts.netloc}", path + (f"?{parts.query}" if parts.query else "")
+
+
 def _write(path: Path, text: str) -> None:
     from perfkit.reporting._documents import write_text
 
@@ -189,7 +347,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return _demos()[arguments.name](stream)
     if arguments.command == "serve":
         return _serve(arguments)
-    jobs = {"report": _report, "compare": _compare, "update-baseline": _update_baseline}
+    jobs = {
+        "report": _report,
+        "compare": _compare,
+        "update-baseline": _update_baseline,
+        "load": _load,
+    }
     try:
         return jobs[arguments.command](arguments, stream)
     except (PerfkitError, OSError) as error:

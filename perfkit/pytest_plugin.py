@@ -2,8 +2,10 @@
 
 Fixtures: ``perfkit_clock``, ``perf``, ``perfkit_counters``, ``anthropic_sim``,
 ``redis_client``, ``async_redis_client``, ``fake_redis_server``, ``redis_server_binary``,
-``redis_server``, ``real_redis_client``, ``simulated_network``, ``no_open_connections``.
-Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``, ``perfkit_network(**options)``.
+``redis_server``, ``real_redis_client``, ``simulated_network``, ``no_open_connections``,
+``load_test``.
+Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``, ``perfkit_network(**options)``,
+``perfkit_slo(**targets)``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from perfkit._profiling import BenchmarkProfiler, ProfileFiles
 from perfkit._profiling import write_terminal_summary as write_profile_summary
 from perfkit._report import write_terminal_summary
 from perfkit._virtual_loop import current_loop_of, virtual_time
+from perfkit.load._slo import SLO
+from perfkit.load._tester import LoadTester
 from perfkit.pooling import live_connection_stats
 from perfkit.reporting import gate_lines, load_baseline, terminal_lines
 from perfkit.reporting._run import RunOutcome, finish_run, scope_of
@@ -49,6 +53,8 @@ COMPARISONS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 """Real-time comparisons a suite records for the report (``benchmark``, ``seconds_per_call``,
 ``ratios``)."""
 OUTCOME_KEY = pytest.StashKey[RunOutcome]()
+LOAD_TESTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+"""What every ``load_test`` measured: the test, the result and its SLO check."""
 PROFILES_KEY = pytest.StashKey[list[ProfileFiles]]()
 CLOCK_FIXTURE = "perfkit_clock"
 LEAK_GUARD_NAME = "perfkit-looptime-leak-guard"
@@ -78,6 +84,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "perfkit_slo(**targets): the SLO of the test's load_test (p50=, p95=, p99= seconds, "
+        "error_rate=, min_rps=, cache_hit_rate=, workers=; None drops one; the seed's by default)",
+    )
+    config.addinivalue_line(
+        "markers",
         "perfkit_network(**options): options for the simulated_network fixture "
         "(connect=, tls=, server=, handler=, http2=)",
     )
@@ -86,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS_KEY] = []
     config.stash[COLLECTED_KEY] = set()
     config.stash[COMPARISONS_KEY] = []
+    config.stash[LOAD_TESTS_KEY] = []
     if settings.baseline is not None and settings.baseline.exists():
         try:  # a corrupt baseline is a usage error, found before anything runs
             load_baseline(settings.baseline, _display_path(settings.baseline, config.rootpath))
@@ -280,6 +292,27 @@ def _profiler(request: pytest.FixtureRequest) -> BenchmarkProfiler | None:
 
 
 @pytest.fixture
+def load_test(request: pytest.FixtureRequest, perfkit_clock: Clock) -> LoadTester:
+    """Run a load test inside the test and fail it when an SLO is missed (the test's
+    ``perfkit_slo`` marker, else the seed's targets); results land in the report."""
+    marker = request.node.get_closest_marker("perfkit_slo")
+    targets = dict(marker.kwargs) if marker is not None else {}
+    if marker is not None and (marker.args or not set(targets) <= {*SLO.names(), "workers"}):
+        raise pytest.UsageError(
+            f"{request.node.nodeid}: perfkit_slo takes keyword targets "
+            f"{', '.join([*SLO.names(), 'workers'])}; got {marker}"
+        )
+    try:
+        slo = SLO(**targets)
+    except ValueError as error:
+        raise pytest.UsageError(f"{request.node.nodeid}: perfkit_slo: {error}") from None
+    found = request.config.stash[LOAD_TESTS_KEY]
+    return LoadTester(
+        perfkit_clock, slo, lambda entry: found.append({"test": request.node.nodeid, **entry})
+    )
+
+
+@pytest.fixture
 def fake_redis_server() -> fakeredis.FakeServer:
     """The test's fakeredis server: ``redis_client`` and ``async_redis_client`` share its
     data, as two clients of one real server would."""
@@ -394,7 +427,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings = config.stash[SETTINGS_KEY]
     scope = scope_of(settings.baseline, config.rootpath)
     results = [r for r in config.stash[RESULTS_KEY] if r.name.startswith(scope)]
-    if not results:
+    loads = [entry for entry in config.stash[LOAD_TESTS_KEY] if entry["test"].startswith(scope)]
+    if not (results or loads):
         return
     passed = exitstatus == pytest.ExitCode.OK
     baseline_name = _display_path(settings.baseline, config.rootpath)
@@ -408,6 +442,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             comparisons=[
                 c for c in config.stash[COMPARISONS_KEY] if c["benchmark"].startswith(scope)
             ],
+            load_tests=loads,
             version=_version(),
             # A failed run neither refreshes the baseline nor is gated against it.
             baseline=settings.baseline if passed or not settings.update_baseline else None,
@@ -437,6 +472,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def _write_outcome(reporter: Any, config: pytest.Config, outcome: RunOutcome) -> None:
     document = outcome.document
+    if document["load_tests"]:
+        reporter.write_sep("-", "perfkit load tests (latency from each intended send time)")
+        for entry in document["load_tests"]:
+            verdict = "SLO met" if entry["passed"] else "SLO MISSED"
+            reporter.write_line(f"{entry['test']}: {verdict}", red=not entry["passed"])
+            for line in entry["summary"]:
+                reporter.write_line(f"    {line}")
     if document["speedups"]:
         reporter.write_sep("-", "perfkit speedup report (this run's measurements)")
         for line in terminal_lines(document["speedups"]):

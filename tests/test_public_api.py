@@ -9,6 +9,7 @@ import pkgutil
 import pytest
 
 import perfkit
+import perfkit.load
 import perfkit.reporting
 import perfkit.simulation
 
@@ -64,6 +65,30 @@ EXPECTED_REPORTING = [
     "update_baseline",
     "write_report",
 ]
+
+
+EXPECTED_LOAD = [
+    "PERCENTILES",
+    "SEED_TARGETS",
+    "SLO",
+    "ClosedModel",
+    "LatencyHistogram",
+    "LoadResult",
+    "LoadTester",
+    "OpenModel",
+    "Progress",
+    "Request",
+    "RequestFactory",
+    "SLOReport",
+    "SLORow",
+    "SLOViolation",
+    "run",
+    "run_load",
+]
+
+
+def test_load_all_is_pinned() -> None:
+    assert perfkit.load.__all__ == EXPECTED_LOAD
 
 
 def test_reporting_all_is_pinned() -> None:
@@ -131,10 +156,16 @@ def test_error_tree() -> None:
         assert issubclass(error, perfkit.PerfkitError)
 
 
+# Importing perfkit.__main__ runs the command line; importing perfkit.locust imports
+# locust, which monkey-patches sockets, ssl and threading with gevent for the rest of the
+# test session (tests/test_locust.py runs it in Locust's own processes instead).
+_NOT_IMPORTED = {"perfkit.__main__", "perfkit.locust"}
+
+
 def _modules() -> list[str]:
     names = ["perfkit"]
     for info in pkgutil.walk_packages(perfkit.__path__, prefix="perfkit."):
-        if info.name != "perfkit.__main__":  # importing it runs the command line
+        if info.name not in _NOT_IMPORTED:
             names.append(info.name)
     return sorted(names)
 

@@ -555,7 +555,17 @@ def test_calibration_takes_the_median_of_its_repeats() -> None:
 def test_the_schema_documentation_names_every_field() -> None:
     documented = (Path(__file__).resolve().parent.parent / "docs" / "report.md").read_text()
     definitions = json_schema()["$defs"]
-    for name in ("report", "baseline", "benchmark", "speedup", "gate", "change"):
+    names = (
+        "report",
+        "baseline",
+        "benchmark",
+        "speedup",
+        "gate",
+        "change",
+        "load_test",
+        "load_result",
+    )
+    for name in names:
         for field in definitions[name]["properties"]:
             assert f"`{field}`" in documented, f"docs/report.md does not describe {name}.{field}"
 

@@ -40,6 +40,7 @@ def report_document(
     speedups: Sequence[Mapping[str, Any]],
     comparisons: Sequence[Mapping[str, Any]],
     gate: Mapping[str, Any] | None,
+    load_tests: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A run's report (``perfkit-report/1``)."""
     return {
@@ -56,6 +57,7 @@ def report_document(
         "collected": sorted(collected),
         "speedups": [dict(row) for row in speedups],
         "comparisons": [dict(comparison) for comparison in comparisons],
+        "load_tests": [dict(entry) for entry in load_tests],
         "gate": dict(gate) if gate is not None else None,
     }
 

@@ -61,6 +61,7 @@ def finish_run(
     speedups: Sequence[Speedup],
     comparisons: Sequence[Mapping[str, Any]],
     version: str,
+    load_tests: Sequence[Mapping[str, Any]] = (),
     baseline: Path | None = None,
     baseline_name: str = "",
     update_baseline: bool = False,
@@ -80,6 +81,7 @@ def finish_run(
         collected=collected,
         speedups=rows,
         comparisons=comparisons,
+        load_tests=load_tests,
         gate=None,
     )
     outcome = RunOutcome(document)

@@ -1,0 +1,333 @@
+"""The load generator: sends a workload model's requests to a URL or an in-process ASGI
+app with httpx, and records what came back.
+
+Latency is measured from each request's intended send time (the schedule's, in the open
+model), into HDR histograms; time to first token from the same instant to the first
+server-sent event. Errors are split by cause: ``http_<status>``, ``timeout``,
+``connection``, ``stream_error`` (an SSE ``error`` event), ``unfinished`` (still running
+when the drain period ended) and ``generator_overload`` (the generator already had
+``max_in_flight`` requests outstanding). The event loop's clock is used throughout, so a
+test on a virtual-time loop against an in-process app is measured in modeled time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from perfkit._virtual_loop import is_virtual_loop
+from perfkit.load._histogram import LatencyHistogram
+from perfkit.load._models import ClosedModel, OpenModel, Request, RequestFactory
+from perfkit.load._result import LoadResult, Progress
+
+DEFAULT_REQUEST = Request()
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_IN_FLIGHT = 1000
+CPU_SATURATED = 0.9
+"""Share of one CPU above which the generator's own figures cannot be trusted."""
+LAG_TOLERATED = 0.010
+"""p99 of how late requests left, above which the generator fell behind its schedule."""
+
+
+class _Recorder:
+    """Counts and histograms of the measured requests (those meant to be sent after the
+    warm-up)."""
+
+    def __init__(self, measure_from: float) -> None:
+        self.measure_from = measure_from
+        self.latency = LatencyHistogram()
+        self.service_time = LatencyHistogram()
+        self.ttft = LatencyHistogram()
+        self.send_lag = LatencyHistogram()
+        self.errors: Counter[str] = Counter()
+        self.requests = self.successes = self.warmup_requests = self.sent = 0
+        self.in_flight = 0
+
+    def record(
+        self,
+        intended: float,
+        sent: float,
+        done: float,
+        failure: str | None,
+        first_event: float | None,
+    ) -> None:
+        if intended < self.measure_from:
+            self.warmup_requests += 1
+            return
+        self.requests += 1
+        self.send_lag.record(max(0.0, sent - intended))
+        if failure is not None:
+            self.errors[failure] += 1
+            return
+        self.successes += 1
+        self.latency.record(done - intended)
+        self.service_time.record(done - sent)
+        if first_event is not None:
+            self.ttft.record(first_event - intended)
+
+
+async def run_load(
+    target: str | Any,
+    model: OpenModel | ClosedModel,
+    *,
+    duration: float,
+    request: Request | RequestFactory = DEFAULT_REQUEST,
+    warmup: float = 0.0,
+    request_timeout: float = DEFAULT_TIMEOUT,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    progress: Callable[[Progress], None] | None = None,
+) -> LoadResult:
+    """Run a load test for ``duration`` seconds (the first ``warmup`` of them excluded
+    from the results) against ``target``: a base URL, or an ASGI app served in-process.
+
+    Each request may take ``request_timeout`` seconds per network operation; requests
+    still in flight at the end get that long to finish, so the test never runs longer
+    than ``duration + request_timeout``."""
+    _check_seconds("duration", duration, positive=True)
+    _check_seconds("request_timeout", request_timeout, positive=True)
+    _check_seconds("warmup", warmup)
+    if warmup >= duration:
+        raise ValueError(f"warmup must be shorter than duration ({duration!r}), got {warmup!r}")
+    if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+    factory: RequestFactory = request if callable(request) else (lambda _n: request)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    recorder = _Recorder(start + warmup)
+    wall, cpu = time.perf_counter(), time.process_time()
+    async with _client(target, request_timeout, max_in_flight) as client:
+        reporter = asyncio.create_task(_report_progress(progress, recorder, loop, start))
+        try:
+            if isinstance(model, OpenModel):
+                await _open(
+                    client,
+                    model,
+                    factory,
+                    recorder,
+                    loop,
+                    start,
+                    duration,
+                    request_timeout,
+                    max_in_flight,
+                )
+            else:
+                await _closed(
+                    client, model, factory, recorder, loop, start, duration, request_timeout
+                )
+        finally:
+            reporter.cancel()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return LoadResult(
+        target=target if isinstance(target, str) else f"in-process app {type(target).__name__}",
+        model=model.describe(),
+        duration=duration,
+        warmup=warmup,
+        requests=recorder.requests,
+        successes=recorder.successes,
+        errors=dict(sorted(recorder.errors.items())),
+        warmup_requests=recorder.warmup_requests,
+        latency=recorder.latency,
+        service_time=recorder.service_time,
+        ttft=recorder.ttft,
+        send_lag=recorder.send_lag,
+        warnings=_warnings(recorder, cpu, wall, virtual=is_virtual_loop(loop)),
+    )
+
+
+async def _open(
+    client: httpx.AsyncClient,
+    model: OpenModel,
+    factory: RequestFactory,
+    recorder: _Recorder,
+    loop: asyncio.AbstractEventLoop,
+    start: float,
+    duration: float,
+    drain: float,
+    max_in_flight: int,
+) -> None:
+    """Send on schedule whatever the server does: a slow reply never delays the next."""
+    running: set[asyncio.Task[None]] = set()
+    for n, offset in enumerate(model.send_times(duration)):
+        intended = start + offset
+        delay = intended - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if len(running) >= max_in_flight:
+            recorder.record(intended, loop.time(), loop.time(), "generator_overload", None)
+            continue
+        task = asyncio.create_task(_send(client, factory(n), intended, recorder, loop))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await _drain(running, loop, deadline=start + duration + drain)
+
+
+async def _closed(
+    client: httpx.AsyncClient,
+    model: ClosedModel,
+    factory: RequestFactory,
+    recorder: _Recorder,
+    loop: asyncio.AbstractEventLoop,
+    start: float,
+    duration: float,
+    drain: float,
+) -> None:
+    """Each user sends, waits for the reply, thinks, and sends again until the end."""
+    numbers = iter(range(1 << 62))
+
+    async def user() -> None:
+        while loop.time() < start + duration:
+            await _send(client, factory(next(numbers)), loop.time(), recorder, loop)
+            if model.think_time:
+                await asyncio.sleep(model.think_time)
+
+    users = {asyncio.create_task(user()) for _ in range(model.users)}
+    await _drain(users, loop, deadline=start + duration + drain)
+
+
+async def _drain(
+    tasks: set[asyncio.Task[None]], loop: asyncio.AbstractEventLoop, deadline: float
+) -> None:
+    """Wait for the tasks until ``deadline``, then cancel what is left (each cancelled
+    request is recorded as unfinished)."""
+    pending = set(tasks)
+    if pending:
+        _done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    request: Request,
+    intended: float,
+    recorder: _Recorder,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    sent = loop.time()
+    first_event: float | None = None
+    failure: str | None = None
+    recorder.sent += 1
+    recorder.in_flight += 1
+    try:
+        if request.stream:
+            async with client.stream(
+                request.method, request.path, json=request.json, headers=request.headers
+            ) as response:
+                failure = _status_failure(response.status_code)
+                if failure is None:
+                    async for event in _sse_events(response):
+                        if first_event is None:
+                            first_event = loop.time()
+                        if event == "error":
+                            failure = "stream_error"
+                else:
+                    await response.aread()
+        else:
+            response = await client.request(
+                request.method, request.path, json=request.json, headers=request.headers
+            )
+            failure = _status_failure(response.status_code)
+    except httpx.TimeoutException:
+        failure = "timeout"
+    except httpx.TransportError:
+        failure = "connection"
+    except asyncio.CancelledError:
+        failure = "unfinished"
+        raise
+    finally:
+        recorder.in_flight -= 1
+        recorder.record(intended, sent, loop.time(), failure, first_event)
+
+
+async def _sse_events(response: httpx.Response) -> AsyncIterator[str]:
+    """The names of the server-sent events of a response, as each one completes
+    (``message`` when unnamed); comments and ``ping`` keep-alives are skipped."""
+    name, has_data = "message", False
+    async for line in response.aiter_lines():
+        if not line:
+            if has_data and name != "ping":
+                yield name
+            name, has_data = "message", False
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            has_data = True
+    if has_data and name != "ping":
+        yield name
+
+
+def _status_failure(status: int) -> str | None:
+    return f"http_{status}" if status >= 400 else None
+
+
+def _client(target: str | Any, timeout: float, max_in_flight: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    if isinstance(target, str):
+        if not target.startswith(("http://", "https://")):
+            raise ValueError(
+                f"target must be an http:// or https:// URL or an ASGI app, got {target!r}"
+            )
+        return httpx.AsyncClient(base_url=target, timeout=timeout, limits=limits)
+    if not callable(target):
+        raise TypeError(f"target must be a URL or an ASGI app, got {target!r}")
+    transport = httpx.ASGITransport(app=target, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://app", timeout=timeout)
+
+
+async def _report_progress(
+    progress: Callable[[Progress], None] | None,
+    recorder: _Recorder,
+    loop: asyncio.AbstractEventLoop,
+    start: float,
+) -> None:
+    """Call ``progress`` once a second with the counts so far."""
+    if progress is None:
+        return
+    while True:
+        await asyncio.sleep(1.0)
+        progress(
+            Progress(
+                elapsed=loop.time() - start,
+                sent=recorder.sent,
+                completed=recorder.requests + recorder.warmup_requests,
+                errors=sum(recorder.errors.values()),
+                in_flight=recorder.in_flight,
+            )
+        )
+
+
+def _warnings(recorder: _Recorder, cpu: float, wall: float, *, virtual: bool) -> list[str]:
+    """Why the generator's own figures may not be trusted, if they may not."""
+    if virtual or wall <= 0:
+        return []
+    found = []
+    share = cpu / wall
+    if share >= CPU_SATURATED:
+        found.append(
+            f"this process used {share:.0%} of a CPU during the test: the generator (and an "
+            "in-process app) was saturated, so latencies include its own queueing; lower "
+            "the rate, or spread the load over more processes (Locust's workers)"
+        )
+    lag = recorder.send_lag.percentile(99)
+    if recorder.send_lag.count and lag > LAG_TOLERATED:
+        found.append(
+            f"requests left up to {lag * 1000:,.0f} ms after their scheduled time (p99): "
+            "the generator fell behind its schedule"
+        )
+    return found
+
+
+def _check_seconds(name: str, value: float, *, positive: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if not (0 <= value < math.inf) or (positive and value == 0):
+        qualifier = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a number of seconds {qualifier}, got {value!r}")

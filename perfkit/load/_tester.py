@@ -1,0 +1,77 @@
+"""The ``load_test`` fixture's runner: a load test inside a pytest test, gated by its SLO."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from perfkit._clock import Clock
+from perfkit._errors import PerfkitError
+from perfkit.load._models import ClosedModel, OpenModel
+from perfkit.load._result import LoadResult
+from perfkit.load._runner import run_load
+from perfkit.load._service import cache_counts, hit_rate
+from perfkit.load._slo import SLO, SLOReport, SLOViolation
+
+
+class LoadTester:
+    """Runs a load test and checks it against the test's SLO (its ``perfkit_slo`` marker,
+    else the seed's targets); a missed target fails the test with a measured-vs-target
+    table. Against a URL the test runs in real time (real sockets); against an
+    in-process ASGI app, on the test's clock, so under the virtual clock a service on the
+    simulated API is measured in modeled time, exactly::
+
+        def test_service_meets_its_slo(load_test):
+            load_test(app, OpenModel(rate=20), duration=60, request=Request("POST", "/chat", ...))
+    """
+
+    def __init__(self, clock: Clock, slo: SLO, record: Callable[[dict[str, Any]], None]) -> None:
+        self.clock = clock
+        self.slo = slo
+        self._record = record
+        self.report: SLOReport | None = None
+
+    def __call__(
+        self, target: str | Any, model: OpenModel | ClosedModel, **options: Any
+    ) -> LoadResult:
+        """Run the load test (see :func:`perfkit.load.run_load` for the options, plus
+        ``slo=`` and ``check=False``) from a synchronous test."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise PerfkitError("in an async test, use: result = await load_test.arun(...)")
+        coroutine = self.arun(target, model, **options)
+        if isinstance(target, str):
+            return asyncio.run(coroutine)
+        return self.clock.run(coroutine)
+
+    async def arun(
+        self,
+        target: str | Any,
+        model: OpenModel | ClosedModel,
+        *,
+        slo: SLO | None = None,
+        check: bool = True,
+        **options: Any,
+    ) -> LoadResult:
+        """The async twin of calling the fixture."""
+        before = await cache_counts(target)
+        result = await run_load(target, model, **options)
+        report = (slo or self.slo).check(
+            result, cache_hit_rate=hit_rate(before, await cache_counts(target))
+        )
+        self.report = report
+        self._record(
+            {
+                "result": result.as_dict(),
+                "slo": report.as_dict(),
+                "passed": report.passed,
+                "summary": [*result.lines(), *report.table()],
+            }
+        )
+        if check and not report.passed:
+            raise SLOViolation(report, result.target)
+        return result
