@@ -149,6 +149,8 @@ class PerfResult:
     """What produced the figures (a workload's settings), shown in the report."""
     calibration: Calibration | None = None
     """The CPU calibration timed around the rounds (``Perf(calibrate=True)``)."""
+    profiled: bool = False
+    """Whether a profiler ran during the rounds (its CPU time is then no measure)."""
 
     @property
     def rounds(self) -> int:
@@ -225,6 +227,7 @@ class Perf:
         self._recording = False
         self._profiler = profiler
         self._calibrate = calibrate
+        self.result.profiled = profiler is not None
         self.profile_files: ProfileFiles | None = None
 
     def __call__(

@@ -11,6 +11,7 @@ import pytest
 
 from perfkit._clock import CLOCK_MODES, ClockMode
 from perfkit._profiling import DEFAULT_TOP
+from perfkit._validation import parse_fraction
 from perfkit.reporting._gate import (
     DEFAULT_CPU_THRESHOLD,
     DEFAULT_TOLERANCE,
@@ -165,6 +166,11 @@ def resolve(config: pytest.Config) -> Settings:
             )
     baseline = _path(config, "perfkit_baseline", "a baseline file")
     update_baseline = bool(config.getoption("perfkit_update_baseline"))
+    if update_baseline and _value(config, "perfkit_profile")[0] is not None:
+        raise pytest.UsageError(
+            "--perfkit-update-baseline cannot be combined with --perfkit-profile: a profiler "
+            "multiplies CPU time, and the baseline would keep it"
+        )
     if update_baseline and baseline is None:
         raise pytest.UsageError(
             "--perfkit-update-baseline needs a baseline file: pass --perfkit-baseline PATH "
@@ -219,11 +225,8 @@ def _fraction(config: pytest.Config, name: str, default: float) -> float:
     value, source = _value(config, name)
     if value is None:
         return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not (number >= 0 and math.isfinite(number)):
+    number = parse_fraction(value)
+    if number is None:
         raise pytest.UsageError(
             f"{source} must be a number >= 0 (a fraction: 0.001 is 0.1%); got {value!r}"
         )

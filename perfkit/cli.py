@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TextIO
 
 from perfkit._clock import RealClock
 from perfkit._errors import PerfkitError
+from perfkit._validation import parse_fraction
 from perfkit.load._models import ARRIVALS, METHODS
 from perfkit.load._runner import DEFAULT_TIMEOUT
 from perfkit.load._slo import SEED_TARGETS, SLO
@@ -195,11 +196,8 @@ def _slo_target(text: str) -> dict[str, float]:
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value >= 0 and math.isfinite(value)):
+    value = parse_fraction(text)
+    if value is None:
         raise argparse.ArgumentTypeError(
             f"must be a number >= 0 (a fraction: 0.001 is 0.1%), got {text!r}"
         )
@@ -218,7 +216,8 @@ def _report(arguments: argparse.Namespace, out: TextIO) -> int:
         _write(arguments.markdown, reporting.markdown(document))
     if arguments.svg is not None:
         _write(arguments.svg, reporting.svg_chart(document["speedups"]))
-    return EXIT_OK
+    gate = document["gate"]
+    return EXIT_REGRESSION if gate is not None and gate["status"] == "fail" else EXIT_OK
 
 
 def _compare(arguments: argparse.Namespace, out: TextIO) -> int:

@@ -36,8 +36,10 @@ from perfkit._virtual_loop import current_loop_of, virtual_time
 from perfkit.load._slo import SLO
 from perfkit.load._tester import LoadTester
 from perfkit.pooling import live_connection_stats
-from perfkit.reporting import gate_lines, load_baseline, terminal_lines
+from perfkit.reporting import Speedup, gate_lines, load_baseline, terminal_lines
+from perfkit.reporting._gate import Selection
 from perfkit.reporting._run import RunOutcome, finish_run, scope_of
+from perfkit.reporting._speedups import find_benchmark
 from perfkit.simulation import AnthropicSimulator, SimulatedNetwork
 from perfkit.simulation._redis import (
     RedisServer,
@@ -53,6 +55,8 @@ COMPARISONS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 """Real-time comparisons a suite records for the report (``benchmark``, ``seconds_per_call``,
 ``ratios``)."""
 OUTCOME_KEY = pytest.StashKey[RunOutcome]()
+PROBLEM_KEY = pytest.StashKey[str]()
+"""Why the report could not be made (a usage error found at the end of the run)."""
 LOAD_TESTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 """What every ``load_test`` measured: the test, the result and its SLO check."""
 PROFILES_KEY = pytest.StashKey[list[ProfileFiles]]()
@@ -429,33 +433,93 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = [r for r in config.stash[RESULTS_KEY] if r.name.startswith(scope)]
     loads = [entry for entry in config.stash[LOAD_TESTS_KEY] if entry["test"].startswith(scope)]
     if not (results or loads):
+        if settings.update_baseline:
+            config.stash[PROBLEM_KEY] = (
+                f"baseline not updated: no benchmark under {scope or 'the rootdir'} ran "
+                "(run the benchmark suite itself, e.g. pytest benchmarks --perfkit-update-baseline)"
+            )
         return
     passed = exitstatus == pytest.ExitCode.OK
-    baseline_name = _display_path(settings.baseline, config.rootpath)
     try:
+        selection = _selection(config, scope)
+        speedups = _speedups(config, selection)
+        _check_baseline_exists(settings)
         outcome = finish_run(
             results=results,
-            collected={n for n in config.stash[COLLECTED_KEY] if n.startswith(scope)},
-            speedups=[
-                row for rows in config.hook.pytest_perfkit_speedups(config=config) for row in rows
-            ],
+            selection=selection,
+            speedups=speedups,
             comparisons=[
                 c for c in config.stash[COMPARISONS_KEY] if c["benchmark"].startswith(scope)
             ],
             load_tests=loads,
             version=_version(),
-            # A failed run neither refreshes the baseline nor is gated against it.
+            # A failed run does not refresh the baseline (it is still gated when not asked to).
             baseline=settings.baseline if passed or not settings.update_baseline else None,
-            baseline_name=baseline_name,
+            baseline_name=_display_path(settings.baseline, config.rootpath),
             update_baseline=settings.update_baseline,
             report_dir=settings.report_dir,
             gate_settings=settings.gate,
         )
-    except BaselineError as error:
-        raise pytest.UsageError(str(error)) from None
+    except (BaselineError, ValueError, TypeError) as error:
+        config.stash[PROBLEM_KEY] = f"ERROR: {error}"
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
     config.stash[OUTCOME_KEY] = outcome
     if outcome.regressed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _selection(config: pytest.Config, scope: str) -> Selection:
+    """The benchmarks this run collected in scope, and the files it collected in full
+    (a ``file::test`` argument narrows its file)."""
+    collected = frozenset(n for n in config.stash[COLLECTED_KEY] if n.startswith(scope))
+    narrowed = set()
+    for argument in config.args:
+        path, separator, _ = argument.partition("::")
+        if separator:
+            narrowed.add(_display_path(config.invocation_params.dir / path, config.rootpath))
+    files = {nodeid.partition("::")[0] for nodeid in collected}
+    return Selection(collected, frozenset(files - narrowed), config.rootpath)
+
+
+def _speedups(config: pytest.Config, selection: Selection) -> list[Speedup]:
+    """The report's rows from every ``pytest_perfkit_speedups`` hook, checked: a row
+    naming a benchmark that its collected file does not have is a typo."""
+    rows: list[Speedup] = []
+    for found in config.hook.pytest_perfkit_speedups(config=config):
+        if isinstance(found, Speedup) or not isinstance(found, list | tuple):
+            raise TypeError(f"pytest_perfkit_speedups must return a list of Speedup, got {found!r}")
+        for row in found:
+            if not isinstance(row, Speedup):
+                raise TypeError(f"pytest_perfkit_speedups returned {row!r}, not a Speedup")
+            for benchmark in (row.baseline, row.optimized):
+                if "::" not in benchmark:
+                    raise ValueError(
+                        f"Speedup {row.technique!r}, {row.scenario!r}: {benchmark!r} is not a "
+                        "benchmark's node id (test_file.py::test_name[parameters])"
+                    )
+                if find_benchmark(benchmark, selection.collected) is None and any(
+                    (benchmark.partition("::")[0] in (file, file.rpartition("/")[2]))
+                    for file in selection.complete_files
+                ):
+                    raise ValueError(
+                        f"Speedup {row.technique!r}, {row.scenario!r}: no benchmark "
+                        f"{benchmark!r} was collected from its file"
+                    )
+            rows.append(row)
+    return rows
+
+
+def _check_baseline_exists(settings: _settings.Settings) -> None:
+    """Under CI a configured baseline must exist: deleting it must not pass the gate."""
+    baseline = settings.baseline
+    if baseline is None or baseline.exists() or settings.update_baseline:
+        return
+    if os.environ.get("CI"):
+        raise BaselineError(
+            f"{baseline}: no such baseline file (CI is set, so the gate may not be skipped; "
+            "create it with --perfkit-update-baseline)"
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -465,6 +529,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     outcome = config.stash.get(OUTCOME_KEY, None)
     if outcome is not None:
         _write_outcome(terminalreporter, config, outcome)
+    problem = config.stash.get(PROBLEM_KEY, None)
+    if problem is not None:
+        terminalreporter.write_sep("-", "perfkit report", red=True)
+        terminalreporter.write_line(problem, red=True)
     profiles = config.stash.get(PROFILES_KEY, [])
     if profiles:
         write_profile_summary(terminalreporter, profiles)

@@ -15,6 +15,7 @@ from perfkit._calibration import Calibration
 from perfkit._perf import PerfResult
 from perfkit.demos import cache as cache_demo
 from perfkit.reporting import Claim, Speedup
+from perfkit.reporting._gate import Selection
 from perfkit.reporting._run import finish_run
 
 
@@ -98,7 +99,7 @@ def write_results(path: Path, concurrent_seconds: float) -> Path:
     ]  # fmt: skip
     outcome = finish_run(
         results=results,
-        collected={SEQUENTIAL, CONCURRENT},
+        selection=Selection(frozenset({SEQUENTIAL, CONCURRENT})),
         speedups=[Speedup("async", "3 calls", SEQUENTIAL, CONCURRENT, claim=Claim.factor(3))],
         comparisons=[],
         version="0.0",
@@ -163,7 +164,7 @@ def test_report_prints_the_table_and_writes_markdown_and_svg(
     )
     assert status == cli.EXIT_OK
     assert "async      3 calls     900 ms     300 ms        3.00x  3x     yes" in out
-    assert "no baseline: nothing was gated" in out
+    assert "not gated (no baseline" in out
     assert markdown.read_text().startswith("<!-- perfkit-report -->")
     assert svg.read_text().startswith("<svg")
 

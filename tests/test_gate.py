@@ -157,6 +157,7 @@ def test_two_runs_give_byte_identical_exact_figures(suite: pytest.Pytester) -> N
 def test_new_missing_and_deselected_benchmarks_are_reported_not_failed(
     suite: pytest.Pytester,
 ) -> None:
+    (suite.path / "benchmarks" / "conftest.py").unlink()  # its rows name the renamed test
     refreshed(suite)
     source = (suite.path / "benchmarks" / "test_suite.py").read_text()
     (suite.path / "benchmarks" / "test_suite.py").write_text(
@@ -311,8 +312,10 @@ def glob(pattern: str) -> str:
 
 
 def run_injected(project: pytest.Pytester, injection: str, *arguments: str) -> Any:
+    """Our suite with a regression injected, its CPU gate opened wide: what these runs
+    prove is the exact figures' gate, which a busy machine cannot touch."""
     (project.path / "conftest.py").write_text(injection)
-    return project.runpytest_subprocess(*arguments, timeout=300)
+    return project.runpytest_subprocess(*arguments, "--perfkit-cpu-threshold=10", timeout=300)
 
 
 def test_the_committed_baseline_passes_without_an_injection(
@@ -351,6 +354,9 @@ def test_a_serial_gather_fails_the_gate(our_benchmarks: pytest.Pytester) -> None
     result = run_injected(our_benchmarks, SERIAL_GATHER, "benchmarks/test_async.py")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=6)
+    readme = (REPOSITORY / "README.md").read_text()
+    [quoted] = [block for block in readme.split("```text\n")[1:] if "REGRESSION" in block]
+    result.stdout.fnmatch_lines(quoted.partition("```")[0].splitlines())  # what README shows
     queries = "benchmarks/test_async.py::test_five_database_queries[concurrent]"
     tools = "benchmarks/test_async.py::test_one_tool_use_turn[concurrent]"
     result.stdout.fnmatch_lines(
@@ -380,3 +386,127 @@ def test_an_unpooled_client_fails_the_gate(our_benchmarks: pytest.Pytester) -> N
             glob(f"REGRESSION {optimized}: observed.mean rose from * ms to *"),
         ]
     )
+
+
+# What a run covered: selections, deleted files, refreshes
+
+
+def test_selecting_one_benchmark_by_node_id_leaves_the_others_alone(
+    suite: pytest.Pytester,
+) -> None:
+    baseline = refreshed(suite)
+    selected = suite.runpytest(f"{CONCURRENT}", "--perfkit-update-baseline")
+    selected.assert_outcomes(passed=1)
+    assert "missing" not in selected.stdout.str()
+    assert set(load_baseline(suite.path / "benchmarks" / "baseline.json")["benchmarks"]) == set(
+        baseline["benchmarks"]
+    )
+
+
+def test_a_deleted_benchmark_file_is_missing_and_a_refresh_drops_it(
+    suite: pytest.Pytester,
+) -> None:
+    write_suite(suite, call=0.1, name="test_other.py")
+    suite.runpytest("benchmarks", "--perfkit-update-baseline").assert_outcomes(passed=4)
+    (suite.path / "benchmarks" / "test_other.py").unlink()
+    result = suite.runpytest("benchmarks")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [glob("missing    benchmarks/test_other.py::test_three_calls[concurrent] (in the*")]
+    )
+    suite.runpytest("benchmarks", "--perfkit-update-baseline")
+    remaining = load_baseline(suite.path / "benchmarks" / "baseline.json")["benchmarks"]
+    assert not [nodeid for nodeid in remaining if "test_other.py" in nodeid]
+
+
+def test_refreshing_when_no_benchmark_ran_says_so(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("benchmarks", "-k", "nothing_matches", "--perfkit-update-baseline")
+    result.stdout.fnmatch_lines(["baseline not updated: no benchmark under benchmarks/ ran*"])
+    assert not (suite.path / "benchmarks" / "baseline.json").exists()
+
+
+def test_under_ci_a_missing_baseline_is_an_error(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest("benchmarks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["ERROR: *baseline.json: no such baseline file (CI is set*"])
+    monkeypatch.delenv("CI")
+    assert suite.runpytest("benchmarks").ret == pytest.ExitCode.OK  # locally: a note only
+
+
+def test_a_baseline_from_the_real_clock_is_a_mismatch(suite: pytest.Pytester) -> None:
+    suite.runpytest("benchmarks", "--perfkit-clock=real", "--perfkit-update-baseline")
+    result = suite.runpytest("benchmarks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        ["ERROR: the baseline was measured on the real clock and this run*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("hook", "message"),
+    [
+        (
+            'Speedup("a", "b", "test_suite.py::test_three_calls[sequental]", '
+            '"test_suite.py::test_three_calls[concurrent]")',
+            "ERROR: Speedup 'a', 'b': no benchmark 'test_suite.py::test_three_calls[sequental]' "
+            "was collected from its file",
+        ),
+        (
+            'Speedup("a", "b", "test_three_calls", "x")',
+            "ERROR: Speedup 'a', 'b': 'test_three_calls' is not a benchmark's node id*",
+        ),
+    ],
+)
+def test_a_speedup_row_naming_nothing_is_a_usage_error(
+    suite: pytest.Pytester, hook: str, message: str
+) -> None:
+    (suite.path / "benchmarks" / "conftest.py").write_text(
+        "from perfkit.reporting import Claim, Speedup\n\n\n"
+        f"def pytest_perfkit_speedups(config):\n    return [{hook}]\n"
+    )
+    result = suite.runpytest("benchmarks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines([glob(message) if "*" not in message else message])
+
+
+def test_a_hook_returning_one_speedup_instead_of_a_list_is_a_usage_error(
+    suite: pytest.Pytester,
+) -> None:
+    (suite.path / "benchmarks" / "conftest.py").write_text(
+        SPEEDUPS.replace("    ]\n", "    ][0]\n")
+    )
+    result = suite.runpytest("benchmarks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["ERROR: pytest_perfkit_speedups must return a list of Speedup*"])
+
+
+def test_profiling_and_refreshing_the_baseline_do_not_mix(suite: pytest.Pytester) -> None:
+    result = suite.runpytest(
+        "benchmarks", "--perfkit-profile=profiles", "--perfkit-update-baseline"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --perfkit-update-baseline cannot be combined with*"])
+
+
+def test_our_seeded_benchmarks_give_byte_identical_exact_figures(
+    our_benchmarks: pytest.Pytester,
+) -> None:
+    files = [
+        "benchmarks/test_api_calls.py",
+        "benchmarks/test_streaming.py",
+        "benchmarks/test_cache_impact.py",
+    ]
+
+    def exact() -> str:
+        result = our_benchmarks.runpytest_subprocess(*files, "--perfkit-tolerance=0", timeout=300)
+        assert result.ret == pytest.ExitCode.OK  # and no exact figure moved from the baseline
+        report = json.loads((our_benchmarks.path / "perfkit-report" / "report.json").read_text())
+        for entry in report["benchmarks"].values():
+            del entry["cpu"], entry["wall"]
+        rows = [row for row in report["speedups"] if row["deterministic"]]
+        return json.dumps([report["benchmarks"], rows])
+
+    assert exact() == exact()

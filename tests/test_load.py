@@ -422,7 +422,7 @@ def test_the_load_test_fixture_gates_on_the_marker_slo(pytester: pytest.Pytester
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
         "filterwarnings = error\nperfkit_report_dir = report\n"
     )
-    pytester.makepyfile(test_service=FIXTURE_TESTS)
+    pytester.makepyfile(test_slo_service=FIXTURE_TESTS)
     result = pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
@@ -432,7 +432,7 @@ def test_the_load_test_fixture_gates_on_the_marker_slo(pytester: pytest.Pytester
         ]
     )
     result.stdout.fnmatch_lines(
-        ["*perfkit load tests*", "test_service.py::test_meets_its_slo: SLO met"]
+        ["*perfkit load tests*", "test_slo_service.py::test_meets_its_slo: SLO met"]
     )
     report = json.loads((pytester.path / "report" / "report.json").read_text())
     assert [entry["passed"] for entry in report["load_tests"]] == [True, False, False]
@@ -499,3 +499,44 @@ def test_perfkit_load_mistakes_exit_2_with_one_line(
     assert status == cli.EXIT_USAGE
     assert err.count("\n") == 1
     assert message in err
+
+
+URL_IN_VIRTUAL_TIME = """
+import pytest
+
+from perfkit.load import OpenModel
+
+
+async def test_url_in_virtual_time(load_test):
+    with pytest.raises(Exception, match="a load test against a URL needs real time"):
+        await load_test.arun("http://127.0.0.1:9", OpenModel(rate=1), duration=1)
+
+
+@pytest.mark.perfkit_slo(p50=None, p95=None, p99=None, min_rps=None, cache_hit_rate=None)
+def test_labelled(load_test):
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def ok(request):
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/", ok)])
+    load_test(app, OpenModel(rate=5), duration=1, label="the labelled service")
+"""
+
+
+def test_a_url_needs_real_time_and_labels_head_the_report(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        "filterwarnings = error\nperfkit_report_dir = report\n"
+    )
+    pytester.makepyfile(test_guard=URL_IN_VIRTUAL_TIME)
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["test_guard.py::test_labelled: SLO met", "    the labelled service"]
+    )
+    report = json.loads((pytester.path / "report" / "report.json").read_text())
+    assert report["load_tests"][0]["label"] == "the labelled service"
+    assert "the labelled service" in (pytester.path / "report" / "report.md").read_text()

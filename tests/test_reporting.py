@@ -29,9 +29,9 @@ from perfkit.reporting import (
     update_baseline,
     write_report,
 )
-from perfkit.reporting._documents import _umask, baseline_document, write_json
+from perfkit.reporting._documents import _umask, baseline_document, write_json, write_text
 from perfkit.reporting._figures import benchmark_entry, flat_figures, is_exact
-from perfkit.reporting._gate import compare
+from perfkit.reporting._gate import Selection, compare
 from perfkit.reporting._render import MARKER, format_value
 from perfkit.reporting._run import finish_run, scope_of
 from perfkit.reporting._speedups import find_benchmark, speedup_rows
@@ -275,24 +275,48 @@ def test_faster_figures_are_improvements_not_failures() -> None:
     )
 
 
-def test_new_missing_and_not_run_benchmarks_are_told_apart() -> None:
-    gone = "benchmarks/test_x.py::test_gone"
-    deselected = "benchmarks/test_x.py::test_deselected"
-    elsewhere = "benchmarks/test_y.py::test_other"
-    baseline = baseline_of(result(), result(gone), result(deselected), result(elsewhere))
-    outcome = compare(
-        entries(result(), result(SEQUENTIAL)),
-        baseline,
-        collected={CONCURRENT, SEQUENTIAL, deselected},
+def test_new_missing_and_not_run_benchmarks_are_told_apart(tmp_path: Path) -> None:
+    gone = "benchmarks/test_x.py::test_gone"  # its file ran in full without it
+    deselected = "benchmarks/test_x.py::test_deselected"  # collected, then -k dropped it
+    deleted = "benchmarks/test_deleted.py::test_a"  # its file no longer exists
+    narrowed = "benchmarks/test_y.py::test_other"  # its file was narrowed to test_y.py::test_one
+    elsewhere = "benchmarks/test_z.py::test_z"  # its file was not part of this run
+    for file in ("test_x.py", "test_y.py", "test_z.py"):
+        (tmp_path / "benchmarks").mkdir(exist_ok=True)
+        (tmp_path / "benchmarks" / file).write_text("")
+    baseline = baseline_of(
+        *(result(name) for name in (CONCURRENT, gone, deselected, deleted, narrowed, elsewhere))
     )
+    selection = Selection(
+        collected=frozenset({CONCURRENT, SEQUENTIAL, deselected, "benchmarks/test_y.py::test_one"}),
+        complete_files=frozenset({"benchmarks/test_x.py"}),
+        root=tmp_path,
+    )
+    outcome = compare(entries(result(), result(SEQUENTIAL)), baseline, selection=selection)
     assert outcome.passed
     assert outcome.new == [SEQUENTIAL]
-    assert outcome.missing == [gone]
-    assert outcome.not_run == [deselected]  # test_y.py did not run: out of this run's scope
+    assert outcome.missing == [deleted, gone]
+    assert outcome.not_run == [deselected]  # test_y.py's other test and test_z.py: not in scope
+
+
+def test_a_baseline_on_another_clock_is_a_mismatch() -> None:
+    with pytest.raises(BaselineError, match="measured on the real clock and this run on the vir"):
+        compare(entries(result()), baseline_of(result(clock="real")))
+
+
+def test_a_change_in_rounds_is_not_compared() -> None:
+    outcome = compare(entries(result(rounds=4)), baseline_of(result(rounds=2), result("b")))
+    assert outcome.passed
+    assert outcome.skipped == [
+        f"{CONCURRENT}: measured over 4 round(s), the baseline over 2 (counters are totals "
+        "over the rounds: refresh the baseline)"
+    ]
 
 
 def test_a_benchmark_on_another_clock_is_skipped_with_the_reason() -> None:
-    outcome = compare(entries(result(clock="real")), baseline_of(result()))
+    outcome = compare(
+        entries(result(clock="real"), result("b")), baseline_of(result(), result("b"))
+    )
     assert outcome.passed
     assert outcome.skipped == [
         f"{CONCURRENT}: measured on the real clock, the baseline on the virtual clock "
@@ -333,9 +357,9 @@ def test_cpu_time_below_the_minimum_is_not_gated() -> None:
 
 
 def test_gate_settings_are_validated() -> None:
-    with pytest.raises(ValueError, match="tolerance must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match="tolerance must be a finite number >= 0, got -1"):
         GateSettings(tolerance=-1)
-    with pytest.raises(ValueError, match="cpu_threshold must be a number >= 0, got 'x'"):
+    with pytest.raises(ValueError, match="cpu_threshold must be a finite number >= 0, got 'x'"):
         GateSettings(cpu_threshold="x")  # type: ignore[arg-type]
 
 
@@ -362,7 +386,7 @@ def test_refreshing_a_baseline_keeps_benchmarks_not_run_and_drops_vanished_ones(
         entries(result(modeled=0.5)),
         CALIBRATION.as_dict(),
         previous=previous,
-        collected={CONCURRENT},
+        selection=Selection(frozenset({CONCURRENT}), frozenset({"benchmarks/test_x.py"})),
     )
     assert list(refreshed["benchmarks"]) == [CONCURRENT, elsewhere]
     assert refreshed["benchmarks"][CONCURRENT]["modeled"]["mean"] == 0.5
@@ -401,7 +425,7 @@ def run_outcome(tmp_path: Path, *results: PerfResult, **options: Any) -> dict[st
     speedups = [Speedup("async", "3 calls", SEQUENTIAL, CONCURRENT, claim=Claim.factor(3))]
     outcome = finish_run(
         results=list(results),
-        collected={r.name for r in results},
+        selection=Selection(frozenset(r.name for r in results)),
         speedups=speedups,
         comparisons=[],
         version="0.0",
@@ -493,7 +517,7 @@ def test_the_markdown_report_is_ready_for_a_pull_request_comment() -> None:
     text = markdown(document)
     assert text.startswith(MARKER + "\n")
     assert "| pooling | 10 requests | 6,000 ms | 5,100 ms | 15.0% less | 15% | yes |" in text
-    assert "- no baseline: nothing was gated" in text
+    assert "- not gated (no baseline, or a refresh refused because the run failed)" in text
     assert f"| `{CONCURRENT}` | virtual | 3 | 300 ms |" in text
 
 
@@ -531,7 +555,7 @@ def test_gate_lines_name_every_regression_and_the_way_to_refresh() -> None:
         "not run    1 baseline benchmark(s) deselected or skipped",
         "gate FAILED against benchmarks/baseline.json: 3 figure(s) regressed in 1 benchmark(s), "
         "0 figure(s) improved in 0 benchmark(s), 1 new, 0 missing "
-        "(refresh on purpose: pytest --perfkit-update-baseline)",
+        "(refresh on purpose: pytest <your benchmarks> --perfkit-update-baseline)",
     ]
 
 
@@ -593,3 +617,42 @@ def test_without_enough_benchmarks_the_run_has_no_drift_to_remove() -> None:
     baseline = baseline_of(*(result(name, cpu=0.05) for name in names))
     doubled = [result(name, cpu=0.05 * 2.2) for name in names]
     assert len(compare(entries(*doubled), baseline).regressions) == 4
+
+
+def test_cpu_drift_never_forgives_less_than_nothing() -> None:
+    names = [f"benchmarks/test_x.py::test_{n}" for n in range(7)]
+    baseline = baseline_of(*(result(name, cpu=0.09) for name in names))
+    # An optimisation made four of seven benchmarks 3x cheaper; the other three did not move.
+    after = [result(name, cpu=0.03 if n < 4 else 0.09) for n, name in enumerate(names)]
+    outcome = compare(entries(*after), baseline)
+    assert outcome.passed
+
+
+def test_a_profiled_benchmark_is_not_cpu_gated() -> None:
+    profiled = result(cpu=0.5)
+    profiled.profiled = True
+    entry = benchmark_entry(profiled, CALIBRATION)
+    assert entry["profiled"] is True
+    assert compare({CONCURRENT: entry}, baseline_of(result(cpu=0.05))).passed
+
+
+def test_rows_of_equal_or_zero_figures() -> None:
+    found = entries(result(SEQUENTIAL, 0.0), result(CONCURRENT, 0.0), result("b", 0.3))
+    same, from_zero = speedup_rows(
+        [
+            Speedup("a", "same", SEQUENTIAL, CONCURRENT, claim=Claim.factor(1)),
+            Speedup("a", "from zero", SEQUENTIAL, "b", claim=Claim.percent(15)),
+        ],
+        found,
+    )
+    assert (same["factor"], same["verdict"]) == (1.0, "inside")
+    assert from_zero["percent_saved"] == 0.0
+    assert terminal_lines([same, from_zero])  # renders without a TypeError
+
+
+def test_a_failed_write_names_the_file_not_its_temporary(tmp_path: Path) -> None:
+    (tmp_path / "report.md").mkdir()
+    with pytest.raises(IsADirectoryError) as raised:
+        write_text(tmp_path / "report.md", "x")
+    assert raised.value.filename == str(tmp_path / "report.md")
+    assert [path.name for path in tmp_path.iterdir()] == ["report.md"]

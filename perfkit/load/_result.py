@@ -47,6 +47,8 @@ class LoadResult:
     ttft: LatencyHistogram
     send_lag: LatencyHistogram
     warnings: list[str] = field(default_factory=list)
+    cache_hit_rate: float | None = None
+    """The service's cache hit rate over the test, when it reports its cache."""
 
     @property
     def measured_seconds(self) -> float:
@@ -81,6 +83,7 @@ class LoadResult:
             "rps": round(self.rps, 3),
             "warmup_requests": self.warmup_requests,
             **{name: histogram.as_dict() for name, histogram in histograms.items()},
+            "cache_hit_rate": self.cache_hit_rate,
             "warnings": list(self.warnings),
         }
 
@@ -93,7 +96,12 @@ class LoadResult:
             + (f" ({self.warmup:g} s warm-up excluded)" if self.warmup else ""),
             f"requests {self.requests:,}  ok {self.successes:,}  errors {errors:,} "
             f"({self.error_rate:.2%})" + (f": {causes}" if causes else ""),
-            f"throughput {self.rps:,.2f} requests/s",
+            f"throughput {self.rps:,.2f} requests/s"
+            + (
+                f", cache hit rate {self.cache_hit_rate:.1%}"
+                if self.cache_hit_rate is not None
+                else ""
+            ),
         ]
         table = [("", *(f"p{q:g}" for q in PERCENTILES), "max")]
         for label, histogram in self._histograms().items():

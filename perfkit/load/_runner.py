@@ -31,7 +31,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_IN_FLIGHT = 1000
 CPU_SATURATED = 0.9
 """Share of one CPU above which the generator's own figures cannot be trusted."""
-LAG_TOLERATED = 0.010
+LAG_TOLERATED = 0.025
 """p99 of how late requests left, above which the generator fell behind its schedule."""
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from perfkit._clock import Clock
 from perfkit._errors import PerfkitError
+from perfkit._virtual_loop import is_virtual_loop
 from perfkit.load._models import ClosedModel, OpenModel
 from perfkit.load._result import LoadResult
 from perfkit.load._runner import run_load
@@ -55,21 +56,29 @@ class LoadTester:
         *,
         slo: SLO | None = None,
         check: bool = True,
+        label: str = "",
         **options: Any,
     ) -> LoadResult:
-        """The async twin of calling the fixture."""
+        """The async twin of calling the fixture; ``label`` heads the test's entry in the
+        report (to tell several load tests of one test apart)."""
+        if isinstance(target, str) and is_virtual_loop(asyncio.get_running_loop()):
+            raise PerfkitError(
+                "a load test against a URL needs real time, and this async test runs in "
+                "virtual time: mark it @pytest.mark.perfkit_clock('real'), or call "
+                "load_test(...) from a synchronous test"
+            )
         before = await cache_counts(target)
         result = await run_load(target, model, **options)
-        report = (slo or self.slo).check(
-            result, cache_hit_rate=hit_rate(before, await cache_counts(target))
-        )
+        result.cache_hit_rate = hit_rate(before, await cache_counts(target))
+        report = (slo or self.slo).check(result, cache_hit_rate=result.cache_hit_rate)
         self.report = report
         self._record(
             {
+                "label": label,
                 "result": result.as_dict(),
                 "slo": report.as_dict(),
                 "passed": report.passed,
-                "summary": [*result.lines(), *report.table()],
+                "summary": [*([label] if label else []), *result.lines(), *report.table()],
             }
         )
         if check and not report.passed:

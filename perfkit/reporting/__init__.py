@@ -18,15 +18,15 @@ from perfkit.reporting._run import gate_document, update, write_report
 from perfkit.reporting._speedups import Claim, Speedup
 
 
-def load_report(path: Path) -> dict[str, Any]:
+def load_report(path: Path | str) -> dict[str, Any]:
     """Read and validate a report file (``report.json``); BaselineError if it is unusable."""
-    return load(path, "report")
+    return load(Path(path), "report")
 
 
-def load_baseline(path: Path, name: str = "") -> dict[str, Any]:
+def load_baseline(path: Path | str, name: str = "") -> dict[str, Any]:
     """Read and validate a baseline file (named ``name`` in errors); BaselineError if it is
     unusable."""
-    return load(path, "baseline", name)
+    return load(Path(path), "baseline", name)
 
 
 def gate_report(

@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -16,6 +16,7 @@ import jsonschema
 
 from perfkit._calibration import Calibration
 from perfkit._errors import BaselineError
+from perfkit.reporting._gate import Selection
 
 REPORT_SCHEMA = "perfkit-report/1"
 BASELINE_SCHEMA = "perfkit-baseline/1"
@@ -36,7 +37,7 @@ def report_document(
     version: str,
     calibration: Calibration,
     benchmarks: Mapping[str, Mapping[str, Any]],
-    collected: Collection[str],
+    selection: Selection,
     speedups: Sequence[Mapping[str, Any]],
     comparisons: Sequence[Mapping[str, Any]],
     gate: Mapping[str, Any] | None,
@@ -54,7 +55,8 @@ def report_document(
         },
         "calibration": calibration.as_dict(),
         "benchmarks": {nodeid: dict(benchmarks[nodeid]) for nodeid in sorted(benchmarks)},
-        "collected": sorted(collected),
+        "collected": sorted(selection.collected),
+        "complete_files": sorted(selection.complete_files),
         "speedups": [dict(row) for row in speedups],
         "comparisons": [dict(comparison) for comparison in comparisons],
         "load_tests": [dict(entry) for entry in load_tests],
@@ -67,17 +69,16 @@ def baseline_document(
     calibration: Mapping[str, Any],
     *,
     previous: Mapping[str, Any] | None = None,
-    collected: Collection[str] | None = None,
+    selection: Selection | None = None,
 ) -> dict[str, Any]:
     """A baseline of ``benchmarks``. With a ``previous`` baseline, its benchmarks that
-    this run did not measure are kept, unless their file ran without them (``collected``
-    is every benchmark id the run collected): those no longer exist and are dropped."""
+    this run did not measure are kept, unless they no longer exist (see
+    :class:`Selection`)."""
+    selection = selection or Selection()
     kept: dict[str, Any] = {}
     if previous is not None:
-        ran_files = {nodeid.partition("::")[0] for nodeid in collected or ()}
         for nodeid, entry in previous["benchmarks"].items():
-            vanished = collected is not None and nodeid not in collected
-            if not (vanished and nodeid.partition("::")[0] in ran_files):
+            if not selection.vanished(nodeid):
                 kept[nodeid] = entry
     for nodeid, entry in benchmarks.items():
         fields = {name: entry[name] for name in BASELINE_FIELDS}
@@ -143,6 +144,9 @@ def write_text(path: Path, text: str) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -48,6 +48,8 @@ def benchmark_entry(result: PerfResult, calibration: Calibration) -> dict[str, A
     }
     if result.parameters:
         entry["parameters"] = dict(result.parameters)
+    if result.profiled:
+        entry["profiled"] = True
     return entry
 
 

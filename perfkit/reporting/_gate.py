@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from perfkit._calibration import relative_spread
+from perfkit._errors import BaselineError
 from perfkit.reporting._figures import (
     DIGITS,
     flat_figures,
@@ -42,7 +44,6 @@ SPREAD_MULTIPLIER = 4
 MIN_BENCHMARKS_FOR_DRIFT = 5
 ABSOLUTE_SLACK = 10.0**-DIGITS
 """Figures are rounded to this; a difference below it is rounding, not a regression."""
-UNGATED_STATISTICS = frozenset({"count"})
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,9 @@ class GateSettings:
         for name in ("tolerance", "cpu_threshold", "cpu_minimum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
             if not 0 <= value < math.inf:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -92,7 +93,7 @@ class Change:
         return self.current / self.baseline - 1
 
     def message(self) -> str:
-        verb = "rose" if self.current > self.baseline else "fell"
+        verb = "rose" if self.current >= self.baseline else "fell"
         limit = (
             "counters may not " + ("fall" if self.higher_is_better else "grow")
             if self.figure.startswith("counters.")
@@ -149,36 +150,62 @@ class GateOutcome:
         }
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What a run covered: every benchmark id it collected (selected or deselected), the
+    files it collected in full (not narrowed to some of their tests with ``file::test``),
+    and, when known, the directory the ids are relative to."""
+
+    collected: frozenset[str] = frozenset()
+    complete_files: frozenset[str] = frozenset()
+    root: Path | None = None
+
+    def vanished(self, nodeid: str) -> bool:
+        """Whether a benchmark no longer exists: its file is gone, or its file was
+        collected in full without it."""
+        file = _file_of(nodeid)
+        if self.root is not None and not (self.root / file).is_file():
+            return True
+        return file in self.complete_files and nodeid not in self.collected
+
+
 def compare(
     entries: Mapping[str, Mapping[str, Any]],
     baseline: Mapping[str, Any],
     *,
     settings: GateSettings | None = None,
     calibration_spread: float = 0.0,
-    collected: Collection[str] | None = None,
+    selection: Selection | None = None,
 ) -> GateOutcome:
     """Gate this run's benchmark ``entries`` against a loaded ``baseline`` document.
 
-    ``collected`` is every benchmark id this run collected (selected or not): a baseline
-    benchmark that was collected but not measured was deselected or skipped ("not run"),
-    one whose file ran but that was not collected no longer exists ("missing"). Without
-    it, every unmeasured baseline benchmark counts as not run."""
+    A baseline benchmark this run did not measure is "missing" if it no longer exists
+    (see :class:`Selection`), "not run" if the run collected it (deselected or skipped),
+    and out of this run's scope otherwise. A baseline that shares benchmarks with the run
+    but none on the same clock is a mismatch (BaselineError)."""
     settings = settings or GateSettings()
+    selection = selection or Selection()
     outcome = GateOutcome()
     expected: Mapping[str, Mapping[str, Any]] = baseline["benchmarks"]
     noise = max(calibration_spread, float(baseline.get("calibration", {}).get("spread", 0.0)))
     cpu_pairs = []
+    shared = sorted(set(entries) & set(expected))
     for nodeid in sorted(entries):
         if nodeid not in expected:
             outcome.new.append(nodeid)
         elif _compare_entry(nodeid, entries[nodeid], expected[nodeid], settings, outcome):
-            cpu_pairs.append((nodeid, entries[nodeid].get("cpu", {}), expected[nodeid]["cpu"]))
+            cpu_pairs.append((nodeid, entries[nodeid], expected[nodeid]))
+    if shared and all(entries[n].get("clock") != expected[n].get("clock") for n in shared):
+        clocks = sorted({str(expected[n].get("clock")) for n in shared})
+        raise BaselineError(
+            f"the baseline was measured on the {' and '.join(clocks)} clock and this run on "
+            f"the {entries[shared[0]].get('clock')} clock: nothing can be compared"
+        )
     _compare_cpu(cpu_pairs, settings, noise, outcome)
-    files = {_file_of(nodeid) for nodeid in collected or ()}
     for nodeid in sorted(set(expected) - set(entries)):
-        if collected is not None and nodeid not in collected and _file_of(nodeid) in files:
+        if selection.vanished(nodeid):
             outcome.missing.append(nodeid)
-        elif collected is None or nodeid in collected:
+        elif nodeid in selection.collected:
             outcome.not_run.append(nodeid)
     return outcome
 
@@ -197,13 +224,20 @@ def _compare_entry(
             f"{baseline.get('clock')} clock (not comparable)"
         )
         return False
+    if current.get("rounds") != baseline.get("rounds"):
+        outcome.skipped.append(
+            f"{nodeid}: measured over {current.get('rounds')} round(s), the baseline over "
+            f"{baseline.get('rounds')} (counters are totals over the rounds: refresh the baseline)"
+        )
+        return False
     now, then = flat_figures(current), flat_figures(baseline)
     better_higher = set(current.get("higher_is_better", ())) | set(
         baseline.get("higher_is_better", ())
     )
     for figure in sorted(then):
-        if not is_exact(baseline, figure) or figure.rpartition(".")[2] in UNGATED_STATISTICS:
-            continue
+        group, _, statistic = figure.partition(".")
+        if not is_exact(baseline, figure) or (group != "counters" and statistic == "count"):
+            continue  # how many latencies were observed: more is not worse
         if figure not in now:
             outcome.skipped.append(f"{nodeid}: {figure} is in the baseline but was not measured")
             continue
@@ -236,16 +270,19 @@ def _compare_cpu(
     benchmarks to tell, the median of their ratios (now over baseline) is how much the
     machine, not the code, moved, and one benchmark must stand out from it to fail."""
     gated = [
-        (nodeid, now, then)
-        for nodeid, now, then in pairs
-        if "normalized" in now
-        and now.get("median", 0.0) >= settings.cpu_minimum  # less is noise
-        and then.get("normalized", 0.0) > 0
+        (nodeid, current["cpu"], baseline["cpu"])
+        for nodeid, current, baseline in pairs
+        if not current.get("profiled")  # a profiler multiplies CPU time
+        and "normalized" in current.get("cpu", {})
+        and current["cpu"].get("median", 0.0) >= settings.cpu_minimum  # less is noise
+        and baseline["cpu"].get("normalized", 0.0) > 0
     ]
     ratios = [now["normalized"] / then["normalized"] for _, now, then in gated]
     drift, spread = 1.0, 0.0
     if len(ratios) >= MIN_BENCHMARKS_FOR_DRIFT:
-        drift, spread = statistics.median(ratios), relative_spread(ratios)
+        # Only a shared slowdown is forgiven: after an optimisation that made most
+        # benchmarks cheaper, the unchanged ones must not read as slower.
+        drift, spread = max(1.0, statistics.median(ratios)), relative_spread(ratios)
     for (nodeid, now, then), ratio in zip(gated, ratios, strict=True):
         noisiest = max(noise, spread, float(now.get("spread", 0.0)), float(then["spread"]))
         allowed = max(settings.cpu_threshold, SPREAD_MULTIPLIER * noisiest)

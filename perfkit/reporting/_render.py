@@ -45,7 +45,7 @@ def format_improvement(row: Mapping[str, Any]) -> str:
     if factor is None:
         return "∞" if saved is not None else "-"
     claim = row["claim"]
-    if claim is not None and claim["unit"] == "%":
+    if claim is not None and claim["unit"] == "%" and saved is not None:
         return f"{saved:.1f}% less"
     if factor >= 100:
         return f"{factor:,.0f}x"
@@ -94,7 +94,7 @@ def terminal_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def gate_lines(gate: Mapping[str, Any] | None) -> list[str]:
     """The gate's outcome: every regression in full, then improvements and changes."""
     if gate is None:
-        return ["no baseline: nothing was gated"]
+        return ["not gated (no baseline, or a refresh refused because the run failed)"]
     if gate["status"] == "updated":
         return [f"baseline {gate['baseline']} updated from this run"]
     lines = [f"REGRESSION {message}" for message in _grouped(gate["regressions"])]
@@ -115,7 +115,7 @@ def gate_lines(gate: Mapping[str, Any] | None) -> list[str]:
         f"{len(gate['missing'])} missing"
     )
     if gate["improvements"] or gate["new"] or gate["missing"]:
-        summary += " (refresh on purpose: pytest --perfkit-update-baseline)"
+        summary += " (refresh on purpose: pytest <your benchmarks> --perfkit-update-baseline)"
     return [*lines, summary]
 
 
@@ -154,6 +154,10 @@ def markdown(document: Mapping[str, Any]) -> str:
         parts += ["", *notes] if notes else []
     else:
         parts.append("No speedups were declared (see `pytest_perfkit_speedups`).")
+    for entry in document.get("load_tests", []):
+        verdict = "SLO met" if entry["passed"] else "SLO **missed**"
+        parts += ["", f"### Load test `{entry['test']}`: {verdict}", "", "```text"]
+        parts += [*entry["summary"], "```"]
     parts += ["", "### Regression gate", ""]
     parts += [f"- {line}" for line in gate_lines(document["gate"])]
     parts += ["", "<details><summary>Every benchmark's figures</summary>", ""]

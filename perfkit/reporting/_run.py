@@ -8,7 +8,7 @@ happens to use ``perf`` elsewhere is neither gated nor reported against it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from perfkit.reporting._documents import (
     write_text,
 )
 from perfkit.reporting._figures import benchmark_entry
-from perfkit.reporting._gate import GateSettings, compare
+from perfkit.reporting._gate import GateOutcome, GateSettings, Selection, compare
 from perfkit.reporting._render import markdown, svg_chart
 from perfkit.reporting._speedups import Speedup, speedup_rows
 
@@ -57,7 +57,7 @@ def scope_of(baseline: Path | None, rootpath: Path) -> str:
 def finish_run(
     *,
     results: Sequence[PerfResult],
-    collected: Collection[str],
+    selection: Selection,
     speedups: Sequence[Speedup],
     comparisons: Sequence[Mapping[str, Any]],
     version: str,
@@ -78,7 +78,7 @@ def finish_run(
         version=version,
         calibration=calibration,
         benchmarks=entries,
-        collected=collected,
+        selection=selection,
         speedups=rows,
         comparisons=comparisons,
         load_tests=load_tests,
@@ -93,10 +93,16 @@ def finish_run(
             update_baseline,
             gate_settings,
             outcome,
+            selection.root,
         )
     if report_dir is not None:
         outcome.written += write_report(document, report_dir)
     return outcome
+
+
+def selection_of(document: Mapping[str, Any], root: Path | None = None) -> Selection:
+    """What a report's run covered (``root``: where its benchmark files are, if known)."""
+    return Selection(frozenset(document["collected"]), frozenset(document["complete_files"]), root)
 
 
 def gate_document(
@@ -104,6 +110,7 @@ def gate_document(
     baseline: Mapping[str, Any],
     baseline_name: str,
     settings: GateSettings | None = None,
+    root: Path | None = None,
 ) -> dict[str, Any]:
     """The gate section of a report: its benchmarks against a loaded baseline."""
     settings = settings or GateSettings()
@@ -112,14 +119,16 @@ def gate_document(
         baseline,
         settings=settings,
         calibration_spread=float(document["calibration"]["spread"]),
-        collected=document["collected"],
+        selection=selection_of(document, root),
     )
     return {"baseline": baseline_name, "settings": settings.as_dict(), **result.as_dict()}
 
 
-def update(document: Mapping[str, Any], baseline: Path, name: str = "") -> None:
+def update(
+    document: Mapping[str, Any], baseline: Path, name: str = "", root: Path | None = None
+) -> None:
     """Write the baseline from a report's benchmarks (keeping the entries of benchmarks
-    it did not run), atomically."""
+    it did not run, dropping those that no longer exist), atomically."""
     previous = load(baseline, "baseline", name) if baseline.exists() else None
     write_json(
         baseline,
@@ -127,7 +136,7 @@ def update(document: Mapping[str, Any], baseline: Path, name: str = "") -> None:
             document["benchmarks"],
             document["calibration"],
             previous=previous,
-            collected=document["collected"],
+            selection=selection_of(document, root),
         ),
     )
 
@@ -148,15 +157,16 @@ def _gate_or_update(
     refresh: bool,
     settings: GateSettings | None,
     outcome: RunOutcome,
+    root: Path | None,
 ) -> dict[str, Any] | None:
     if refresh:
-        update(document, baseline, baseline_name)
+        update(document, baseline, baseline_name, root)
         outcome.written.append(baseline)
         return _updated(baseline_name, settings)
     if not baseline.exists():
         return None
     return gate_document(
-        document, load(baseline, "baseline", baseline_name), baseline_name, settings
+        document, load(baseline, "baseline", baseline_name), baseline_name, settings, root
     )
 
 
@@ -164,11 +174,6 @@ def _updated(baseline_name: str, settings: GateSettings | None) -> dict[str, Any
     return {
         "baseline": baseline_name,
         "settings": (settings or GateSettings()).as_dict(),
+        **GateOutcome().as_dict(),
         "status": "updated",
-        "regressions": [],
-        "improvements": [],
-        "new": [],
-        "missing": [],
-        "not_run": [],
-        "skipped": [],
     }

@@ -157,9 +157,10 @@ def _row(speedup: Speedup, entries: Mapping[str, Mapping[str, Any]]) -> dict[str
     before, after = sides["baseline"]["value"], sides["optimized"]["value"]
     if before is None or after is None:
         return row
-    factor = before / after if after else math.inf
+    # Equal figures (0 vs 0 too) are no change; a drop to 0 is an unbounded factor.
+    factor = 1.0 if before == after else (before / after if after else math.inf)
     row["factor"] = round(factor, 4) if math.isfinite(factor) else None
-    row["percent_saved"] = round((1 - after / before) * 100, 3) if before else None
+    row["percent_saved"] = round((1 - after / before) * 100, 3) if before else 0.0
     row["verdict"] = speedup.claim.verdict(factor) if speedup.claim else "no claim"
     return row
 
