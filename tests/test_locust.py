@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -184,3 +185,48 @@ def test_a_missed_slo_exits_1_and_the_table_names_it(
     # The whole --run-time, although importing perfkit kept gevent's loop idle for seconds.
     ran = logged_at(log, "--run-time limit reached") - logged_at(log, "Run time limit set")
     assert ran.total_seconds() >= 1.9
+
+
+FASTEST_LOCUSTFILE = """\
+from locust import FastHttpUser, constant, task
+
+
+class Fastest(FastHttpUser):
+    # Locust's fastest user class, asking the cheapest endpoint as fast as it can.
+    wait_time = constant(0)
+
+    @task
+    def healthz(self):
+        self.client.get("/healthz")
+"""
+
+
+def test_perfkits_generator_drives_at_least_locusts_fastest_user_class(
+    service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users, seconds = "10", "4"
+    (tmp_path / "fastest.py").write_text(FASTEST_LOCUSTFILE)
+    locust = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(tmp_path / "fastest.py"), "--headless",
+         "-u", users, "-r", users, "-t", f"{seconds}s", "--host", service,
+         "--csv", str(tmp_path / "fastest"), "--only-summary"],
+        cwd=tmp_path, capture_output=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert locust.returncode == 0, locust.stderr.decode()
+    locust_rps = float(stats_rows(tmp_path / "fastest_stats.csv")[("", "Aggregated")]["Requests/s"])
+    ours = subprocess.run(
+        [sys.executable, "-m", "perfkit", "load", f"{service}/healthz", "--users", users,
+         "--duration", seconds, "--quiet", "--json-out", str(tmp_path / "ours.json")],
+        capture_output=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert ours.returncode == 0, ours.stderr.decode()
+    result = json.loads((tmp_path / "ours.json").read_text())
+    assert result["errors"] == {}
+    ratio = result["rps"] / locust_rps
+    with capsys.disabled():
+        print(
+            f"\nGET /healthz, {users} users for {seconds} s, one process each: perfkit load "
+            f"{result['rps']:,.0f} requests/s, Locust FastHttpUser {locust_rps:,.0f} "
+            f"requests/s (ratio {ratio:.2f})"
+        )
+    assert ratio >= 1.0, f"perfkit load drove {ratio:.2f}x Locust's fastest user class"

@@ -1,5 +1,5 @@
 """The load generator: sends a workload model's requests to a URL or an in-process ASGI
-app with httpx, and records what came back.
+app (see ``_http`` for the clients), and records what came back.
 
 Latency is measured from each request's intended send time (the schedule's, in the open
 model), into HDR histograms; time to first token from the same instant to the first
@@ -8,6 +8,7 @@ server-sent event. Errors are split by cause: ``http_<status>``, ``timeout``,
 when the drain period ended) and ``generator_overload`` (the generator already had
 ``max_in_flight`` requests outstanding). The event loop's clock is used throughout, so a
 test on a virtual-time loop against an in-process app is measured in modeled time.
+``request_timeout`` bounds each request as a whole.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-
-import httpx
 
 from perfkit._virtual_loop import is_virtual_loop
 from perfkit.load._histogram import LatencyHistogram
+from perfkit.load._http import Client, make_client
 from perfkit.load._models import ClosedModel, OpenModel, Request, RequestFactory
 from perfkit.load._result import LoadResult, Progress
 
@@ -101,7 +101,8 @@ async def run_load(
     start = loop.time()
     recorder = _Recorder(start + warmup)
     wall, cpu = time.perf_counter(), time.process_time()
-    async with _client(target, request_timeout, max_in_flight) as client:
+    client = make_client(target, max_in_flight, request_timeout)
+    try:
         reporter = asyncio.create_task(_report_progress(progress, recorder, loop, start))
         try:
             if isinstance(model, OpenModel):
@@ -122,6 +123,8 @@ async def run_load(
                 )
         finally:
             reporter.cancel()
+    finally:
+        await client.aclose()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return LoadResult(
         target=target if isinstance(target, str) else f"in-process app {type(target).__name__}",
@@ -141,7 +144,7 @@ async def run_load(
 
 
 async def _open(
-    client: httpx.AsyncClient,
+    client: Client,
     model: OpenModel,
     factory: RequestFactory,
     recorder: _Recorder,
@@ -161,14 +164,14 @@ async def _open(
         if len(running) >= max_in_flight:
             recorder.record(intended, loop.time(), loop.time(), "generator_overload", None)
             continue
-        task = asyncio.create_task(_send(client, factory(n), intended, recorder, loop))
+        task = asyncio.create_task(_send(client, factory(n), intended, recorder, loop, drain))
         running.add(task)
         task.add_done_callback(running.discard)
     await _drain(running, loop, deadline=start + duration + drain)
 
 
 async def _closed(
-    client: httpx.AsyncClient,
+    client: Client,
     model: ClosedModel,
     factory: RequestFactory,
     recorder: _Recorder,
@@ -182,7 +185,7 @@ async def _closed(
 
     async def user() -> None:
         while loop.time() < start + duration:
-            await _send(client, factory(next(numbers)), loop.time(), recorder, loop)
+            await _send(client, factory(next(numbers)), loop.time(), recorder, loop, drain)
             if model.think_time:
                 await asyncio.sleep(model.think_time)
 
@@ -205,39 +208,33 @@ async def _drain(
 
 
 async def _send(
-    client: httpx.AsyncClient,
+    client: Client,
     request: Request,
     intended: float,
     recorder: _Recorder,
     loop: asyncio.AbstractEventLoop,
+    request_timeout: float,
 ) -> None:
     sent = loop.time()
     first_event: float | None = None
+    stream_failed = False
     failure: str | None = None
+
+    def on_event(name: str) -> None:
+        nonlocal first_event, stream_failed
+        if first_event is None:
+            first_event = loop.time()
+        stream_failed = stream_failed or name == "error"
+
     recorder.sent += 1
     recorder.in_flight += 1
     try:
-        if request.stream:
-            async with client.stream(
-                request.method, request.path, json=request.json, headers=request.headers
-            ) as response:
-                failure = _status_failure(response.status_code)
-                if failure is None:
-                    async for event in _sse_events(response):
-                        if first_event is None:
-                            first_event = loop.time()
-                        if event == "error":
-                            failure = "stream_error"
-                else:
-                    await response.aread()
-        else:
-            response = await client.request(
-                request.method, request.path, json=request.json, headers=request.headers
-            )
-            failure = _status_failure(response.status_code)
-    except httpx.TimeoutException:
+        async with asyncio.timeout(request_timeout):
+            status = await client.send(request, on_event if request.stream else None)
+        failure = _status_failure(status) or ("stream_error" if stream_failed else None)
+    except TimeoutError:
         failure = "timeout"
-    except httpx.TransportError:
+    except OSError:  # refused, reset, closed mid-response (ConnectionError is one)
         failure = "connection"
     except asyncio.CancelledError:
         failure = "unfinished"
@@ -247,39 +244,8 @@ async def _send(
         recorder.record(intended, sent, loop.time(), failure, first_event)
 
 
-async def _sse_events(response: httpx.Response) -> AsyncIterator[str]:
-    """The names of the server-sent events of a response, as each one completes
-    (``message`` when unnamed); comments and ``ping`` keep-alives are skipped."""
-    name, has_data = "message", False
-    async for line in response.aiter_lines():
-        if not line:
-            if has_data and name != "ping":
-                yield name
-            name, has_data = "message", False
-        elif line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            has_data = True
-    if has_data and name != "ping":
-        yield name
-
-
 def _status_failure(status: int) -> str | None:
     return f"http_{status}" if status >= 400 else None
-
-
-def _client(target: str | Any, timeout: float, max_in_flight: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
-    if isinstance(target, str):
-        if not target.startswith(("http://", "https://")):
-            raise ValueError(
-                f"target must be an http:// or https:// URL or an ASGI app, got {target!r}"
-            )
-        return httpx.AsyncClient(base_url=target, timeout=timeout, limits=limits)
-    if not callable(target):
-        raise TypeError(f"target must be a URL or an ASGI app, got {target!r}")
-    transport = httpx.ASGITransport(app=target, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://app", timeout=timeout)
 
 
 async def _report_progress(
