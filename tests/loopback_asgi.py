@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -31,3 +33,17 @@ def running_uvicorn(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         listener.close()
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Wait until the service ``process`` runs answers ``GET /healthz`` at ``url``; raise
+    if it exits first or does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback_asgi import running_uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -33,6 +32,7 @@ from perfkit.load import (
     run_load,
 )
 from perfkit.load._service import hit_rate, parse_cache_counts
+from tests.loopback_asgi import running_uvicorn
 
 # Histograms: lossless percentiles (3 significant digits, nearest rank)
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.loopback_asgi import wait_until_healthy
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "examples" / "locust" / "locustfile.py"
 LOOSE_SLOS = [
@@ -57,15 +58,7 @@ def service() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with subprocess.Popen(command, stderr=subprocess.DEVNULL) as process:
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            wait_until_healthy(url, process)
             yield url
         finally:
             # Nothing to check on the way out, and a graceful stop would wait for the

@@ -48,7 +48,7 @@ from perfkit.service import (
 )
 from perfkit.simulation import SimulatedAssistant
 from tests.loopback_anthropic import fake_anthropic_app
-from tests.loopback_asgi import running_uvicorn
+from tests.loopback_asgi import running_uvicorn, wait_until_healthy
 
 LATENCY = LLMLatency(ttft=0.5, per_token=0.02)
 AGENTS = ["naive", "optimized"]
@@ -515,15 +515,7 @@ def perfkit_serve() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_until_healthy(url, process)
         yield url
     finally:
         process.terminate()
