@@ -80,8 +80,8 @@ def _add_load_command(commands: Any) -> None:
         help="load-test a URL: open model (--rate) or closed model (--users)",
         description="Send requests to URL on an open-model schedule (--rate, constant or "
         "Poisson arrivals) or from a closed model's users (--users), and report latency "
-        "from each request's intended send time (HDR percentiles), throughput and errors "
-        "by cause. Exit 1 when an --slo target is missed.",
+        "(from each request's intended send time in the open model; HDR percentiles), "
+        "throughput and errors by cause. Exit 1 when an --slo target is missed.",
     )
     load.add_argument("url", help="the URL to load, path included (http://host:port/chat)")
     model = load.add_mutually_exclusive_group(required=True)
@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     }
     try:
         return jobs[arguments.command](arguments, stream)
-    except (PerfkitError, OSError) as error:
+    except (PerfkitError, OSError, ValueError) as error:  # a bad file, option or URL
         print(f"perfkit {arguments.command}: error: {_reason(error)}", file=sys.stderr)
         return EXIT_USAGE
 

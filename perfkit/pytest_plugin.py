@@ -541,7 +541,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def _write_outcome(reporter: Any, config: pytest.Config, outcome: RunOutcome) -> None:
     document = outcome.document
     if document["load_tests"]:
-        reporter.write_sep("-", "perfkit load tests (latency from each intended send time)")
+        reporter.write_sep(
+            "-", "perfkit load tests (open models: latency from each intended send time)"
+        )
         for entry in document["load_tests"]:
             verdict = "SLO met" if entry["passed"] else "SLO MISSED"
             reporter.write_line(f"{entry['test']}: {verdict}", red=not entry["passed"])

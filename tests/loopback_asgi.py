@@ -15,11 +15,11 @@ import uvicorn
 
 
 @contextmanager
-def running_uvicorn(app: Any) -> Iterator[str]:
+def running_uvicorn(app: Any, **options: Any) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (a port bound beforehand) until the block ends; yields
-    the base URL."""
+    the base URL. ``options`` go to ``uvicorn.Config``."""
     listener = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -77,7 +77,7 @@ def test_constant_arrivals_are_evenly_spaced_and_poisson_ones_seeded() -> None:
         (lambda: ClosedModel(users=0), "users must be an int >= 1, got 0"),
         (lambda: ClosedModel(users=1, think_time=-1), "think_time must be a number of seconds"),
         (lambda: Request("FETCH"), "method must be one of GET, POST"),
-        (lambda: Request(path="chat"), "path must start with '/', got 'chat'"),
+        (lambda: Request(path="chat"), "path must be ASCII and start with '/', got 'chat'"),
     ],
 )
 def test_bad_models_are_refused(make: Any, message: str) -> None:
@@ -101,7 +101,7 @@ def test_bad_run_options_are_refused(options: dict[str, Any], message: str) -> N
 
 def test_a_target_must_be_a_url_or_an_app() -> None:
     with pytest.raises(ValueError, match="http:// or https:// URL or an ASGI app, got 'ftp://x'"):
-        VirtualClock().run(run_load("ftp://x", OpenModel(rate=1), duration=1))
+        asyncio.run(run_load("ftp://x", OpenModel(rate=1), duration=1))
 
 
 # In-process apps in virtual time: exact figures
@@ -240,7 +240,7 @@ def test_a_result_reads_as_a_table_markdown_and_json() -> None:
         "(1 s warm-up excluded)"
     )
     assert lines[1] == "requests 10  ok 10  errors 0 (0.00%)"
-    assert lines[2] == "throughput 10.00 requests/s"
+    assert lines[2] == "throughput 10.00 requests/s (offered 10.00)"
     assert lines[3].split() == ["p50", "p90", "p95", "p99", "p99.9", "max"]
     assert lines[4].startswith("latency       10.0 ms")
     markdown = result.markdown()
@@ -266,7 +266,7 @@ def test_an_slo_compares_every_target_with_what_was_measured() -> None:
         "p95 latency 500 ms <= 400 ms MISSED",
         "p99 latency 500 ms <= 5,000 ms met",
         "error rate 0.00% <= 0.10% met",
-        "throughput per worker 4.00 requests/s >= 10.00 requests/s MISSED",
+        "throughput per worker 3.50 requests/s >= 10.00 requests/s MISSED",
         "cache hit rate - >= 80.00% not measured",
     ]
     assert [row.verdict for row in missed.rows] == [
@@ -407,7 +407,7 @@ def test_meets_its_slo(load_test):
 
 @pytest.mark.perfkit_slo(p95=0.2, cache_hit_rate=None)
 def test_misses_its_slo(load_test):
-    load_test(APP, OpenModel(rate=10), duration=60)
+    load_test(APP, OpenModel(rate=12), duration=60)
 
 
 @pytest.mark.perfkit_slo(p95=0.2)
@@ -436,7 +436,7 @@ def test_the_load_test_fixture_gates_on_the_marker_slo(pytester: pytest.Pytester
     )
     report = json.loads((pytester.path / "report" / "report.json").read_text())
     assert [entry["passed"] for entry in report["load_tests"]] == [True, False, False]
-    assert report["load_tests"][0]["result"]["rps"] == 10.0
+    assert report["load_tests"][0]["result"]["offered_rps"] == 10.0
 
 
 def test_a_bad_slo_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -551,3 +551,82 @@ def test_the_load_testing_guide_runs(pytester: pytest.Pytester) -> None:
     )
     pytester.makepyfile(test_guide=example.partition("```")[0])
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+
+
+# Review fixes: throughput, failures, cancellation, stale connections
+
+
+def test_throughput_counts_what_finished_in_the_window_not_what_was_offered() -> None:
+    gate = asyncio.Semaphore(1)  # one request at a time, 0.2 s each: capacity 5 per second
+
+    async def one_at_a_time(request: StarletteRequest) -> Response:
+        async with gate:
+            await asyncio.sleep(0.2)
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/", one_at_a_time)])
+    result = virtual(app, OpenModel(rate=10), duration=10, request_timeout=60)
+    assert result.offered_rps == 10.0
+    assert result.rps == 5.0  # 50 finished inside the 10 s: the service's capacity
+    assert not SLO(min_rps=10, p50=None, p95=None, p99=None).check(result).passed
+
+
+def test_a_run_where_every_request_failed_misses_its_latency_targets() -> None:
+    result = virtual(make_app(), OpenModel(rate=5), duration=1, request=Request(path="/status/503"))
+    report = SLO(p95=1.0, error_rate=None, min_rps=None, cache_hit_rate=None).check(result)
+    assert [(row.name, row.verdict) for row in report.rows] == [
+        ("p50", "MISSED"), ("p95", "MISSED"), ("p99", "MISSED"),
+    ]  # fmt: skip
+    assert "no success" in report.table()[1]
+    assert report.as_dict()[0]["measured"] is None  # JSON has no infinity
+
+
+def test_a_client_side_failure_is_a_failed_request() -> None:
+    async def garbled(request: StarletteRequest) -> Response:
+        return Response(b"not gzip", headers={"content-encoding": "gzip"})
+
+    app = Starlette(routes=[Route("/", garbled)])
+    result = virtual(app, OpenModel(rate=4), duration=1)
+    assert result.errors == {"client_error:DecodingError": 4}
+    assert result.successes == 0
+    with pytest.raises(ValueError, match="json must be JSON-serializable"):
+        Request("POST", json={"x": {1, 2}})
+    with pytest.raises(ValueError, match="path must be ASCII"):
+        Request(path="/café")
+
+
+def test_a_cancelled_load_test_leaves_nothing_running() -> None:
+    async def cancelled(model: OpenModel | ClosedModel) -> int:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                run_load(make_app(Server(service=5.0)), model, duration=10), timeout=1
+            )
+        return len(asyncio.all_tasks())
+
+    for model in (OpenModel(rate=20), ClosedModel(users=5)):
+        assert VirtualClock().run(cancelled(model)) == 1  # only this coroutine's own task
+
+
+def test_a_url_target_refuses_a_virtual_time_loop() -> None:
+    with pytest.raises(ValueError, match="a load test against a URL needs real time"):
+        virtual("http://127.0.0.1:9", OpenModel(rate=1), duration=1)
+
+
+def test_idle_connections_the_server_closed_are_not_reused() -> None:
+    # uvicorn closes a keep-alive connection after 1 s idle here; users think 1.5 s.
+    with running_uvicorn(make_app(), timeout_keep_alive=1) as url:
+        start = time.perf_counter()
+        result = run(url, ClosedModel(users=2, think_time=1.5), duration=3, request_timeout=5)
+    assert result.errors == {}
+    assert result.successes >= 4
+    assert time.perf_counter() - start < 6  # no request waited for its timeout
+
+
+def test_perfkit_load_warmup_longer_than_the_test_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["load", "http://127.0.0.1:9/", "--rate", "1", "--duration", "1", "--warmup", "2"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "warmup must be shorter than duration (1.0), got 2.0" in err

@@ -126,7 +126,7 @@ def distributed_run(service: str, tmp_path_factory: pytest.TempPathFactory) -> R
     worker = ["--worker", "--master-host", "127.0.0.1", "--master-port", master_port]
     master = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", master_port]
     master += ["--expect-workers", "2", "--headless", "-u", "20", "-r", "20", "-t", "8s"]
-    master += ["--host", service, "--csv", "run", "--exit-code-on-error", "0"]
+    master += ["--host", service, "--csv", "run"]  # the SLOs alone decide the exit code
     with locust_processes(
         tmp_path, master=[*master, *QUICK_USERS, *LOOSE_SLOS], worker1=worker, worker2=worker
     ) as processes:
@@ -201,7 +201,7 @@ def test_perfkits_generator_drives_at_least_locusts_fastest_user_class(
     (tmp_path / "fastest.py").write_text(FASTEST_LOCUSTFILE)
     locust = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(tmp_path / "fastest.py"), "--headless",
-         "-u", users, "-r", users, "-t", f"{seconds}s", "--host", service,
+         "-u", users, "-r", "1000", "-t", f"{seconds}s", "--host", service,
          "--csv", str(tmp_path / "fastest"), "--only-summary"],
         cwd=tmp_path, capture_output=True, timeout=TIMEOUT, check=False,
     )  # fmt: skip

@@ -38,8 +38,9 @@ class LatencyHistogram:
         return int(self._histogram.get_total_count())
 
     def percentile(self, q: float) -> float:
-        """The smallest recorded value (to 3 significant digits) that ``q`` percent of the
-        values do not exceed (nearest rank); 0 when nothing was recorded."""
+        """The value at the ``q``-th percentile, to 3 significant digits (the top of the
+        histogram bucket holding that rank, as HDR histograms report it); 0 when nothing
+        was recorded."""
         if not 0 <= q <= 100:
             raise ValueError(f"q must be between 0 and 100, got {q!r}")
         if not self.count:

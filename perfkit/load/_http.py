@@ -132,6 +132,8 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, payload: bytes, on_body: Callable[[bytes], None] | None) -> int:
         """Write one request and wait for its whole response; its status."""
         assert self.transport is not None
+        if self.closed:
+            raise ConnectionError("the server closed the connection")
         self._done = asyncio.get_running_loop().create_future()
         self._on_body, self.received = on_body, False
         self.transport.write(payload)
@@ -163,6 +165,8 @@ class LeanClient:
     async def send(self, request: Request, on_event: EventSink | None) -> int:
         payload = self._payload(request)
         parser = EventParser(on_event) if on_event is not None else None
+        while self._idle and self._idle[-1].closed:  # the server closed them while idle
+            self._idle.pop()
         reused = bool(self._idle)
         connection = self._idle.pop() if self._idle else await self._connect()
         try:

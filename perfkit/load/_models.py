@@ -10,6 +10,7 @@ and send the next: a slow server slows the users down, and hides its own latency
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -35,8 +36,12 @@ class Request:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if not self.path.startswith("/"):
-            raise ValueError(f"path must start with '/', got {self.path!r}")
+        if not self.path.startswith("/") or not self.path.isascii():
+            raise ValueError(f"path must be ASCII and start with '/', got {self.path!r}")
+        try:
+            json.dumps(self.json)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"json must be JSON-serializable: {error}") from None
 
 
 RequestFactory = Callable[[int], Request]

@@ -40,6 +40,8 @@ class LoadResult:
     warmup: float
     requests: int
     successes: int
+    completed_in_window: int
+    """Successful requests that finished inside the measured period (sent at any time)."""
     errors: dict[str, int]
     warmup_requests: int
     latency: LatencyHistogram
@@ -56,8 +58,14 @@ class LoadResult:
 
     @property
     def rps(self) -> float:
-        """Successful requests per second over the measured period."""
-        return self.successes / self.measured_seconds
+        """Throughput: successful requests that finished per second of the measured period.
+        A service that keeps up finishes what it is offered; one that falls behind does not."""
+        return self.completed_in_window / self.measured_seconds
+
+    @property
+    def offered_rps(self) -> float:
+        """Requests per second the test meant to send in the measured period."""
+        return self.requests / self.measured_seconds
 
     @property
     def error_rate(self) -> float:
@@ -81,6 +89,8 @@ class LoadResult:
             "errors": dict(self.errors),
             "error_rate": round(self.error_rate, 6),
             "rps": round(self.rps, 3),
+            "offered_rps": round(self.offered_rps, 3),
+            "completed_in_window": self.completed_in_window,
             "warmup_requests": self.warmup_requests,
             **{name: histogram.as_dict() for name, histogram in histograms.items()},
             "cache_hit_rate": self.cache_hit_rate,
@@ -96,7 +106,7 @@ class LoadResult:
             + (f" ({self.warmup:g} s warm-up excluded)" if self.warmup else ""),
             f"requests {self.requests:,}  ok {self.successes:,}  errors {errors:,} "
             f"({self.error_rate:.2%})" + (f": {causes}" if causes else ""),
-            f"throughput {self.rps:,.2f} requests/s"
+            f"throughput {self.rps:,.2f} requests/s (offered {self.offered_rps:,.2f})"
             + (
                 f", cache hit rate {self.cache_hit_rate:.1%}"
                 if self.cache_hit_rate is not None
@@ -125,7 +135,8 @@ class LoadResult:
             f"{self.model}, {self.duration:g} s"
             + (f" ({self.warmup:g} s warm-up excluded)" if self.warmup else "")
             + f". {self.requests:,} requests, {self.successes:,} ok, error rate "
-            f"{self.error_rate:.2%} ({errors}), throughput {self.rps:,.2f} requests/s.",
+            f"{self.error_rate:.2%} ({errors}), throughput {self.rps:,.2f} requests/s "
+            f"(offered {self.offered_rps:,.2f}).",
             "",
             "| | " + " | ".join(f"p{q:g}" for q in PERCENTILES) + " | max |",
             "|---|" + "---|" * (len(PERCENTILES) + 1),

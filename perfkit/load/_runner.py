@@ -39,8 +39,9 @@ class _Recorder:
     """Counts and histograms of the measured requests (those meant to be sent after the
     warm-up)."""
 
-    def __init__(self, measure_from: float) -> None:
-        self.measure_from = measure_from
+    def __init__(self, measure_from: float, measure_until: float) -> None:
+        self.measure_from, self.measure_until = measure_from, measure_until
+        self.completed_in_window = 0
         self.latency = LatencyHistogram()
         self.service_time = LatencyHistogram()
         self.ttft = LatencyHistogram()
@@ -57,6 +58,8 @@ class _Recorder:
         failure: str | None,
         first_event: float | None,
     ) -> None:
+        if failure is None and self.measure_from <= done <= self.measure_until:
+            self.completed_in_window += 1  # throughput: whenever the request was sent
         if intended < self.measure_from:
             self.warmup_requests += 1
             return
@@ -86,9 +89,9 @@ async def run_load(
     """Run a load test for ``duration`` seconds (the first ``warmup`` of them excluded
     from the results) against ``target``: a base URL, or an ASGI app served in-process.
 
-    Each request may take ``request_timeout`` seconds per network operation; requests
-    still in flight at the end get that long to finish, so the test never runs longer
-    than ``duration + request_timeout``."""
+    Each request may take ``request_timeout`` seconds in all; requests still in flight
+    at the end get that long to finish, so the test never runs longer than
+    ``duration + request_timeout``."""
     _check_seconds("duration", duration, positive=True)
     _check_seconds("request_timeout", request_timeout, positive=True)
     _check_seconds("warmup", warmup)
@@ -98,8 +101,13 @@ async def run_load(
         raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
     factory: RequestFactory = request if callable(request) else (lambda _n: request)
     loop = asyncio.get_running_loop()
+    if isinstance(target, str) and is_virtual_loop(loop):
+        raise ValueError(
+            "a load test against a URL needs real time, and this event loop runs in virtual "
+            "time: run it with asyncio.run (or on the real clock)"
+        )
     start = loop.time()
-    recorder = _Recorder(start + warmup)
+    recorder = _Recorder(start + warmup, start + duration)
     wall, cpu = time.perf_counter(), time.process_time()
     client = make_client(target, max_in_flight, request_timeout)
     try:
@@ -133,6 +141,7 @@ async def run_load(
         warmup=warmup,
         requests=recorder.requests,
         successes=recorder.successes,
+        completed_in_window=recorder.completed_in_window,
         errors=dict(sorted(recorder.errors.items())),
         warmup_requests=recorder.warmup_requests,
         latency=recorder.latency,
@@ -156,6 +165,29 @@ async def _open(
 ) -> None:
     """Send on schedule whatever the server does: a slow reply never delays the next."""
     running: set[asyncio.Task[None]] = set()
+    try:
+        await _schedule(
+            client, model, factory, recorder, loop, start, duration, drain, max_in_flight, running
+        )
+    except BaseException:  # cancelled, or a request factory failed: stop everything now
+        await _drain(running, loop, deadline=loop.time())
+        raise
+    await _drain(running, loop, deadline=start + duration + drain)
+
+
+async def _schedule(
+    client: Client,
+    model: OpenModel,
+    factory: RequestFactory,
+    recorder: _Recorder,
+    loop: asyncio.AbstractEventLoop,
+    start: float,
+    duration: float,
+    request_timeout: float,
+    max_in_flight: int,
+    running: set[asyncio.Task[None]],
+) -> None:
+    """Start each request at its intended time, into ``running``."""
     for n, offset in enumerate(model.send_times(duration)):
         intended = start + offset
         delay = intended - loop.time()
@@ -164,10 +196,11 @@ async def _open(
         if len(running) >= max_in_flight:
             recorder.record(intended, loop.time(), loop.time(), "generator_overload", None)
             continue
-        task = asyncio.create_task(_send(client, factory(n), intended, recorder, loop, drain))
+        task = asyncio.create_task(
+            _send(client, factory(n), intended, recorder, loop, request_timeout)
+        )
         running.add(task)
         task.add_done_callback(running.discard)
-    await _drain(running, loop, deadline=start + duration + drain)
 
 
 async def _closed(
@@ -190,7 +223,7 @@ async def _closed(
                 await asyncio.sleep(model.think_time)
 
     users = {asyncio.create_task(user()) for _ in range(model.users)}
-    await _drain(users, loop, deadline=start + duration + drain)
+    await _drain(users, loop, deadline=start + duration + drain)  # cancels them if cancelled
 
 
 async def _drain(
@@ -199,12 +232,14 @@ async def _drain(
     """Wait for the tasks until ``deadline``, then cancel what is left (each cancelled
     request is recorded as unfinished)."""
     pending = set(tasks)
-    if pending:
-        _done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
+    try:
+        if pending:
+            _done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+    finally:  # also when the load test itself is cancelled: nothing is left running
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _send(
@@ -239,6 +274,8 @@ async def _send(
     except asyncio.CancelledError:
         failure = "unfinished"
         raise
+    except Exception as error:  # a client-side failure is a failed request, not a success
+        failure = f"client_error:{type(error).__name__}"
     finally:
         recorder.in_flight -= 1
         recorder.record(intended, sent, loop.time(), failure, first_event)

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+METRICS_TIMEOUT = 2.0
+"""Seconds to wait for ``/metrics``: a service too slow to answer reports no cache."""
 HITS = "perfkit_cache_hits_total"
 MISSES = "perfkit_cache_misses_total"
 
@@ -15,7 +17,7 @@ MISSES = "perfkit_cache_misses_total"
 async def cache_counts(target: str | Any) -> tuple[float, float] | None:
     """The service's cache hits and misses so far, or None if it reports no cache."""
     if isinstance(target, str):
-        client = httpx.AsyncClient(base_url=target, timeout=10.0)
+        client = httpx.AsyncClient(base_url=target, timeout=METRICS_TIMEOUT)
     else:
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=target), base_url="http://app")
     try:

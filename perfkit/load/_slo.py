@@ -62,10 +62,16 @@ class SLO:
 
     def check(self, result: LoadResult, *, cache_hit_rate: float | None = None) -> SLOReport:
         """Every stated target beside what ``result`` measured."""
+
+        def latency(q: float) -> float | None:
+            if result.latency.count:
+                return result.latency.percentile(q)
+            return math.inf if result.requests else None  # all failed: no target is met
+
         measured: dict[str, float | None] = {
-            "p50": result.latency.percentile(50) if result.latency.count else None,
-            "p95": result.latency.percentile(95) if result.latency.count else None,
-            "p99": result.latency.percentile(99) if result.latency.count else None,
+            "p50": latency(50),
+            "p95": latency(95),
+            "p99": latency(99),
             "error_rate": result.error_rate if result.requests else None,
             "min_rps": result.rps / self.workers,
             "cache_hit_rate": cache_hit_rate,
@@ -107,10 +113,11 @@ class SLORow:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        finite = self.measured is not None and math.isfinite(self.measured)
         return {
             "name": self.name,
             "target": self.target,
-            "measured": self.measured,
+            "measured": self.measured if finite else None,
             "verdict": self.verdict,
         }
 
@@ -159,6 +166,8 @@ def _label(name: str) -> str:
 def _format(name: str, value: float | None) -> str:
     if value is None:
         return "-"
+    if math.isinf(value):
+        return "no success"
     if name in ("error_rate", "cache_hit_rate"):
         return f"{value:.2%}"
     if name == "min_rps":
