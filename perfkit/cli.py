@@ -246,6 +246,10 @@ def _update_baseline(arguments: argparse.Namespace, out: TextIO) -> int:
 def _load(arguments: argparse.Namespace, out: TextIO) -> int:
     from perfkit import load
 
+    if arguments.rate is not None and arguments.think:
+        raise ValueError("--think is the closed model's (--users); the open model has none")
+    if arguments.users is not None and (arguments.arrivals != "constant" or arguments.seed):
+        raise ValueError("--arrivals and --seed are the open model's (--rate), not --users'")
     base, path = _split_url(arguments.url)
     method = arguments.method or ("POST" if arguments.json is not None else "GET")
     model: load.OpenModel | load.ClosedModel = (

@@ -31,6 +31,8 @@ from perfkit.load import (
     run,
     run_load,
 )
+from perfkit.load._http import EventParser
+from perfkit.load._runner import _Recorder, _warnings
 from perfkit.load._service import hit_rate, parse_cache_counts
 from tests.loopback_asgi import running_uvicorn
 
@@ -630,3 +632,43 @@ def test_perfkit_load_warmup_longer_than_the_test_exits_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "warmup must be shorter than duration (1.0), got 2.0" in err
+
+
+def test_warnings_say_when_the_generators_figures_cannot_be_trusted() -> None:
+    behind = _Recorder(0.0, 10.0)
+    behind.send_lag.record(0.200)
+    assert _warnings(behind, cpu=9.5, wall=10.0, virtual=False) == [
+        "this process used 95% of a CPU during the test: the generator (and an in-process "
+        "app) was saturated, so latencies include its own queueing; lower the rate, or "
+        "spread the load over more processes (Locust's workers)",
+        "requests left up to 200 ms after their scheduled time (p99): the generator fell "
+        "behind its schedule",
+    ]
+    on_time = _Recorder(0.0, 10.0)
+    on_time.send_lag.record(0.001)
+    assert _warnings(on_time, cpu=2.0, wall=10.0, virtual=False) == []
+    assert _warnings(behind, cpu=9.5, wall=10.0, virtual=True) == []  # modeled time
+
+
+def test_sse_events_split_anywhere_across_chunks() -> None:
+    names: list[str] = []
+    parser = EventParser(names.append)
+    for chunk in (b"event: token\r", b"\ndata: {}\r\n\r", b"\nevent: ping\r\ndata: {}\r\n\r\n"):
+        parser.feed(chunk)
+    parser.feed(b"data: unnamed")
+    parser.close()
+    assert names == ["token", "message"]
+
+
+def test_perfkit_load_shows_progress_and_refuses_mixed_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with running_uvicorn(make_app(Server(service=0.0))) as url:
+        assert cli.main(["load", f"{url}/", "--rate", "20", "--duration", "2.5"]) == cli.EXIT_OK
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split()[0] for line in err] == ["1.0", "2.0"]  # a progress line a second
+    assert "sent" in err[0]
+    assert "in flight" in err[0]
+    mixed = ["load", f"{url}/", "--rate", "1", "--duration", "1", "--think", "2"]
+    assert cli.main(mixed) == cli.EXIT_USAGE
+    assert "--think is the closed model's" in capsys.readouterr().err

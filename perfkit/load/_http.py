@@ -65,7 +65,8 @@ class EventParser:
         self._buffer = b""
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data.replace(b"\r\n", b"\n")
+        # Line ends are normalised on the buffer, so a CRLF split across chunks is one.
+        self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")
         while b"\n\n" in self._buffer:
             block, self._buffer = self._buffer.split(b"\n\n", 1)
             self._dispatch(block.decode("utf-8", "replace").split("\n"))

@@ -115,9 +115,7 @@ class LoadResult:
         ]
         table = [("", *(f"p{q:g}" for q in PERCENTILES), "max")]
         for label, histogram in self._histograms().items():
-            table.append(
-                (label, *(_ms(histogram.percentile(q)) for q in PERCENTILES), _ms(histogram.max))
-            )
+            table.append((label, *_cells(histogram)))
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         for row in table:
             cells = [row[0].ljust(widths[0])] + [
@@ -142,8 +140,7 @@ class LoadResult:
             "|---|" + "---|" * (len(PERCENTILES) + 1),
         ]
         for label, histogram in self._histograms().items():
-            cells = [_ms(histogram.percentile(q)) for q in PERCENTILES] + [_ms(histogram.max)]
-            parts.append(f"| {label} | " + " | ".join(cells) + " |")
+            parts.append(f"| {label} | " + " | ".join(_cells(histogram)) + " |")
         parts += [f"\n**Warning:** {warning}" for warning in self.warnings]
         return "\n".join(parts) + "\n"
 
@@ -156,3 +153,10 @@ class LoadResult:
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms"
+
+
+def _cells(histogram: LatencyHistogram) -> list[str]:
+    """A histogram's percentiles and max, or dashes when it recorded nothing."""
+    if not histogram.count:
+        return ["-"] * (len(PERCENTILES) + 1)
+    return [_ms(histogram.percentile(q)) for q in PERCENTILES] + [_ms(histogram.max)]
