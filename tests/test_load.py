@@ -672,3 +672,21 @@ def test_perfkit_load_shows_progress_and_refuses_mixed_models(
     mixed = ["load", f"{url}/", "--rate", "1", "--duration", "1", "--think", "2"]
     assert cli.main(mixed) == cli.EXIT_USAGE
     assert "--think is the closed model's" in capsys.readouterr().err
+
+
+def test_time_to_first_token_waits_for_content_not_framing() -> None:
+    async def anthropic_style(request: StarletteRequest) -> Response:
+        async def stream() -> Any:
+            yield b"event: message_start\ndata: {}\n\n"
+            await asyncio.sleep(0.4)
+            yield b"event: content_block_delta\ndata: {}\n\n"
+            await asyncio.sleep(0.6)
+            yield b"event: message_stop\ndata: {}\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    with running_uvicorn(Starlette(routes=[Route("/", anthropic_style, methods=["POST"])])) as url:
+        result = run(url, OpenModel(rate=2), duration=1, request=Request("POST", stream=True))
+    assert result.successes == 2
+    assert 0.4 <= result.ttft.percentile(50) < 0.9  # the delta, not message_start at ~0 s
+    assert result.latency.percentile(50) >= 1.0

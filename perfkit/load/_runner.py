@@ -3,7 +3,8 @@ app (see ``_http`` for the clients), and records what came back.
 
 Latency is measured from each request's intended send time (the schedule's, in the open
 model), into HDR histograms; time to first token from the same instant to the first
-server-sent event. Errors are split by cause: ``http_<status>``, ``timeout``,
+server-sent event carrying content (not ``ping``, ``done`` or the Anthropic API's framing
+events). Errors are split by cause: ``http_<status>``, ``timeout``,
 ``connection``, ``stream_error`` (an SSE ``error`` event), ``unfinished`` (still running
 when the drain period ended) and ``generator_overload`` (the generator already had
 ``max_in_flight`` requests outstanding). The event loop's clock is used throughout, so a
@@ -27,6 +28,12 @@ from perfkit.load._models import ClosedModel, OpenModel, Request, RequestFactory
 from perfkit.load._result import LoadResult, Progress
 
 DEFAULT_REQUEST = Request()
+NOT_TOKENS = frozenset(
+    {"done", "error", "message_start", "content_block_start", "content_block_stop",
+     "message_delta", "message_stop"}
+)  # fmt: skip
+"""Server-sent events that carry no content: time to first token waits for another one
+(perfkit's service sends ``token``; the Anthropic API ``content_block_delta``)."""
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_IN_FLIGHT = 1000
 CPU_SATURATED = 0.9
@@ -257,7 +264,7 @@ async def _send(
 
     def on_event(name: str) -> None:
         nonlocal first_event, stream_failed
-        if first_event is None:
+        if first_event is None and name not in NOT_TOKENS:
             first_event = loop.time()
         stream_failed = stream_failed or name == "error"
 
