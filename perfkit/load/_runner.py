@@ -19,6 +19,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from perfkit._virtual_loop import is_virtual_loop
@@ -82,6 +83,33 @@ class _Recorder:
             self.ttft.record(first_event - intended)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every part of one load test shares."""
+
+    client: Client
+    factory: RequestFactory
+    recorder: _Recorder
+    loop: asyncio.AbstractEventLoop
+    start: float
+    duration: float
+    request_timeout: float
+    max_in_flight: int
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    @property
+    def deadline(self) -> float:
+        """When requests still running are given up: ``request_timeout`` after the end."""
+        return self.end + self.request_timeout
+
+    async def send(self, n: int, intended: float) -> None:
+        request = self.factory(n)
+        await _send(self.client, request, intended, self.recorder, self.loop, self.request_timeout)
+
+
 async def run_load(
     target: str | Any,
     model: OpenModel | ClosedModel,
@@ -117,25 +145,11 @@ async def run_load(
     recorder = _Recorder(start + warmup, start + duration)
     wall, cpu = time.perf_counter(), time.process_time()
     client = make_client(target, max_in_flight, request_timeout)
+    run = _Run(client, factory, recorder, loop, start, duration, request_timeout, max_in_flight)
     try:
         reporter = asyncio.create_task(_report_progress(progress, recorder, loop, start))
         try:
-            if isinstance(model, OpenModel):
-                await _open(
-                    client,
-                    model,
-                    factory,
-                    recorder,
-                    loop,
-                    start,
-                    duration,
-                    request_timeout,
-                    max_in_flight,
-                )
-            else:
-                await _closed(
-                    client, model, factory, recorder, loop, start, duration, request_timeout
-                )
+            await (_open(run, model) if isinstance(model, OpenModel) else _closed(run, model))
         finally:
             reporter.cancel()
     finally:
@@ -159,78 +173,45 @@ async def run_load(
     )
 
 
-async def _open(
-    client: Client,
-    model: OpenModel,
-    factory: RequestFactory,
-    recorder: _Recorder,
-    loop: asyncio.AbstractEventLoop,
-    start: float,
-    duration: float,
-    drain: float,
-    max_in_flight: int,
-) -> None:
+async def _open(run: _Run, model: OpenModel) -> None:
     """Send on schedule whatever the server does: a slow reply never delays the next."""
     running: set[asyncio.Task[None]] = set()
     try:
-        await _schedule(
-            client, model, factory, recorder, loop, start, duration, drain, max_in_flight, running
-        )
+        await _schedule(run, model, running)
     except BaseException:  # cancelled, or a request factory failed: stop everything now
-        await _drain(running, loop, deadline=loop.time())
+        await _drain(running, run.loop, deadline=run.loop.time())
         raise
-    await _drain(running, loop, deadline=start + duration + drain)
+    await _drain(running, run.loop, deadline=run.deadline)
 
 
-async def _schedule(
-    client: Client,
-    model: OpenModel,
-    factory: RequestFactory,
-    recorder: _Recorder,
-    loop: asyncio.AbstractEventLoop,
-    start: float,
-    duration: float,
-    request_timeout: float,
-    max_in_flight: int,
-    running: set[asyncio.Task[None]],
-) -> None:
+async def _schedule(run: _Run, model: OpenModel, running: set[asyncio.Task[None]]) -> None:
     """Start each request at its intended time, into ``running``."""
-    for n, offset in enumerate(model.send_times(duration)):
-        intended = start + offset
-        delay = intended - loop.time()
+    for n, offset in enumerate(model.send_times(run.duration)):
+        intended = run.start + offset
+        delay = intended - run.loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        if len(running) >= max_in_flight:
-            recorder.record(intended, loop.time(), loop.time(), "generator_overload", None)
+        if len(running) >= run.max_in_flight:
+            now = run.loop.time()
+            run.recorder.record(intended, now, now, "generator_overload", None)
             continue
-        task = asyncio.create_task(
-            _send(client, factory(n), intended, recorder, loop, request_timeout)
-        )
+        task = asyncio.create_task(run.send(n, intended))
         running.add(task)
         task.add_done_callback(running.discard)
 
 
-async def _closed(
-    client: Client,
-    model: ClosedModel,
-    factory: RequestFactory,
-    recorder: _Recorder,
-    loop: asyncio.AbstractEventLoop,
-    start: float,
-    duration: float,
-    drain: float,
-) -> None:
+async def _closed(run: _Run, model: ClosedModel) -> None:
     """Each user sends, waits for the reply, thinks, and sends again until the end."""
     numbers = iter(range(1 << 62))
 
     async def user() -> None:
-        while loop.time() < start + duration:
-            await _send(client, factory(next(numbers)), loop.time(), recorder, loop, drain)
+        while run.loop.time() < run.end:
+            await run.send(next(numbers), run.loop.time())
             if model.think_time:
                 await asyncio.sleep(model.think_time)
 
     users = {asyncio.create_task(user()) for _ in range(model.users)}
-    await _drain(users, loop, deadline=start + duration + drain)  # cancels them if cancelled
+    await _drain(users, run.loop, deadline=run.deadline)  # cancels them if cancelled
 
 
 async def _drain(
