@@ -690,3 +690,18 @@ def test_time_to_first_token_waits_for_content_not_framing() -> None:
     assert result.successes == 2
     assert 0.4 <= result.ttft.percentile(50) < 0.9  # the delta, not message_start at ~0 s
     assert result.latency.percentile(50) >= 1.0
+
+
+@pytest.mark.parametrize("model", [OpenModel(rate=10), ClosedModel(users=2)])
+def test_a_failing_request_factory_fails_the_load_test(model: OpenModel | ClosedModel) -> None:
+    def factory(n: int) -> Request:
+        if n == 3:
+            raise RuntimeError("no fourth question")
+        return Request()
+
+    async def failing() -> int:
+        with pytest.raises(RuntimeError, match="no fourth question"):
+            await run_load(make_app(), model, duration=2, request=factory)
+        return len(asyncio.all_tasks())
+
+    assert VirtualClock().run(failing()) == 1

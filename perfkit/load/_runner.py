@@ -105,8 +105,7 @@ class _Run:
         """When requests still running are given up: ``request_timeout`` after the end."""
         return self.end + self.request_timeout
 
-    async def send(self, n: int, intended: float) -> None:
-        request = self.factory(n)
+    async def send(self, request: Request, intended: float) -> None:
         await _send(self.client, request, intended, self.recorder, self.loop, self.request_timeout)
 
 
@@ -195,7 +194,7 @@ async def _schedule(run: _Run, model: OpenModel, running: set[asyncio.Task[None]
             now = run.loop.time()
             run.recorder.record(intended, now, now, "generator_overload", None)
             continue
-        task = asyncio.create_task(run.send(n, intended))
+        task = asyncio.create_task(run.send(run.factory(n), intended))
         running.add(task)
         task.add_done_callback(running.discard)
 
@@ -206,7 +205,7 @@ async def _closed(run: _Run, model: ClosedModel) -> None:
 
     async def user() -> None:
         while run.loop.time() < run.end:
-            await run.send(next(numbers), run.loop.time())
+            await run.send(run.factory(next(numbers)), run.loop.time())
             if model.think_time:
                 await asyncio.sleep(model.think_time)
 
@@ -220,14 +219,19 @@ async def _drain(
     """Wait for the tasks until ``deadline``, then cancel what is left (each cancelled
     request is recorded as unfinished)."""
     pending = set(tasks)
+    done: set[asyncio.Task[None]] = set()
     try:
         if pending:
-            _done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
     finally:  # also when the load test itself is cancelled: nothing is left running
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:  # a user whose request factory failed: the test fails with it
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
 
 
 async def _send(
