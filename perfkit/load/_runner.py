@@ -142,7 +142,10 @@ async def run_load(
         )
     start = loop.time()
     recorder = _Recorder(start + warmup, start + duration)
-    wall, cpu = time.perf_counter(), time.process_time()
+    # The generator's own load is judged over the sending period, not the drain after it,
+    # when an overloaded generator would look idle.
+    sending = [time.perf_counter(), time.process_time()]
+    stop = loop.call_at(start + duration, lambda: sending.extend(_elapsed(*sending)))
     client = make_client(target, max_in_flight, request_timeout)
     run = _Run(client, factory, recorder, loop, start, duration, request_timeout, max_in_flight)
     try:
@@ -153,7 +156,8 @@ async def run_load(
             reporter.cancel()
     finally:
         await client.aclose()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    stop.cancel()
+    wall, cpu = sending[2:] or _elapsed(*sending)
     return LoadResult(
         target=target if isinstance(target, str) else f"in-process app {type(target).__name__}",
         model=model.describe(),
@@ -297,6 +301,11 @@ async def _report_progress(
                 in_flight=recorder.in_flight,
             )
         )
+
+
+def _elapsed(wall: float, cpu: float) -> list[float]:
+    """Wall and CPU seconds since the readings ``wall`` and ``cpu``."""
+    return [time.perf_counter() - wall, time.process_time() - cpu]
 
 
 def _warnings(recorder: _Recorder, cpu: float, wall: float, *, virtual: bool) -> list[str]:
