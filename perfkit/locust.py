@@ -43,6 +43,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 from locust.stats import RequestStats, StatsEntry
 
+from perfkit._validation import parse_fraction
 from perfkit.load._slo import SEED_TARGETS
 
 __all__ = [
@@ -304,11 +305,8 @@ def _at_most(name: str, seconds: float, limit: float) -> SLOResult:
 
 
 def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also refuses nan
+    value = parse_fraction(text)  # a finite number >= 0
+    if value is None:
         raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text!r}")
     return value
 

@@ -131,7 +131,6 @@ def validate(document: Any, kind: str, source: str) -> None:
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` as stable, readable JSON, all or nothing (a temporary file
     renamed over the target, so an interrupted write never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
