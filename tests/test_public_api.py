@@ -175,3 +175,22 @@ def test_docstring_examples_run(name: str) -> None:
     module = importlib.import_module(name)
     failures, _attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert failures == 0
+
+
+def test_every_public_name_loads_lazily_from_its_home() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, perfkit\n"
+        "heavy = [m for m in ('anthropic', 'httpx', 'redis', 'fakeredis', 'jsonschema') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "for name in perfkit.__all__:\n"
+        "    getattr(perfkit, name)\n"
+        "assert 'anthropic' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)
+    assert sorted(perfkit._HOME_OF) == sorted(perfkit.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = perfkit.Nope  # type: ignore[attr-defined]
