@@ -6,7 +6,8 @@
     │   └── UnmatchedRequestError   (also an AssertionError: it fails the test)
     ├── RedisServerError            (a real Redis server could not be started)
     └── BaselineError               (a baseline or results file is missing, corrupt or
-                                     does not match: a usage error, not a regression)
+        │                            does not match: a usage error, not a regression)
+        └── ReportWriteError        (a report or baseline file could not be written)
 
 Configuration mistakes raise ``ValueError`` or ``TypeError`` naming the bad value.
 """
@@ -36,3 +37,8 @@ class RedisServerError(PerfkitError):
 
 class BaselineError(PerfkitError):
     """A baseline or results file could not be used (missing, corrupt or mismatched)."""
+
+
+class ReportWriteError(BaselineError):
+    """A report or baseline file could not be written (its directory is not writable, the
+    path is a directory, or the document holds a number JSON cannot: NaN or Infinity)."""

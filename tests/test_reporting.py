@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import re
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import jsonschema
 import pytest
 
 from perfkit._calibration import Calibration, calibrate, relative_spread
-from perfkit._errors import BaselineError
+from perfkit._errors import BaselineError, ReportWriteError
 from perfkit._perf import PerfResult
 from perfkit.reporting import (
     Claim,
@@ -33,7 +36,7 @@ from perfkit.reporting._documents import _umask, baseline_document, write_json, 
 from perfkit.reporting._figures import benchmark_entry, flat_figures, is_exact
 from perfkit.reporting._gate import Selection, compare
 from perfkit.reporting._render import MARKER, format_value
-from perfkit.reporting._run import finish_run, scope_of
+from perfkit.reporting._run import RunOutcome, empty_gate, finish_run, scope_of
 from perfkit.reporting._speedups import find_benchmark, speedup_rows
 
 CALIBRATION = Calibration(seconds=0.01, spread=0.01, repeats=9)
@@ -293,10 +296,21 @@ def test_new_missing_and_not_run_benchmarks_are_told_apart(tmp_path: Path) -> No
         root=tmp_path,
     )
     outcome = compare(entries(result(), result(SEQUENTIAL)), baseline, selection=selection)
-    assert outcome.passed
     assert outcome.new == [SEQUENTIAL]
     assert outcome.missing == [deleted, gone]
     assert outcome.not_run == [deselected]  # test_y.py's other test and test_z.py: not in scope
+    assert outcome.status == "fail"  # new and missing benchmarks could hide a regression
+    allowed = GateSettings(allow_unmatched=True)
+    assert compare(entries(result()), baseline, selection=selection, settings=allowed).passed
+
+
+def test_deselected_and_out_of_scope_benchmarks_do_not_fail_the_gate(tmp_path: Path) -> None:
+    deselected, elsewhere = "benchmarks/test_x.py::test_other", "benchmarks/test_z.py::test_z"
+    baseline = baseline_of(result(), result(deselected), result(elsewhere))
+    selection = Selection(frozenset({CONCURRENT, deselected}), frozenset({"benchmarks/test_x.py"}))
+    outcome = compare(entries(result()), baseline, selection=selection)
+    assert outcome.status == "pass"
+    assert outcome.not_run == [deselected]
 
 
 def test_a_baseline_on_another_clock_is_a_mismatch() -> None:
@@ -304,31 +318,85 @@ def test_a_baseline_on_another_clock_is_a_mismatch() -> None:
         compare(entries(result()), baseline_of(result(clock="real")))
 
 
-def test_a_change_in_rounds_is_not_compared() -> None:
-    outcome = compare(entries(result(rounds=4)), baseline_of(result(rounds=2), result("b")))
-    assert outcome.passed
+def test_a_change_in_rounds_is_not_compared_and_fails_the_gate() -> None:
+    # A 3x regression hidden by changing the rounds from 2 to 4.
+    outcome = compare(
+        entries(result(modeled=0.9, rounds=4), result("b")),
+        baseline_of(result(rounds=2), result("b")),
+    )
+    assert outcome.regressions == []
     assert outcome.skipped == [
         f"{CONCURRENT}: measured over 4 round(s), the baseline over 2 (counters are totals "
         "over the rounds: refresh the baseline)"
     ]
+    assert outcome.status == "fail"
 
 
-def test_a_benchmark_on_another_clock_is_skipped_with_the_reason() -> None:
+def test_a_benchmark_moved_to_another_clock_is_skipped_with_the_reason_and_fails() -> None:
     outcome = compare(
-        entries(result(clock="real"), result("b")), baseline_of(result(), result("b"))
+        entries(result(clock="real", modeled=0.9), result("b")),
+        baseline_of(result(), result("b")),
     )
-    assert outcome.passed
     assert outcome.skipped == [
         f"{CONCURRENT}: measured on the real clock, the baseline on the virtual clock "
         "(not comparable)"
     ]
+    assert outcome.status == "fail"
 
 
-def test_a_figure_no_longer_measured_is_reported() -> None:
+def test_a_figure_no_longer_measured_is_reported_and_fails() -> None:
     outcome = compare(entries(result(counters={})), baseline_of(result()))
     assert outcome.skipped == [
         f"{CONCURRENT}: counters.api_requests is in the baseline but was not measured"
     ]
+    assert outcome.status == "fail"
+
+
+def test_a_figure_new_to_the_run_is_reported_and_fails() -> None:
+    outcome = compare(
+        entries(result(counters={"api_requests": 3, "retries": 40})), baseline_of(result())
+    )
+    assert outcome.skipped == [
+        f"{CONCURRENT}: counters.retries was measured but is not in the baseline"
+    ]
+    assert outcome.status == "fail"
+
+
+def test_a_renamed_benchmark_fails_the_gate_with_the_way_out() -> None:
+    renamed = "benchmarks/test_x.py::test_calls[gathered]"
+    baseline = baseline_of(result())
+    selection = Selection(frozenset({renamed}), frozenset({"benchmarks/test_x.py"}))
+    outcome = compare(entries(result(renamed, 0.9)), baseline, selection=selection)
+    assert (outcome.new, outcome.missing, outcome.status) == ([renamed], [CONCURRENT], "fail")
+    gate = {"baseline": "benchmarks/baseline.json", "settings": {}, **outcome.as_dict()}
+    assert gate_lines(gate)[-2:] == [
+        "UNMATCHED  1 new, 1 missing: the gate cannot compare them; refresh the baseline in "
+        "this change with --perfkit-update-baseline",
+        "gate FAILED against benchmarks/baseline.json: 0 figure(s) regressed in 0 "
+        "benchmark(s), 0 figure(s) improved in 0 benchmark(s), 1 new, 1 missing",
+    ]
+
+
+def test_allow_unmatched_lists_what_the_gate_could_not_compare_without_failing() -> None:
+    settings = GateSettings(allow_unmatched=True)
+    outcome = compare(
+        entries(result(rounds=4), result("b"), result("new")),
+        baseline_of(result(rounds=2), result("b")),
+        settings=settings,
+    )
+    assert outcome.status == "pass"
+    gate = {"baseline": "b.json", "settings": settings.as_dict(), **outcome.as_dict()}
+    lines = gate_lines(gate)
+    assert "unmatched  1 new, 1 no longer comparable: not gated (allow_unmatched is set)" in lines
+    assert lines[-1].startswith("gate passed against b.json: ")
+    assert lines[-1].endswith(
+        ", 1 new, 0 missing, 1 not comparable (refresh on purpose: "
+        "pytest <your benchmarks> --perfkit-update-baseline)"
+    )
+    # A regression still fails it.
+    assert not compare(
+        entries(result(modeled=0.9), result("new")), baseline_of(result()), settings=settings
+    ).passed
 
 
 def test_cpu_time_is_gated_in_calibration_units_above_the_noise() -> None:
@@ -361,6 +429,16 @@ def test_gate_settings_are_validated() -> None:
         GateSettings(tolerance=-1)
     with pytest.raises(ValueError, match="cpu_threshold must be a finite number >= 0, got 'x'"):
         GateSettings(cpu_threshold="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tolerance must be a finite number >= 0, got nan"):
+        GateSettings(tolerance=math.nan)
+    with pytest.raises(TypeError, match="allow_unmatched must be True or False, got 'no'"):
+        GateSettings(allow_unmatched="no")  # type: ignore[arg-type]
+    assert GateSettings().as_dict() == {
+        "tolerance": 0.001,
+        "cpu_threshold": 1.0,
+        "cpu_minimum": 0.02,
+        "allow_unmatched": False,
+    }
 
 
 # Files
@@ -553,9 +631,10 @@ def test_gate_lines_name_every_regression_and_the_way_to_refresh() -> None:
         "REGRESSION b: counters.calls rose",
         "new        b2 (not in the baseline)",
         "not run    1 baseline benchmark(s) deselected or skipped",
+        "UNMATCHED  1 new: the gate cannot compare them; refresh the baseline in this change "
+        "with --perfkit-update-baseline",
         "gate FAILED against benchmarks/baseline.json: 3 figure(s) regressed in 1 benchmark(s), "
-        "0 figure(s) improved in 0 benchmark(s), 1 new, 0 missing "
-        "(refresh on purpose: pytest <your benchmarks> --perfkit-update-baseline)",
+        "0 figure(s) improved in 0 benchmark(s), 1 new, 0 missing",
     ]
 
 
@@ -652,7 +731,197 @@ def test_rows_of_equal_or_zero_figures() -> None:
 
 def test_a_failed_write_names_the_file_not_its_temporary(tmp_path: Path) -> None:
     (tmp_path / "report.md").mkdir()
-    with pytest.raises(IsADirectoryError) as raised:
+    with pytest.raises(ReportWriteError) as raised:
         write_text(tmp_path / "report.md", "x")
-    assert raised.value.filename == str(tmp_path / "report.md")
+    assert str(raised.value) == f"{tmp_path / 'report.md'}: cannot write: Is a directory"
     assert [path.name for path in tmp_path.iterdir()] == ["report.md"]
+
+
+# Hostile figures: NaN and infinities never pass
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_figure_in_the_run_is_an_error_naming_it(value: float) -> None:
+    # NaN > baseline is false: compared like any number, it passed silently.
+    broken = entries(result(counters={"api_requests": value}))
+    with pytest.raises(BaselineError) as raised:
+        compare(broken, baseline_of(result()))
+    constant = {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN")
+    assert str(raised.value) == (
+        f"this run: {CONCURRENT}: counters.api_requests is {constant}; every figure must be "
+        "a finite number"
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        (("benchmarks", CONCURRENT, "modeled", "mean"), f"{CONCURRENT}: modeled.mean"),
+        (("benchmarks", CONCURRENT, "series", "observed", "p95"), f"{CONCURRENT}: observed.p95"),
+        (("benchmarks", CONCURRENT, "cpu", "normalized"), f"{CONCURRENT}: cpu.normalized"),
+        (("calibration", "spread"), "calibration/spread"),
+    ],
+)
+def test_a_non_finite_figure_in_a_baseline_is_an_error_naming_it(
+    where: tuple[str, ...], named: str
+) -> None:
+    baseline = baseline_of(result(samples=[0.1, 0.2], cpu=0.05))
+    node: Any = baseline
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = math.nan
+    with pytest.raises(BaselineError, match=re.escape(f"b.json: {named} is NaN; every figure")):
+        compare(entries(result(samples=[0.1, 0.2], cpu=0.2)), baseline, source="b.json")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize("kind", ["baseline", "report"])
+def test_reading_a_file_holding_nan_or_infinity_is_an_error_naming_the_figure(
+    tmp_path: Path, constant: str, kind: str
+) -> None:
+    document: dict[str, Any] = (
+        baseline_of(result()) if kind == "baseline" else run_outcome(tmp_path, result())
+    )
+    text = json.dumps(document).replace('"api_requests": 3', f'"api_requests": {constant}')
+    assert constant in text
+    path = tmp_path / f"{kind}.json"
+    path.write_text(text)
+    shown = {"1e999": "Infinity"}.get(constant, constant)
+    with pytest.raises(BaselineError) as raised:
+        (load_baseline if kind == "baseline" else load_report)(path)
+    assert str(raised.value) == (
+        f"{path}: the {kind} file is corrupt: {CONCURRENT}: counters.api_requests is {shown}; "
+        "every figure must be a finite number"
+    )
+
+
+def test_nan_is_never_written_into_a_baseline_or_a_report(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    document = baseline_of(result())
+    document["benchmarks"][CONCURRENT]["counters"]["hit_rate"] = math.nan
+    with pytest.raises(ReportWriteError) as raised:
+        write_json(path, document)
+    assert str(raised.value) == (
+        f"{path}: not written: {CONCURRENT}: counters.hit_rate is NaN, which JSON cannot hold "
+        "(every figure must be a finite number)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("refresh", [False, True])
+def test_a_run_with_a_nan_counter_fails_before_gating_or_writing(
+    tmp_path: Path, refresh: bool
+) -> None:
+    baseline = tmp_path / "benchmarks" / "baseline.json"
+    write_json(baseline, baseline_of(result(counters={"hit_rate": 0.5})))
+    before = baseline.read_text()
+    with pytest.raises(BaselineError, match=r"this run: .*counters\.hit_rate is NaN"):
+        run_outcome(
+            tmp_path,
+            result(counters={"hit_rate": math.nan}),
+            baseline=baseline,
+            update_baseline=refresh,
+            report_dir=tmp_path / "report",
+        )
+    assert baseline.read_text() == before
+    assert not (tmp_path / "report").exists()
+
+
+# A gate that gated nothing
+
+
+def test_a_gate_that_compared_nothing_is_empty_not_a_pass() -> None:
+    baseline = baseline_of(result())
+    deselected = Selection(frozenset({CONCURRENT}))
+    outcome = compare({}, baseline, selection=deselected)
+    assert (outcome.status, outcome.passed) == ("empty", False)
+    gate = {"baseline": "benchmarks/baseline.json", "settings": {}, **outcome.as_dict()}
+    assert gate["compared"] == 0
+    assert gate_lines(gate) == [
+        "not run    1 baseline benchmark(s) deselected or skipped",
+        "nothing was gated against benchmarks/baseline.json: this run measured none of the "
+        "baseline's benchmarks (1 of its benchmarks deselected or skipped)",
+    ]
+
+
+def test_with_unmatched_allowed_a_run_of_only_new_benchmarks_gated_nothing() -> None:
+    outcome = compare(
+        entries(result("b")), baseline_of(result()), settings=GateSettings(allow_unmatched=True)
+    )
+    assert outcome.status == "empty"
+    assert outcome.as_dict()["reason"] == (
+        "none of this run's benchmarks could be compared with a baseline entry"
+    )
+
+
+def test_a_run_gating_nothing_says_so_in_its_outcome_and_report(tmp_path: Path) -> None:
+    baseline = tmp_path / "benchmarks" / "baseline.json"
+    write_json(baseline, baseline_of(result()))
+    outcome = finish_run(
+        results=[],
+        selection=Selection(frozenset({CONCURRENT})),
+        speedups=[],
+        comparisons=[],
+        version="0.0",
+        calibration=CALIBRATION,
+        baseline=baseline,
+        report_dir=tmp_path / "report",
+    )
+    assert outcome.gated_nothing
+    assert not outcome.regressed
+    jsonschema.validate(outcome.document, json_schema())
+    assert "- nothing was gated against " in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_the_plugin_can_record_a_gate_that_gated_nothing() -> None:
+    gate = empty_gate(
+        "other/baseline.json",
+        "no benchmark under other/ ran (3 ran under benchmarks/)",
+        GateSettings(allow_unmatched=True),
+    )
+    assert gate["status"] == "empty"
+    assert gate["settings"]["allow_unmatched"] is True
+    assert gate_lines(gate) == [
+        "nothing was gated against other/baseline.json: no benchmark under other/ ran (3 ran "
+        "under benchmarks/)"
+    ]
+    document = run_outcome(Path(), result())
+    jsonschema.validate({**document, "gate": gate}, json_schema())
+    assert RunOutcome({**document, "gate": gate}).gated_nothing
+
+
+# Unwritable report directories and baselines
+
+
+def test_an_unwritable_directory_names_the_users_path_and_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "perfkit-report").write_text("a file where the directory should be")
+    target = tmp_path / "perfkit-report" / "report.json"
+    with pytest.raises(ReportWriteError) as raised:
+        write_json(target, {"schema": "x"})
+    assert str(raised.value) == (
+        f"{target}: cannot write: cannot create its directory {target.parent}: File exists"
+    )
+
+
+def test_a_temporary_file_that_cannot_be_created_is_not_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a read-only directory does (root, running these tests, may write anywhere).
+    def refused(dir: str, prefix: str, suffix: str) -> tuple[int, str]:
+        name = f"{dir}/{prefix}x1y2z3{suffix}"
+        raise PermissionError(errno.EACCES, "Permission denied", name)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    target = tmp_path / "baseline.json"
+    with pytest.raises(ReportWriteError) as raised:
+        write_json(target, baseline_of(result()))
+    assert str(raised.value) == f"{target}: cannot write: Permission denied"
+    assert isinstance(raised.value, BaselineError)  # the plugin's one-line usage error
+
+
+def test_a_run_whose_report_directory_is_unwritable_raises_one_clear_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "report").write_text("")
+    with pytest.raises(ReportWriteError, match=re.escape(f"{tmp_path / 'report'}")):
+        run_outcome(tmp_path, result(), report_dir=tmp_path / "report")

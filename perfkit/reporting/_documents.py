@@ -15,7 +15,8 @@ from typing import Any
 import jsonschema
 
 from perfkit._calibration import Calibration
-from perfkit._errors import BaselineError
+from perfkit._errors import BaselineError, ReportWriteError
+from perfkit.reporting._figures import non_finite, require_finite
 from perfkit.reporting._gate import Selection
 
 REPORT_SCHEMA = "perfkit-report/1"
@@ -126,26 +127,46 @@ def validate(document: Any, kind: str, source: str) -> None:
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "top level"
         raise BaselineError(f"{source}: the {kind} file is corrupt at {where}: {error.message}")
+    require_finite(document, f"{source}: the {kind} file is corrupt")
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` as stable, readable JSON, all or nothing (a temporary file
-    renamed over the target, so an interrupted write never leaves half a file)."""
-    write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    renamed over the target, so an interrupted write never leaves half a file).
+    ReportWriteError if it holds NaN or an infinity, which JSON has no spelling for."""
+    found = non_finite(document)
+    if found is not None:
+        location, constant = found
+        raise ReportWriteError(
+            f"{path}: not written: {location} is {constant}, which JSON cannot hold "
+            "(every figure must be a finite number)"
+        )
+    write_text(path, json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to ``path`` atomically; ReportWriteError names ``path`` (never the
+    temporary file) and the system's reason."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReportWriteError(
+            f"{path}: cannot write: cannot create its directory {error.filename or path.parent}: "
+            f"{error.strerror or error}"
+        ) from None
+    try:
+        _replace_atomically(path, text)
+    except OSError as error:
+        raise ReportWriteError(f"{path}: cannot write: {error.strerror or error}") from None
+
+
+def _replace_atomically(path: Path, text: str) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's file is private; this one is not
         with os.fdopen(handle, "w", encoding="utf-8") as file:
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's file is private; this is not
             file.write(text)
         os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise OSError(error.errno, error.strerror, str(path)) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

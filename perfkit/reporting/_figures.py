@@ -9,11 +9,13 @@ and vary between runs. A figure is named ``"<group>.<statistic>"``: ``modeled.me
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping
 from typing import Any
 
 from perfkit._calibration import Calibration, relative_spread
+from perfkit._errors import BaselineError
 from perfkit._perf import Distribution, PerfResult
 
 DIGITS = 6
@@ -77,6 +79,55 @@ def is_duration(figure: str) -> bool:
     """Whether a figure is in seconds (everything but counts, counters and ratios)."""
     group, _, name = figure.partition(".")
     return group != "counters" and name not in {"count", "normalized", "spread"}
+
+
+def non_finite(document: Any) -> tuple[str, str] | None:
+    """Where a JSON-like document holds NaN or an infinity, and which (``("<benchmark>:
+    counters.hits", "NaN")``); None when every number in it is finite."""
+    found = _first_non_finite(document, ())
+    if found is None:
+        return None
+    path, value = found
+    constant = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return _location(path), constant
+
+
+def require_finite(document: Any, source: str) -> None:
+    """BaselineError naming the first NaN or infinite number in ``document``: JSON cannot
+    hold it, and no comparison can gate it (``NaN > x`` is always false)."""
+    found = non_finite(document)
+    if found is not None:
+        location, constant = found
+        raise BaselineError(
+            f"{source}: {location} is {constant}; every figure must be a finite number"
+        )
+
+
+def _first_non_finite(document: Any, path: tuple[str, ...]) -> tuple[tuple[str, ...], float] | None:
+    if isinstance(document, float):
+        return None if math.isfinite(document) else (path, document)
+    items: Any
+    if isinstance(document, Mapping):
+        items = document.items()
+    elif isinstance(document, list | tuple):
+        items = enumerate(document)
+    else:
+        return None
+    for key, value in items:
+        found = _first_non_finite(value, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
+
+
+def _location(path: tuple[str, ...]) -> str:
+    """A figure of a benchmark by its name (``<node id>: observed.p95``), anything else by
+    its path in the document (``calibration/seconds``)."""
+    if len(path) == 5 and path[0] == "benchmarks" and path[2] == "series":
+        return f"{path[1]}: {path[3]}.{path[4]}"
+    if len(path) == 4 and path[0] == "benchmarks":
+        return f"{path[1]}: {path[2]}.{path[3]}"
+    return "/".join(path) or "top level"
 
 
 def _statistics(values: list[float], names: tuple[str, ...]) -> dict[str, float]:

@@ -17,6 +17,15 @@ ratios, a benchmark's rounds and its calibration's repeats) beyond that drift. I
 catches a benchmark whose CPU time blew up (an accidental quadratic loop) without
 failing on noise; a slowdown shared by every benchmark looks like a slower machine and
 is left to the exact figures.
+
+The gate is strict about what it cannot compare: a benchmark new to the run, one missing
+from it (its file is gone, or was collected in full without it), and one no longer
+comparable (its rounds or its clock changed, a figure appeared or vanished) fail it, since
+each could hide a regression (a renamed benchmark is new and missing at once). The way
+past is a refreshed baseline in the same change, which a pull request shows
+(:func:`perfkit.reporting.baseline_changes`); ``allow_unmatched`` lists them without
+failing. A benchmark merely deselected or skipped is "not run", never a failure. A gate
+that compared nothing is neither a pass nor a failure: its status is ``"empty"``.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from perfkit._calibration import relative_spread
 from perfkit._errors import BaselineError
@@ -35,6 +44,7 @@ from perfkit.reporting._figures import (
     flat_figures,
     is_duration,
     is_exact,
+    require_finite,
 )
 
 DEFAULT_TOLERANCE = 0.001
@@ -46,13 +56,19 @@ ABSOLUTE_SLACK = 10.0**-DIGITS
 """Figures are rounded to this; a difference below it is rounding, not a regression."""
 
 
+REFRESH_HINT = "refresh the baseline in this change with --perfkit-update-baseline"
+GateStatus = Literal["pass", "fail", "empty"]
+
+
 @dataclass(frozen=True)
 class GateSettings:
-    """How strict the gate is."""
+    """How strict the gate is. ``allow_unmatched`` lists benchmarks that are new, missing
+    or no longer comparable without failing on them."""
 
     tolerance: float = DEFAULT_TOLERANCE
     cpu_threshold: float = DEFAULT_CPU_THRESHOLD
     cpu_minimum: float = DEFAULT_CPU_MINIMUM
+    allow_unmatched: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tolerance", "cpu_threshold", "cpu_minimum"):
@@ -61,12 +77,15 @@ class GateSettings:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
             if not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(self.allow_unmatched, bool):
+            raise TypeError(f"allow_unmatched must be True or False, got {self.allow_unmatched!r}")
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | bool]:
         return {
             "tolerance": self.tolerance,
             "cpu_threshold": self.cpu_threshold,
             "cpu_minimum": self.cpu_minimum,
+            "allow_unmatched": self.allow_unmatched,
         }
 
 
@@ -106,8 +125,8 @@ class Change:
             else ""
         )
         return (
-            f"{self.benchmark}: {self.figure} {verb} from {_value(self.figure, self.baseline)} "
-            f"to {_value(self.figure, self.current)} ({_percent(self.change)}{drift}; {limit})"
+            f"{self.benchmark}: {self.figure} {verb} from {value_text(self.figure, self.baseline)} "
+            f"to {value_text(self.figure, self.current)} ({_percent(self.change)}{drift}; {limit})"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -124,7 +143,9 @@ class Change:
 
 @dataclass
 class GateOutcome:
-    """What the gate found: regressions fail it; everything else is for information."""
+    """What the gate found: regressions fail it, and so do benchmarks it could not match
+    with the baseline (new, missing, or no longer comparable) unless ``allow_unmatched``;
+    improvements and benchmarks not run are for information."""
 
     regressions: list[Change] = field(default_factory=list)
     improvements: list[Change] = field(default_factory=list)
@@ -133,14 +154,30 @@ class GateOutcome:
     not_run: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     """Benchmarks or figures that could not be compared, with the reason."""
+    compared: list[str] = field(default_factory=list)
+    """The benchmarks whose figures were compared with their baseline entry."""
+    allow_unmatched: bool = False
+
+    @property
+    def unmatched(self) -> bool:
+        """Whether some benchmark or figure could not be matched with the baseline."""
+        return bool(self.new or self.missing or self.skipped)
+
+    @property
+    def status(self) -> GateStatus:
+        """``"fail"``, ``"empty"`` (nothing was compared: not a pass) or ``"pass"``."""
+        if self.regressions or (self.unmatched and not self.allow_unmatched):
+            return "fail"
+        return "pass" if self.compared else "empty"
 
     @property
     def passed(self) -> bool:
-        return not self.regressions
+        return self.status == "pass"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": "pass" if self.passed else "fail",
+        document: dict[str, Any] = {
+            "status": self.status,
+            "compared": len(self.compared),
             "regressions": [change.as_dict() for change in self.regressions],
             "improvements": [change.as_dict() for change in self.improvements],
             "new": list(self.new),
@@ -148,6 +185,17 @@ class GateOutcome:
             "not_run": list(self.not_run),
             "skipped": list(self.skipped),
         }
+        if self.status == "empty":
+            document["reason"] = self._nothing_compared()
+        return document
+
+    def _nothing_compared(self) -> str:
+        if self.new or self.skipped:
+            return "none of this run's benchmarks could be compared with a baseline entry"
+        not_run = f" ({len(self.not_run)} of its benchmarks deselected or skipped)"
+        return "this run measured none of the baseline's benchmarks" + (
+            not_run if self.not_run else ""
+        )
 
 
 @dataclass(frozen=True)
@@ -176,16 +224,21 @@ def compare(
     settings: GateSettings | None = None,
     calibration_spread: float = 0.0,
     selection: Selection | None = None,
+    source: str = "the baseline",
 ) -> GateOutcome:
-    """Gate this run's benchmark ``entries`` against a loaded ``baseline`` document.
+    """Gate this run's benchmark ``entries`` against a loaded ``baseline`` document
+    (named ``source`` in errors).
 
     A baseline benchmark this run did not measure is "missing" if it no longer exists
     (see :class:`Selection`), "not run" if the run collected it (deselected or skipped),
     and out of this run's scope otherwise. A baseline that shares benchmarks with the run
-    but none on the same clock is a mismatch (BaselineError)."""
+    but none on the same clock is a mismatch, and NaN or an infinity on either side
+    cannot be gated (BaselineError)."""
     settings = settings or GateSettings()
     selection = selection or Selection()
-    outcome = GateOutcome()
+    require_finite({"benchmarks": entries}, "this run")
+    require_finite(baseline, source)
+    outcome = GateOutcome(allow_unmatched=settings.allow_unmatched)
     expected: Mapping[str, Mapping[str, Any]] = baseline["benchmarks"]
     noise = max(calibration_spread, float(baseline.get("calibration", {}).get("spread", 0.0)))
     cpu_pairs = []
@@ -194,6 +247,7 @@ def compare(
         if nodeid not in expected:
             outcome.new.append(nodeid)
         elif _compare_entry(nodeid, entries[nodeid], expected[nodeid], settings, outcome):
+            outcome.compared.append(nodeid)
             cpu_pairs.append((nodeid, entries[nodeid], expected[nodeid]))
     if shared and all(entries[n].get("clock") != expected[n].get("clock") for n in shared):
         clocks = sorted({str(expected[n].get("clock")) for n in shared})
@@ -235,16 +289,25 @@ def _compare_entry(
         baseline.get("higher_is_better", ())
     )
     for figure in sorted(then):
-        group, _, statistic = figure.partition(".")
-        if not is_exact(baseline, figure) or (group != "counters" and statistic == "count"):
-            continue  # how many latencies were observed: more is not worse
+        if not _gated(baseline, figure):
+            continue
         if figure not in now:
             outcome.skipped.append(f"{nodeid}: {figure} is in the baseline but was not measured")
             continue
         higher = figure.startswith("counters.") and figure.partition(".")[2] in better_higher
         allowed = 0.0 if figure.startswith("counters.") else settings.tolerance
         _judge(Change(nodeid, figure, then[figure], now[figure], allowed, higher), outcome)
+    for figure in sorted(set(now) - set(then)):
+        if _gated(current, figure):
+            outcome.skipped.append(f"{nodeid}: {figure} was measured but is not in the baseline")
     return True
+
+
+def _gated(entry: Mapping[str, Any], figure: str) -> bool:
+    """Whether the gate compares a figure of this entry exactly (how many latencies a
+    series observed is not gated: more is not worse)."""
+    group, _, statistic = figure.partition(".")
+    return is_exact(entry, figure) and (group == "counters" or statistic != "count")
 
 
 def _judge(change: Change, outcome: GateOutcome) -> None:
@@ -303,7 +366,8 @@ def _file_of(nodeid: str) -> str:
     return nodeid.partition("::")[0]
 
 
-def _value(figure: str, value: float) -> str:
+def value_text(figure: str, value: float) -> str:
+    """A figure exactly enough to see a gated change (a microsecond is 0.001 ms)."""
     if figure == "cpu.normalized":
         return f"{value:,.3g} calibration units"
     if is_duration(figure):

@@ -8,6 +8,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from perfkit.reporting._figures import is_duration
+from perfkit.reporting._gate import REFRESH_HINT
 
 MARKER = "<!-- perfkit-report -->"
 """The first line of the Markdown report: CI finds its earlier comment by it."""
@@ -92,7 +93,8 @@ def terminal_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def gate_lines(gate: Mapping[str, Any] | None) -> list[str]:
-    """The gate's outcome: every regression in full, then improvements and changes."""
+    """The gate's outcome: every regression in full, then improvements and changes, and
+    what the gate could not match with the baseline (which fails it unless allowed)."""
     if gate is None:
         return ["not gated (no baseline, or a refresh refused because the run failed)"]
     if gate["status"] == "updated":
@@ -108,15 +110,36 @@ def gate_lines(gate: Mapping[str, Any] | None) -> list[str]:
         lines.append(
             f"not run    {len(gate['not_run'])} baseline benchmark(s) deselected or skipped"
         )
+    unmatched = _unmatched(gate)
+    allowed = bool(gate.get("settings", {}).get("allow_unmatched", False))
+    if unmatched and allowed:
+        lines.append(f"unmatched  {unmatched}: not gated (allow_unmatched is set)")
+    elif unmatched:
+        lines.append(f"UNMATCHED  {unmatched}: the gate cannot compare them; {REFRESH_HINT}")
+    if gate["status"] == "empty":
+        reason = gate.get("reason") or "no benchmark was compared"
+        return [*lines, f"nothing was gated against {gate['baseline']}: {reason}"]
     verdict = "FAILED" if gate["status"] == "fail" else "passed"
     summary = (
         f"gate {verdict} against {gate['baseline']}: {_count(gate['regressions'], 'regressed')}, "
         f"{_count(gate['improvements'], 'improved')}, {len(gate['new'])} new, "
         f"{len(gate['missing'])} missing"
     )
-    if gate["improvements"] or gate["new"] or gate["missing"]:
+    if gate["skipped"]:
+        summary += f", {len(gate['skipped'])} not comparable"
+    if gate["improvements"] or (unmatched and allowed):
         summary += " (refresh on purpose: pytest <your benchmarks> --perfkit-update-baseline)"
     return [*lines, summary]
+
+
+def _unmatched(gate: Mapping[str, Any]) -> str:
+    """What the gate could not match with the baseline, counted ("" for nothing)."""
+    counts = (
+        (len(gate["new"]), "new"),
+        (len(gate["missing"]), "missing"),
+        (len(gate["skipped"]), "no longer comparable"),
+    )
+    return ", ".join(f"{count} {what}" for count, what in counts if count)
 
 
 def _grouped(changes: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -22,7 +22,7 @@ from perfkit.reporting._documents import (
     write_json,
     write_text,
 )
-from perfkit.reporting._figures import benchmark_entry
+from perfkit.reporting._figures import benchmark_entry, require_finite
 from perfkit.reporting._gate import GateOutcome, GateSettings, Selection, compare
 from perfkit.reporting._render import markdown, svg_chart
 from perfkit.reporting._speedups import Speedup, speedup_rows
@@ -39,8 +39,16 @@ class RunOutcome:
 
     @property
     def regressed(self) -> bool:
+        """Whether the gate failed (a regression, or a benchmark it could not match)."""
         gate = self.document["gate"]
         return gate is not None and gate["status"] == "fail"
+
+    @property
+    def gated_nothing(self) -> bool:
+        """Whether a baseline was given but the gate compared no benchmark with it (status
+        ``"empty"``): not a regression, but not a pass either."""
+        gate = self.document["gate"]
+        return gate is not None and gate["status"] == "empty"
 
 
 def scope_of(baseline: Path | None, rootpath: Path) -> str:
@@ -73,6 +81,7 @@ def finish_run(
     write the report files. ``baseline_name`` is how messages name the baseline file."""
     calibration = calibration or calibrate()
     entries = {result.name: benchmark_entry(result, calibration) for result in results}
+    require_finite({"benchmarks": entries}, "this run")
     rows = speedup_rows(speedups, entries)
     document = report_document(
         version=version,
@@ -120,8 +129,22 @@ def gate_document(
         settings=settings,
         calibration_spread=float(document["calibration"]["spread"]),
         selection=selection_of(document, root),
+        source=baseline_name,
     )
     return {"baseline": baseline_name, "settings": settings.as_dict(), **result.as_dict()}
+
+
+def empty_gate(
+    baseline_name: str, reason: str, settings: GateSettings | None = None
+) -> dict[str, Any]:
+    """The gate section of a run that gated nothing against ``baseline_name``, saying why
+    (status ``"empty"``; :func:`gate_lines` prints "nothing was gated against ...")."""
+    return {
+        "baseline": baseline_name,
+        "settings": (settings or GateSettings()).as_dict(),
+        **GateOutcome().as_dict(),
+        "reason": reason,
+    }
 
 
 def update(
@@ -171,9 +194,6 @@ def _gate_or_update(
 
 
 def _updated(baseline_name: str, settings: GateSettings | None) -> dict[str, Any]:
-    return {
-        "baseline": baseline_name,
-        "settings": (settings or GateSettings()).as_dict(),
-        **GateOutcome().as_dict(),
-        "status": "updated",
-    }
+    gate = empty_gate(baseline_name, "", settings)
+    del gate["reason"]
+    return {**gate, "status": "updated"}
