@@ -8,17 +8,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import looptime
 
+from perfkit._defaults import CLOCK_MODES, ClockMode
 from perfkit._errors import ClockError
 from perfkit._virtual_loop import is_virtual_loop
 
 T = TypeVar("T")
-
-ClockMode = Literal["virtual", "real"]
-CLOCK_MODES: tuple[ClockMode, ...] = ("virtual", "real")
 
 
 @runtime_checkable

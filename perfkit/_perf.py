@@ -17,7 +17,8 @@ from perfkit._calibration import (
     summarise,
     time_workload,
 )
-from perfkit._clock import Clock, ClockMode
+from perfkit._clock import Clock
+from perfkit._defaults import ClockMode
 from perfkit._errors import PerfkitError
 from perfkit._profiling import BenchmarkProfiler, ProfileFiles
 from perfkit._validation import check_count
@@ -156,6 +157,42 @@ class PerfResult:
     def rounds(self) -> int:
         return len(self.modeled)
 
+    def to_plain(self) -> dict[str, Any]:
+        """Every figure as plain data (lists, dicts, numbers), as a pytest-xdist worker
+        hands it to the controller; :meth:`from_plain` rebuilds the result."""
+        return {
+            "name": self.name,
+            "clock": self.clock,
+            "modeled": list(self.modeled),
+            "wall": list(self.wall),
+            "cpu": list(self.cpu),
+            "samples": list(self.samples),
+            "counters": dict(self.counters),
+            "series": {name: list(values) for name, values in self.series.items()},
+            "higher_is_better": sorted(self.higher_is_better),
+            "parameters": dict(self.parameters),
+            "calibration": None if self.calibration is None else self.calibration.as_dict(),
+            "profiled": self.profiled,
+        }
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> PerfResult:
+        calibration = data["calibration"]
+        return cls(
+            name=data["name"],
+            clock=data["clock"],
+            modeled=list(data["modeled"]),
+            wall=list(data["wall"]),
+            cpu=list(data["cpu"]),
+            samples=list(data["samples"]),
+            counters=dict(data["counters"]),
+            series={name: list(values) for name, values in data["series"].items()},
+            higher_is_better=frozenset(data["higher_is_better"]),
+            parameters=dict(data["parameters"]),
+            calibration=None if calibration is None else Calibration(**calibration),
+            profiled=bool(data["profiled"]),
+        )
+
     def all_series(self) -> dict[str, list[float]]:
         """Every observed series by name: the default one first, if anything was observed."""
         found = {OBSERVED: self.samples} if self.samples else {}
@@ -198,6 +235,10 @@ class _RoundTimer:
         return f"perfkit.{self._mode}_clock"
 
 
+class PerfUsageError(PerfkitError, TypeError, ValueError):
+    """``perf`` was called the wrong way (the plugin reports it as one line naming the fix)."""
+
+
 class Perf:
     """Benchmarks a sync callable or a coroutine function on a perfkit clock.
 
@@ -208,6 +249,10 @@ class Perf:
         def test_three_calls(perf, anthropic_sim):
             result = perf(make_three_calls, rounds=5)
             assert perf.result.modeled == [0.9] * 5
+
+    ``benchmark`` is pytest-benchmark's fixture, or None: with one, the rounds are also
+    recorded into it (its table and JSON show the modeled seconds of each round); a
+    callable returning it (``benchmark_factory``) fetches it only when perf is used.
     """
 
     def __init__(
@@ -218,8 +263,10 @@ class Perf:
         *,
         profiler: BenchmarkProfiler | None = None,
         calibrate: bool = False,
+        benchmark_factory: Callable[[], Any] | None = None,
     ) -> None:
         self._benchmark = benchmark
+        self._benchmark_factory = benchmark_factory
         self.clock = clock
         self.counters = counters if counters is not None else Counters()
         self.result = PerfResult(name=str(getattr(benchmark, "name", "perf")), clock=clock.mode)
@@ -243,18 +290,24 @@ class Perf:
         unmeasured ones) and return the last result. Coroutine functions run in a new
         event loop per round, on the clock. ``setup`` (sync or async) runs before every
         round, outside the measurement and the counters."""
-        check_count("rounds", rounds)
-        check_count("warmup_rounds", warmup_rounds, minimum=0)
-        if setup is not None and not callable(setup):
-            raise TypeError(f"setup must be callable, got {setup!r}")
+        _check_target("the function to benchmark", function)
+        if setup is not None:
+            _check_target("setup", setup)
+        try:
+            check_count("rounds", rounds)
+            check_count("warmup_rounds", warmup_rounds, minimum=0)
+        except ValueError as error:
+            raise PerfUsageError(f"perf: {error}") from None
         if self._used:
-            raise PerfkitError("perf can run one benchmark per test; split the test in two")
+            raise PerfUsageError("perf can run one benchmark per test; split the test in two")
         if _in_event_loop():
-            raise PerfkitError(
+            raise PerfUsageError(
                 "perf runs coroutines in event loops of its own, so call it from a "
                 "synchronous test (def test_...), not from inside a running event loop"
             )
         self._used = True
+        if self._benchmark is None and self._benchmark_factory is not None:
+            self._benchmark = self._benchmark_factory()
         for _ in range(warmup_rounds):
             if setup is not None:
                 self._call(setup, (), {})
@@ -289,7 +342,11 @@ class Perf:
             return value
 
         try:
-            if getattr(self._benchmark, "disabled", False):
+            if self._benchmark is None:
+                value = None
+                for _ in range(rounds):
+                    value = measured_round()
+            elif getattr(self._benchmark, "disabled", False):
                 # pytest-benchmark runs a disabled benchmark's target once; perf keeps its
                 # rounds, since its figures (modeled time, counters) are what tests assert.
                 def every_round() -> Any:
@@ -306,7 +363,8 @@ class Perf:
             self.result.higher_is_better = frozenset(
                 name for name in counted if self.counters.better(name) == "higher"
             )
-            self._benchmark.extra_info["perfkit"] = self.result.as_dict()
+            if self._benchmark is not None:
+                self._benchmark.extra_info["perfkit"] = self.result.as_dict()
             if self._profiler is not None:
                 self.profile_files = self._profiler.write()
         return value
@@ -344,6 +402,22 @@ class Perf:
         if inspect.isawaitable(value):
             value = self.clock.run(_awaited(value))
         return value
+
+
+def _check_target(what: str, target: object) -> None:
+    """A callable to run each round: a coroutine object (``perf(fetch())``) runs once at
+    most, so it is refused with the fix, and closed so it warns of nothing."""
+    if inspect.isawaitable(target):
+        if inspect.iscoroutine(target):
+            target.close()
+        name = getattr(target, "__qualname__", type(target).__name__)
+        raise PerfUsageError(
+            f"perf got {what} as an awaitable ({name}), which runs once at most: pass the "
+            f"function, not its call: perf({name.rpartition('.')[2]}, ...) rather than "
+            f"perf({name.rpartition('.')[2]}(), ...)"
+        )
+    if not callable(target):
+        raise PerfUsageError(f"perf needs {what} as a callable; got {target!r}")
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

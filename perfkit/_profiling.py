@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
+from perfkit._defaults import DEFAULT_PROFILE_TOP
 from perfkit._errors import PerfkitError
 from perfkit._validation import check_count
 
-DEFAULT_TOP = 20
+DEFAULT_TOP = DEFAULT_PROFILE_TOP
 STEM_MAX_CHARS = 120
 STEM_HASH_CHARS = 10
 MIN_STACK_SHARE = 1e-4  # collapsed stacks below this share of the profile are left out

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from perfkit._clock import CLOCK_MODES, ClockMode
-from perfkit._profiling import DEFAULT_TOP
-from perfkit._validation import parse_fraction
-from perfkit.reporting._gate import (
+from perfkit._defaults import (
+    CLOCK_MODES,
+    DEFAULT_CLOCK,
     DEFAULT_CPU_THRESHOLD,
+    DEFAULT_PROFILE_TOP,
     DEFAULT_TOLERANCE,
-    GateSettings,
+    ClockMode,
 )
+from perfkit._validation import parse_fraction
 
-DEFAULT_CLOCK: ClockMode = "virtual"
+if TYPE_CHECKING:
+    from perfkit.reporting import GateSettings
+
+DEFAULT_TOP = DEFAULT_PROFILE_TOP
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,26 @@ class Settings:
     profile_dir: Path | None = None
     profile_top: int = DEFAULT_TOP
     baseline: Path | None = None
+    baseline_source: str = ""
+    """Where the baseline path came from: ``--perfkit-baseline`` or ``ini option ...``."""
     update_baseline: bool = False
+    create_baseline: bool = False
     report_dir: Path | None = None
-    gate: GateSettings = field(default_factory=GateSettings)
+    tolerance: float = DEFAULT_TOLERANCE
+    cpu_threshold: float = DEFAULT_CPU_THRESHOLD
+    allow_unmatched: bool = False
+
+    @property
+    def writes_baseline(self) -> bool:
+        """Whether this run writes the baseline instead of gating against it."""
+        return self.update_baseline or self.create_baseline
+
+    @property
+    def gate(self) -> GateSettings:
+        """The gate's settings (built on demand: reporting loads only when a run gates)."""
+        from perfkit.reporting import GateSettings
+
+        return GateSettings(tolerance=self.tolerance, cpu_threshold=self.cpu_threshold)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -82,7 +104,21 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="write this run's figures to the baseline file instead of gating (only when "
-        "every test passed); benchmarks not run keep their entries",
+        "every test passed); benchmarks not run keep their entries. Refused under CI",
+    )
+    group.addoption(
+        "--perfkit-create-baseline",
+        action="store_true",
+        default=False,
+        help="first run: create the baseline file (which must not exist yet) from this run's "
+        "figures; without it a baseline path that does not exist is a usage error",
+    )
+    group.addoption(
+        "--perfkit-allow-unmatched",
+        action="store_true",
+        default=None,
+        help="list benchmarks new to the run, missing from it or no longer comparable "
+        "without failing the gate (default: they fail it; ini: perfkit_allow_unmatched)",
     )
     group.addoption(
         "--perfkit-report-dir",
@@ -122,6 +158,11 @@ def add_options(parser: pytest.Parser) -> None:
         "perfkit_profile", "directory for a cProfile profile of each perf benchmark", default=None
     )
     parser.addini("perfkit_profile_top", "functions in each profile's .txt table", default=None)
+    parser.addini(
+        "perfkit_allow_unmatched",
+        "true: benchmarks new, missing or no longer comparable do not fail the gate",
+        default=None,
+    )
 
 
 def _value(config: pytest.Config, name: str) -> tuple[str | None, str]:
@@ -165,17 +206,10 @@ def resolve(config: pytest.Config) -> Settings:
                 f"{latency_source} must be a number of seconds >= 0; got {latency_value!r}"
             )
     baseline = _path(config, "perfkit_baseline", "a baseline file")
+    baseline_source = _value(config, "perfkit_baseline")[1]
     update_baseline = bool(config.getoption("perfkit_update_baseline"))
-    if update_baseline and _value(config, "perfkit_profile")[0] is not None:
-        raise pytest.UsageError(
-            "--perfkit-update-baseline cannot be combined with --perfkit-profile: a profiler "
-            "multiplies CPU time, and the baseline would keep it"
-        )
-    if update_baseline and baseline is None:
-        raise pytest.UsageError(
-            "--perfkit-update-baseline needs a baseline file: pass --perfkit-baseline PATH "
-            "or set the ini option perfkit_baseline"
-        )
+    create_baseline = bool(config.getoption("perfkit_create_baseline"))
+    _check_baseline_options(config, baseline, baseline_source, update_baseline, create_baseline)
     return Settings(
         clock=clock,
         redis_url=url,
@@ -183,13 +217,70 @@ def resolve(config: pytest.Config) -> Settings:
         profile_dir=_path(config, "perfkit_profile", "a directory"),
         profile_top=_profile_top(config),
         baseline=baseline,
+        baseline_source=baseline_source,
         update_baseline=update_baseline,
+        create_baseline=create_baseline,
         report_dir=_path(config, "perfkit_report_dir", "a directory"),
-        gate=GateSettings(
-            tolerance=_fraction(config, "perfkit_tolerance", DEFAULT_TOLERANCE),
-            cpu_threshold=_fraction(config, "perfkit_cpu_threshold", DEFAULT_CPU_THRESHOLD),
-        ),
+        tolerance=_fraction(config, "perfkit_tolerance", DEFAULT_TOLERANCE),
+        cpu_threshold=_fraction(config, "perfkit_cpu_threshold", DEFAULT_CPU_THRESHOLD),
+        allow_unmatched=_flag(config, "perfkit_allow_unmatched"),
     )
+
+
+def _check_baseline_options(
+    config: pytest.Config,
+    baseline: Path | None,
+    source: str,
+    update: bool,
+    create: bool,
+) -> None:
+    """Refuse, before any test runs, every way a run could skip the gate by accident: a
+    baseline path that does not exist (a typo, a deleted file), a refresh under CI."""
+    writing = "--perfkit-update-baseline" if update else "--perfkit-create-baseline"
+    if update and create:
+        raise pytest.UsageError(
+            "--perfkit-update-baseline and --perfkit-create-baseline exclude each other: "
+            "update refreshes an existing baseline, create writes the first one"
+        )
+    if (update or create) and _value(config, "perfkit_profile")[0] is not None:
+        raise pytest.UsageError(
+            f"{writing} cannot be combined with --perfkit-profile: a profiler "
+            "multiplies CPU time, and the baseline would keep it"
+        )
+    if (update or create) and baseline is None:
+        raise pytest.UsageError(
+            f"{writing} needs a baseline file: pass --perfkit-baseline PATH "
+            "or set the ini option perfkit_baseline"
+        )
+    if (update or create) and os.environ.get("CI"):
+        raise pytest.UsageError(
+            f"{writing} is refused under CI (CI is set): a CI run gates the change against "
+            "its committed baseline; refresh the baseline on your machine and commit it"
+        )
+    if baseline is None:
+        return
+    if create and baseline.exists():
+        raise pytest.UsageError(
+            f"--perfkit-create-baseline: {baseline} exists already; refresh it with "
+            "--perfkit-update-baseline instead"
+        )
+    if not create and not baseline.exists():
+        raise pytest.UsageError(
+            f"{source}: no baseline file at {baseline} (a first run creates it with "
+            "--perfkit-create-baseline)"
+        )
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    """A yes/no setting: the command-line switch, else the ini value (true/false)."""
+    value, source = _value(config, name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise pytest.UsageError(f"{source} must be true or false; got {value!r}")
 
 
 def _ini_dir(config: pytest.Config) -> Path:

@@ -12,7 +12,15 @@ import pytest
 
 from perfkit._clock import VirtualClock
 from perfkit._errors import PerfkitError
-from perfkit._perf import PERCENTILES, Counters, Distribution, Perf, PerfResult, percentile
+from perfkit._perf import (
+    PERCENTILES,
+    Counters,
+    Distribution,
+    Perf,
+    PerfResult,
+    PerfUsageError,
+    percentile,
+)
 
 # --- percentile ---------------------------------------------------------------------------------
 
@@ -304,7 +312,7 @@ def test_observe_rejects_negative_nan_and_infinite(seconds: float) -> None:
 )
 def test_perf_rejects_bad_round_counts(options: dict[str, Any], message: str) -> None:
     perf = Perf(StubBenchmark(), VirtualClock())
-    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(ValueError, match=f"^perf: {re.escape(message)}$"):
         perf(lambda: None, **options)
     perf(lambda: None)  # a rejected call does not use up the benchmark
 
@@ -385,7 +393,7 @@ def test_setup_runs_before_every_round_outside_time_and_counters() -> None:
 
 def test_setup_must_be_callable() -> None:
     perf = Perf(StubBenchmark(), VirtualClock())
-    with pytest.raises(TypeError, match="setup must be callable, got 42"):
+    with pytest.raises(TypeError, match="perf needs setup as a callable; got 42"):
         perf(lambda: None, setup=42)  # type: ignore[arg-type]
 
 
@@ -457,3 +465,53 @@ def test_observed_series_are_kept_apart_and_named_safely() -> None:
     assert perf.result.all_series() == {"observed": [0.5, 0.5], "complete": [2.0, 2.0]}
     assert perf.result.higher_is_better == frozenset({"hit_rate"})
     assert perf.result.parameters == {"users": 3}
+
+
+async def _one_call() -> None:
+    await asyncio.sleep(0.1)
+
+
+def test_a_coroutine_object_is_refused_with_the_fix_and_closed() -> None:
+    perf = Perf(None, VirtualClock())
+    coroutine = _one_call()
+    with pytest.raises(PerfUsageError, match=r"pass the function, not its call: perf\(_one_call"):
+        perf(coroutine, rounds=2)
+    assert coroutine.cr_frame is None  # closed: no "never awaited" warning
+    perf(_one_call, rounds=2)  # a refused call does not use up the benchmark
+    assert perf.result.modeled == [0.1, 0.1]
+
+
+def test_without_pytest_benchmark_perf_times_every_round_itself() -> None:
+    clock = VirtualClock()
+    perf = Perf(None, clock)
+    assert perf(_one_call, rounds=3, warmup_rounds=1) is None
+    assert perf.result.modeled == [0.1] * 3
+    assert len(perf.result.wall) == len(perf.result.cpu) == 3
+
+
+def test_pytest_benchmark_is_fetched_only_when_perf_runs() -> None:
+    fetched: list[StubBenchmark] = []
+
+    def factory() -> StubBenchmark:
+        fetched.append(StubBenchmark())
+        return fetched[-1]
+
+    perf = Perf(None, VirtualClock(), benchmark_factory=factory)
+    with pytest.raises(PerfUsageError):
+        perf(lambda: None, rounds=0)
+    assert fetched == []
+    perf(_one_call, rounds=2)
+    assert fetched[0].durations == [0.1, 0.1]
+    assert fetched[0].extra_info["perfkit"]["rounds"] == 2
+
+
+def test_a_result_survives_the_trip_from_a_worker_as_plain_data() -> None:
+    import json
+
+    perf = Perf(None, VirtualClock(), calibrate=True)
+    perf.counters.track("hits", lambda: 3, better="higher")
+    perf.describe(users=4)
+    perf(_one_call, rounds=2)
+    perf.observe(0.5)
+    plain = json.loads(json.dumps(perf.result.to_plain()))
+    assert PerfResult.from_plain(plain) == perf.result

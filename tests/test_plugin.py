@@ -11,7 +11,7 @@ from pathlib import Path
 import anthropic  # noqa: F401  (imported once here, so in-process runs do not re-import it)
 import pytest
 
-from perfkit import pytest_plugin
+from perfkit import simulation
 from perfkit._errors import RedisServerError
 from perfkit.simulation._redis import RedisServer
 
@@ -54,8 +54,11 @@ FIXTURES = (
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A project configured like ours (warnings are errors), with no conftest of its own."""
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A project configured like ours (warnings are errors), with no conftest of its own,
+    run as a plain pytest run even when this suite runs under pytest-xdist (whose worker
+    variable would make pytest-benchmark disable itself)."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makeini(INI.format(extra="addopts = --strict-markers"))
     return pytester
 
@@ -98,12 +101,12 @@ def test_the_fixtures_are_listed_in_a_plain_project(project: pytest.Pytester) ->
     output = result.stdout.str()
     assert "fixtures defined from perfkit.pytest_plugin" in output
     for name in FIXTURES:
-        result.stdout.fnmatch_lines([f"{name}*perfkit/pytest_plugin.py:*"])
+        result.stdout.fnmatch_lines([f"{name}*perfkit/pytest_plugin/_*.py:*"])
     result.stdout.fnmatch_lines(
-        [
-            "*The simulated Anthropic API, active for the test, on the test's clock.",
-            "*An async-aware benchmark on the test's clock (built on pytest-benchmark).",
-        ]
+        ["*The simulated Anthropic API, active for the test, on the test's clock."]
+    )
+    result.stdout.fnmatch_lines(
+        ["*An async-aware benchmark on the test's clock: ``perf(function, rounds=N)``."]
     )
 
 
@@ -155,32 +158,32 @@ def test_sim(anthropic_sim):
     ("marker", "message"),
     [
         (
-            '"fast"',
-            "test_inner.py::test_marked: perfkit_clock marker must be one of virtual, real; "
-            "got 'fast'",
+            '"reel"',
+            "@pytest.mark.perfkit_clock('reel'): the clock is one of 'virtual', 'real' "
+            "(did you mean 'real'?)",
         ),
         (
             "",
-            "test_inner.py::test_marked: perfkit_clock takes one argument, 'virtual' or 'real'; "
-            "got Mark(name='perfkit_clock', args=(), kwargs={})",
+            "@pytest.mark.perfkit_clock takes one argument, 'virtual' or 'real'; "
+            "got @pytest.mark.perfkit_clock()",
         ),
         (
             'mode="real"',
-            "test_inner.py::test_marked: perfkit_clock takes one argument, 'virtual' or 'real'; "
-            "got Mark(name='perfkit_clock', args=(), kwargs={'mode': 'real'})",
+            "@pytest.mark.perfkit_clock takes one argument, 'virtual' or 'real'; "
+            "got @pytest.mark.perfkit_clock(mode='real')",
         ),
     ],
     ids=["unknown-mode", "no-argument", "keyword"],
 )
 @pytest.mark.parametrize("kind", ["def", "async def"])
-def test_a_bad_perfkit_clock_marker_is_an_error(
+def test_a_bad_perfkit_clock_marker_is_one_error_naming_the_fix(
     project: pytest.Pytester, marker: str, message: str, kind: str
 ) -> None:
     result = run(
         project,
         f"""
 @pytest.mark.perfkit_clock({marker})
-{kind} test_marked(perfkit_clock):
+{kind} test_marked(perfkit_clock, perf):
     pass
 
 def test_unmarked(perfkit_clock):
@@ -188,7 +191,20 @@ def test_unmarked(perfkit_clock):
 """,
     )
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines([f"E * {message}"])
+    assert_one_clean_error(result, message)
+
+
+def assert_one_clean_error(result: pytest.RunResult, message: str) -> None:
+    """One error whose report is the message alone: no traceback through other plugins'
+    hooks, and no second error at teardown."""
+    output = result.stdout.str()
+    assert message in output, output
+    errors = output.split("= ERRORS =", 1)[-1].split("short test summary info")[0]
+    assert "Traceback" not in errors, errors
+    assert "site-packages" not in errors, errors
+    assert "at teardown" not in output, output
+    assert "was not used at all" not in output, output
+    assert len(errors.strip().splitlines()) <= 2 + 2 * output.count("ERROR at setup"), errors
 
 
 # --- perfkit_clock and the virtual event loop --------------------------------------------------
@@ -395,12 +411,14 @@ def test_replay_starts_over(anthropic_sim, perfkit_clock, n):
     result.assert_outcomes(passed=3)
 
 
-def test_unknown_perfkit_sim_options_are_a_usage_error(project: pytest.Pytester) -> None:
+def test_unknown_perfkit_sim_options_are_one_error_naming_the_fix(
+    project: pytest.Pytester,
+) -> None:
     result = run(
         project,
         """
 @pytest.mark.perfkit_sim(latncy=0.3)
-def test_typo(anthropic_sim):
+def test_typo(anthropic_sim, perf):
     pass
 
 @pytest.mark.perfkit_sim(0.3)
@@ -409,8 +427,13 @@ def test_positional(anthropic_sim):
 """,
     )
     result.assert_outcomes(errors=2)
+    assert_one_clean_error(
+        result,
+        "@pytest.mark.perfkit_sim has no option 'latncy' (did you mean 'latency'?); its "
+        "options are base_url=, handshake=, latency=, seed=",
+    )
     result.stdout.fnmatch_lines(
-        ["*perfkit_sim takes keyword options base_url, handshake, latency, seed; got *latncy*"]
+        ["*perfkit_sim takes keyword options only (base_url=, *); got *perfkit_sim(0.3)"]
     )
 
 
@@ -440,7 +463,7 @@ def test_typo(simulated_network):
     )
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*perfkit_network takes keyword options connect, handler, http2, server, tls; got *"]
+        ["*perfkit_network has no option * are connect=, handler=, http2=, server=, tls="]
     )
 
 
@@ -643,7 +666,7 @@ def test_flushed_between_tests(redis_server, real_redis_client):
 def test_redis_server_skips_without_a_binary_except_under_ci(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
 ) -> None:
-    monkeypatch.setattr(pytest_plugin, "find_redis_server_binary", lambda: None)
+    monkeypatch.setattr(simulation, "find_redis_server_binary", lambda: None)
     monkeypatch.setenv("CI", ci)
     result = run(project, "def test_server(redis_server):\n    pass\n", "-rs")
     result.assert_outcomes(**{outcome: 1})
@@ -724,7 +747,7 @@ def test_twice(perf):
     perf(lambda: None)
     with pytest.raises(Exception, match="one benchmark per test") as error:
         perf(lambda: None)
-    assert type(error.value).__name__ == "PerfkitError"
+    assert type(error.value).__name__ == "PerfUsageError"
 
 @pytest.mark.parametrize("options", [{"rounds": 0}, {"rounds": 1.5}, {"warmup_rounds": -1}])
 def test_bad_rounds(perf, options):

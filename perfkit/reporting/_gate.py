@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from perfkit._calibration import relative_spread
+from perfkit._defaults import DEFAULT_CPU_MINIMUM, DEFAULT_CPU_THRESHOLD, DEFAULT_TOLERANCE
 from perfkit._errors import BaselineError
 from perfkit.reporting._figures import (
     DIGITS,
@@ -47,9 +48,6 @@ from perfkit.reporting._figures import (
     require_finite,
 )
 
-DEFAULT_TOLERANCE = 0.001
-DEFAULT_CPU_THRESHOLD = 1.0
-DEFAULT_CPU_MINIMUM = 0.02
 SPREAD_MULTIPLIER = 4
 MIN_BENCHMARKS_FOR_DRIFT = 5
 ABSOLUTE_SLACK = 10.0**-DIGITS
