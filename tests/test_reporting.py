@@ -21,6 +21,9 @@ from perfkit.reporting import (
     Claim,
     GateSettings,
     Speedup,
+    baseline_changes,
+    baseline_changes_markdown,
+    baseline_diff,
     gate_lines,
     gate_report,
     json_schema,
@@ -925,3 +928,83 @@ def test_a_run_whose_report_directory_is_unwritable_raises_one_clear_error(
     (tmp_path / "report").write_text("")
     with pytest.raises(ReportWriteError, match=re.escape(f"{tmp_path / 'report'}")):
         run_outcome(tmp_path, result(), report_dir=tmp_path / "report")
+
+
+# What a refreshed baseline moved, for a pull request
+
+
+def test_a_refresh_hiding_a_regression_shows_every_figure_it_moved() -> None:
+    base = baseline_of(result(modeled=0.3), result(SEQUENTIAL, 0.9))
+    head = baseline_of(result(modeled=0.9), result(SEQUENTIAL, 0.9))
+    changes = baseline_changes(base, head)
+    assert [(c.benchmark, c.kind, c.figure, c.worse) for c in changes if c.exact] == [
+        (CONCURRENT, "rose", f"modeled.{name}", True)
+        for name in ("max", "mean", "p50", "p95", "p99")
+    ]
+    text = baseline_changes_markdown(changes, "benchmarks/baseline.json")
+    assert text.startswith("### Baseline changes in `benchmarks/baseline.json`\n")
+    assert "**5 figure(s) worse**, 0 other change(s), 0 benchmark(s) added, 0 removed." in text
+    assert (
+        f"| `{CONCURRENT}` | modeled.mean | 300.000 ms | 900.000 ms | **+200.0% (worse)** |" in text
+    )
+
+
+def test_a_baseline_diff_tells_worse_from_better_and_names_every_kind_of_change() -> None:
+    hits = {"api_requests": 3, "hit_rate": 0.8}
+    before = result(counters=hits, samples=[0.1, 0.2])
+    after = result(
+        counters={"api_requests": 2, "hit_rate": 0.5, "retries": 1}, samples=[0.1, 0.2, 0.3]
+    )
+    for perf in (before, after):
+        perf.higher_is_better = frozenset({"hit_rate"})
+    gone, new, rounds = "b/test_a.py::gone", "b/test_a.py::new", "b/test_a.py::rounds"
+    base = baseline_of(before, result(gone), result(rounds, rounds=2))
+    head = baseline_of(after, result(new), result(rounds, rounds=3, clock="real"))
+    found = {(c.benchmark, c.kind, c.figure): c for c in baseline_changes(base, head)}
+    assert found[(CONCURRENT, "fell", "counters.hit_rate")].worse
+    assert not found[(CONCURRENT, "fell", "counters.api_requests")].worse
+    assert not found[(CONCURRENT, "rose", "observed.count")].worse  # more is not worse
+    assert found[(CONCURRENT, "added", "counters.retries")].after == 1
+    assert (
+        found[(rounds, "changed", "rounds")].before,
+        found[(rounds, "changed", "rounds")].after,
+    ) == (2, 3)
+    assert found[(rounds, "changed", "clock")].after == "real"
+    assert (gone, "removed", "") in found
+    assert (new, "added", "") in found
+    text = baseline_changes_markdown(list(found.values()), "baseline.json")
+    assert "Removed (no longer gated):\n- `b/test_a.py::gone`" in text
+    assert "Added (gated from now on):\n- `b/test_a.py::new`" in text
+    assert f"| `{CONCURRENT}` | counters.hit_rate | 0.8 | 0.5 | **-37.5% (worse)** |" in text
+    assert f"| `{rounds}` | rounds | 2 | 3 | changed |" in text
+
+
+def test_cpu_time_moving_is_folded_away_not_counted_as_worse() -> None:
+    base, head = baseline_of(result(cpu=0.05)), baseline_of(result(cpu=0.06))
+    changes = baseline_changes(base, head)
+    assert [(c.figure, c.exact) for c in changes] == [("cpu.normalized", False)]
+    assert baseline_changes_markdown(changes, "b.json") == (
+        "### Baseline changes in `b.json`\n\nNo exact figure moved and no benchmark was added "
+        "or removed (only CPU time moved, in 1 figure(s)).\n"
+    )
+    assert baseline_changes(base, base) == []
+    regressed = baseline_changes_markdown(
+        baseline_changes(base, baseline_of(result(modeled=0.9, cpu=0.06))), "b.json"
+    )
+    assert (
+        "<details><summary>CPU time (real time, moves on every refresh): 1 figure(s)" in regressed
+    )
+
+
+def test_the_baseline_diff_command_reads_two_files_and_names_an_unreadable_one(
+    tmp_path: Path,
+) -> None:
+    base, head = tmp_path / "base.json", tmp_path / "head.json"
+    write_json(base, baseline_of(result()))
+    write_json(head, baseline_of(result(modeled=0.9)))
+    assert "**5 figure(s) worse**" in baseline_diff(base, head)
+    head.write_text('{"schema": "perfkit-baseline/1", "calibration": NaN}')
+    with pytest.raises(BaselineError, match=re.escape(f"{head}: the baseline file is corrupt")):
+        baseline_diff(base, head)
+    with pytest.raises(BaselineError, match=re.escape(f"{tmp_path / 'no.json'}: no such baseline")):
+        baseline_diff(tmp_path / "no.json", base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -140,3 +141,92 @@ def test_benchmark_job_ends_failing_when_the_gate_failed() -> None:
     last = _benchmark_job()["steps"][-1]
     assert "steps.gate.outcome == 'failure'" in last["if"]
     assert "exit 1" in last["run"]
+
+
+def _baseline_diff_step(job: dict[str, Any]) -> dict[str, Any]:
+    return next(step for step in job["steps"] if step.get("id") == "baseline-diff")
+
+
+def test_pull_requests_show_what_their_baseline_moved_against_the_base_branch() -> None:
+    job = _benchmark_job()
+    step = _baseline_diff_step(job)
+    names = [step.get("id") or step.get("uses", "") for step in job["steps"]]
+    assert names.index("gate") < names.index("baseline-diff")
+    upload = names.index(next(name for name in names if name.startswith("actions/upload")))
+    assert names.index("baseline-diff") < upload  # the artifact holds it too
+    for condition in ["!cancelled()", "github.event_name == 'pull_request'"]:
+        assert condition in step["if"]
+    assert "continue-on-error" not in step, "an unreadable baseline must not pass unseen"
+    assert step["env"]["BASE_REF"] == "${{ github.base_ref }}"  # never expanded into the script
+    assert 'git show "origin/${BASE_REF}:benchmarks/baseline.json"' in step["run"]
+    assert "perfkit baseline-diff " in step["run"]
+    script = _step(job, uses="actions/github-script")["with"]["script"]
+    assert "perfkit-report/baseline-diff.md" in script
+
+
+def _git(*arguments: str, cwd: Path) -> None:
+    identity = ["-c", "user.name=perfkit", "-c", "user.email=perfkit@example.invalid"]
+    subprocess.run(["git", *identity, *arguments], cwd=cwd, check=True, capture_output=True)
+
+
+def _run_step(step: dict[str, Any], cwd: Path, base_ref: str) -> subprocess.CompletedProcess[str]:
+    """A workflow step's script as GitHub's runner runs it (bash -eo pipefail)."""
+    environment = {
+        **os.environ,
+        "BASE_REF": base_ref,
+        "RUNNER_TEMP": str(cwd.parent),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_baseline_changes_step_shows_a_regression_hidden_by_a_refresh(
+    tmp_path: Path,
+) -> None:
+    origin, pull = tmp_path / "origin", tmp_path / "pull"
+    (origin / "benchmarks").mkdir(parents=True)
+    baseline = json.loads((ROOT / "benchmarks" / "baseline.json").read_text())
+    (origin / "benchmarks" / "baseline.json").write_text(json.dumps(baseline, indent=2))
+    _git("init", "-q", "-b", "main", cwd=origin)
+    _git("add", ".", cwd=origin)
+    _git("commit", "-q", "-m", "base", cwd=origin)
+    _git("clone", "-q", f"file://{origin}", str(pull), cwd=tmp_path)
+    hidden = sorted(baseline["benchmarks"])[0]
+    modeled = baseline["benchmarks"][hidden]["modeled"]
+    baseline["benchmarks"][hidden]["modeled"] = {
+        name: 3 * value + 1 for name, value in modeled.items()
+    }
+    (pull / "benchmarks" / "baseline.json").write_text(json.dumps(baseline, indent=2))
+    _git("commit", "-q", "-am", "refresh the baseline", cwd=pull)
+
+    ran = _run_step(_baseline_diff_step(_benchmark_job()), pull, "main")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    text = (pull / "perfkit-report" / "baseline-diff.md").read_text()
+    assert text.startswith("### Baseline changes in `benchmarks/baseline.json`")
+    assert f"**{len(modeled)} figure(s) worse**" in text
+    assert f"| `{hidden}` | modeled.mean | " in text
+
+
+def test_the_baseline_changes_step_says_when_the_base_branch_has_no_baseline(
+    tmp_path: Path,
+) -> None:
+    origin, pull = tmp_path / "origin", tmp_path / "pull"
+    origin.mkdir()
+    (origin / "README").write_text("no baseline yet\n")
+    _git("init", "-q", "-b", "main", cwd=origin)
+    _git("add", ".", cwd=origin)
+    _git("commit", "-q", "-m", "base", cwd=origin)
+    _git("clone", "-q", f"file://{origin}", str(pull), cwd=tmp_path)
+
+    ran = _run_step(_baseline_diff_step(_benchmark_job()), pull, "main")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert (pull / "perfkit-report" / "baseline-diff.md").read_text() == (
+        "### Baseline changes\n\nmain has no benchmarks/baseline.json: every benchmark is new.\n"
+    )

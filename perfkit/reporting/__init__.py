@@ -3,7 +3,10 @@
 Public names: :class:`Claim` and :class:`Speedup` (a suite's report rows, returned by the
 ``pytest_perfkit_speedups`` hook), :class:`GateSettings`, and the functions the
 ``perfkit`` CLI is built on: :func:`load_report`, :func:`load_baseline`,
-:func:`gate_report`, :func:`update_baseline`, :func:`write_report`.
+:func:`gate_report`, :func:`update_baseline`, :func:`write_report`, and
+:func:`baseline_diff` (what a refreshed baseline moved, for a pull request). The pytest
+plugin ends a run with :func:`finish_run` (a :class:`RunOutcome`), and records a run that
+gated nothing with :func:`empty_gate`.
 """
 
 from __future__ import annotations
@@ -11,11 +14,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from perfkit.reporting._documents import json_schema, load
-from perfkit.reporting._gate import GateSettings
+from perfkit.reporting._diff import (
+    BaselineChange,
+    baseline_changes,
+    baseline_changes_markdown,
+    baseline_diff,
+)
+from perfkit.reporting._documents import json_schema, load, write_text
+from perfkit.reporting._gate import GateSettings, Selection
 from perfkit.reporting._render import gate_lines, markdown, svg_chart, terminal_lines
-from perfkit.reporting._run import gate_document, update, write_report
-from perfkit.reporting._speedups import Claim, Speedup
+from perfkit.reporting._run import (
+    RunOutcome,
+    empty_gate,
+    finish_run,
+    gate_document,
+    scope_of,
+    update,
+    write_report,
+)
+from perfkit.reporting._speedups import Claim, Speedup, find_benchmark
 
 
 def load_report(path: Path | str) -> dict[str, Any]:
@@ -42,17 +59,28 @@ def update_baseline(report: dict[str, Any], baseline: Path) -> None:
 
 
 __all__ = [
+    "BaselineChange",
     "Claim",
     "GateSettings",
+    "RunOutcome",
+    "Selection",
     "Speedup",
+    "baseline_changes",
+    "baseline_changes_markdown",
+    "baseline_diff",
+    "empty_gate",
+    "find_benchmark",
+    "finish_run",
     "gate_lines",
     "gate_report",
     "json_schema",
     "load_baseline",
     "load_report",
     "markdown",
+    "scope_of",
     "svg_chart",
     "terminal_lines",
     "update_baseline",
     "write_report",
+    "write_text",
 ]
