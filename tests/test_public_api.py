@@ -51,19 +51,30 @@ EXPECTED_PERFKIT = [
 
 
 EXPECTED_REPORTING = [
+    "BaselineChange",
     "Claim",
     "GateSettings",
+    "RunOutcome",
+    "Selection",
     "Speedup",
+    "baseline_changes",
+    "baseline_changes_markdown",
+    "baseline_diff",
+    "empty_gate",
+    "find_benchmark",
+    "finish_run",
     "gate_lines",
     "gate_report",
     "json_schema",
     "load_baseline",
     "load_report",
     "markdown",
+    "scope_of",
     "svg_chart",
     "terminal_lines",
     "update_baseline",
     "write_report",
+    "write_text",
 ]
 
 
