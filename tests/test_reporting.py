@@ -19,8 +19,12 @@ from perfkit._errors import BaselineError, ReportWriteError
 from perfkit._perf import PerfResult
 from perfkit.reporting import (
     Claim,
+    FigureChange,
+    GateResult,
     GateSettings,
+    Report,
     Speedup,
+    SpeedupRow,
     baseline_changes,
     baseline_changes_markdown,
     baseline_diff,
@@ -38,9 +42,10 @@ from perfkit.reporting import (
 from perfkit.reporting._documents import _umask, baseline_document, write_json, write_text
 from perfkit.reporting._figures import benchmark_entry, flat_figures, is_exact
 from perfkit.reporting._gate import Selection, compare
+from perfkit.reporting._model import Environment
 from perfkit.reporting._render import MARKER, format_value
 from perfkit.reporting._run import RunOutcome, empty_gate, finish_run, scope_of
-from perfkit.reporting._speedups import find_benchmark, speedup_rows
+from perfkit.reporting._speedups import Side, find_benchmark, speedup_rows
 
 CALIBRATION = Calibration(seconds=0.01, spread=0.01, repeats=9)
 SEQUENTIAL = "benchmarks/test_x.py::test_calls[sequential]"
@@ -149,40 +154,35 @@ def test_a_row_compares_two_benchmarks_of_this_run() -> None:
         "test_x.py::test_calls[concurrent]", claim=Claim.factor(3),
     )  # fmt: skip
     [row] = speedup_rows([speedup], found)
-    assert row["baseline"] == {
-        "benchmark": SEQUENTIAL,
-        "figure": "modeled.mean",
-        "value": 0.9,
-        "deterministic": True,
-    }
-    assert row["factor"] == 3.0
-    assert row["percent_saved"] == pytest.approx(66.667)
-    assert row["verdict"] == "inside"
-    assert row["deterministic"] is True
+    assert row.baseline == Side(SEQUENTIAL, "modeled.mean", 0.9, deterministic=True)
+    assert row.factor == 3.0
+    assert row.percent_saved == pytest.approx(66.667)
+    assert row.verdict == "inside"
+    assert row.deterministic is True
 
 
 def test_a_row_whose_benchmark_did_not_run_says_so() -> None:
     [row] = speedup_rows([Speedup("a", "b", SEQUENTIAL, CONCURRENT)], entries(result(CONCURRENT)))
-    assert row["verdict"] == "not run"
-    assert row["factor"] is None
-    assert row["baseline"]["value"] is None
+    assert row.verdict == "not run"
+    assert row.factor is None
+    assert row.baseline.value is None
 
 
 def test_a_real_time_figure_makes_a_row_non_deterministic() -> None:
     found = entries(result(SEQUENTIAL, 0.9), result(CONCURRENT, 0.0))
     speedup = Speedup("caching", "hit", SEQUENTIAL, CONCURRENT, optimized_figure="wall.median")
     [row] = speedup_rows([speedup], found)
-    assert row["optimized"]["value"] == 0.002
-    assert row["factor"] == pytest.approx(450)
-    assert row["deterministic"] is False
-    assert row["verdict"] == "no claim"
+    assert row.optimized.value == 0.002
+    assert row.factor == pytest.approx(450)
+    assert row.deterministic is False
+    assert row.verdict == "no claim"
 
 
 def test_an_optimized_figure_of_zero_has_no_finite_factor() -> None:
     found = entries(result(SEQUENTIAL, 0.9), result(CONCURRENT, 0.0))
     [row] = speedup_rows([Speedup("caching", "hit", SEQUENTIAL, CONCURRENT)], found)
-    assert row["factor"] is None
-    assert row["percent_saved"] == 100.0
+    assert row.factor is None
+    assert row.percent_saved == 100.0
 
 
 # Figures
@@ -269,7 +269,7 @@ def test_a_regression_from_zero_is_reported_as_such() -> None:
         entries(result(modeled=3.0)), baseline_of(result(modeled=0.0))
     ).regressions
     assert "rose from 0.000 ms to 3,000.000 ms (from zero;" in change.message()
-    assert change.as_dict()["change"] is None
+    assert change.record().change is None
 
 
 def test_faster_figures_are_improvements_not_failures() -> None:
@@ -371,7 +371,7 @@ def test_a_renamed_benchmark_fails_the_gate_with_the_way_out() -> None:
     selection = Selection(frozenset({renamed}), frozenset({"benchmarks/test_x.py"}))
     outcome = compare(entries(result(renamed, 0.9)), baseline, selection=selection)
     assert (outcome.new, outcome.missing, outcome.status) == ([renamed], [CONCURRENT], "fail")
-    gate = {"baseline": "benchmarks/baseline.json", "settings": {}, **outcome.as_dict()}
+    gate = outcome.result("benchmarks/baseline.json", GateSettings())
     assert gate_lines(gate)[-2:] == [
         "UNMATCHED  1 new, 1 missing: the gate cannot compare them; refresh the baseline in "
         "this change with --perfkit-update-baseline",
@@ -388,7 +388,7 @@ def test_allow_unmatched_lists_what_the_gate_could_not_compare_without_failing()
         settings=settings,
     )
     assert outcome.status == "pass"
-    gate = {"baseline": "b.json", "settings": settings.as_dict(), **outcome.as_dict()}
+    gate = outcome.result("b.json", settings)
     lines = gate_lines(gate)
     assert "unmatched  1 new, 1 no longer comparable: not gated (allow_unmatched is set)" in lines
     assert lines[-1].startswith("gate passed against b.json: ")
@@ -561,7 +561,7 @@ def test_values_read_naturally() -> None:
     assert format_value("observed.mean", None) == "-"
 
 
-def report_rows() -> list[dict[str, Any]]:
+def report_rows() -> list[SpeedupRow]:
     found = entries(result(SEQUENTIAL, 6.0), result(CONCURRENT, 5.1))
     return speedup_rows(
         [
@@ -588,14 +588,15 @@ def test_the_terminal_table_is_aligned_with_notes() -> None:
 
 
 def test_the_markdown_report_is_ready_for_a_pull_request_comment() -> None:
-    document = {
-        "speedups": report_rows(),
-        "gate": None,
-        "benchmarks": entries(result()),
-        "perfkit": "0.0",
-        "environment": {"implementation": "CPython", "python": "3.11", "platform": "Linux"},
-    }
-    text = markdown(document)
+    report = Report(
+        perfkit="0.0",
+        environment=Environment("3.11", "CPython", "Linux", cpus=2),
+        calibration=CALIBRATION,
+        benchmarks=entries(result()),
+        speedups=tuple(report_rows()),
+    )
+    text = markdown(report)
+    assert markdown(report.to_json()) == text
     assert text.startswith(MARKER + "\n")
     assert "| pooling | 10 requests | 6,000 ms | 5,100 ms | 15.0% less | 15% | yes |" in text
     assert "- not gated (no baseline, or a refresh refused because the run failed)" in text
@@ -615,30 +616,32 @@ def test_the_chart_has_a_bar_and_a_claim_mark_per_measured_row() -> None:
 
 
 def test_gate_lines_name_every_regression_and_the_way_to_refresh() -> None:
-    gate = {
-        "baseline": "benchmarks/baseline.json",
-        "status": "fail",
-        "regressions": [
-            {"benchmark": "b", "figure": "modeled.p95", "message": "b: modeled.p95 rose"},
-            {"benchmark": "b", "figure": "modeled.mean", "message": "b: modeled.mean rose"},
-            {"benchmark": "b", "figure": "counters.calls", "message": "b: counters.calls rose"},
-        ],
-        "improvements": [],
-        "new": ["b2"],
-        "missing": [],
-        "not_run": ["b3"],
-        "skipped": [],
-    }
-    assert gate_lines(gate) == [
-        "REGRESSION b: modeled.mean rose; also p95",
-        "REGRESSION b: counters.calls rose",
-        "new        b2 (not in the baseline)",
-        "not run    1 baseline benchmark(s) deselected or skipped",
-        "UNMATCHED  1 new: the gate cannot compare them; refresh the baseline in this change "
-        "with --perfkit-update-baseline",
-        "gate FAILED against benchmarks/baseline.json: 3 figure(s) regressed in 1 benchmark(s), "
-        "0 figure(s) improved in 0 benchmark(s), 1 new, 0 missing",
-    ]
+    def rose(figure: str) -> FigureChange:
+        return FigureChange("b", figure, 1.0, 2.0, 1.0, 0.0, f"b: {figure} rose")
+
+    gate = GateResult(
+        "benchmarks/baseline.json",
+        GateSettings(),
+        "fail",
+        compared=1,
+        regressions=(rose("modeled.p95"), rose("modeled.mean"), rose("counters.calls")),
+        new=("b2",),
+        not_run=("b3",),
+    )
+    assert (
+        gate_lines(gate.to_json())
+        == gate_lines(gate)
+        == [
+            "REGRESSION b: modeled.mean rose; also p95",
+            "REGRESSION b: counters.calls rose",
+            "new        b2 (not in the baseline)",
+            "not run    1 baseline benchmark(s) deselected or skipped",
+            "UNMATCHED  1 new: the gate cannot compare them; refresh the baseline in this change "
+            "with --perfkit-update-baseline",
+            "gate FAILED against benchmarks/baseline.json: 3 figure(s) regressed in 1 "
+            "benchmark(s), 0 figure(s) improved in 0 benchmark(s), 1 new, 0 missing",
+        ]
+    )
 
 
 # Calibration
@@ -727,8 +730,8 @@ def test_rows_of_equal_or_zero_figures() -> None:
         ],
         found,
     )
-    assert (same["factor"], same["verdict"]) == (1.0, "inside")
-    assert from_zero["percent_saved"] == 0.0
+    assert (same.factor, same.verdict) == (1.0, "inside")
+    assert from_zero.percent_saved == 0.0
     assert terminal_lines([same, from_zero])  # renders without a TypeError
 
 
@@ -838,8 +841,8 @@ def test_a_gate_that_compared_nothing_is_empty_not_a_pass() -> None:
     deselected = Selection(frozenset({CONCURRENT}))
     outcome = compare({}, baseline, selection=deselected)
     assert (outcome.status, outcome.passed) == ("empty", False)
-    gate = {"baseline": "benchmarks/baseline.json", "settings": {}, **outcome.as_dict()}
-    assert gate["compared"] == 0
+    gate = outcome.result("benchmarks/baseline.json", GateSettings())
+    assert gate.to_json()["compared"] == 0
     assert gate_lines(gate) == [
         "not run    1 baseline benchmark(s) deselected or skipped",
         "nothing was gated against benchmarks/baseline.json: this run measured none of the "
@@ -852,7 +855,7 @@ def test_with_unmatched_allowed_a_run_of_only_new_benchmarks_gated_nothing() -> 
         entries(result("b")), baseline_of(result()), settings=GateSettings(allow_unmatched=True)
     )
     assert outcome.status == "empty"
-    assert outcome.as_dict()["reason"] == (
+    assert outcome.result("b.json", GateSettings()).reason == (
         "none of this run's benchmarks could be compared with a baseline entry"
     )
 
@@ -890,7 +893,7 @@ def test_the_plugin_can_record_a_gate_that_gated_nothing() -> None:
     ]
     document = run_outcome(Path(), result())
     jsonschema.validate({**document, "gate": gate}, json_schema())
-    assert RunOutcome({**document, "gate": gate}).gated_nothing
+    assert RunOutcome(Report.from_json({**document, "gate": gate})).gated_nothing
 
 
 # Unwritable report directories and baselines
@@ -1008,3 +1011,55 @@ def test_the_baseline_diff_command_reads_two_files_and_names_an_unreadable_one(
         baseline_diff(base, head)
     with pytest.raises(BaselineError, match=re.escape(f"{tmp_path / 'no.json'}: no such baseline")):
         baseline_diff(tmp_path / "no.json", base)
+
+
+# The report as typed objects
+
+
+def test_a_run_hands_back_typed_objects(tmp_path: Path) -> None:
+    baseline = tmp_path / "benchmarks" / "baseline.json"
+    write_json(baseline, baseline_of(result(SEQUENTIAL, 0.9), result()))
+    outcome = finish_run(
+        results=[result(SEQUENTIAL, 0.9), result(modeled=0.45)],
+        selection=Selection(frozenset({SEQUENTIAL, CONCURRENT})),
+        speedups=[Speedup("async", "3 calls", SEQUENTIAL, CONCURRENT, claim=Claim.factor(3))],
+        comparisons=[],
+        version="0.0",
+        calibration=CALIBRATION,
+        baseline=baseline,
+    )
+    report = outcome.report
+    assert isinstance(report, Report)
+    [row] = report.speedups
+    assert (row.factor, row.verdict, row.claim) == (2.0, "below", Claim.factor(3))
+    assert report.gate is not None
+    assert report.gate.status == "fail"
+    assert {change.benchmark for change in report.gate.regressions} == {CONCURRENT}
+    assert report.gate.regressions[0].message.startswith(f"{CONCURRENT}: modeled.")
+    assert outcome.document == report.to_json()
+
+
+def test_a_report_file_reads_into_objects_and_back_byte_for_byte(tmp_path: Path) -> None:
+    baseline = tmp_path / "benchmarks" / "baseline.json"
+    write_json(baseline, baseline_of(result(SEQUENTIAL, 0.9), result(), result("b")))
+    perf = result(modeled=0.1, counters={"api_requests": 3, "hit_rate": 0.5})
+    perf.higher_is_better = frozenset({"hit_rate"})
+    perf.parameters = {"users": 10}
+    run_outcome(
+        tmp_path,
+        result(SEQUENTIAL, 1.2, samples=[0.1, 0.3]),
+        perf,
+        baseline=baseline,
+        report_dir=tmp_path / "report",
+        gate_settings=GateSettings(allow_unmatched=True),
+    )
+    written = (tmp_path / "report" / "report.json").read_text()
+    report = Report.from_json(load_report(tmp_path / "report" / "report.json"))
+    assert report.gate is not None
+    assert report.gate.regressions
+    assert report.gate.skipped
+    assert json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n" == written
+    assert markdown(report) == (tmp_path / "report" / "report.md").read_text()
+    assert svg_chart(report.speedups) == (tmp_path / "report" / "speedups.svg").read_text()
+    assert GateResult.from_json(report.gate.to_json()) == report.gate
+    assert [SpeedupRow.from_json(row.to_json()) for row in report.speedups] == list(report.speedups)

@@ -1,7 +1,10 @@
 """The speedup report, the committed baseline and the regression gate.
 
 Public names: :class:`Claim` and :class:`Speedup` (a suite's report rows, returned by the
-``pytest_perfkit_speedups`` hook), :class:`GateSettings`, and the functions the
+``pytest_perfkit_speedups`` hook), :class:`GateSettings`; the report as typed objects,
+:class:`Report` (its :class:`SpeedupRow` rows and :class:`GateResult`, whose
+:class:`FigureChange` are the regressions and improvements: ``Report.from_json`` reads what
+:func:`load_report` returns, ``to_json`` gives it back byte for byte); and the functions the
 ``perfkit`` CLI is built on: :func:`load_report`, :func:`load_baseline`,
 :func:`gate_report`, :func:`update_baseline`, :func:`write_report`, and
 :func:`baseline_diff` (what a refreshed baseline moved, for a pull request). The pytest
@@ -21,7 +24,8 @@ from perfkit.reporting._diff import (
     baseline_diff,
 )
 from perfkit.reporting._documents import json_schema, load, write_text
-from perfkit.reporting._gate import GateSettings, Selection
+from perfkit.reporting._gate import FigureChange, GateResult, GateSettings, Selection
+from perfkit.reporting._model import Report
 from perfkit.reporting._render import gate_lines, markdown, svg_chart, terminal_lines
 from perfkit.reporting._run import (
     RunOutcome,
@@ -32,7 +36,7 @@ from perfkit.reporting._run import (
     update,
     write_report,
 )
-from perfkit.reporting._speedups import Claim, Speedup, find_benchmark
+from perfkit.reporting._speedups import Claim, Speedup, SpeedupRow, find_benchmark
 
 
 def load_report(path: Path | str) -> dict[str, Any]:
@@ -61,10 +65,14 @@ def update_baseline(report: dict[str, Any], baseline: Path) -> None:
 __all__ = [
     "BaselineChange",
     "Claim",
+    "FigureChange",
+    "GateResult",
     "GateSettings",
+    "Report",
     "RunOutcome",
     "Selection",
     "Speedup",
+    "SpeedupRow",
     "baseline_changes",
     "baseline_changes_markdown",
     "baseline_diff",

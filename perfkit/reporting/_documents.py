@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -14,12 +13,11 @@ from typing import Any
 
 import jsonschema
 
-from perfkit._calibration import Calibration
 from perfkit._errors import BaselineError, ReportWriteError
 from perfkit.reporting._figures import non_finite, require_finite
 from perfkit.reporting._gate import Selection
+from perfkit.reporting._model import REPORT_SCHEMA
 
-REPORT_SCHEMA = "perfkit-report/1"
 BASELINE_SCHEMA = "perfkit-baseline/1"
 BASELINE_FIELDS = ("clock", "rounds", "modeled", "series", "counters", "higher_is_better")
 KINDS = {REPORT_SCHEMA: "report", BASELINE_SCHEMA: "baseline"}
@@ -31,38 +29,6 @@ def json_schema() -> dict[str, Any]:
     text = resources.files("perfkit.reporting").joinpath("schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
-
-
-def report_document(
-    *,
-    version: str,
-    calibration: Calibration,
-    benchmarks: Mapping[str, Mapping[str, Any]],
-    selection: Selection,
-    speedups: Sequence[Mapping[str, Any]],
-    comparisons: Sequence[Mapping[str, Any]],
-    gate: Mapping[str, Any] | None,
-    load_tests: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
-    """A run's report (``perfkit-report/1``)."""
-    return {
-        "schema": REPORT_SCHEMA,
-        "perfkit": version,
-        "environment": {
-            "python": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
-        "calibration": calibration.as_dict(),
-        "benchmarks": {nodeid: dict(benchmarks[nodeid]) for nodeid in sorted(benchmarks)},
-        "collected": sorted(selection.collected),
-        "complete_files": sorted(selection.complete_files),
-        "speedups": [dict(row) for row in speedups],
-        "comparisons": [dict(comparison) for comparison in comparisons],
-        "load_tests": [dict(entry) for entry in load_tests],
-        "gate": dict(gate) if gate is not None else None,
-    }
 
 
 def baseline_document(

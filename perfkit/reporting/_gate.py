@@ -56,6 +56,7 @@ ABSOLUTE_SLACK = 10.0**-DIGITS
 
 REFRESH_HINT = "refresh the baseline in this change with --perfkit-update-baseline"
 GateStatus = Literal["pass", "fail", "empty"]
+GateResultStatus = Literal["pass", "fail", "empty", "updated"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,12 @@ class GateSettings:
             "cpu_minimum": self.cpu_minimum,
             "allow_unmatched": self.allow_unmatched,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GateSettings:
+        """The settings a report's gate section records (missing ones at their default)."""
+        names = ("tolerance", "cpu_threshold", "cpu_minimum", "allow_unmatched")
+        return cls(**{name: data[name] for name in names if name in data})
 
 
 @dataclass(frozen=True)
@@ -127,16 +134,114 @@ class Change:
             f"to {value_text(self.figure, self.current)} ({_percent(self.change)}{drift}; {limit})"
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def record(self) -> FigureChange:
+        """The change as a report records it."""
+        return FigureChange(
+            benchmark=self.benchmark,
+            figure=self.figure,
+            baseline=self.baseline,
+            current=self.current,
+            change=None if math.isinf(self.change) else round(self.change, 6),
+            allowed=round(self.allowed, 6),
+            message=self.message(),
+        )
+
+
+@dataclass(frozen=True)
+class FigureChange:
+    """A figure the gate found moved, as a report records it: ``change`` is the relative
+    change (None from a zero baseline), ``allowed`` the largest one the gate allowed."""
+
+    benchmark: str
+    figure: str
+    baseline: float
+    current: float
+    change: float | None
+    allowed: float
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "benchmark": self.benchmark,
             "figure": self.figure,
             "baseline": self.baseline,
             "current": self.current,
-            "change": None if math.isinf(self.change) else round(self.change, 6),
-            "allowed": round(self.allowed, 6),
-            "message": self.message(),
+            "change": self.change,
+            "allowed": self.allowed,
+            "message": self.message,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FigureChange:
+        return cls(
+            benchmark=data["benchmark"],
+            figure=data["figure"],
+            baseline=data["baseline"],
+            current=data["current"],
+            change=data["change"],
+            allowed=data["allowed"],
+            message=data["message"],
+        )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's section of a report: which ``baseline`` file, with which ``settings``,
+    its ``status`` (``"pass"``, ``"fail"``, ``"empty"`` when nothing was compared, or
+    ``"updated"`` when the run refreshed the baseline instead), and what it found."""
+
+    baseline: str
+    settings: GateSettings
+    status: GateResultStatus
+    compared: int = 0
+    regressions: tuple[FigureChange, ...] = ()
+    improvements: tuple[FigureChange, ...] = ()
+    new: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    not_run: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    reason: str | None = None
+    """Why nothing was gated (status ``"empty"``)."""
+
+    @classmethod
+    def nothing_gated(
+        cls, baseline: str, reason: str, settings: GateSettings | None = None
+    ) -> GateResult:
+        """A run that gated nothing against ``baseline``, saying why."""
+        return cls(baseline, settings or GateSettings(), "empty", reason=reason)
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "baseline": self.baseline,
+            "settings": self.settings.as_dict(),
+            "status": self.status,
+            "compared": self.compared,
+            "regressions": [change.to_json() for change in self.regressions],
+            "improvements": [change.to_json() for change in self.improvements],
+            "new": list(self.new),
+            "missing": list(self.missing),
+            "not_run": list(self.not_run),
+            "skipped": list(self.skipped),
+        }
+        if self.reason is not None:
+            document["reason"] = self.reason
+        return document
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GateResult:
+        return cls(
+            baseline=data["baseline"],
+            settings=GateSettings.from_json(data.get("settings", {})),
+            status=data["status"],
+            compared=data.get("compared", 0),
+            regressions=tuple(FigureChange.from_json(c) for c in data["regressions"]),
+            improvements=tuple(FigureChange.from_json(c) for c in data["improvements"]),
+            new=tuple(data["new"]),
+            missing=tuple(data["missing"]),
+            not_run=tuple(data["not_run"]),
+            skipped=tuple(data["skipped"]),
+            reason=data.get("reason"),
+        )
 
 
 @dataclass
@@ -172,20 +277,21 @@ class GateOutcome:
     def passed(self) -> bool:
         return self.status == "pass"
 
-    def as_dict(self) -> dict[str, Any]:
-        document: dict[str, Any] = {
-            "status": self.status,
-            "compared": len(self.compared),
-            "regressions": [change.as_dict() for change in self.regressions],
-            "improvements": [change.as_dict() for change in self.improvements],
-            "new": list(self.new),
-            "missing": list(self.missing),
-            "not_run": list(self.not_run),
-            "skipped": list(self.skipped),
-        }
-        if self.status == "empty":
-            document["reason"] = self._nothing_compared()
-        return document
+    def result(self, baseline: str, settings: GateSettings) -> GateResult:
+        """The report's gate section: this outcome against ``baseline``."""
+        return GateResult(
+            baseline=baseline,
+            settings=settings,
+            status=self.status,
+            compared=len(self.compared),
+            regressions=tuple(change.record() for change in self.regressions),
+            improvements=tuple(change.record() for change in self.improvements),
+            new=tuple(self.new),
+            missing=tuple(self.missing),
+            not_run=tuple(self.not_run),
+            skipped=tuple(self.skipped),
+            reason=self._nothing_compared() if self.status == "empty" else None,
+        )
 
     def _nothing_compared(self) -> str:
         if self.new or self.skipped:

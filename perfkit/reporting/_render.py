@@ -8,7 +8,12 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from perfkit.reporting._figures import is_duration
-from perfkit.reporting._gate import REFRESH_HINT
+from perfkit.reporting._gate import REFRESH_HINT, FigureChange, GateResult
+from perfkit.reporting._model import Report, as_report
+from perfkit.reporting._speedups import Side, SpeedupRow, as_rows
+
+Rows = Sequence[SpeedupRow | Mapping[str, Any]]
+"""Speedup rows, typed or as a report file holds them."""
 
 MARKER = "<!-- perfkit-report -->"
 """The first line of the Markdown report: CI finds its earlier comment by it."""
@@ -40,42 +45,39 @@ def format_value(figure: str, value: float | None) -> str:
     return f"{value * 1e6:.2f} µs"
 
 
-def format_improvement(row: Mapping[str, Any]) -> str:
+def format_improvement(row: SpeedupRow) -> str:
     """The measured speedup in the claim's unit (a factor, or the share of time saved)."""
-    factor, saved = row["factor"], row["percent_saved"]
+    factor, saved = row.factor, row.percent_saved
     if factor is None:
         return "∞" if saved is not None else "-"
-    claim = row["claim"]
-    if claim is not None and claim["unit"] == "%" and saved is not None:
+    if row.claim is not None and row.claim.unit == "%" and saved is not None:
         return f"{saved:.1f}% less"
     if factor >= 100:
         return f"{factor:,.0f}x"
     return f"{factor:.2f}x"
 
 
-def row_cells(row: Mapping[str, Any]) -> tuple[str, ...]:
-    base, best = row["baseline"], row["optimized"]
-    claim = row["claim"]["text"] if row["claim"] else "-"
-    cells = (
-        row["technique"],
-        row["scenario"],
-        _marked(base),
-        _marked(best),
+def row_cells(row: SpeedupRow) -> tuple[str, ...]:
+    return (
+        row.technique,
+        row.scenario,
+        _marked(row.baseline),
+        _marked(row.optimized),
         format_improvement(row),
-        claim,
-        VERDICT_TEXT[row["verdict"]],
+        row.claim.text if row.claim else "-",
+        VERDICT_TEXT[row.verdict],
     )
-    return cells
 
 
-def _marked(side: Mapping[str, Any]) -> str:
+def _marked(side: Side) -> str:
     """A side's value, with ``*`` when it is real time (it varies between runs)."""
-    value = format_value(side["figure"], side["value"])
-    return value if side["deterministic"] or side["value"] is None else value + " *"
+    value = format_value(side.figure, side.value)
+    return value if side.deterministic or side.value is None else value + " *"
 
 
-def terminal_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def terminal_lines(rows: Rows) -> list[str]:
     """The speedup table, aligned, with the figure compared under each scenario."""
+    rows = as_rows(rows)
     table = [HEADER, *(row_cells(row) for row in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
     numeric = {2, 3, 4}
@@ -92,84 +94,83 @@ def terminal_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines + notes
 
 
-def gate_lines(gate: Mapping[str, Any] | None) -> list[str]:
+def gate_lines(gate: GateResult | Mapping[str, Any] | None) -> list[str]:
     """The gate's outcome: every regression in full, then improvements and changes, and
     what the gate could not match with the baseline (which fails it unless allowed)."""
     if gate is None:
         return ["not gated (no baseline, or a refresh refused because the run failed)"]
-    if gate["status"] == "updated":
-        return [f"baseline {gate['baseline']} updated from this run"]
-    lines = [f"REGRESSION {message}" for message in _grouped(gate["regressions"])]
-    lines += [f"improved   {message}" for message in _grouped(gate["improvements"])]
-    lines += [f"new        {nodeid} (not in the baseline)" for nodeid in gate["new"]]
-    lines += [
-        f"missing    {nodeid} (in the baseline, no longer exists)" for nodeid in gate["missing"]
-    ]
-    lines += [f"skipped    {reason}" for reason in gate["skipped"]]
-    if gate["not_run"]:
-        lines.append(
-            f"not run    {len(gate['not_run'])} baseline benchmark(s) deselected or skipped"
-        )
+    if not isinstance(gate, GateResult):
+        gate = GateResult.from_json(gate)
+    if gate.status == "updated":
+        return [f"baseline {gate.baseline} updated from this run"]
+    lines = [f"REGRESSION {message}" for message in _grouped(gate.regressions)]
+    lines += [f"improved   {message}" for message in _grouped(gate.improvements)]
+    lines += [f"new        {nodeid} (not in the baseline)" for nodeid in gate.new]
+    lines += [f"missing    {nodeid} (in the baseline, no longer exists)" for nodeid in gate.missing]
+    lines += [f"skipped    {reason}" for reason in gate.skipped]
+    if gate.not_run:
+        lines.append(f"not run    {len(gate.not_run)} baseline benchmark(s) deselected or skipped")
     unmatched = _unmatched(gate)
-    allowed = bool(gate.get("settings", {}).get("allow_unmatched", False))
+    allowed = gate.settings.allow_unmatched
     if unmatched and allowed:
         lines.append(f"unmatched  {unmatched}: not gated (allow_unmatched is set)")
     elif unmatched:
         lines.append(f"UNMATCHED  {unmatched}: the gate cannot compare them; {REFRESH_HINT}")
-    if gate["status"] == "empty":
-        reason = gate.get("reason") or "no benchmark was compared"
-        return [*lines, f"nothing was gated against {gate['baseline']}: {reason}"]
-    verdict = "FAILED" if gate["status"] == "fail" else "passed"
+    if gate.status == "empty":
+        reason = gate.reason or "no benchmark was compared"
+        return [*lines, f"nothing was gated against {gate.baseline}: {reason}"]
+    verdict = "FAILED" if gate.status == "fail" else "passed"
     summary = (
-        f"gate {verdict} against {gate['baseline']}: {_count(gate['regressions'], 'regressed')}, "
-        f"{_count(gate['improvements'], 'improved')}, {len(gate['new'])} new, "
-        f"{len(gate['missing'])} missing"
+        f"gate {verdict} against {gate.baseline}: {_count(gate.regressions, 'regressed')}, "
+        f"{_count(gate.improvements, 'improved')}, {len(gate.new)} new, "
+        f"{len(gate.missing)} missing"
     )
-    if gate["skipped"]:
-        summary += f", {len(gate['skipped'])} not comparable"
-    if gate["improvements"] or (unmatched and allowed):
+    if gate.skipped:
+        summary += f", {len(gate.skipped)} not comparable"
+    if gate.improvements or (unmatched and allowed):
         summary += " (refresh on purpose: pytest <your benchmarks> --perfkit-update-baseline)"
     return [*lines, summary]
 
 
-def _unmatched(gate: Mapping[str, Any]) -> str:
+def _unmatched(gate: GateResult) -> str:
     """What the gate could not match with the baseline, counted ("" for nothing)."""
     counts = (
-        (len(gate["new"]), "new"),
-        (len(gate["missing"]), "missing"),
-        (len(gate["skipped"]), "no longer comparable"),
+        (len(gate.new), "new"),
+        (len(gate.missing), "missing"),
+        (len(gate.skipped), "no longer comparable"),
     )
     return ", ".join(f"{count} {what}" for count, what in counts if count)
 
 
-def _grouped(changes: Sequence[Mapping[str, Any]]) -> list[str]:
+def _grouped(changes: Sequence[FigureChange]) -> list[str]:
     """One line per benchmark and kind of figure: the mean (or the first) in full, the
     other statistics of the same kind that moved named after it."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[FigureChange]] = {}
     for change in changes:
-        kind = change["figure"].rpartition(".")[0]
-        key = (change["benchmark"], kind if kind != "counters" else change["figure"])
+        kind = change.figure.rpartition(".")[0]
+        key = (change.benchmark, kind if kind != "counters" else change.figure)
         groups.setdefault(key, []).append(change)
     lines = []
     for members in groups.values():
-        ranked = sorted(members, key=lambda change: not change["figure"].endswith(".mean"))
-        line = ranked[0]["message"]
+        ranked = sorted(members, key=lambda change: not change.figure.endswith(".mean"))
+        line = ranked[0].message
         if len(ranked) > 1:
-            others = ", ".join(change["figure"].rpartition(".")[2] for change in ranked[1:])
+            others = ", ".join(change.figure.rpartition(".")[2] for change in ranked[1:])
             line += f"; also {others}"
         lines.append(line)
     return lines
 
 
-def _count(changes: Sequence[Mapping[str, Any]], verb: str) -> str:
-    benchmarks = len({change["benchmark"] for change in changes})
+def _count(changes: Sequence[FigureChange], verb: str) -> str:
+    benchmarks = len({change.benchmark for change in changes})
     return f"{len(changes)} figure(s) {verb} in {benchmarks} benchmark(s)"
 
 
-def markdown(document: Mapping[str, Any]) -> str:
+def markdown(document: Report | Mapping[str, Any]) -> str:
     """The report as Markdown: the speedup table, the gate, and every benchmark's figures."""
+    report = as_report(document)
     parts = [MARKER, "## perfkit speedup report", ""]
-    rows = document["speedups"]
+    rows = report.speedups
     if rows:
         parts += [_md_row(HEADER), _md_row(tuple("---" for _ in HEADER))]
         parts += [_md_row(row_cells(row)) for row in rows]
@@ -177,18 +178,18 @@ def markdown(document: Mapping[str, Any]) -> str:
         parts += ["", *notes] if notes else []
     else:
         parts.append("No speedups were declared (see `pytest_perfkit_speedups`).")
-    for entry in document.get("load_tests", []):
+    for entry in report.load_tests:
         verdict = "SLO met" if entry["passed"] else "SLO **missed**"
         parts += ["", f"### Load test `{entry['test']}`: {verdict}", "", "```text"]
         parts += [*entry["summary"], "```"]
     parts += ["", "### Regression gate", ""]
-    parts += [f"- {line}" for line in gate_lines(document["gate"])]
+    parts += [f"- {line}" for line in gate_lines(report.gate)]
     parts += ["", "<details><summary>Every benchmark's figures</summary>", ""]
     parts += [
         "| benchmark | clock | rounds | modeled mean | modeled p95 | observed p95 | counters |",
         "|---|---|---|---|---|---|---|",
     ]
-    for nodeid, entry in document["benchmarks"].items():
+    for nodeid, entry in report.benchmarks.items():
         observed = entry["series"].get("observed", {}).get("p95")
         counters = ", ".join(f"{name}={value:g}" for name, value in entry["counters"].items())
         parts.append(
@@ -204,40 +205,40 @@ def markdown(document: Mapping[str, Any]) -> str:
                 )
             )
         )
-    environment = document["environment"]
+    environment = report.environment
     parts += [
         "",
         "</details>",
         "",
-        f"perfkit {document['perfkit']}, {environment['implementation']} "
-        f"{environment['python']} on {environment['platform']}. Figures marked * are real "
+        f"perfkit {report.perfkit}, {environment.implementation} "
+        f"{environment.python} on {environment.platform}. Figures marked * are real "
         "time and vary between runs; every other figure is modeled and exact.",
         "",
     ]
     return "\n".join(parts)
 
 
-def _footnote(row: Mapping[str, Any]) -> str:
-    figures = {row["baseline"]["figure"], row["optimized"]["figure"]}
-    text = f"{row['technique']}, {row['scenario']}: compares {' vs '.join(sorted(figures))}"
-    if not row["deterministic"]:
+def _footnote(row: SpeedupRow) -> str:
+    figures = {row.baseline.figure, row.optimized.figure}
+    text = f"{row.technique}, {row.scenario}: compares {' vs '.join(sorted(figures))}"
+    if not row.deterministic:
         text += " (* real time, varies between runs)"
-    if row["note"]:
-        text += f"; {row['note']}"
-    return text if (row["note"] or not row["deterministic"]) else ""
+    if row.note:
+        text += f"; {row.note}"
+    return text if (row.note or not row.deterministic) else ""
 
 
 def _md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
-def svg_chart(rows: Sequence[Mapping[str, Any]]) -> str:
+def svg_chart(rows: Rows) -> str:
     """A horizontal bar chart of the speedups on a log scale, the claims marked."""
-    measured = [row for row in rows if row["factor"] is not None and row["factor"] > 0]
+    measured = [row for row in as_rows(rows) if row.factor is not None and row.factor > 0]
     label_width, plot_width, row_height, top = 330, 480, 26, 46
     height = top + row_height * max(len(measured), 1) + 40
     largest = max(
-        [row["factor"] for row in measured] + [_claim_factor(row) for row in measured] + [10]
+        [_factor(row) for row in measured] + [_claim_factor(row) for row in measured] + [10]
     )
     decades = max(1, math.ceil(math.log10(largest)))
 
@@ -265,11 +266,11 @@ def svg_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     for index, row in enumerate(measured):
         y = top + index * row_height
         colour = {"inside": "#2e7d32", "above": "#1565c0", "below": "#c62828"}.get(
-            row["verdict"], "#757575"
+            row.verdict, "#757575"
         )
-        label = escape(f"{row['technique']}: {row['scenario']}")
+        label = escape(f"{row.technique}: {row.scenario}")
         parts.append(f'<text x="{label_width - 8}" y="{y + 15}" text-anchor="end">{label}</text>')
-        width = max(x(row["factor"]) - label_width, 1.5)
+        width = max(x(_factor(row)) - label_width, 1.5)
         parts.append(
             f'<rect x="{label_width}" y="{y + 4}" width="{width:.1f}" height="{row_height - 8}" '
             f'fill="{colour}"><title>{escape(format_improvement(row))}</title></rect>'
@@ -289,11 +290,15 @@ def svg_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _claim_factor(row: Mapping[str, Any]) -> float:
+def _factor(row: SpeedupRow) -> float:
+    return row.factor or 0.0
+
+
+def _claim_factor(row: SpeedupRow) -> float:
     """Where a row's claim sits on the factor axis (a % saved converts to a factor)."""
-    claim = row["claim"]
+    claim = row.claim
     if claim is None:
         return 0.0
-    if claim["unit"] == "x":
-        return float(claim["low"])
-    return 1 / (1 - float(claim["low"]) / 100)
+    if claim.unit == "x":
+        return float(claim.low)
+    return 1 / (1 - float(claim.low) / 100)

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from perfkit._calibration import Calibration, calibrate
 from perfkit._perf import PerfResult
-from perfkit.reporting._documents import (
-    baseline_document,
-    load,
-    report_document,
-    write_json,
-    write_text,
-)
+from perfkit.reporting._documents import baseline_document, load, write_json, write_text
 from perfkit.reporting._figures import benchmark_entry, require_finite
-from perfkit.reporting._gate import GateOutcome, GateSettings, Selection, compare
+from perfkit.reporting._gate import GateResult, GateSettings, Selection, compare
+from perfkit.reporting._model import Environment, Report, as_report
 from perfkit.reporting._render import markdown, svg_chart
 from perfkit.reporting._speedups import Speedup, speedup_rows
 
@@ -32,23 +28,26 @@ REPORT_FILES = ("report.json", "report.md", "speedups.svg")
 
 @dataclass
 class RunOutcome:
-    """A finished run: its report document and the files it wrote."""
+    """A finished run: its report and the files it wrote."""
 
-    document: dict[str, Any]
+    report: Report
     written: list[Path] = field(default_factory=list)
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        """The report as ``report.json`` holds it."""
+        return self.report.to_json()
 
     @property
     def regressed(self) -> bool:
         """Whether the gate failed (a regression, or a benchmark it could not match)."""
-        gate = self.document["gate"]
-        return gate is not None and gate["status"] == "fail"
+        return self.report.gate is not None and self.report.gate.status == "fail"
 
     @property
     def gated_nothing(self) -> bool:
         """Whether a baseline was given but the gate compared no benchmark with it (status
         ``"empty"``): not a regression, but not a pass either."""
-        gate = self.document["gate"]
-        return gate is not None and gate["status"] == "empty"
+        return self.report.gate is not None and self.report.gate.status == "empty"
 
 
 def scope_of(baseline: Path | None, rootpath: Path) -> str:
@@ -82,118 +81,99 @@ def finish_run(
     calibration = calibration or calibrate()
     entries = {result.name: benchmark_entry(result, calibration) for result in results}
     require_finite({"benchmarks": entries}, "this run")
-    rows = speedup_rows(speedups, entries)
-    document = report_document(
-        version=version,
+    report = Report(
+        perfkit=version,
+        environment=Environment.current(),
         calibration=calibration,
-        benchmarks=entries,
-        selection=selection,
-        speedups=rows,
-        comparisons=comparisons,
-        load_tests=load_tests,
-        gate=None,
+        benchmarks={nodeid: entries[nodeid] for nodeid in sorted(entries)},
+        collected=tuple(sorted(selection.collected)),
+        complete_files=tuple(sorted(selection.complete_files)),
+        speedups=tuple(speedup_rows(speedups, entries)),
+        comparisons=tuple(comparisons),
+        load_tests=tuple(load_tests),
     )
-    outcome = RunOutcome(document)
+    written: list[Path] = []
     if baseline is not None:
-        document["gate"] = _gate_or_update(
-            document,
-            baseline,
-            baseline_name or str(baseline),
-            update_baseline,
-            gate_settings,
-            outcome,
-            selection.root,
-        )
+        name = baseline_name or str(baseline)
+        settings = gate_settings or GateSettings()
+        if update_baseline:
+            update(report, baseline, name, selection.root)
+            written.append(baseline)
+            report = report.gated(GateResult(name, settings, "updated"))
+        elif baseline.exists():
+            previous = load(baseline, "baseline", name)
+            report = report.gated(gate_run(report, previous, name, settings, selection.root))
     if report_dir is not None:
-        outcome.written += write_report(document, report_dir)
-    return outcome
+        written += write_report(report, report_dir)
+    return RunOutcome(report, written)
 
 
-def selection_of(document: Mapping[str, Any], root: Path | None = None) -> Selection:
-    """What a report's run covered (``root``: where its benchmark files are, if known)."""
-    return Selection(frozenset(document["collected"]), frozenset(document["complete_files"]), root)
+def gate_run(
+    report: Report,
+    baseline: Mapping[str, Any],
+    baseline_name: str,
+    settings: GateSettings | None = None,
+    root: Path | None = None,
+) -> GateResult:
+    """The gate section of a report: its benchmarks against a loaded baseline."""
+    settings = settings or GateSettings()
+    outcome = compare(
+        report.benchmarks,
+        baseline,
+        settings=settings,
+        calibration_spread=float(report.calibration.spread),
+        selection=report.selection(root),
+        source=baseline_name,
+    )
+    return outcome.result(baseline_name, settings)
 
 
 def gate_document(
-    document: Mapping[str, Any],
+    document: Report | Mapping[str, Any],
     baseline: Mapping[str, Any],
     baseline_name: str,
     settings: GateSettings | None = None,
     root: Path | None = None,
 ) -> dict[str, Any]:
-    """The gate section of a report: its benchmarks against a loaded baseline."""
-    settings = settings or GateSettings()
-    result = compare(
-        document["benchmarks"],
-        baseline,
-        settings=settings,
-        calibration_spread=float(document["calibration"]["spread"]),
-        selection=selection_of(document, root),
-        source=baseline_name,
-    )
-    return {"baseline": baseline_name, "settings": settings.as_dict(), **result.as_dict()}
+    """:func:`gate_run` for a report's JSON document: the gate section as JSON."""
+    return gate_run(as_report(document), baseline, baseline_name, settings, root).to_json()
 
 
 def empty_gate(
     baseline_name: str, reason: str, settings: GateSettings | None = None
 ) -> dict[str, Any]:
-    """The gate section of a run that gated nothing against ``baseline_name``, saying why
-    (status ``"empty"``; :func:`gate_lines` prints "nothing was gated against ...")."""
-    return {
-        "baseline": baseline_name,
-        "settings": (settings or GateSettings()).as_dict(),
-        **GateOutcome().as_dict(),
-        "reason": reason,
-    }
+    """The gate section (JSON) of a run that gated nothing against ``baseline_name``,
+    saying why (status ``"empty"``; :func:`gate_lines` prints "nothing was gated
+    against ...")."""
+    return GateResult.nothing_gated(baseline_name, reason, settings).to_json()
 
 
 def update(
-    document: Mapping[str, Any], baseline: Path, name: str = "", root: Path | None = None
+    document: Report | Mapping[str, Any],
+    baseline: Path,
+    name: str = "",
+    root: Path | None = None,
 ) -> None:
     """Write the baseline from a report's benchmarks (keeping the entries of benchmarks
     it did not run, dropping those that no longer exist), atomically."""
+    report = as_report(document)
     previous = load(baseline, "baseline", name) if baseline.exists() else None
     write_json(
         baseline,
         baseline_document(
-            document["benchmarks"],
-            document["calibration"],
+            report.benchmarks,
+            report.calibration.as_dict(),
             previous=previous,
-            selection=selection_of(document, root),
+            selection=report.selection(root),
         ),
     )
 
 
-def write_report(document: Mapping[str, Any], directory: Path) -> list[Path]:
+def write_report(document: Report | Mapping[str, Any], directory: Path) -> list[Path]:
     """Write report.json, report.md and speedups.svg into ``directory``."""
+    report = as_report(document)
     paths = [directory / name for name in REPORT_FILES]
-    write_json(paths[0], document)
-    write_text(paths[1], markdown(document))
-    write_text(paths[2], svg_chart(document["speedups"]))
+    write_json(paths[0], report.to_json() if isinstance(document, Report) else document)
+    write_text(paths[1], markdown(report))
+    write_text(paths[2], svg_chart(report.speedups))
     return paths
-
-
-def _gate_or_update(
-    document: dict[str, Any],
-    baseline: Path,
-    baseline_name: str,
-    refresh: bool,
-    settings: GateSettings | None,
-    outcome: RunOutcome,
-    root: Path | None,
-) -> dict[str, Any] | None:
-    if refresh:
-        update(document, baseline, baseline_name, root)
-        outcome.written.append(baseline)
-        return _updated(baseline_name, settings)
-    if not baseline.exists():
-        return None
-    return gate_document(
-        document, load(baseline, "baseline", baseline_name), baseline_name, settings, root
-    )
-
-
-def _updated(baseline_name: str, settings: GateSettings | None) -> dict[str, Any]:
-    gate = empty_gate(baseline_name, "", settings)
-    del gate["reason"]
-    return {**gate, "status": "updated"}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from perfkit.reporting._figures import flat_figures, is_exact
@@ -123,6 +123,83 @@ class Speedup:
             raise TypeError(f"claim must be a Claim, got {self.claim!r}")
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a speedup row: the benchmark, the figure compared, its value in this run
+    (None when the benchmark did not run) and whether it is exact."""
+
+    benchmark: str
+    figure: str
+    value: float | None
+    deterministic: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "figure": self.figure,
+            "value": self.value,
+            "deterministic": self.deterministic,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Side:
+        return cls(data["benchmark"], data["figure"], data["value"], data["deterministic"])
+
+
+@dataclass(frozen=True)
+class SpeedupRow:
+    """A row of the speedup report as this run measured it: ``factor`` is baseline over
+    optimized (None when a side did not run, or the optimized figure is 0)."""
+
+    technique: str
+    scenario: str
+    baseline: Side
+    optimized: Side
+    factor: float | None
+    percent_saved: float | None
+    claim: Claim | None
+    verdict: Verdict
+    deterministic: bool
+    note: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "technique": self.technique,
+            "scenario": self.scenario,
+            "baseline": self.baseline.to_json(),
+            "optimized": self.optimized.to_json(),
+            "factor": self.factor,
+            "percent_saved": self.percent_saved,
+            "claim": self.claim.as_dict() if self.claim else None,
+            "verdict": self.verdict,
+            "deterministic": self.deterministic,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SpeedupRow:
+        claim = data["claim"]  # as a report holds it: text, low, high, unit
+        return cls(
+            technique=data["technique"],
+            scenario=data["scenario"],
+            baseline=Side.from_json(data["baseline"]),
+            optimized=Side.from_json(data["optimized"]),
+            factor=data["factor"],
+            percent_saved=data["percent_saved"],
+            claim=Claim(claim["low"], claim["high"], claim["unit"], claim["text"])
+            if claim
+            else None,
+            verdict=data["verdict"],
+            deterministic=data["deterministic"],
+            note=data["note"],
+        )
+
+
+def as_rows(rows: Sequence[SpeedupRow | Mapping[str, Any]]) -> list[SpeedupRow]:
+    """Rows as :class:`SpeedupRow`, whether typed already or read from a report file."""
+    return [row if isinstance(row, SpeedupRow) else SpeedupRow.from_json(row) for row in rows]
+
+
 def find_benchmark(benchmark: str, ids: Iterable[str]) -> str | None:
     """The node id ``benchmark`` names (itself, or a node id it is the tail of)."""
     matches = [nodeid for nodeid in ids if nodeid == benchmark or nodeid.endswith("/" + benchmark)]
@@ -133,45 +210,41 @@ def find_benchmark(benchmark: str, ids: Iterable[str]) -> str | None:
 
 def speedup_rows(
     speedups: Sequence[Speedup], entries: Mapping[str, Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+) -> list[SpeedupRow]:
     """The report's rows, computed from this run's benchmark entries."""
     return [_row(speedup, entries) for speedup in speedups]
 
 
-def _row(speedup: Speedup, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    sides = {
-        "baseline": _side(speedup.baseline, speedup.figure, entries),
-        "optimized": _side(speedup.optimized, speedup.optimized_figure or speedup.figure, entries),
-    }
-    row: dict[str, Any] = {
-        "technique": speedup.technique,
-        "scenario": speedup.scenario,
-        **sides,
-        "factor": None,
-        "percent_saved": None,
-        "claim": speedup.claim.as_dict() if speedup.claim else None,
-        "verdict": "not run",
-        "deterministic": all(side["deterministic"] for side in sides.values()),
-        "note": speedup.note,
-    }
-    before, after = sides["baseline"]["value"], sides["optimized"]["value"]
+def _row(speedup: Speedup, entries: Mapping[str, Mapping[str, Any]]) -> SpeedupRow:
+    base = _side(speedup.baseline, speedup.figure, entries)
+    best = _side(speedup.optimized, speedup.optimized_figure or speedup.figure, entries)
+    row = SpeedupRow(
+        technique=speedup.technique,
+        scenario=speedup.scenario,
+        baseline=base,
+        optimized=best,
+        factor=None,
+        percent_saved=None,
+        claim=speedup.claim,
+        verdict="not run",
+        deterministic=base.deterministic and best.deterministic,
+        note=speedup.note,
+    )
+    before, after = base.value, best.value
     if before is None or after is None:
         return row
     # Equal figures (0 vs 0 too) are no change; a drop to 0 is an unbounded factor.
     factor = 1.0 if before == after else (before / after if after else math.inf)
-    row["factor"] = round(factor, 4) if math.isfinite(factor) else None
-    row["percent_saved"] = round((1 - after / before) * 100, 3) if before else 0.0
-    row["verdict"] = speedup.claim.verdict(factor) if speedup.claim else "no claim"
-    return row
+    return replace(
+        row,
+        factor=round(factor, 4) if math.isfinite(factor) else None,
+        percent_saved=round((1 - after / before) * 100, 3) if before else 0.0,
+        verdict=speedup.claim.verdict(factor) if speedup.claim else "no claim",
+    )
 
 
-def _side(benchmark: str, figure: str, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _side(benchmark: str, figure: str, entries: Mapping[str, Mapping[str, Any]]) -> Side:
     nodeid = find_benchmark(benchmark, entries)
     entry = entries.get(nodeid, {}) if nodeid else {}
     value = flat_figures(entry).get(figure) if entry else None
-    return {
-        "benchmark": nodeid or benchmark,
-        "figure": figure,
-        "value": value,
-        "deterministic": is_exact(entry or {"clock": "virtual"}, figure),
-    }
+    return Side(nodeid or benchmark, figure, value, is_exact(entry or {"clock": "virtual"}, figure))
