@@ -302,6 +302,7 @@ EXPECTED_SCENARIO = {
 }
 
 
+@pytest.mark.slow  # the scenario in real time
 def test_virtual_and_real_time_agree_within_ten_percent() -> None:
     virtual = VirtualClock()
     wall_start = time.perf_counter()

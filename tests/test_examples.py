@@ -165,6 +165,7 @@ def test_a_regression_in_the_support_agent_fails_the_gate(support_agent: Path) -
         assert_printed(block, completed.stdout)
 
 
+@pytest.mark.slow  # three pytest runs of the example project
 def test_the_support_agent_baseline_is_refreshed_on_purpose(support_agent: Path) -> None:
     baseline = support_agent / "benchmarks" / "baseline.json"
     committed = baseline.read_text()

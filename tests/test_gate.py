@@ -371,6 +371,7 @@ def test_a_serial_gather_fails_the_gate(our_benchmarks: pytest.Pytester) -> None
     )
 
 
+@pytest.mark.slow  # the combined benchmark in a subprocess, about 25 s
 def test_an_unpooled_client_fails_the_gate(our_benchmarks: pytest.Pytester) -> None:
     result = run_injected(
         our_benchmarks,
@@ -493,6 +494,7 @@ def test_profiling_and_refreshing_the_baseline_do_not_mix(suite: pytest.Pytester
     result.stderr.fnmatch_lines(["ERROR: --perfkit-update-baseline cannot be combined with*"])
 
 
+@pytest.mark.slow  # three benchmark files in a subprocess, twice
 def test_our_seeded_benchmarks_give_byte_identical_exact_figures(
     our_benchmarks: pytest.Pytester,
 ) -> None:

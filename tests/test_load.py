@@ -322,6 +322,7 @@ def stalling_app() -> Starlette:
     return Starlette(routes=[Route("/", handler)])
 
 
+@pytest.mark.slow  # about 15 s of real load
 def test_a_stall_every_100_requests_shows_in_the_open_models_p99_not_the_closed_ones() -> None:
     with running_uvicorn(stalling_app()) as url:
         open_model = run(url, OpenModel(rate=40), duration=5, request_timeout=5)

@@ -140,6 +140,7 @@ def test_importing_perfkit_leaves_locust_and_gevent_out() -> None:
     assert "gevent" not in sys.modules
 
 
+@pytest.mark.slow  # Locust processes for 8 s of real load
 def test_a_master_and_two_workers_load_the_service_and_meet_the_slos(
     distributed_run: Run,
 ) -> None:
@@ -161,6 +162,7 @@ def test_a_master_and_two_workers_load_the_service_and_meet_the_slos(
     assert float(ttft["Max Response Time"]) < float(stream["Max Response Time"])
 
 
+@pytest.mark.slow  # after the distributed run, which it needs
 def test_a_missed_slo_exits_1_and_the_table_names_it(
     service: str, distributed_run: Run, tmp_path: Path
 ) -> None:
@@ -194,6 +196,7 @@ class Fastest(FastHttpUser):
 """
 
 
+@pytest.mark.slow  # two real-time load runs, a throughput ratio
 def test_perfkits_generator_drives_at_least_locusts_fastest_user_class(
     service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
