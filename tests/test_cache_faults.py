@@ -446,13 +446,14 @@ def test_a_server_that_never_answers_costs_a_caller_at_most_its_socket_timeouts(
         start = time.perf_counter()
         assert square(7) == square_of(7)  # its GET and its SET each time out
         elapsed = time.perf_counter() - start
-        assert SOCKET_TIMEOUT <= elapsed < 2 * SOCKET_TIMEOUT + 0.3
+        # Generous for a busy machine, and still short of one more GET and SET timing out.
+        assert SOCKET_TIMEOUT <= elapsed < 4 * SOCKET_TIMEOUT
         assert cache.stats()["l2_errors"] == 2
         assert cache.breaker.state == "open"
 
         start = time.perf_counter()
         assert square(8) == square_of(8)
-        assert time.perf_counter() - start < SOCKET_TIMEOUT / 4
+        assert time.perf_counter() - start < SOCKET_TIMEOUT  # no timeout waited out
         assert cache.stats()["l2_errors"] == 2
 
 
@@ -471,8 +472,9 @@ async def test_concurrent_async_calls_to_a_silent_server_wait_one_timeout_not_ma
         elapsed = time.perf_counter() - start
         assert values == [label_of(n) for n in arguments]
         # Every GET went out before the first timed out; then the breaker was open and
-        # every SET was skipped: one socket timeout in all, not one per call.
-        assert SOCKET_TIMEOUT <= elapsed < 2 * SOCKET_TIMEOUT + 0.3
+        # every SET was skipped: one socket timeout in all, not one per call (calls waiting
+        # in turn would take 20 timeouts; the bound leaves a busy machine 10).
+        assert SOCKET_TIMEOUT <= elapsed < len(arguments) * SOCKET_TIMEOUT / 2
         assert cache.stats()["l2_errors"] == len(arguments)
         assert cache.stats()["l2_skipped"] == len(arguments)
     finally:
