@@ -1,6 +1,6 @@
 """Service throughput: ``perfkit serve --agent naive`` against ``--agent optimized``, each
 one uvicorn worker on the simulated backend, under the same open-model load, reported
-beside the seed's "more than 10 requests per second per worker".
+beside the production target of "more than 10 requests per second per worker".
 
 Both services run as real subprocesses and are driven by perfkit's load generator over
 loopback with one seeded schedule: Poisson arrivals at ``RATE`` requests per second to
@@ -18,7 +18,7 @@ model's up to 20 and some 30% above it at 40. Driven at once, 15 requests/s each
 both at the model's latency; 30 each nearly doubled the naive service's p50 (the
 optimized one's rose by a quarter) and put the generator 350 ms behind its schedule; 60
 each made the naive service fail requests. A request costs the service about 25 to 30 ms
-of CPU naive and 20 to 25 ms optimized. ``RATE`` = 15 is above the seed's 10 with room
+of CPU naive and 20 to 25 ms optimized. ``RATE`` = 15 is above the target's 10 with room
 for the Poisson draw, and low enough that neither the services nor the generator
 saturate, so the figures describe the services, not the machine. Throughput is what a
 service finishes inside the measured period (``LoadResult.rps``), so the period must be
@@ -28,11 +28,11 @@ seconds begin. A run lasts ``DURATION`` plus the time the last requests take (up
 driven at once, from one event loop, on one schedule: about 35 s in all. Side by side,
 both also share whatever else the machine is doing at that moment.
 
-**What is asserted.** The seed's latency targets (p50 < 1 s, p95 < 2 s, p99 < 5 s) are
+**What is asserted.** The production latency targets (p50 < 1 s, p95 < 2 s, p99 < 5 s) are
 out of reach of any service on this backend, whose model takes 2 to 10 s to write most
 replies, and an 80% cache hit rate cannot be reached from a cold cache within seconds
 (replies land in the cache only once complete, seconds after they were asked). So
-the test's SLO keeps the seed's two targets that describe the service itself: more than
+the test's SLO keeps the two production targets that describe the service itself: more than
 10 requests per second per worker, and an error rate under 0.1%. The optimized service
 must meet them; the naive service is measured against the same SLO and reported, not
 gated (it is the "before" picture). Offered the same schedule, the optimized service's
@@ -56,7 +56,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perfkit.load import SEED_TARGETS, LoadResult, LoadTester, OpenModel, Request, SLOViolation
+from perfkit.load import (
+    PRODUCTION_TARGETS,
+    LoadResult,
+    LoadTester,
+    OpenModel,
+    Request,
+    SLOViolation,
+)
 
 KINDS = ("naive", "optimized")
 RATE = 15.0  # requests per second, to each service
@@ -163,8 +170,8 @@ async def drive(load_test: LoadTester, service: Service) -> LoadResult:
 
 
 @pytest.mark.perfkit_slo(
-    min_rps=SEED_TARGETS["min_rps"],
-    error_rate=SEED_TARGETS["error_rate"],
+    min_rps=PRODUCTION_TARGETS["min_rps"],
+    error_rate=PRODUCTION_TARGETS["error_rate"],
     workers=1,
     p50=None,
     p95=None,

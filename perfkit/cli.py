@@ -3,8 +3,12 @@ report's jobs outside pytest: ``report``, ``compare`` and ``update-baseline`` (f
 ``report.json``).
 
 Exit codes: 0 success (the gate passed, every SLO met), 1 a regression or a missed SLO,
-2 a usage error (one readable line on stderr: a bad option, a missing, corrupt or
-mismatched file).
+2 a usage error (one readable line on stderr:
+a bad option, a missing, corrupt or mismatched file, a file that cannot be written).
+
+It answers ``--help`` and usage mistakes at once: this module imports only the standard
+library and perfkit modules that import nothing heavy; each command imports what it needs
+(the load generator, the agent service, the reporting package) when it runs.
 """
 
 from __future__ import annotations
@@ -13,18 +17,21 @@ import argparse
 import json
 import math
 import sys
-import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from perfkit._clock import RealClock
+from perfkit._defaults import DEFAULT_CPU_THRESHOLD, DEFAULT_TOLERANCE
 from perfkit._errors import PerfkitError
 from perfkit._validation import parse_fraction
-from perfkit.load._models import ARRIVALS, METHODS
-from perfkit.load._runner import DEFAULT_TIMEOUT
-from perfkit.load._slo import SEED_TARGETS, SLO
-from perfkit.reporting._gate import DEFAULT_CPU_THRESHOLD, DEFAULT_TOLERANCE
+from perfkit.demos import DEMOS, demo
+from perfkit.load._constants import (
+    ARRIVALS,
+    DEFAULT_TIMEOUT,
+    METHODS,
+    PRODUCTION_TARGETS,
+    TARGET_NAMES,
+)
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -38,17 +45,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _demos() -> dict[str, Callable[[TextIO], int]]:
-    from perfkit.demos import cache
-
-    return {"cache": cache.main}
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="perfkit", description="Performance testing for LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    demo = commands.add_parser("demo", help="run a walk-through of the seed chapter")
-    demo.add_argument("name", choices=sorted(_demos()), help="which demo")
+    walk_through = commands.add_parser(
+        "demo", help="run a walk-through of one of the book chapter's examples"
+    )
+    walk_through.add_argument(
+        "name", choices=DEMOS, help="which one (cache: a miss, an L1 hit, an L2 hit)"
+    )
     serve = commands.add_parser(
         "serve",
         help="run the agent service (POST /chat, POST /chat/stream, GET /metrics, GET /healthz)",
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
-    serve.add_argument("--seed", type=int, default=0, help="seed of the simulated backend")
+    serve.add_argument("--seed", type=int, default=0, help="random seed of the simulated backend")
     serve.add_argument("--redis-url", help="an L2 cache on this Redis (optimized agent)")
     serve.add_argument(
         "--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info"
@@ -91,7 +96,7 @@ def _add_load_command(commands: Any) -> None:
     load.add_argument(
         "--arrivals", choices=ARRIVALS, default="constant", help="open model's arrivals"
     )
-    load.add_argument("--seed", type=int, default=0, help="seed of Poisson arrivals")
+    load.add_argument("--seed", type=int, default=0, help="random seed of Poisson arrivals")
     load.add_argument("--think", type=_seconds, default=0.0, help="closed model's think time")
     load.add_argument("--warmup", type=_seconds, default=0.0, help="seconds excluded at start")
     load.add_argument(
@@ -102,10 +107,11 @@ def _add_load_command(commands: Any) -> None:
     load.add_argument(
         "--stream", action="store_true", help="read server-sent events; time the first one"
     )
+    production = ", ".join(f"{name} {value:g}" for name, value in PRODUCTION_TARGETS.items())
     load.add_argument(
         "--slo", type=_slo_target, action="append", default=[], metavar="NAME=VALUE",
-        help=f"a target to meet ({', '.join(SLO.names())}; seconds, fractions, requests/s), "
-        "or 'seed' for the seed's targets",
+        help=f"a target to meet ({', '.join(TARGET_NAMES)}; seconds, fractions, requests/s), "
+        f"or 'production' for the production targets ({production})",
     )  # fmt: skip
     load.add_argument("--json-out", type=Path, metavar="PATH", help="write the result as JSON")
     load.add_argument("--markdown-out", type=Path, metavar="PATH", help="write it as Markdown")
@@ -182,12 +188,20 @@ def _json_body(text: str) -> Any:
 
 
 def _slo_target(text: str) -> dict[str, float]:
-    if text == "seed":
-        return dict(SEED_TARGETS)
+    if text == "seed":  # the old spelling, kept for one release
+        print(
+            "perfkit load: warning: --slo seed is deprecated and will be removed in the next "
+            "release; use --slo production (the same targets)",
+            file=sys.stderr,
+        )
+        text = "production"
+    if text == "production":
+        return dict(PRODUCTION_TARGETS)
     name, equals, value = text.partition("=")
-    if not equals or name not in SLO.names():
+    if not equals or name not in TARGET_NAMES:
         raise argparse.ArgumentTypeError(
-            f"must be NAME=VALUE with NAME one of {', '.join(SLO.names())}, or 'seed'; got {text!r}"
+            f"must be NAME=VALUE with NAME one of {', '.join(TARGET_NAMES)}, or 'production'; "
+            f"got {text!r}"
         )
     number = _number(value)
     if not (0 <= number < math.inf):
@@ -244,22 +258,30 @@ def _update_baseline(arguments: argparse.Namespace, out: TextIO) -> int:
 
 
 def _load(arguments: argparse.Namespace, out: TextIO) -> int:
-    from perfkit import load
-
+    # Every usage mistake is found before the load generator is imported.
     if arguments.rate is not None and arguments.think:
         raise ValueError("--think is the closed model's (--users); the open model has none")
     if arguments.users is not None and (arguments.arrivals != "constant" or arguments.seed):
         raise ValueError("--arrivals and --seed are the open model's (--rate), not --users'")
+    if arguments.warmup >= arguments.duration:
+        raise ValueError(
+            f"--warmup must be shorter than --duration ({arguments.duration:g} s), "
+            f"got {arguments.warmup:g} s"
+        )
     base, path = _split_url(arguments.url)
+    targets: dict[str, float] = {}
+    for target in arguments.slo:
+        targets.update(target)
+
+    from perfkit import load
+    from perfkit._clock import RealClock
+
     method = arguments.method or ("POST" if arguments.json is not None else "GET")
     model: load.OpenModel | load.ClosedModel = (
         load.OpenModel(arguments.rate, arguments.arrivals, arguments.seed)
         if arguments.rate is not None
         else load.ClosedModel(arguments.users, arguments.think)
     )
-    targets: dict[str, float] = {}
-    for target in arguments.slo:
-        targets.update(target)
     slo = load.SLO(
         p50=targets.get("p50"),
         p95=targets.get("p95"),
@@ -303,15 +325,20 @@ def _load(arguments: argparse.Namespace, out: TextIO) -> int:
 
 def _split_url(url: str) -> tuple[str, str]:
     """``http://host:port/path?query`` as the base URL and the path."""
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PerfkitError(f"URL must be an http:// or https:// URL with a host, got {url!r}")
-    path = parts.path or "/"
-    return f"{parts.scheme}://{parts.netloc}", path + (f"?{parts.query}" if parts.query else "")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not path.isascii():
+        raise PerfkitError(f"the URL's path must be ASCII (percent-encode the rest), got {url!r}")
+    return f"{parts.scheme}://{parts.netloc}", path
 
 
 def _write(path: Path, text: str) -> None:
-    from perfkit.reporting._documents import write_text
+    """Write a file the user named (a failure is a ReportWriteError naming ``path``)."""
+    from perfkit.reporting import write_text
 
     write_text(path, text)
 
@@ -326,31 +353,29 @@ def _port(text: str) -> int:
     return port
 
 
-def _serve(arguments: argparse.Namespace) -> int:
+def _serve(arguments: argparse.Namespace, out: TextIO) -> int:
     from perfkit.service import build_app, run
 
-    try:
-        app = build_app(
-            agent=arguments.agent,
-            backend=arguments.backend,
-            seed=arguments.seed,
-            redis_url=arguments.redis_url,
-        )
-    except ValueError as error:
-        print(f"perfkit serve: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    app = build_app(
+        agent=arguments.agent,
+        backend=arguments.backend,
+        seed=arguments.seed,
+        redis_url=arguments.redis_url,
+    )
     run(app, host=arguments.host, port=arguments.port, log_level=arguments.log_level)
     return EXIT_OK
+
+
+def _demo(arguments: argparse.Namespace, out: TextIO) -> int:
+    return demo(arguments.name)(out)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
-    if arguments.command == "demo":
-        return _demos()[arguments.name](stream)
-    if arguments.command == "serve":
-        return _serve(arguments)
     jobs = {
+        "demo": _demo,
+        "serve": _serve,
         "report": _report,
         "compare": _compare,
         "update-baseline": _update_baseline,

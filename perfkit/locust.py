@@ -44,7 +44,7 @@ from locust.runners import WorkerRunner
 from locust.stats import RequestStats, StatsEntry
 
 from perfkit._validation import parse_fraction
-from perfkit.load._slo import SEED_TARGETS
+from perfkit.load._constants import PRODUCTION_TARGETS
 
 __all__ = [
     "CHAT_PATH",
@@ -63,18 +63,18 @@ __all__ = [
     "slo_table",
 ]
 
-# perfkit's default SLOs: the seed's production targets, as perfkit.load states them.
-DEFAULT_P50 = SEED_TARGETS["p50"]
+# perfkit's default SLOs: the book chapter's production targets, as perfkit.load states them.
+DEFAULT_P50 = PRODUCTION_TARGETS["p50"]
 """Seconds the median chat request may take at most."""
-DEFAULT_P95 = SEED_TARGETS["p95"]
-DEFAULT_P99 = SEED_TARGETS["p99"]
-DEFAULT_ERROR_RATE = SEED_TARGETS["error_rate"]
+DEFAULT_P95 = PRODUCTION_TARGETS["p95"]
+DEFAULT_P99 = PRODUCTION_TARGETS["p99"]
+DEFAULT_ERROR_RATE = PRODUCTION_TARGETS["error_rate"]
 """The share of chat requests that may fail at most (0.1%)."""
-DEFAULT_RPS_PER_WORKER = SEED_TARGETS["min_rps"]
+DEFAULT_RPS_PER_WORKER = PRODUCTION_TARGETS["min_rps"]
 """Chat requests per second each of the service's worker processes must serve at least."""
 
 DEFAULT_WAIT = (1.0, 3.0)
-"""Seconds a user thinks between requests, drawn uniformly (the seed's locustfile)."""
+"""Seconds a user thinks between requests, drawn uniformly (the book chapter's locustfile)."""
 
 CHAT_PATH = "/chat"
 STREAM_PATH = "/chat/stream"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from perfkit import cli
 from perfkit._calibration import Calibration
 from perfkit._perf import PerfResult
+from perfkit.demos import DEMOS, demo
 from perfkit.demos import cache as cache_demo
 from perfkit.reporting import Claim, Speedup
 from perfkit.reporting._gate import Selection
@@ -207,3 +210,111 @@ def test_report_command_mistakes_exit_2_with_one_line(
     assert err.count("\n") == 1
     assert message.format(**paths) in err
     assert Path(paths["garbage"]).read_text() == "{"  # nothing was half-written
+
+
+def test_a_file_that_cannot_be_written_is_named_as_the_user_gave_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = write_results(tmp_path / "report.json", 0.3)
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    targets = [in_the_way / "report.md", tmp_path]  # under a file; a directory
+    if Path("/proc/self").is_dir():
+        targets.append(Path("/proc/report.md"))  # no file can be made there, even by root
+    for target in targets:
+        status, _, err = run_cli(["report", str(results), "--markdown", str(target)], capsys)
+        assert status == cli.EXIT_USAGE
+        assert err.count("\n") == 1
+        assert err.startswith(f"perfkit report: error: {target}: ")
+        assert ".tmp" not in err
+
+
+def test_serve_offers_the_agents_and_backends_the_service_has() -> None:
+    from perfkit.service._serve import AGENT_KINDS, BACKENDS
+
+    serve = cli.build_parser().parse_args(["serve"])
+    assert (serve.agent, serve.backend) == ("optimized", "simulated")
+    for option, allowed in (("--agent", AGENT_KINDS), ("--backend", BACKENDS)):
+        for value in allowed:
+            assert cli.build_parser().parse_args(["serve", option, value]) is not None
+
+
+def test_every_demo_has_a_main() -> None:
+    assert [demo(name).__name__ for name in DEMOS] == ["main"] * len(DEMOS)
+    with pytest.raises(ValueError, match="demo must be one of cache; got 'nope'"):
+        demo("nope")
+
+
+# A CLI that answers at once: help and usage mistakes import nothing heavy
+
+HEAVY = (
+    "anthropic", "fakeredis", "hdrh", "httpx", "httpx2", "jsonschema", "looptime",
+    "prometheus_client", "pytest", "redis", "starlette", "uvicorn",
+)  # fmt: skip
+QUICK_ANSWERS = [
+    ["--help"],
+    *([command, "--help"] for command in
+      ("demo", "serve", "load", "report", "compare", "update-baseline")),
+    [],
+    ["frobnicate"],
+    ["demo", "nope"],
+    ["serve", "--port", "99999"],
+    ["load", "http://x", "--duration", "1"],
+    ["load", "http://x", "--rate", "1", "--duration", "1", "--slo", "p96=1"],
+    ["load", "ftp://x", "--rate", "1", "--duration", "1"],
+    ["load", "http://x", "--rate", "1", "--duration", "1", "--think", "2"],
+    ["load", "http://x", "--rate", "1", "--duration", "1", "--warmup", "2"],
+    ["compare", "report.json"],
+    ["compare", "report.json", "--baseline", "b.json", "--tolerance", "-1"],
+]  # fmt: skip
+
+
+def test_importing_the_cli_imports_no_heavy_dependency() -> None:
+    code = (
+        "import perfkit.cli, sys; print(sorted(m for m in ('anthropic','httpx','httpx2','redis',"
+        "'fakeredis','jsonschema','prometheus_client','hdrh','starlette','uvicorn') "
+        "if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert completed.stdout == "[]\n"
+
+
+def test_help_and_usage_mistakes_import_nothing_heavy() -> None:
+    code = f"""
+import contextlib, io, sys
+from perfkit import cli
+for argv in {QUICK_ANSWERS!r}:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            status = cli.main(argv)
+        except SystemExit as exited:
+            status = exited.code
+    assert status in (0, 2), (argv, status)
+print(sorted(m for m in {HEAVY!r} if m in sys.modules))
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert (completed.returncode, completed.stderr) == (0, "")
+    assert completed.stdout == "[]\n"
+
+
+def median_seconds(argv: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, timeout=60)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def test_help_and_a_usage_mistake_answer_within_10x_of_bare_python() -> None:
+    bare = median_seconds([sys.executable, "-c", "pass"], runs=5)
+    for argv in (["--help"], ["load", "--help"], ["load", "http://x"]):
+        seconds = median_seconds([sys.executable, "-m", "perfkit", *argv], runs=5)
+        ratio = seconds / bare
+        print(f"perfkit {' '.join(argv)}: {seconds * 1000:.0f} ms, {ratio:.1f}x "
+              f"`python -c pass` ({bare * 1000:.0f} ms); medians of 5")  # fmt: skip
+        assert ratio < 10, f"perfkit {' '.join(argv)} took {ratio:.1f}x bare python"

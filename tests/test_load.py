@@ -19,8 +19,10 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+import perfkit.load
 from perfkit import VirtualClock, cli
 from perfkit.load import (
+    PRODUCTION_TARGETS,
     SLO,
     ClosedModel,
     LatencyHistogram,
@@ -35,6 +37,8 @@ from perfkit.load._http import EventParser
 from perfkit.load._runner import _Recorder, _warnings
 from perfkit.load._service import hit_rate, parse_cache_counts
 from tests.loopback_asgi import running_uvicorn
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "load-testing.md"
 
 # Histograms: lossless percentiles (3 significant digits, nearest rank)
 
@@ -373,11 +377,15 @@ def test_a_stalled_server_gives_a_clean_report_of_timeouts(silent_server: str) -
     assert "timeout 10" in result.lines()[1]
 
 
-def test_a_dead_server_gives_a_clean_report_of_connection_errors() -> None:
+def dead_url() -> str:
+    """A loopback URL nothing listens on (a port bound, then closed again)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again before the test: nothing listens
-    result = run(f"http://127.0.0.1:{port}", OpenModel(rate=10), duration=1, request_timeout=2)
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_a_dead_server_gives_a_clean_report_of_connection_errors() -> None:
+    result = run(dead_url(), OpenModel(rate=10), duration=1, request_timeout=2)
     assert result.errors == {"connection": 10}
 
 
@@ -449,7 +457,7 @@ def test_a_bad_slo_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("-p", "no:randomly")
     assert result.ret != 0
-    result.stdout.fnmatch_lines(["*perfkit_slo takes keyword targets p50, p95, p99*"])
+    result.stdout.fnmatch_lines(["*perfkit_slo has no option 'p96' (did you mean 'p99'?)*"])
 
 
 # perfkit load
@@ -489,6 +497,14 @@ def test_perfkit_load_prints_the_summary_and_gates_on_its_slo(
             "--json: is not valid JSON",
         ),
         (["load", "ftp://x", "--rate", "1", "--duration", "1"], "URL must be an http:// or"),
+        (
+            ["load", "http://x/caf\u00e9", "--rate", "1", "--duration", "1"],
+            "the URL's path must be ASCII (percent-encode the rest), got 'http://x/caf\u00e9'",
+        ),
+        (
+            ["load", "http://x", "--rate", "1", "--duration", "1", "--slo", "seeds"],
+            "or 'production'; got 'seeds'",
+        ),
     ],
 )
 def test_perfkit_load_mistakes_exit_2_with_one_line(
@@ -546,7 +562,7 @@ def test_a_url_needs_real_time_and_labels_head_the_report(pytester: pytest.Pytes
 
 
 def test_the_load_testing_guide_runs(pytester: pytest.Pytester) -> None:
-    guide = (Path(__file__).resolve().parent.parent / "docs" / "load-testing.md").read_text()
+    guide = GUIDE.read_text()
     [example] = guide.split("```python\n")[1:]
     pytester.makeini(
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
@@ -632,7 +648,7 @@ def test_perfkit_load_warmup_longer_than_the_test_exits_2(
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "warmup must be shorter than duration (1.0), got 2.0" in err
+    assert "--warmup must be shorter than --duration (1 s), got 2 s" in err
 
 
 def test_warnings_say_when_the_generators_figures_cannot_be_trusted() -> None:
@@ -706,3 +722,37 @@ def test_a_failing_request_factory_fails_the_load_test(model: OpenModel | Closed
         return len(asyncio.all_tasks())
 
     assert VirtualClock().run(failing()) == 1
+
+
+def test_slo_production_states_the_production_targets_and_seed_is_its_deprecated_alias(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = cli.build_parser()
+    base = ["load", "http://x", "--rate", "1", "--duration", "1", "--slo"]
+    assert parser.parse_args([*base, "production"]).slo == [PRODUCTION_TARGETS]
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args([*base, "seed"]).slo == [PRODUCTION_TARGETS]
+    assert capsys.readouterr().err == (
+        "perfkit load: warning: --slo seed is deprecated and will be removed in the next "
+        "release; use --slo production (the same targets)\n"
+    )
+    assert PRODUCTION_TARGETS == {
+        "p50": 1.0, "p95": 2.0, "p99": 5.0, "error_rate": 0.001, "min_rps": 10.0,
+        "cache_hit_rate": 0.8,
+    }  # fmt: skip
+    assert SLO() == SLO(**PRODUCTION_TARGETS)
+    assert SLO.names() == list(PRODUCTION_TARGETS)  # what --slo NAME=VALUE accepts
+
+
+def test_seed_targets_is_a_deprecated_alias_of_production_targets() -> None:
+    with pytest.deprecated_call(match="use perfkit.load.PRODUCTION_TARGETS"):
+        from perfkit.load import SEED_TARGETS
+    assert SEED_TARGETS is PRODUCTION_TARGETS
+    with pytest.raises(AttributeError, match="has no attribute 'NOPE'"):
+        perfkit.load.NOPE  # noqa: B018
+
+
+def test_every_public_name_of_perfkit_load_resolves() -> None:
+    for name in perfkit.load.__all__:
+        assert getattr(perfkit.load, name) is not None
+    assert set(perfkit.load.__all__) <= set(dir(perfkit.load))

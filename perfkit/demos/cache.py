@@ -1,4 +1,4 @@
-"""The seed chapter's caching walk-through: a miss, an L1 hit, an L2 hit, the statistics.
+"""The book chapter's caching walk-through: a miss, an L1 hit, an L2 hit, the statistics.
 
 The "expensive LLM call" goes to the simulated Anthropic API (2 s modeled latency) and
 L2 is fakeredis with a modeled 1 ms round trip, all on a virtual clock: the modeled

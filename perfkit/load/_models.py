@@ -15,11 +15,9 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Arrivals = Literal["constant", "poisson"]
-ARRIVALS: tuple[Arrivals, ...] = ("constant", "poisson")
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+from perfkit.load._constants import ARRIVALS, METHODS, Arrivals
 
 
 @dataclass(frozen=True)

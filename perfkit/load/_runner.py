@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfkit._virtual_loop import is_virtual_loop
+from perfkit.load._constants import DEFAULT_TIMEOUT
 from perfkit.load._histogram import LatencyHistogram
 from perfkit.load._http import Client, make_client
 from perfkit.load._models import ClosedModel, OpenModel, Request, RequestFactory
@@ -35,7 +36,6 @@ NOT_TOKENS = frozenset(
 )  # fmt: skip
 """Server-sent events that carry no content: time to first token waits for another one
 (perfkit's service sends ``token``; the Anthropic API ``content_block_delta``)."""
-DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_IN_FLIGHT = 1000
 CPU_SATURATED = 0.9
 """Share of one CPU above which the generator's own figures cannot be trusted."""
@@ -107,6 +107,11 @@ class _Run:
 
     async def send(self, request: Request, intended: float) -> None:
         await _send(self.client, request, intended, self.recorder, self.loop, self.request_timeout)
+
+
+def run(target: str | Any, model: OpenModel | ClosedModel, **options: Any) -> LoadResult:
+    """:func:`run_load` in a new event loop, for synchronous callers (the CLI)."""
+    return asyncio.run(run_load(target, model, **options))
 
 
 async def run_load(

@@ -1,6 +1,6 @@
 """Service-level objectives for a load test, checked with a measured-vs-target table.
 
-The defaults are the seed chapter's production targets: p50 under 1 s, p95 under 2 s,
+The defaults are the book chapter's production targets: p50 under 1 s, p95 under 2 s,
 p99 under 5 s, an error rate under 0.1%, more than 10 requests per second per worker,
 and a cache hit rate above 80% (checked when the service reports its cache).
 """
@@ -11,17 +11,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from perfkit.load._constants import PRODUCTION_TARGETS
 from perfkit.load._result import LoadResult
-
-SEED_TARGETS: dict[str, float] = {
-    "p50": 1.0,
-    "p95": 2.0,
-    "p99": 5.0,
-    "error_rate": 0.001,
-    "min_rps": 10.0,
-    "cache_hit_rate": 0.8,
-}
-"""The seed chapter's "Performance Targets" (seconds, a fraction, requests per second)."""
 
 
 @dataclass(frozen=True)
@@ -34,12 +25,12 @@ class SLO:
     >>> SLO().check(result).passed  # doctest: +SKIP
     """
 
-    p50: float | None = SEED_TARGETS["p50"]
-    p95: float | None = SEED_TARGETS["p95"]
-    p99: float | None = SEED_TARGETS["p99"]
-    error_rate: float | None = SEED_TARGETS["error_rate"]
-    min_rps: float | None = SEED_TARGETS["min_rps"]
-    cache_hit_rate: float | None = SEED_TARGETS["cache_hit_rate"]
+    p50: float | None = PRODUCTION_TARGETS["p50"]
+    p95: float | None = PRODUCTION_TARGETS["p95"]
+    p99: float | None = PRODUCTION_TARGETS["p99"]
+    error_rate: float | None = PRODUCTION_TARGETS["error_rate"]
+    min_rps: float | None = PRODUCTION_TARGETS["min_rps"]
+    cache_hit_rate: float | None = PRODUCTION_TARGETS["cache_hit_rate"]
     workers: int = 1
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from perfkit.load._slo import SLO, SLOReport, SLOViolation
 
 class LoadTester:
     """Runs a load test and checks it against the test's SLO (its ``perfkit_slo`` marker,
-    else the seed's targets); a missed target fails the test with a measured-vs-target
+    else the production targets); a missed target fails the test with a measured-vs-target
     table. Against a URL the test runs in real time (real sockets); against an
     in-process ASGI app, on the test's clock, so under the virtual clock a service on the
     simulated API is measured in modeled time, exactly::
