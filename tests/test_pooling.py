@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from typing import Any
 
 import anthropic
@@ -60,6 +62,29 @@ def test_public_names_are_pinned() -> None:
     assert all(hasattr(perfkit.pooling, name) for name in perfkit.pooling.__all__)
 
 
+def test_the_counting_core_loads_neither_httpx_nor_anthropic() -> None:
+    probe = (
+        "import sys, perfkit._connections\n"
+        "heavy = [m for m in ('anthropic', 'httpx', 'httpx2') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_any_wrapper_keeping_an_http_client_in_client_is_tracked_through_it(
+    https_server: LoopbackHTTPS,
+) -> None:
+    class Wrapper:  # as anthropic clients keep theirs, found without importing anthropic
+        def __init__(self, client: httpx.Client) -> None:
+            self._client = client
+
+    with httpx.Client(verify=https_server.trust()) as client:
+        stats = track_connections(Wrapper(client))
+        client.get(https_server.url)
+        assert connection_stats(client) is stats
+        assert (stats.requests, stats.opened) == (1, 1)
+
+
 def test_register_stats_makes_stats_live_for_leak_checks() -> None:
     stats = perfkit.pooling.register_stats(ConnectionStats())
     assert stats in live_connection_stats()
@@ -83,7 +108,7 @@ def test_connection_stats_start_at_zero_and_compute_reuse() -> None:
     assert repr(stats) == "ConnectionStats(requests=10, opened=1, closed=1, open=0)"
 
 
-def test_pooled_clients_use_the_seeds_limits_and_timeout() -> None:
+def test_pooled_clients_use_the_chapters_limits_and_timeout() -> None:
     with pooled_client() as client:
         pool = client._transport._pool._inner  # type: ignore[attr-defined]
         assert (pool._max_connections, pool._max_keepalive_connections) == (100, 20)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import httpx
 import pytest
 
 from perfkit import SimulatorError, VirtualClock
-from perfkit.pooling import anthropic_client, connection_stats
+from perfkit.pooling import DEFAULT_LIMITS, anthropic_client, connection_stats
 from perfkit.simulation import SimulatedNetwork
 
 CONNECT, SERVER = 0.100, 0.500
@@ -25,7 +27,29 @@ def test_ten_sequential_requests_pooled_and_not(
             assert client.get(f"http://api.test/item/{n}").json() == {"path": f"/item/{n}"}
     assert network.connections_opened == connections
     assert network.requests == 10
-    assert clock.now() == seconds  # the seed's 6,000 ms unpooled vs 5,100 ms pooled
+    assert clock.now() == seconds  # the chapter's 6,000 ms unpooled vs 5,100 ms pooled
+
+
+def test_network_clients_have_the_pooled_clients_limits_or_no_keep_alive() -> None:
+    network = SimulatedNetwork(clock=VirtualClock())
+    for pooled, keepalive in [(True, DEFAULT_LIMITS.max_keepalive_connections), (False, 0)]:
+        with network.client(pooled=pooled) as client:
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            assert (pool._max_connections, pool._max_keepalive_connections) == (
+                DEFAULT_LIMITS.max_connections,
+                keepalive,
+            )
+
+
+def test_the_simulation_layer_imports_no_technique() -> None:
+    probe = (
+        "import sys, perfkit.simulation\n"
+        "techniques = ('perfkit.cache', 'perfkit.concurrency', 'perfkit.pooling', "
+        "'perfkit.streaming', 'perfkit.agents')\n"
+        "loaded = [m for m in techniques if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)
 
 
 def test_https_adds_a_modeled_tls_handshake_per_connection() -> None:

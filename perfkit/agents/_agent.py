@@ -32,8 +32,7 @@ from perfkit._errors import PerfkitError
 from perfkit._validation import check_count
 from perfkit.agents._history import ConversationStore, Message
 from perfkit.agents._tools import ToolRegistry
-from perfkit.cache import CachedMessages, MultiLayerCache
-from perfkit.cache._streams import MessageAssembler
+from perfkit.cache import CachedMessages, MessageAssembler, MultiLayerCache
 from perfkit.pooling import ConnectionStats, SharedAsyncClient, register_stats, track_connections
 
 DEFAULT_MODEL = "claude-sonnet-5"

@@ -16,6 +16,7 @@ from perfkit.cache._serialization import (
     SignedPickleSerializer,
 )
 from perfkit.cache._stats import CacheStatsSnapshot
+from perfkit.cache._streams import MessageAssembler
 
 __all__ = [
     "BreakerStats",
@@ -27,6 +28,7 @@ __all__ = [
     "CorruptPayloadError",
     "Found",
     "JsonSerializer",
+    "MessageAssembler",
     "MultiLayerCache",
     "RejectedPayloadError",
     "SerializationError",

@@ -9,13 +9,11 @@ from typing import Any, Literal
 
 from starlette.applications import Starlette
 
-from perfkit.agents import Agent, NaiveAgent, OptimizedAgent
-from perfkit.agents._demo import demo_tools
+from perfkit.agents import Agent, NaiveAgent, OptimizedAgent, demo_tools
 from perfkit.cache import MultiLayerCache
 from perfkit.service._app import create_app
 from perfkit.service._metrics import AgentMetrics
-from perfkit.simulation import AnthropicSimulator
-from perfkit.simulation._assistant import SimulatedAssistant
+from perfkit.simulation import AnthropicSimulator, SimulatedAssistant
 
 AgentKind = Literal["naive", "optimized"]
 Backend = Literal["simulated", "anthropic"]

@@ -22,15 +22,16 @@ import h2.events
 import httpx
 
 from perfkit._clock import Clock
-from perfkit._errors import SimulatorError
-from perfkit.pooling import (
-    DEFAULT_LIMITS,
+from perfkit._connections import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
+    Connection,
     ConnectionStats,
-    _Connection,
-    _pools_of,
-    _set_network_backend,
+    pools_of,
     register_stats,
+    set_network_backend,
 )
+from perfkit._errors import SimulatorError
 from perfkit.simulation._latency import LatencyModel, as_model
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -89,9 +90,9 @@ class SimulatedNetwork:
     def attach(self, client: C) -> C:
         """Run ``client``'s real pools (httpx or httpx2, sync or async, an anthropic
         client too) on this network; returns ``client``."""
-        for pool in _pools_of(client):
+        for pool in pools_of(client):
             backend_type = _AsyncBackend if hasattr(pool, "handle_async_request") else _SyncBackend
-            _set_network_backend(pool, backend_type(self, http1=pool._http1, http2=pool._http2))
+            set_network_backend(pool, backend_type(self, http1=pool._http1, http2=pool._http2))
         return client
 
     def client(self, *, pooled: bool = True, http2: bool = False, **kwargs: Any) -> httpx.Client:
@@ -105,10 +106,10 @@ class SimulatedNetwork:
         """The asyncio twin of :meth:`client`."""
         return self.attach(httpx.AsyncClient(limits=_limits(pooled), http2=http2, **kwargs))
 
-    def _opened(self) -> tuple[float, _Connection]:
+    def _opened(self) -> tuple[float, Connection]:
         self.stats.count_open()
         with self._lock:
-            return self.connect.sample(), _Connection(self.stats)
+            return self.connect.sample(), Connection(self.stats)
 
     def _answer(self, request: httpx.Request) -> tuple[float, httpx.Response]:
         self.stats.count_request()
@@ -120,9 +121,11 @@ class SimulatedNetwork:
 
 
 def _limits(pooled: bool) -> httpx.Limits:
-    if pooled:
-        return DEFAULT_LIMITS
-    return httpx.Limits(max_connections=DEFAULT_LIMITS.max_connections, max_keepalive_connections=0)
+    """The chapter's pool size, or no connection kept alive when not ``pooled``."""
+    keepalive = DEFAULT_MAX_KEEPALIVE_CONNECTIONS if pooled else 0
+    return httpx.Limits(
+        max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=keepalive
+    )
 
 
 class _Http11Server:
@@ -215,7 +218,7 @@ class _Exchange:
     due responses are encoded in the order they are delivered."""
 
     def __init__(
-        self, network: SimulatedNetwork, connection: _Connection, *, offers_h2: bool, h2_prior: bool
+        self, network: SimulatedNetwork, connection: Connection, *, offers_h2: bool, h2_prior: bool
     ) -> None:
         self.network = network
         self.connection = connection
@@ -354,7 +357,7 @@ class _Backend:
         self._offers_h2 = http2
         self._h2_prior = http2 and not http1
 
-    def _exchange(self, connection: _Connection) -> _Exchange:
+    def _exchange(self, connection: Connection) -> _Exchange:
         return _Exchange(
             self._network, connection, offers_h2=self._offers_h2, h2_prior=self._h2_prior
         )
