@@ -2,8 +2,8 @@
 report's jobs outside pytest: ``report``, ``compare`` and ``update-baseline`` (from a
 ``report.json``).
 
-Exit codes: 0 success (the gate passed, every SLO met), 1 a regression or a missed SLO,
-2 a usage error (one readable line on stderr:
+Exit codes: 0 success (the gate passed, every SLO met), 1 a regression, a missed SLO or
+a load test with too many failed requests, 2 a usage error (one readable line on stderr:
 a bad option, a missing, corrupt or mismatched file, a file that cannot be written).
 
 It answers ``--help`` and usage mistakes at once: this module imports only the standard
@@ -19,7 +19,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from perfkit._defaults import DEFAULT_CPU_THRESHOLD, DEFAULT_TOLERANCE
 from perfkit._errors import PerfkitError
@@ -32,6 +32,9 @@ from perfkit.load._constants import (
     PRODUCTION_TARGETS,
     TARGET_NAMES,
 )
+
+if TYPE_CHECKING:
+    from perfkit.load import LoadResult
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -86,7 +89,8 @@ def _add_load_command(commands: Any) -> None:
         description="Send requests to URL on an open-model schedule (--rate, constant or "
         "Poisson arrivals) or from a closed model's users (--users), and report latency "
         "(from each request's intended send time in the open model; HDR percentiles), "
-        "throughput and errors by cause. Exit 1 when an --slo target is missed.",
+        "throughput and errors by cause. Exit 1 when more requests failed than "
+        "--max-error-rate allows, or an --slo target is missed.",
     )
     load.add_argument("url", help="the URL to load, path included (http://host:port/chat)")
     model = load.add_mutually_exclusive_group(required=True)
@@ -107,6 +111,12 @@ def _add_load_command(commands: Any) -> None:
     load.add_argument(
         "--stream", action="store_true", help="read server-sent events; time the first one"
     )
+    load.add_argument(
+        "--max-error-rate", type=_error_rate, metavar="FRACTION",
+        help="exit 1 when more than this share of the requests failed (default: the --slo "
+        f"error_rate if one is given, else {PRODUCTION_TARGETS['error_rate']:g}, the "
+        "production target of 0.1%%)",
+    )  # fmt: skip
     production = ", ".join(f"{name} {value:g}" for name, value in PRODUCTION_TARGETS.items())
     load.add_argument(
         "--slo", type=_slo_target, action="append", default=[], metavar="NAME=VALUE",
@@ -209,6 +219,15 @@ def _slo_target(text: str) -> dict[str, float]:
     return {name: number}
 
 
+def _error_rate(text: str) -> float:
+    value = parse_fraction(text)
+    if value is None or value > 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction from 0 to 1 (0.001 is 0.1%), got {text!r}"
+        )
+    return value
+
+
 def _fraction(text: str) -> float:
     value = parse_fraction(text)
     if value is None:
@@ -272,6 +291,7 @@ def _load(arguments: argparse.Namespace, out: TextIO) -> int:
     targets: dict[str, float] = {}
     for target in arguments.slo:
         targets.update(target)
+    bound, bound_option = _error_rate_bound(arguments.max_error_rate, targets)
 
     from perfkit import load
     from perfkit._clock import RealClock
@@ -320,7 +340,38 @@ def _load(arguments: argparse.Namespace, out: TextIO) -> int:
     if arguments.markdown_out is not None:
         table = "\n".join(["", "```text", *report.table(), "```", ""]) if report.rows else ""
         _write(arguments.markdown_out, result.markdown() + table)
-    return EXIT_OK if report.passed else EXIT_REGRESSION
+    failure = _failed_requests(result, bound, bound_option)
+    if failure:
+        print(f"perfkit load: {failure}", file=sys.stderr)
+    return EXIT_OK if report.passed and not failure else EXIT_REGRESSION
+
+
+def _error_rate_bound(option: float | None, targets: dict[str, float]) -> tuple[float, str]:
+    """The share of failed requests ``perfkit load`` allows, and the option that set it."""
+    if option is not None:
+        return option, "--max-error-rate"
+    if "error_rate" in targets:
+        return targets["error_rate"], "--slo error_rate"
+    return PRODUCTION_TARGETS["error_rate"], "--max-error-rate"
+
+
+def _failed_requests(result: LoadResult, bound: float, option: str) -> str:
+    """Why the load test failed on its requests alone (nothing measured, or too many
+    failed), or "" if it did not."""
+    if not result.requests:
+        return "no request was measured (all were sent during the warm-up): nothing was tested"
+    if result.error_rate <= bound:
+        return ""
+    causes = ", ".join(f"{cause}: {count:,}" for cause, count in result.errors.items())
+    return (
+        f"{_percent(result.error_rate)} of {result.requests:,} requests failed ({causes}), "
+        f"above the allowed {_percent(bound)} ({option})"
+    )
+
+
+def _percent(fraction: float) -> str:
+    """0.25 as 25%, 0.001 as 0.1%, 1/3 as 33.3%: three significant digits at most."""
+    return f"{fraction * 100:.3g}%"
 
 
 def _split_url(url: str) -> tuple[str, str]:

@@ -502,6 +502,14 @@ def test_perfkit_load_prints_the_summary_and_gates_on_its_slo(
             "the URL's path must be ASCII (percent-encode the rest), got 'http://x/caf\u00e9'",
         ),
         (
+            ["load", "http://x", "--rate", "1", "--duration", "1", "--max-error-rate", "2"],
+            "--max-error-rate: must be a fraction from 0 to 1 (0.001 is 0.1%), got '2'",
+        ),
+        (
+            ["load", "http://x", "--rate", "1", "--duration", "1", "--max-error-rate", "nan"],
+            "--max-error-rate: must be a fraction from 0 to 1",
+        ),
+        (
             ["load", "http://x", "--rate", "1", "--duration", "1", "--slo", "seeds"],
             "or 'production'; got 'seeds'",
         ),
@@ -722,6 +730,63 @@ def test_a_failing_request_factory_fails_the_load_test(model: OpenModel | Closed
         return len(asyncio.all_tasks())
 
     assert VirtualClock().run(failing()) == 1
+
+
+# perfkit load fails on failed requests, --slo or not
+
+
+def run_load_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``perfkit load ARGV --quiet``: its exit status and stderr."""
+    status = cli.main(["load", *argv, "--quiet"])
+    return status, capsys.readouterr().err
+
+
+def test_perfkit_load_against_a_dead_port_exits_1_saying_why(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, err = run_load_cli([f"{dead_url()}/", "--rate", "10", "--duration", "1"], capsys)
+    assert (status, err) == (
+        cli.EXIT_REGRESSION,
+        "perfkit load: 100% of 10 requests failed (connection: 10), above the allowed 0.1% "
+        "(--max-error-rate)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "cause"),
+    [("/no-such-path", "http_404"), ("/events", "http_405")],  # /events takes POST only
+    ids=["404 path", "POST endpoint hit with GET"],
+)
+def test_perfkit_load_whose_requests_fail_exits_1_saying_why(
+    path: str, cause: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_uvicorn(make_app(Server(service=0.0))) as url:
+        argv = [f"{url}{path}", "--rate", "20", "--duration", "1"]
+        status, err = run_load_cli(argv, capsys)
+        assert (status, err) == (
+            cli.EXIT_REGRESSION,
+            f"perfkit load: 100% of 20 requests failed ({cause}: 20), above the allowed 0.1% "
+            "(--max-error-rate)\n",
+        )
+        if cause == "http_404":  # the line docs/load-testing.md quotes
+            assert f"```text\n{err}```" in GUIDE.read_text()
+        assert run_load_cli([*argv, "--max-error-rate", "1"], capsys) == (cli.EXIT_OK, "")
+        status, err = run_load_cli([*argv, "--slo", "error_rate=0.5"], capsys)
+        assert status == cli.EXIT_REGRESSION
+        assert err.endswith("above the allowed 50% (--slo error_rate)\n")
+        assert run_load_cli([f"{url}/", "--rate", "20", "--duration", "1"], capsys) == (
+            cli.EXIT_OK,
+            "",
+        )
+
+
+def test_perfkit_load_that_measured_nothing_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [f"{dead_url()}/", "--rate", "1", "--duration", "1", "--warmup", "0.5"]
+    assert run_load_cli(argv, capsys) == (
+        cli.EXIT_REGRESSION,
+        "perfkit load: no request was measured (all were sent during the warm-up): nothing "
+        "was tested\n",
+    )
 
 
 def test_slo_production_states_the_production_targets_and_seed_is_its_deprecated_alias(
