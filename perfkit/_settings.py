@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -19,9 +19,6 @@ from perfkit._defaults import (
     ClockMode,
 )
 from perfkit._validation import parse_fraction
-
-if TYPE_CHECKING:
-    from perfkit.reporting import GateSettings
 
 DEFAULT_TOP = DEFAULT_PROFILE_TOP
 
@@ -49,13 +46,6 @@ class Settings:
     def writes_baseline(self) -> bool:
         """Whether this run writes the baseline instead of gating against it."""
         return self.update_baseline or self.create_baseline
-
-    @property
-    def gate(self) -> GateSettings:
-        """The gate's settings (built on demand: reporting loads only when a run gates)."""
-        from perfkit.reporting import GateSettings
-
-        return GateSettings(tolerance=self.tolerance, cpu_threshold=self.cpu_threshold)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -205,6 +195,12 @@ def resolve(config: pytest.Config) -> Settings:
             raise pytest.UsageError(
                 f"{latency_source} must be a number of seconds >= 0; got {latency_value!r}"
             )
+    tolerance = _fraction(config, "perfkit_tolerance", DEFAULT_TOLERANCE)
+    cpu_threshold = _fraction(config, "perfkit_cpu_threshold", DEFAULT_CPU_THRESHOLD)
+    allow_unmatched = _flag(config, "perfkit_allow_unmatched")
+    profile_dir = _path(config, "perfkit_profile", "a directory")
+    profile_top = _profile_top(config)
+    report_dir = _path(config, "perfkit_report_dir", "a directory")
     baseline = _path(config, "perfkit_baseline", "a baseline file")
     baseline_source = _value(config, "perfkit_baseline")[1]
     update_baseline = bool(config.getoption("perfkit_update_baseline"))
@@ -214,16 +210,16 @@ def resolve(config: pytest.Config) -> Settings:
         clock=clock,
         redis_url=url,
         redis_latency=latency,
-        profile_dir=_path(config, "perfkit_profile", "a directory"),
-        profile_top=_profile_top(config),
+        profile_dir=profile_dir,
+        profile_top=profile_top,
         baseline=baseline,
         baseline_source=baseline_source,
         update_baseline=update_baseline,
         create_baseline=create_baseline,
-        report_dir=_path(config, "perfkit_report_dir", "a directory"),
-        tolerance=_fraction(config, "perfkit_tolerance", DEFAULT_TOLERANCE),
-        cpu_threshold=_fraction(config, "perfkit_cpu_threshold", DEFAULT_CPU_THRESHOLD),
-        allow_unmatched=_flag(config, "perfkit_allow_unmatched"),
+        report_dir=report_dir,
+        tolerance=tolerance,
+        cpu_threshold=cpu_threshold,
+        allow_unmatched=allow_unmatched,
     )
 
 

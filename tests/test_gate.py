@@ -87,10 +87,13 @@ def write_suite(pytester: pytest.Pytester, *, call: float, name: str = "test_sui
 
 
 def refreshed(pytester: pytest.Pytester) -> dict[str, Any]:
-    result = pytester.runpytest("benchmarks", "--perfkit-update-baseline")
+    """Write the suite's baseline: created on a first run, else refreshed."""
+    baseline = pytester.path / "benchmarks" / "baseline.json"
+    switch = "--perfkit-update-baseline" if baseline.exists() else "--perfkit-create-baseline"
+    result = pytester.runpytest("benchmarks", switch)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["baseline benchmarks/baseline.json updated from this run"])
-    return load_baseline(pytester.path / "benchmarks" / "baseline.json")
+    return load_baseline(baseline)
 
 
 def test_a_refreshed_baseline_holds_the_exact_figures(suite: pytest.Pytester) -> None:
@@ -146,6 +149,8 @@ def test_the_report_files_follow_the_documented_schema(suite: pytest.Pytester) -
 
 
 def test_two_runs_give_byte_identical_exact_figures(suite: pytest.Pytester) -> None:
+    refreshed(suite)
+
     def exact() -> str:
         suite.runpytest("benchmarks").assert_outcomes(passed=2)
         report = json.loads((suite.path / "perfkit-report" / "report.json").read_text())
@@ -156,7 +161,7 @@ def test_two_runs_give_byte_identical_exact_figures(suite: pytest.Pytester) -> N
     assert exact() == exact()
 
 
-def test_new_missing_and_deselected_benchmarks_are_reported_not_failed(
+def test_new_and_missing_benchmarks_fail_the_strict_gate_and_deselected_ones_do_not(
     suite: pytest.Pytester,
 ) -> None:
     (suite.path / "benchmarks" / "conftest.py").unlink()  # its rows name the renamed test
@@ -166,13 +171,18 @@ def test_new_missing_and_deselected_benchmarks_are_reported_not_failed(
         source.replace('["sequential", "concurrent"]', '["sequential", "batched"]')
     )
     result = suite.runpytest("benchmarks")
-    assert result.ret == pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # a rename cannot slip past the gate
     result.stdout.fnmatch_lines(
         [
             "new        benchmarks/test_suite.py::test_three_calls[batched] (not in the baseline)",
             f"missing    {CONCURRENT} (in the baseline, no longer exists)",
         ]
     )
+    assert "refresh the baseline in this change with --perfkit-update-baseline" in str(
+        result.stdout
+    )
+    relaxed = suite.runpytest("benchmarks", "--perfkit-allow-unmatched")
+    assert relaxed.ret == pytest.ExitCode.OK
     suite.runpytest("benchmarks", "--perfkit-update-baseline")
     deselected = suite.runpytest("benchmarks", "-k", "batched")
     assert deselected.ret == pytest.ExitCode.OK
@@ -410,10 +420,10 @@ def test_a_deleted_benchmark_file_is_missing_and_a_refresh_drops_it(
     suite: pytest.Pytester,
 ) -> None:
     write_suite(suite, call=0.1, name="test_other.py")
-    suite.runpytest("benchmarks", "--perfkit-update-baseline").assert_outcomes(passed=4)
+    suite.runpytest("benchmarks", "--perfkit-create-baseline").assert_outcomes(passed=4)
     (suite.path / "benchmarks" / "test_other.py").unlink()
     result = suite.runpytest("benchmarks")
-    assert result.ret == pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [glob("missing    benchmarks/test_other.py::test_three_calls[concurrent] (in the*")]
     )
@@ -423,24 +433,29 @@ def test_a_deleted_benchmark_file_is_missing_and_a_refresh_drops_it(
 
 
 def test_refreshing_when_no_benchmark_ran_says_so(suite: pytest.Pytester) -> None:
-    result = suite.runpytest("benchmarks", "-k", "nothing_matches", "--perfkit-update-baseline")
-    result.stdout.fnmatch_lines(["baseline not updated: no benchmark under benchmarks/ ran*"])
+    result = suite.runpytest("benchmarks", "-k", "nothing_matches", "--perfkit-create-baseline")
+    result.stdout.fnmatch_lines(["baseline not created: no benchmark under benchmarks/ ran*"])
     assert not (suite.path / "benchmarks" / "baseline.json").exists()
 
 
-def test_under_ci_a_missing_baseline_is_an_error(
-    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_a_missing_baseline_is_a_usage_error_before_any_test_runs(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str
 ) -> None:
-    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("CI", ci)
     result = suite.runpytest("benchmarks")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stdout.fnmatch_lines(["ERROR: *baseline.json: no such baseline file (CI is set*"])
-    monkeypatch.delenv("CI")
-    assert suite.runpytest("benchmarks").ret == pytest.ExitCode.OK  # locally: a note only
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: ini option perfkit_baseline: no baseline file at *benchmarks/baseline.json "
+            "(a first run creates it with --perfkit-create-baseline)"
+        ]
+    )
+    assert "test_suite.py" not in result.stdout.str()  # nothing was collected or run
 
 
 def test_a_baseline_from_the_real_clock_is_a_mismatch(suite: pytest.Pytester) -> None:
-    suite.runpytest("benchmarks", "--perfkit-clock=real", "--perfkit-update-baseline")
+    suite.runpytest("benchmarks", "--perfkit-clock=real", "--perfkit-create-baseline")
     result = suite.runpytest("benchmarks")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(
@@ -470,7 +485,7 @@ def test_a_speedup_row_naming_nothing_is_a_usage_error(
         "from perfkit.reporting import Claim, Speedup\n\n\n"
         f"def pytest_perfkit_speedups(config):\n    return [{hook}]\n"
     )
-    result = suite.runpytest("benchmarks")
+    result = suite.runpytest("benchmarks", "--perfkit-create-baseline")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines([glob(message) if "*" not in message else message])
 
@@ -481,7 +496,7 @@ def test_a_hook_returning_one_speedup_instead_of_a_list_is_a_usage_error(
     (suite.path / "benchmarks" / "conftest.py").write_text(
         SPEEDUPS.replace("    ]\n", "    ][0]\n")
     )
-    result = suite.runpytest("benchmarks")
+    result = suite.runpytest("benchmarks", "--perfkit-create-baseline")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(["ERROR: pytest_perfkit_speedups must return a list of Speedup*"])
 

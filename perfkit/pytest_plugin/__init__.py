@@ -51,7 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from perfkit import _hookspecs
+    from perfkit.pytest_plugin import _hookspecs
 
     pluginmanager.add_hookspecs(_hookspecs)
 

@@ -131,6 +131,7 @@ class PerfkitSession:
         passed = session.exitstatus == pytest.ExitCode.OK
         settings = self.settings
         try:
+            from perfkit.reporting import GateSettings
             from perfkit.reporting._run import finish_run
 
             selection = self._selection(scope)
@@ -147,7 +148,11 @@ class PerfkitSession:
                 baseline_name=self.display(settings.baseline),
                 update_baseline=settings.writes_baseline,
                 report_dir=settings.report_dir,
-                gate_settings=settings.gate,
+                gate_settings=GateSettings(
+                    tolerance=settings.tolerance,
+                    cpu_threshold=settings.cpu_threshold,
+                    allow_unmatched=settings.allow_unmatched,
+                ),
             )
         except (ValueError, TypeError, OSError) as error:
             self._fail(session, f"ERROR: {error}")
@@ -160,8 +165,20 @@ class PerfkitSession:
             self._fail(session, f"ERROR: {error}")
             return
         self.outcome = outcome
+        if outcome.gated_nothing:
+            reason = (outcome.document["gate"] or {}).get("reason", "no benchmark was compared")
+            self._gated_nothing(session, reason)
         if outcome.regressed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _gated_nothing(self, session: pytest.Session, reason: str) -> None:
+        """A baseline was given and nothing was gated: said in yellow, and under CI (where
+        a green run is read as "gated and passed") the run fails."""
+        self.not_gated = f"nothing was gated: {reason}"
+        if os.environ.get("CI"):
+            self.not_gated += "; CI is set, so the run fails"
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _fail(self, session: pytest.Session, problem: str) -> None:
         self.problem = problem
@@ -179,10 +196,10 @@ class PerfkitSession:
         if settings.writes_baseline:
             self._fail(
                 session,
-                f"baseline not written: no benchmark under {where} ran (run the benchmark "
-                "suite itself, e.g. pytest benchmarks --perfkit-update-baseline)",
+                f"baseline not {self._written}: no benchmark under {where} ran (run the "
+                "benchmark suite itself, e.g. pytest benchmarks --perfkit-update-baseline)",
             )
-        elif not collected and (elsewhere or settings.baseline_source.startswith("--")):
+        elif not collected and settings.baseline_source.startswith("--"):
             shown = f"; this run's {len(elsewhere)} benchmark(s) are elsewhere, e.g. " + (
                 elsewhere[0] if elsewhere else ""
             )
@@ -194,14 +211,15 @@ class PerfkitSession:
                 + " (a baseline gates the benchmarks in its own directory)",
             )
         elif collected:
-            self.not_gated = (
-                f"nothing was gated: {len(collected)} benchmark(s) under {where} were "
-                "collected and none ran (deselected or skipped)"
+            self._gated_nothing(
+                session,
+                f"{len(collected)} benchmark(s) under {where} were collected and none ran "
+                "(deselected or skipped)",
             )
-            if os.environ.get("CI"):
-                self.not_gated += "; CI is set, so the run fails"
-                if session.exitstatus == pytest.ExitCode.OK:
-                    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @property
+    def _written(self) -> str:
+        return "created" if self.settings.create_baseline else "updated"
 
     def _selection(self, scope: str) -> Selection:
         """The benchmarks this run collected in scope, and the files it collected in full
@@ -302,17 +320,26 @@ class PerfkitSession:
             failed = outcome.regressed
             reporter.write_sep("-", "perfkit regression gate", red=failed, green=not failed)
             if document["gate"] is None and self.settings.writes_baseline:
-                reporter.write_line("baseline not written: the run had failures", red=True)
+                reporter.write_line(f"baseline not {self._written}: the run had failures", red=True)
             elif document["gate"] is not None:
                 for line in gate_lines(document["gate"]):
-                    reporter.write_line(line, red=line.startswith(("REGRESSION", "gate FAILED")))
+                    reporter.write_line(
+                        line, red=line.startswith(("REGRESSION", "UNMATCHED", "gate FAILED"))
+                    )
             if failed:
-                regressed = document["gate"].get("regressions", [])
-                benchmarks = sorted({change["benchmark"] for change in regressed}) or ["?"]
-                _count_in_final_line(reporter, REGRESSION_STAT, benchmarks)
+                _count_in_final_line(reporter, REGRESSION_STAT, _failing(document["gate"]))
         if outcome.written:
             shown = ", ".join(self.display(path) for path in outcome.written)
             reporter.write_line(f"perfkit wrote {shown}")
+
+
+def _failing(gate: Mapping[str, Any]) -> list[str]:
+    """The benchmarks that failed the gate: regressed, or (strict gate) unmatched."""
+    failing = {change["benchmark"] for change in gate.get("regressions", [])}
+    if not gate.get("settings", {}).get("allow_unmatched", False):
+        failing.update(gate.get("new", []), gate.get("missing", []))
+        failing.update(str(entry).partition(": ")[0] for entry in gate.get("skipped", []))
+    return sorted(failing) or ["the gate"]
 
 
 def _count_in_final_line(reporter: Any, stat: str, entries: list[Any]) -> None:

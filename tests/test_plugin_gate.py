@@ -1,0 +1,293 @@
+"""The gate as a user's run sees it: under pytest-xdist, with baseline paths that are wrong,
+refreshed where they must not be, or gating nothing, and in pytest's final line."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import test_gate
+from test_gate import (
+    CACHE_NEVER_HITS,
+    CONCURRENT,
+    SERIAL_GATHER,
+    UNPOOLED_CLIENT,
+    glob,
+    refreshed,
+    run_injected,
+    write_suite,
+)
+
+from perfkit.reporting import load_baseline
+
+suite = test_gate.suite
+our_benchmarks = test_gate.our_benchmarks
+
+XDIST = ("-n", "2")
+
+
+def exact_figures(project: pytest.Pytester) -> str:
+    """The report's exact figures, speedup rows and verdict (real time left out)."""
+    report = json.loads((project.path / "perfkit-report" / "report.json").read_text())
+    for entry in report["benchmarks"].values():
+        del entry["cpu"], entry["wall"]
+    gate = report["gate"]
+    verdict = [gate["status"], gate["regressions"], gate["new"], gate["missing"]]
+    return json.dumps([report["benchmarks"], report["speedups"], verdict], sort_keys=True)
+
+
+# --- pytest-xdist: the controller alone reports and gates --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "distribution", [["-n", "2"], ["-n", "auto"], ["-n", "2", "--dist", "loadfile"]]
+)
+def test_a_parallel_run_reports_and_gates_what_a_serial_run_does(
+    suite: pytest.Pytester, distribution: list[str]
+) -> None:
+    write_suite(suite, call=0.1, name="test_more.py")
+    suite.runpytest("benchmarks", "--perfkit-create-baseline").assert_outcomes(passed=4)
+    serial = suite.runpytest("benchmarks")
+    assert serial.ret == pytest.ExitCode.OK
+    expected = exact_figures(suite)
+    parallel = suite.runpytest_subprocess("benchmarks", *distribution, timeout=120)
+    assert parallel.ret == pytest.ExitCode.OK, parallel.stdout.str()
+    parallel.stdout.fnmatch_lines(
+        [
+            "*perfkit speedup report*",
+            "async*3 calls*300 ms*100 ms*3.00x*3x*yes",
+            "gate passed against benchmarks/baseline.json: 0 figure(s) regressed in 0 "
+            "benchmark(s), 0 figure(s) improved in 0 benchmark(s), 0 new, 0 missing",
+        ]
+    )
+    assert exact_figures(suite) == expected
+
+
+def test_a_regression_fails_a_parallel_run_whichever_worker_ran_it(
+    suite: pytest.Pytester,
+) -> None:
+    write_suite(suite, call=0.1, name="test_more.py")
+    suite.runpytest("benchmarks", "--perfkit-create-baseline").assert_outcomes(passed=4)
+    write_suite(suite, call=0.12, name="test_more.py")
+    result = suite.runpytest_subprocess("benchmarks", *XDIST, timeout=120)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    more = "benchmarks/test_more.py::test_three_calls"
+    result.stdout.fnmatch_lines(
+        [
+            glob(
+                f"REGRESSION {more}[concurrent]: modeled.mean rose from 100.000 ms to 120.000 ms*"
+            ),
+            "gate FAILED against benchmarks/baseline.json: 10 figure(s) regressed in 2 "
+            "benchmark(s)*",
+        ]
+    )
+    assert re.search(r"== 4 passed, 2 perf regressions in [\d.]+s", result.stdout.str())
+
+
+@pytest.mark.parametrize(
+    ("injection", "arguments", "regressed"),
+    [
+        (
+            SERIAL_GATHER,
+            ["benchmarks/test_async.py", "benchmarks/test_api_calls.py"],
+            "benchmarks/test_async.py::test_five_database_queries[concurrent]: modeled.mean "
+            "rose from 100.000 ms to 500.000 ms*",
+        ),
+        (
+            CACHE_NEVER_HITS,
+            ["benchmarks/test_cache_impact.py", "-k", "caching_impact"],
+            "benchmarks/test_cache_impact.py::test_caching_impact[identical-query-l1-hit]: "
+            "counters.api_requests rose from 0 to 3*",
+        ),
+        (
+            UNPOOLED_CLIENT,
+            ["benchmarks/test_combined.py", "-k", "test_combined_workload and optimized"],
+            "benchmarks/test_combined.py::test_combined_workload[optimized]: "
+            "counters.api_connections rose from 32 to *",
+        ),
+    ],
+    ids=["serial-gather", "cache-never-hits", "unpooled-client"],
+)
+def test_injected_regressions_fail_under_xdist_and_are_named(
+    our_benchmarks: pytest.Pytester,
+    injection: str,
+    arguments: list[str],
+    regressed: str,
+) -> None:
+    result = run_injected(our_benchmarks, injection, *arguments, *XDIST)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines([glob(f"REGRESSION {regressed}"), "gate FAILED against *"])
+    assert re.search(r"== \d+ passed, \d+ perf regressions? in ", result.stdout.str())
+
+
+# --- the final line ------------------------------------------------------------------------------
+
+
+def test_a_failed_gate_is_counted_in_red_in_the_final_line(suite: pytest.Pytester) -> None:
+    refreshed(suite)
+    write_suite(suite, call=0.12)
+    result = suite.runpytest("benchmarks", "--color=yes")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    [last] = [line for line in result.stdout.lines if "passed" in line][-1:]
+    assert "2 passed" in last
+    assert "2 perf regressions" in last
+    assert "\x1b[31m" in last  # red, like "failed"
+    assert "\x1b[32m" not in last.split("passed")[1]  # not the green of a passing run
+
+
+# --- baseline paths and switches that must not mean "ungated" -----------------------------------
+
+
+def test_a_baseline_given_on_the_command_line_that_does_not_exist_stops_the_run(
+    suite: pytest.Pytester,
+) -> None:
+    refreshed(suite)
+    marker = suite.path / "ran"
+    (suite.path / "benchmarks" / "test_marker.py").write_text(
+        f"def test_marker():\n    open({str(marker)!r}, 'w').close()\n"
+    )
+    result = suite.runpytest("benchmarks", "--perfkit-baseline=benchmarks/no-such-baseline.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --perfkit-baseline: no baseline file at *benchmarks/no-such-baseline.json (*"]
+    )
+    assert not marker.exists()
+
+
+def test_a_first_run_is_asked_for_by_name_and_never_overwrites(suite: pytest.Pytester) -> None:
+    created = suite.runpytest("benchmarks", "--perfkit-create-baseline")
+    assert created.ret == pytest.ExitCode.OK
+    baseline = load_baseline(suite.path / "benchmarks" / "baseline.json")
+    assert CONCURRENT in baseline["benchmarks"]
+    again = suite.runpytest("benchmarks", "--perfkit-create-baseline")
+    assert again.ret == pytest.ExitCode.USAGE_ERROR
+    again.stderr.fnmatch_lines(["ERROR: --perfkit-create-baseline: * exists already; *"])
+    both = suite.runpytest("benchmarks", "--perfkit-create-baseline", "--perfkit-update-baseline")
+    assert both.ret == pytest.ExitCode.USAGE_ERROR
+
+
+@pytest.mark.parametrize("switch", ["--perfkit-update-baseline", "--perfkit-create-baseline"])
+def test_under_ci_the_baseline_is_never_rewritten(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, switch: str
+) -> None:
+    before = refreshed(suite)
+    write_suite(suite, call=0.3)  # a 3x regression the refresh would hide
+    monkeypatch.setenv("CI", "1")
+    result = suite.runpytest("benchmarks", switch)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {switch} is refused under CI (CI is set)*"])
+    assert load_baseline(suite.path / "benchmarks" / "baseline.json") == before
+
+
+def test_a_baseline_that_gates_none_of_the_collected_benchmarks_is_an_error(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refreshed(suite)
+    (suite.path / "other").mkdir()
+    (suite.path / "benchmarks" / "baseline.json").rename(suite.path / "other" / "baseline.json")
+    write_suite(suite, call=0.3)  # a 3x regression
+    monkeypatch.setenv("CI", "1")
+    result = suite.runpytest("benchmarks", "--perfkit-baseline=other/baseline.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        [
+            "ERROR: --perfkit-baseline other/baseline.json gates the benchmarks under other/, "
+            "and this run collected none there; this run's 2 benchmark(s) are elsewhere, e.g. "
+            "benchmarks/test_suite.py*"
+        ]
+    )
+
+
+@pytest.mark.parametrize("how", [["--benchmark-skip"], ["-m", "not_a_marker_anyone_set"]])
+@pytest.mark.parametrize("ci", ["", "1"])
+def test_a_run_that_gated_nothing_says_so_and_fails_under_ci(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: list[str], ci: str
+) -> None:
+    refreshed(suite)
+    write_suite(suite, call=0.3)  # a 3x regression nobody measures
+    monkeypatch.setenv("CI", ci)
+    (suite.path / "benchmarks" / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    arguments = how if how[0] != "-m" else ["-k", "test_plain"]
+    result = suite.runpytest("benchmarks", *arguments)
+    result.stdout.fnmatch_lines(
+        ["nothing was gated: 2 benchmark(s) under benchmarks/ were collected and none ran*"]
+    )
+    expected = pytest.ExitCode.TESTS_FAILED if ci else pytest.ExitCode.OK
+    assert result.ret == expected
+    assert "perf not gated" in result.stdout.lines[-1]
+
+
+# --- misuse inside a test ------------------------------------------------------------------------
+
+MISUSE: dict[str, tuple[str, str]] = {
+    "coroutine-object": (
+        """
+import asyncio
+
+async def one_call():
+    await asyncio.sleep(0.1)
+
+def test_misuse(perf):
+    perf(one_call(), rounds=2)
+""",
+        "perf got the function to benchmark as an awaitable (one_call), which runs once at "
+        "most: pass the function, not its call: perf(one_call, ...) rather than "
+        "perf(one_call(), ...)",
+    ),
+    "rounds-zero": (
+        "def test_misuse(perf):\n    perf(lambda: None, rounds=0)\n",
+        "perf: rounds must be an int >= 1, got 0",
+    ),
+    "network-without-simulator": (
+        """
+import anthropic
+
+def test_misuse(perf):
+    def ask():
+        client = anthropic.Anthropic(api_key="x", base_url="http://127.0.0.1:9", max_retries=0)
+        with client:
+            client.messages.create(
+                model="claude-simulated", max_tokens=8,
+                messages=[{"role": "user", "content": "Hi"}],
+            )
+    perf(ask)
+""",
+        "a perf round tried to reach a real server (APIConnectionError: Connection error.). "
+        "Benchmarks run against the simulated API: add the anthropic_sim fixture",
+    ),
+    "unacknowledged-failure": (
+        """
+import anthropic
+import pytest
+
+def test_misuse(anthropic_sim):
+    with anthropic.Anthropic(api_key="x", max_retries=0) as client, pytest.raises(Exception):
+        client.models.list()
+""",
+        "the simulated Anthropic API recorded a failure the test did not take: "
+        "UnmatchedRequestError",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISUSE))
+def test_misuse_is_one_error_naming_the_fix(pytester: pytest.Pytester, case: str) -> None:
+    source, message = MISUSE[case]
+    pytester.makeini(
+        "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    pytester.makepyfile(test_inner=source)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    outcomes: dict[str, Any] = result.parseoutcomes()
+    assert outcomes.get("failed", 0) + outcomes.get("errors", 0) == 1, result.stdout.str()
+    output = result.stdout.str()
+    assert message in output.replace("\n", " "), output
+    failure = output.split("short test summary info")[0].split(" FAILURES ")[-1]
+    assert "Traceback" not in failure, failure
+    assert "site-packages" not in failure, failure
+    if case == "unacknowledged-failure":  # found when the simulator stops: at teardown
+        assert "anthropic_sim.pop_failures()" in output
+    else:
+        assert "at teardown" not in output  # no second, spurious error
