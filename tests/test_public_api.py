@@ -84,7 +84,7 @@ EXPECTED_REPORTING = [
 
 EXPECTED_LOAD = [
     "PERCENTILES",
-    "SEED_TARGETS",
+    "PRODUCTION_TARGETS",
     "SLO",
     "ClosedModel",
     "LatencyHistogram",
