@@ -300,7 +300,7 @@ class Perf:
             raise PerfUsageError(f"perf: {error}") from None
         if self._used:
             raise PerfUsageError("perf can run one benchmark per test; split the test in two")
-        if _in_event_loop():
+        if in_event_loop():
             raise PerfUsageError(
                 "perf runs coroutines in event loops of its own, so call it from a "
                 "synchronous test (def test_...), not from inside a running event loop"
@@ -424,7 +424,8 @@ async def _awaited(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-def _in_event_loop() -> bool:
+def in_event_loop() -> bool:
+    """Whether the caller runs inside a running event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -21,17 +21,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from perfkit._defaults import DEFAULT_CPU_THRESHOLD, DEFAULT_TOLERANCE
-from perfkit._errors import PerfkitError
-from perfkit._validation import parse_fraction
-from perfkit.demos import DEMOS, demo
-from perfkit.load._constants import (
+from perfkit._defaults import (
     ARRIVALS,
+    DEFAULT_CPU_THRESHOLD,
     DEFAULT_TIMEOUT,
+    DEFAULT_TOLERANCE,
     METHODS,
     PRODUCTION_TARGETS,
     TARGET_NAMES,
 )
+from perfkit._errors import PerfkitError
+from perfkit._validation import parse_fraction
+from perfkit.demos import DEMOS, demo
 
 if TYPE_CHECKING:
     from perfkit.load import LoadResult
@@ -155,12 +156,26 @@ def _add_report_commands(commands: Any) -> None:
         default=DEFAULT_CPU_THRESHOLD,
         help=f"least relative rise of CPU time allowed (default: {DEFAULT_CPU_THRESHOLD})",
     )
+    compare.add_argument(
+        "--allow-unmatched",
+        action="store_true",
+        help="list benchmarks new, missing or no longer comparable without failing on them",
+    )
     update = commands.add_parser(
         "update-baseline",
         help="write a baseline from a results file, on purpose",
     )
     update.add_argument("results", **results)
     update.add_argument("--baseline", type=Path, required=True, metavar="PATH")
+    diff = commands.add_parser(
+        "baseline-diff",
+        help="print as Markdown every figure HEAD's baseline moved against BASE's",
+        description="Compare two baseline files (a pull request's and its base branch's) and "
+        "print, as Markdown, every figure that rose or fell and every benchmark added or "
+        "removed, so a regression accepted by refreshing the baseline is seen in review.",
+    )
+    diff.add_argument("base", type=Path, metavar="BASE", help="the base branch's baseline")
+    diff.add_argument("head", type=Path, metavar="HEAD", help="this change's baseline")
 
 
 def _positive(text: str) -> float:
@@ -258,12 +273,21 @@ def _compare(arguments: argparse.Namespace, out: TextIO) -> int:
 
     document = reporting.load_report(arguments.results)
     settings = reporting.GateSettings(
-        tolerance=arguments.tolerance, cpu_threshold=arguments.cpu_threshold
+        tolerance=arguments.tolerance,
+        cpu_threshold=arguments.cpu_threshold,
+        allow_unmatched=arguments.allow_unmatched,
     )
     gate = reporting.gate_report(document, arguments.baseline, settings)
     for line in reporting.gate_lines(gate):
         print(line, file=out)
     return EXIT_REGRESSION if gate["status"] == "fail" else EXIT_OK
+
+
+def _baseline_diff(arguments: argparse.Namespace, out: TextIO) -> int:
+    from perfkit import reporting
+
+    out.write(reporting.baseline_diff(arguments.base, arguments.head))
+    return EXIT_OK
 
 
 def _update_baseline(arguments: argparse.Namespace, out: TextIO) -> int:
@@ -430,6 +454,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         "report": _report,
         "compare": _compare,
         "update-baseline": _update_baseline,
+        "baseline-diff": _baseline_diff,
         "load": _load,
     }
     try:

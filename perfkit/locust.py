@@ -44,7 +44,7 @@ from locust.runners import WorkerRunner
 from locust.stats import RequestStats, StatsEntry
 
 from perfkit._validation import parse_fraction
-from perfkit.load._constants import PRODUCTION_TARGETS
+from perfkit.load import PRODUCTION_TARGETS
 
 __all__ = [
     "CHAT_PATH",

@@ -8,7 +8,7 @@ from typing import Any
 
 from perfkit._clock import Clock
 from perfkit._errors import PerfkitError
-from perfkit._perf import _in_event_loop
+from perfkit._perf import in_event_loop
 from perfkit._virtual_loop import is_virtual_loop
 from perfkit.load._models import ClosedModel, OpenModel
 from perfkit.load._result import LoadResult
@@ -39,7 +39,7 @@ class LoadTester:
     ) -> LoadResult:
         """Run the load test (see :func:`perfkit.load.run_load` for the options, plus
         ``slo=`` and ``check=False``) from a synchronous test."""
-        if _in_event_loop():
+        if in_event_loop():
             raise PerfkitError("in an async test, use: result = await load_test.arun(...)")
         coroutine = self.arun(target, model, **options)
         if isinstance(target, str):

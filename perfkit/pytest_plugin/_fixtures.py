@@ -284,7 +284,7 @@ def real_redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def no_open_connections() -> Iterator[None]:
     """Fail the test if a connection it opened through a tracked pool (perfkit.pooling
     clients, ``track_connections``, a ``SimulatedNetwork``) is still open at its end."""
-    from perfkit.pooling import live_connection_stats
+    from perfkit._connections import live_connection_stats
 
     earlier = weakref.WeakSet(live_connection_stats())
     yield

@@ -25,9 +25,7 @@ from perfkit import _settings
 if TYPE_CHECKING:
     from perfkit._perf import PerfResult
     from perfkit._profiling import ProfileFiles
-    from perfkit.reporting import Speedup
-    from perfkit.reporting._gate import Selection
-    from perfkit.reporting._run import RunOutcome
+    from perfkit.reporting import RunOutcome, Selection, Speedup
 
 WORKER_OUTPUT = "perfkit"
 """The key of perfkit's share in a pytest-xdist worker's ``workeroutput``."""
@@ -75,7 +73,7 @@ class PerfkitSession:
 
     @property
     def scope(self) -> str:
-        from perfkit.reporting._run import scope_of
+        from perfkit.reporting import scope_of
 
         return scope_of(self.settings.baseline, self.config.rootpath)
 
@@ -121,6 +119,8 @@ class PerfkitSession:
         if self.problem is not None:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
             return
+        if not (self.results or self.load_tests) and self.settings.baseline is None:
+            return  # nothing to report: reporting is never imported
         self.results.sort(key=lambda result: result.name)
         scope = self.scope
         results = [r for r in self.results if r.name.startswith(scope)]
@@ -131,8 +131,7 @@ class PerfkitSession:
         passed = session.exitstatus == pytest.ExitCode.OK
         settings = self.settings
         try:
-            from perfkit.reporting import GateSettings
-            from perfkit.reporting._run import finish_run
+            from perfkit.reporting import GateSettings, finish_run
 
             selection = self._selection(scope)
             outcome = finish_run(
@@ -224,7 +223,7 @@ class PerfkitSession:
     def _selection(self, scope: str) -> Selection:
         """The benchmarks this run collected in scope, and the files it collected in full
         (a ``file::test`` argument narrows its file)."""
-        from perfkit.reporting._gate import Selection
+        from perfkit.reporting import Selection
 
         collected = frozenset(n for n in self.collected if n.startswith(scope))
         narrowed = set()
@@ -238,8 +237,7 @@ class PerfkitSession:
     def _speedups(self, selection: Selection) -> list[Speedup]:
         """The report's rows from every ``pytest_perfkit_speedups`` hook, checked: a row
         naming a benchmark that its collected file does not have is a typo."""
-        from perfkit.reporting import Speedup
-        from perfkit.reporting._speedups import find_benchmark
+        from perfkit.reporting import Speedup, find_benchmark
 
         rows: list[Speedup] = []
         for found in self.config.hook.pytest_perfkit_speedups(config=self.config):
