@@ -130,13 +130,11 @@ def pytest_perfkit_speedups(config: pytest.Config) -> list[Speedup]:
 
 
 @pytest.fixture
-def comparison(request: pytest.FixtureRequest, benchmark: Any) -> Any:
-    """Record a real-time side-by-side comparison: in the report and the terminal summary,
-    and in pytest-benchmark's ``extra_info``."""
+def comparison(request: pytest.FixtureRequest) -> Any:
+    """Record a real-time side-by-side comparison, in the report and the terminal summary
+    (under pytest-xdist a worker hands it to the controller with its benchmarks)."""
 
     def record(seconds_per_call: dict[str, float], ratios: dict[str, float]) -> None:
-        benchmark.extra_info["seconds_per_call"] = seconds_per_call
-        benchmark.extra_info["ratios"] = ratios
         request.config.stash[COMPARISONS_KEY].append(
             {
                 "benchmark": request.node.nodeid,
