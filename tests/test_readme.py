@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,14 @@ def test_ci_runs_the_quick_start_commands_verbatim() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     for command in _quick_start():
         assert command in ci.splitlines()
+
+
+def test_ci_runs_the_slow_tests_the_quick_start_tests_leave_out() -> None:
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
+    addopts = pyproject["tool"]["pytest"]["ini_options"]["addopts"]
+    assert addopts[addopts.index("-m") + 1] == "not slow"
+    ci = (README.parent / ".ci" / "run").read_text().splitlines()
+    assert ci.index(".venv/bin/pytest -m slow --dist loadfile") > ci.index(_quick_start()[1])
 
 
 def test_benchmark_example_passes_as_a_test_file(pytester: pytest.Pytester) -> None:
