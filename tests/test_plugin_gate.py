@@ -42,7 +42,12 @@ def exact_figures(project: pytest.Pytester) -> str:
 
 
 @pytest.mark.parametrize(
-    "distribution", [["-n", "2"], ["-n", "auto"], ["-n", "2", "--dist", "loadfile"]]
+    "distribution",
+    [
+        ["-n", "2"],
+        pytest.param(["-n", "auto"], marks=pytest.mark.slow),  # -n 2 shows it in every run
+        pytest.param(["-n", "2", "--dist", "loadfile"], marks=pytest.mark.slow),
+    ],
 )
 def test_a_parallel_run_reports_and_gates_what_a_serial_run_does(
     suite: pytest.Pytester, distribution: list[str]
@@ -86,6 +91,7 @@ def test_a_regression_fails_a_parallel_run_whichever_worker_ran_it(
     assert re.search(r"== 4 passed, 2 perf regressions in [\d.]+s", result.stdout.str())
 
 
+@pytest.mark.slow  # parts of our benchmark suite in a subprocess and its workers
 @pytest.mark.parametrize(
     ("injection", "arguments", "regressed"),
     [
@@ -291,3 +297,19 @@ def test_misuse_is_one_error_naming_the_fix(pytester: pytest.Pytester, case: str
         assert "anthropic_sim.pop_failures()" in output
     else:
         assert "at teardown" not in output  # no second, spurious error
+
+
+def test_an_unwritable_report_directory_is_one_line_naming_the_users_path(
+    suite: pytest.Pytester,
+) -> None:
+    refreshed(suite)
+    blocker = suite.path / "blocker"
+    blocker.write_text("a file where a directory is needed")
+    result = suite.runpytest("benchmarks", f"--perfkit-report-dir={blocker}/report")
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output
+    [line] = [line for line in result.stdout.lines if line.startswith("ERROR:")]
+    assert f"{blocker}/report/report.json" in line
+    assert "cannot write" in line
+    assert ".tmp" not in line
+    assert "Traceback" not in output

@@ -25,7 +25,7 @@ from perfkit import _settings
 if TYPE_CHECKING:
     from perfkit._perf import PerfResult
     from perfkit._profiling import ProfileFiles
-    from perfkit.reporting import RunOutcome, Selection, Speedup
+    from perfkit.reporting import GateResult, RunOutcome, Selection, Speedup
 
 WORKER_OUTPUT = "perfkit"
 """The key of perfkit's share in a pytest-xdist worker's ``workeroutput``."""
@@ -165,8 +165,8 @@ class PerfkitSession:
             return
         self.outcome = outcome
         if outcome.gated_nothing:
-            reason = (outcome.document["gate"] or {}).get("reason", "no benchmark was compared")
-            self._gated_nothing(session, reason)
+            gate = outcome.report.gate
+            self._gated_nothing(session, (gate and gate.reason) or "no benchmark was compared")
         if outcome.regressed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -300,43 +300,43 @@ class PerfkitSession:
     def _write_outcome(self, reporter: Any, outcome: RunOutcome) -> None:
         from perfkit.reporting import gate_lines, terminal_lines
 
-        document = outcome.document
-        if document["load_tests"]:
+        report = outcome.report
+        if report.load_tests:
             reporter.write_sep(
                 "-", "perfkit load tests (open models: latency from each intended send time)"
             )
-            for entry in document["load_tests"]:
+            for entry in report.load_tests:
                 verdict = "SLO met" if entry["passed"] else "SLO MISSED"
                 reporter.write_line(f"{entry['test']}: {verdict}", red=not entry["passed"])
                 for line in entry["summary"]:
                     reporter.write_line(f"    {line}")
-        if document["speedups"]:
+        if report.speedups:
             reporter.write_sep("-", "perfkit speedup report (this run's measurements)")
-            for line in terminal_lines(document["speedups"]):
+            for line in terminal_lines(report.speedups):
                 reporter.write_line(line)
         if self.settings.baseline is not None:
             failed = outcome.regressed
             reporter.write_sep("-", "perfkit regression gate", red=failed, green=not failed)
-            if document["gate"] is None and self.settings.writes_baseline:
+            if report.gate is None and self.settings.writes_baseline:
                 reporter.write_line(f"baseline not {self._written}: the run had failures", red=True)
-            elif document["gate"] is not None:
-                for line in gate_lines(document["gate"]):
+            elif report.gate is not None:
+                for line in gate_lines(report.gate):
                     reporter.write_line(
                         line, red=line.startswith(("REGRESSION", "UNMATCHED", "gate FAILED"))
                     )
-            if failed:
-                _count_in_final_line(reporter, REGRESSION_STAT, _failing(document["gate"]))
+            if failed and report.gate is not None:
+                _count_in_final_line(reporter, REGRESSION_STAT, _failing(report.gate))
         if outcome.written:
             shown = ", ".join(self.display(path) for path in outcome.written)
             reporter.write_line(f"perfkit wrote {shown}")
 
 
-def _failing(gate: Mapping[str, Any]) -> list[str]:
+def _failing(gate: GateResult) -> list[str]:
     """The benchmarks that failed the gate: regressed, or (strict gate) unmatched."""
-    failing = {change["benchmark"] for change in gate.get("regressions", [])}
-    if not gate.get("settings", {}).get("allow_unmatched", False):
-        failing.update(gate.get("new", []), gate.get("missing", []))
-        failing.update(str(entry).partition(": ")[0] for entry in gate.get("skipped", []))
+    failing = {change.benchmark for change in gate.regressions}
+    if not gate.settings.allow_unmatched:
+        failing.update(gate.new, gate.missing)
+        failing.update(entry.partition(": ")[0] for entry in gate.skipped)
     return sorted(failing) or ["the gate"]
 
 
