@@ -313,3 +313,14 @@ def test_an_unwritable_report_directory_is_one_line_naming_the_users_path(
     assert "cannot write" in line
     assert ".tmp" not in line
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("listing", ["--collect-only", "--fixtures", "--markers"])
+def test_listing_runs_neither_report_nor_gate(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, listing: str
+) -> None:
+    refreshed(suite)
+    monkeypatch.setenv("CI", "1")
+    result = suite.runpytest("benchmarks", listing)
+    assert result.ret == pytest.ExitCode.OK
+    assert "nothing was gated" not in result.stdout.str()

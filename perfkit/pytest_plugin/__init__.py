@@ -15,7 +15,7 @@ Markers: ``perfkit_clock(mode)``, ``perfkit_sim(**options)``, ``perfkit_network(
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -126,6 +126,13 @@ def _misuse_message(item: pytest.Function, error: Exception) -> str | None:
             "test (def test_...(perf, anthropic_sim)) so the SDK's requests reach it"
         )
     return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    if not session.config.option.collectonly:
+        session.config.stash[SESSION_KEY].ran = True
+    return (yield)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

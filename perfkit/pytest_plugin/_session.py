@@ -53,6 +53,9 @@ class PerfkitSession:
     """Why the report or the gate could not be made (a usage error at the end of the run)."""
     not_gated: str | None = None
     """Why nothing was gated although a baseline was given."""
+    ran: bool = False
+    """Whether the run ran its tests (not ``--collect-only``, ``--fixtures`` and the like,
+    which neither report nor gate)."""
 
     @property
     def is_worker(self) -> bool:
@@ -114,7 +117,7 @@ class PerfkitSession:
 
     def finish(self, session: pytest.Session) -> None:
         """Report, then gate against the baseline or refresh it; set the exit status."""
-        if self.is_worker:
+        if self.is_worker or not self.ran:
             return
         if self.problem is not None:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
