@@ -1,4 +1,4 @@
-"""Benchmark-suite helpers and the speedup report's rows: every table of the seed chapter,
+"""Benchmark-suite helpers and the speedup report's rows: every table of the book chapter,
 with the claims it makes, beside what this suite measures."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ COMBINED = "test_combined.py::test_combined_workload"
 
 
 def pytest_perfkit_speedups(config: pytest.Config) -> list[Speedup]:
-    """The seed's claims, each beside the benchmarks that check it."""
+    """The chapter's claims, each beside the benchmarks that check it."""
     return [
         Speedup(
             "caching",
@@ -50,7 +50,7 @@ def pytest_perfkit_speedups(config: pytest.Config) -> list[Speedup]:
             CACHE + "test_mixed_workload[30pct-hits]",
             optimized_figure="observed.mean",
             claim=Claim.factor(3.3),
-            note="the seed's 900 ms average is what a 70% hit rate gives (0.3 x 3,000 ms)",
+            note="the chapter's 900 ms average is what a 70% hit rate gives (0.3 x 3,000 ms)",
         ),
         Speedup(
             "caching",

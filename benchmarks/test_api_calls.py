@@ -1,6 +1,6 @@
 """Three calls to the simulated Anthropic API, one after another and all at once.
 
-The seed's async table: 3 API calls, 900 ms sequential, 300 ms concurrent. The
+The chapter's async table: 3 API calls, 900 ms sequential, 300 ms concurrent. The
 simulator models each call at a fixed 300 ms; the figures below are measured.
 """
 

@@ -1,4 +1,4 @@
-"""The seed's "Async Impact" table, measured, plus one tool-use turn's tools run in parallel.
+"""The chapter's "Async Impact" table, measured, plus one tool-use turn's tools run in parallel.
 
 Every wait is modeled and runs in virtual time: the 5 database queries go through a real
 redis.asyncio client (fakeredis) with a 100 ms modeled round trip, the 10 file reads

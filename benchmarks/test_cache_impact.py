@@ -1,7 +1,7 @@
-"""The seed's "Caching Impact" table, measured on the simulated API.
+"""The chapter's "Caching Impact" table, measured on the simulated API.
 
-The LLM call is modeled at 3,000 ms (the seed's figure) and a Redis round trip at
-0.5 ms, all in virtual time. The seed claims 900 ms on average at a 30% hit rate;
+The LLM call is modeled at 3,000 ms (the chapter's figure) and a Redis round trip at
+0.5 ms, all in virtual time. The chapter claims 900 ms on average at a 30% hit rate;
 its own numbers give 0.7 x 3,000 = 2,100 ms, and that is what is measured here
 (900 ms is what a 70% hit rate gives: 0.3 x 3,000).
 """

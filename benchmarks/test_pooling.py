@@ -1,13 +1,13 @@
-"""The seed's "Connection Pooling Impact" table, through httpcore's real pool, and HTTP/2.
+"""The chapter's "Connection Pooling Impact" table, through httpcore's real pool, and HTTP/2.
 
-Opening a connection is modeled at 100 ms and each call at 500 ms (the seed's figures),
+Opening a connection is modeled at 100 ms and each call at 500 ms (the chapter's figures),
 on a simulated network beneath the real pool, so keep-alive and reuse are httpcore's
-own; ``connections_opened`` is counted where connections are really opened. The seed
+own; ``connections_opened`` is counted where connections are really opened. The chapter
 claims 15% for every size: 10 requests give 6,000 vs 5,100 ms (15%), but 100 give
 60,000 vs 50,100 ms (16.5%) and 1,000 give 600,000 vs 500,100 ms (16.65%), since only
 the first connection is paid for. The table reports what is measured.
 
-The seed also recommends HTTP/2: 10 concurrent requests over HTTPS need 10 connections
+The chapter also recommends HTTP/2: 10 concurrent requests over HTTPS need 10 connections
 (10 TCP and TLS handshakes) over HTTP/1.1 and share one over HTTP/2. Both take 700 ms
 here, since the ten handshakes run in parallel: HTTP/2's gain is in connections (server
 load, pool limits), which the counters show.

@@ -1,4 +1,4 @@
-"""Perceived latency of a long reply, streamed and not streamed (the seed's "Write me a
+"""Perceived latency of a long reply, streamed and not streamed (the chapter's "Write me a
 story": 5 s of nothing, or the first words after 0.5 s).
 
 The simulator models 500 ms to the first token and 20 ms per token after it; a reply of

@@ -1,4 +1,4 @@
-"""The seed chapter's ``fetch_data``: three independent lookups, one after another and
+"""The book chapter's ``fetch_data``: three independent lookups, one after another and
 all at once, measured in virtual time (run: ``python examples/fetch_data.py``)."""
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ ASYNC_BACKENDS = ("fakeredis-async", "valkey-async")
 THREAD_CROWD = 32
 TASK_CROWD = 1000
 WAIT_LIMIT = 10.0  # real seconds a test waits for other threads or tasks before failing
-SEED_STATS = ("l1_hits", "l2_hits", "misses", "total_requests", "hit_rate")
+# The statistics the book chapter prints for its cache.
+CHAPTER_STATS = ("l1_hits", "l2_hits", "misses", "total_requests", "hit_rate")
 MISSING = object()
 SECRET = b"contract-secret-0123456789abcdef"
 
@@ -208,8 +209,8 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
-def seed_view(stats: dict[str, int | float]) -> dict[str, int | float]:
-    return {name: stats[name] for name in SEED_STATS}
+def chapter_view(stats: dict[str, int | float]) -> dict[str, int | float]:
+    return {name: stats[name] for name in CHAPTER_STATS}
 
 
 def combined(*caches: MultiLayerCache) -> dict[str, int | float]:
@@ -254,9 +255,9 @@ async def test_walkthrough_miss_then_l1_hit_then_l2_hit_from_a_fresh_cache(
     assert questions == ["what is caching?"]
     first_stats = {"l1_hits": 1, "l2_hits": 0, "misses": 1, "total_requests": 2, "hit_rate": 0.5}
     fresh_stats = {"l1_hits": 0, "l2_hits": 1, "misses": 0, "total_requests": 1, "hit_rate": 1.0}
-    assert seed_view(first_cache.stats()) == seed_view(first.cache_stats()) == first_stats
-    assert seed_view(fresh_cache.stats()) == seed_view(fresh.cache_stats()) == fresh_stats
-    assert seed_view(combined(first_cache, fresh_cache)) == {
+    assert chapter_view(first_cache.stats()) == chapter_view(first.cache_stats()) == first_stats
+    assert chapter_view(fresh_cache.stats()) == chapter_view(fresh.cache_stats()) == fresh_stats
+    assert chapter_view(combined(first_cache, fresh_cache)) == {
         "l1_hits": 1,
         "l2_hits": 1,
         "misses": 1,
@@ -280,21 +281,21 @@ async def test_stats_per_function_and_per_cache(backend: Backend, clock: Virtual
 
     assert [await backend.call(double, 4), await backend.call(double, 4)] == [8, 8]
     assert await backend.call(triple, 4) == 12
-    assert seed_view(double.cache_stats()) == {
+    assert chapter_view(double.cache_stats()) == {
         "l1_hits": 1,
         "l2_hits": 0,
         "misses": 1,
         "total_requests": 2,
         "hit_rate": 0.5,
     }
-    assert seed_view(triple.cache_stats()) == {
+    assert chapter_view(triple.cache_stats()) == {
         "l1_hits": 0,
         "l2_hits": 0,
         "misses": 1,
         "total_requests": 1,
         "hit_rate": 0.0,
     }
-    assert seed_view(cache.stats()) == {
+    assert chapter_view(cache.stats()) == {
         "l1_hits": 1,
         "l2_hits": 0,
         "misses": 2,
@@ -320,14 +321,14 @@ async def test_methods_read_l1_then_l2_and_count_misses(
     )
     assert await backend.method(fresh, "get", "absent", MISSING) is MISSING
     assert await backend.method(fresh, "lookup", fresh.key("absent")) == Found(False)
-    assert seed_view(cache.stats()) == {
+    assert chapter_view(cache.stats()) == {
         "l1_hits": 1,
         "l2_hits": 0,
         "misses": 0,
         "total_requests": 1,
         "hit_rate": 1.0,
     }
-    assert seed_view(fresh.stats()) == {
+    assert chapter_view(fresh.stats()) == {
         "l1_hits": 1,
         "l2_hits": 1,
         "misses": 2,

@@ -42,7 +42,7 @@ class CacheStatsSnapshot:
         return self.hits / total if total else 0.0
 
     def as_dict(self) -> dict[str, int | float]:
-        """Every counter, plus ``total_requests`` and ``hit_rate``, the seed's stats shape."""
+        """Every counter, plus ``total_requests`` and ``hit_rate``, the chapter's stats shape."""
         counters: dict[str, int | float] = {f.name: getattr(self, f.name) for f in fields(self)}
         counters["total_requests"] = self.total_requests
         counters["hit_rate"] = round(self.hit_rate, 4)
