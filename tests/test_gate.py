@@ -92,7 +92,8 @@ def refreshed(pytester: pytest.Pytester) -> dict[str, Any]:
     switch = "--perfkit-update-baseline" if baseline.exists() else "--perfkit-create-baseline"
     result = pytester.runpytest("benchmarks", switch)
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["baseline benchmarks/baseline.json updated from this run"])
+    verb = "updated" if "update" in switch else "created"
+    result.stdout.fnmatch_lines([f"baseline benchmarks/baseline.json {verb} from this run"])
     return load_baseline(baseline)
 
 
@@ -181,6 +182,7 @@ def test_new_and_missing_benchmarks_fail_the_strict_gate_and_deselected_ones_do_
     assert "refresh the baseline in this change with --perfkit-update-baseline" in str(
         result.stdout
     )
+    assert "2 passed, 2 perf unmatched in" in result.stdout.lines[-1]  # not "regressions"
     relaxed = suite.runpytest("benchmarks", "--perfkit-allow-unmatched")
     assert relaxed.ret == pytest.ExitCode.OK
     suite.runpytest("benchmarks", "--perfkit-update-baseline")

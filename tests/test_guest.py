@@ -46,9 +46,13 @@ def modules_loaded(project: Path, *options: str) -> set[str]:
 def test_loading_the_plugin_imports_only_perfkits_own_small_modules(
     trivial_project: Path,
 ) -> None:
-    added = modules_loaded(trivial_project) - modules_loaded(trivial_project, "-p", "no:perfkit")
+    without = startup_script().WITHOUT_PERFKIT
+    added = modules_loaded(trivial_project) - modules_loaded(trivial_project, *without)
     assert added, "the plugin did not load at all"
-    assert {name.split(".")[0] for name in added} == {"perfkit"}, sorted(added)
+    assert {name.split(".")[0] for name in added} <= set(startup_script().OWN), sorted(added)
+    assert {name for name in added if not name.startswith("perfkit")} <= {
+        "looptime._internal.plugin"
+    }
     assert not [name for name in added if name.split(".")[0] in HEAVY]
     assert "perfkit.simulation" not in added
     assert "perfkit.reporting" not in added
@@ -75,7 +79,7 @@ def test_installed_perfkit_changes_no_outcome_or_warning_of_another_project(
         "import warnings\n\n\ndef test_warns():\n    warnings.warn('theirs', UserWarning)\n"
     )
     with_perfkit = summary(trivial_project, "-rA")
-    without = summary(trivial_project, "-rA", "-p", "no:perfkit")
+    without = summary(trivial_project, "-rA", *startup_script().WITHOUT_PERFKIT)
     assert with_perfkit == without
     assert with_perfkit[0] == pytest.ExitCode.TESTS_FAILED  # their own warning, as an error
     assert "3 passed" in with_perfkit[1]
@@ -86,3 +90,21 @@ def test_perfkit_does_not_pull_in_pytest_plugins_that_load_into_every_run() -> N
     unconditional = [r for r in requirements if "extra ==" not in r]
     names = {re.split(r"[<>=!~ \[;]", r, maxsplit=1)[0].lower() for r in unconditional}
     assert not names & {"pytest-asyncio", "pytest-benchmark", "pytest-xdist", "locust"}, names
+
+
+def test_a_project_without_pytest_asyncio_uses_fixtures_and_perf(trivial_project: Path) -> None:
+    """looptime, which gives perfkit its virtual time, ships a pytest plugin that fails
+    every fixture when pytest-asyncio is absent; perfkit's plugin unregisters it then."""
+    (trivial_project / "test_bench.py").write_text(
+        "import anthropic\n\n\n"
+        "def ask():\n"
+        "    with anthropic.Anthropic(api_key='sim') as client:\n"
+        "        client.messages.create(model='claude-sonnet-5', max_tokens=8,\n"
+        "                               messages=[{'role': 'user', 'content': 'Hi'}])\n\n\n"
+        "def test_bench(perf, anthropic_sim, tmp_path):\n"
+        "    perf(ask, rounds=2)\n"
+        "    assert perf.result.counters['api_requests'] == 2\n"
+    )
+    code, output = summary(trivial_project)
+    assert code == pytest.ExitCode.OK, output
+    assert "4 passed" in output

@@ -201,6 +201,7 @@ def assert_one_clean_error(result: pytest.RunResult, message: str) -> None:
     assert message in output, output
     errors = output.split("= ERRORS =", 1)[-1].split("short test summary info")[0]
     assert "Traceback" not in errors, errors
+    assert "During handling of the above exception" not in output, output
     assert "site-packages" not in errors, errors
     assert "at teardown" not in output, output
     assert "was not used at all" not in output, output

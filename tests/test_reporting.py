@@ -89,7 +89,7 @@ def test_claim_texts_read_like_the_source() -> None:
     assert Claim.factor(10, 100).text == "10-100x"
     assert Claim.factor(60_000).text == "60,000x"
     assert Claim.percent(15).text == "15%"
-    assert Claim.factor(4.3, text="4.3x (seed)").text == "4.3x (seed)"
+    assert Claim.factor(4.3, text="4.3x (the chapter)").text == "4.3x (the chapter)"
 
 
 @pytest.mark.parametrize(

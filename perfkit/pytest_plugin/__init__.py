@@ -56,7 +56,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(_hookspecs)
 
 
+LOOPTIME_PLUGIN = "looptime_plugin"
+"""looptime's pytest plugin (looptime gives perfkit its virtual time). Version 0.9's plugin
+fails every fixture of a run without pytest-asyncio, so perfkit unregisters it then."""
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    _without_broken_looptime_plugin(config)
     for marker in _markers.MARKERS.values():
         config.addinivalue_line("markers", marker)
     settings = _settings.resolve(config)
@@ -73,6 +80,16 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.pluginmanager.has_plugin(_asyncio.NAME):
             config.pluginmanager.register(_asyncio, _asyncio.NAME)
             config.pluginmanager.register(_asyncio.LooptimeLeakGuard(), _asyncio.GUARD_NAME)
+
+
+def _without_broken_looptime_plugin(config: pytest.Config) -> None:
+    """Installed with perfkit, looptime's plugin would break a project that has no
+    pytest-asyncio (it reads pytest-asyncio's plugin in every fixture's set-up); it serves
+    only tests marked for looptime, which need pytest-asyncio anyway."""
+    manager = config.pluginmanager
+    plugin = manager.get_plugin(LOOPTIME_PLUGIN)
+    if plugin is not None and not manager.has_plugin("asyncio"):
+        manager.unregister(plugin, LOOPTIME_PLUGIN)
 
 
 def _check_baseline(session: PerfkitSession) -> None:
@@ -109,7 +126,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
         message = _misuse_message(pyfuncitem, error)
         if message is None:
             raise
-        _markers.misuse(pyfuncitem, message)
+    # Outside the except block, so that pytest shows the one line, not the chain.
+    _markers.misuse(pyfuncitem, message)
 
 
 def _misuse_message(item: pytest.Function, error: Exception) -> str | None:

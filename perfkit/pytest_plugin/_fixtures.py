@@ -194,10 +194,13 @@ def load_test(request: pytest.FixtureRequest, perfkit_clock: Clock) -> LoadTeste
 
     allowed = frozenset({*SLO.names(), _markers.SLO_WORKERS})
     targets = _markers.options(request.node, "perfkit_slo", allowed)
+    problem: str | None = None
     try:
         slo = SLO(**targets)
     except ValueError as error:
-        _markers.misuse(request.node, f"@pytest.mark.perfkit_slo: {error}")
+        problem = f"@pytest.mark.perfkit_slo: {error}"
+    if problem is not None:  # outside the except block: one line, not a chain
+        _markers.misuse(request.node, problem)
     found = request.config.stash[SESSION_KEY].load_tests
     return LoadTester(
         perfkit_clock, slo, lambda entry: found.append({"test": request.node.nodeid, **entry})

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 WORKER_OUTPUT = "perfkit"
 """The key of perfkit's share in a pytest-xdist worker's ``workeroutput``."""
 REGRESSION_STAT = "perf regression"
+UNMATCHED_STAT = "perf unmatched"
 PROBLEM_STAT = "perf gate error"
 NOTHING_GATED_STAT = "perf not gated"
 
@@ -324,29 +325,37 @@ class PerfkitSession:
                 reporter.write_line(f"baseline not {self._written}: the run had failures", red=True)
             elif report.gate is not None:
                 for line in gate_lines(report.gate):
+                    if self.settings.create_baseline:
+                        line = line.replace("updated from this run", "created from this run")
                     reporter.write_line(
                         line, red=line.startswith(("REGRESSION", "UNMATCHED", "gate FAILED"))
                     )
             if failed and report.gate is not None:
-                _count_in_final_line(reporter, REGRESSION_STAT, _failing(report.gate))
+                regressed, unmatched = _failing(report.gate)
+                if regressed:
+                    _count_in_final_line(reporter, REGRESSION_STAT, regressed)
+                if unmatched or not regressed:
+                    _count_in_final_line(reporter, UNMATCHED_STAT, unmatched or ["the gate"])
         if outcome.written:
             shown = ", ".join(self.display(path) for path in outcome.written)
             reporter.write_line(f"perfkit wrote {shown}")
 
 
-def _failing(gate: GateResult) -> list[str]:
-    """The benchmarks that failed the gate: regressed, or (strict gate) unmatched."""
-    failing = {change.benchmark for change in gate.regressions}
+def _failing(gate: GateResult) -> tuple[list[str], list[str]]:
+    """The benchmarks that failed the gate: those that regressed, and those it could not
+    match with the baseline (new, missing, no longer comparable) under the strict gate."""
+    regressed = sorted({change.benchmark for change in gate.regressions})
+    unmatched: set[str] = set()
     if not gate.settings.allow_unmatched:
-        failing.update(gate.new, gate.missing)
-        failing.update(entry.partition(": ")[0] for entry in gate.skipped)
-    return sorted(failing) or ["the gate"]
+        unmatched.update(gate.new, gate.missing)
+        unmatched.update(entry.partition(": ")[0] for entry in gate.skipped)
+    return regressed, sorted(unmatched - set(regressed))
 
 
 def _count_in_final_line(reporter: Any, stat: str, entries: list[Any]) -> None:
     """Count ``entries`` in pytest's final line ("8 passed, 1 perf regression in 2.3s"),
     in red: a failed gate must not read as a pass."""
-    key = stat if len(entries) == 1 else stat + "s"
+    key = stat if len(entries) == 1 or not stat.endswith("regression") else stat + "s"
     reporter.stats.setdefault(key, []).extend(entries)
     try:  # pytest colours unknown kinds yellow; a failed gate is red, like "failed"
         from _pytest import terminal
