@@ -9,8 +9,9 @@ pytest plugin and the CLI stay cheap until a simulator, a cache or a report is u
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from perfkit._lazy import lazy_names
 
 if TYPE_CHECKING:
     from perfkit._clock import Clock, RealClock, VirtualClock, make_clock
@@ -74,20 +75,7 @@ _HOMES = {
         "fake_redis",
     ),
 }
-_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _HOME_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'perfkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())
 
 
 __all__ = [

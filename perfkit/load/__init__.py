@@ -12,9 +12,9 @@ Names load on first use (PEP 562), so ``perfkit load --help`` imports no HTTP cl
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from perfkit._lazy import lazy_names
 
 if TYPE_CHECKING:
     from perfkit.load._constants import PRODUCTION_TARGETS
@@ -34,29 +34,9 @@ _HOMES = {
     "perfkit.load._slo": ("SLO", "SLOReport", "SLORow", "SLOViolation"),
     "perfkit.load._tester": ("LoadTester",),
 }
-_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
-_DEPRECATED = {"SEED_TARGETS": "PRODUCTION_TARGETS"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _DEPRECATED:
-        warnings.warn(
-            f"perfkit.load.{name} is deprecated and will be removed in the next release; "
-            f"use perfkit.load.{_DEPRECATED[name]} (the same targets)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return __getattr__(_DEPRECATED[name])
-    module = _HOME_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'perfkit.load' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(
+    __name__, _HOMES, globals(), renamed={"SEED_TARGETS": "PRODUCTION_TARGETS"}
+)
 
 
 __all__ = [
