@@ -458,10 +458,29 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         "load": _load,
     }
     try:
+        _check_files_to_read(arguments)
         return jobs[arguments.command](arguments, stream)
     except (PerfkitError, OSError, ValueError) as error:  # a bad file, option or URL
         print(f"perfkit {arguments.command}: error: {_reason(error)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+FILES_TO_READ = {
+    "report": (("results", "report"),),
+    "compare": (("results", "report"), ("baseline", "baseline")),
+    "update-baseline": (("results", "report"),),
+    "baseline-diff": (("base", "baseline"), ("head", "baseline")),
+}
+"""The files each command reads, by argument, and what kind of file each is."""
+
+
+def _check_files_to_read(arguments: argparse.Namespace) -> None:
+    """A file that is not there is a usage error, found before reporting (jsonschema and
+    the rest) is imported: the answer comes at once."""
+    for argument, kind in FILES_TO_READ.get(arguments.command, ()):
+        path: Path = getattr(arguments, argument)
+        if not path.exists():
+            raise PerfkitError(f"{path}: no such {kind} file")
 
 
 def _reason(error: Exception) -> str:

@@ -318,3 +318,33 @@ def test_help_and_a_usage_mistake_answer_within_10x_of_bare_python() -> None:
         print(f"perfkit {' '.join(argv)}: {seconds * 1000:.0f} ms, {ratio:.1f}x "
               f"`python -c pass` ({bare * 1000:.0f} ms); medians of 5")  # fmt: skip
         assert ratio < 10, f"perfkit {' '.join(argv)} took {ratio:.1f}x bare python"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "missing.json", "--baseline", "also-missing.json"],
+        ["report", "missing.json"],
+        ["update-baseline", "missing.json", "--baseline", "b.json"],
+        ["baseline-diff", "missing.json", "also-missing.json"],
+    ],
+)
+def test_a_missing_file_is_a_usage_error_found_before_reporting_loads(
+    argv: list[str], tmp_path: Path
+) -> None:
+    probe = (
+        "import sys\n"
+        "from perfkit.cli import main\n"
+        f"code = main({argv!r})\n"
+        "assert code == 2, code\n"
+        "assert 'perfkit.reporting' not in sys.modules\n"
+        "assert 'jsonschema' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line == f"perfkit {argv[0]}: error: missing.json: no such " + (
+        "baseline file" if argv[0] == "baseline-diff" else "report file"
+    )
