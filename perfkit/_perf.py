@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
+import json
 import math
 import threading
 import time
@@ -291,6 +293,7 @@ class Perf:
         event loop per round, on the clock. ``setup`` (sync or async) runs before every
         round, outside the measurement and the counters."""
         _check_target("the function to benchmark", function)
+        _check_keywords(function, kwargs)
         if setup is not None:
             _check_target("setup", setup)
         try:
@@ -394,7 +397,14 @@ class Perf:
             self.result.series.setdefault(series, []).append(float(seconds))
 
     def describe(self, **parameters: Any) -> None:
-        """Record what produced this benchmark's figures (shown in the report's JSON)."""
+        """Record what produced this benchmark's figures (shown in the report's JSON):
+        numbers, strings, booleans, None, and lists and dicts of them."""
+        try:
+            json.dumps(parameters, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise PerfUsageError(
+                f"perf.describe takes JSON values (numbers, strings, lists, dicts): {error}"
+            ) from None
         self.result.parameters.update(parameters)
 
     def _call(self, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
@@ -402,6 +412,35 @@ class Perf:
         if inspect.isawaitable(value):
             value = self.clock.run(_awaited(value))
         return value
+
+
+PERF_KEYWORDS = ("rounds", "warmup_rounds", "setup")
+
+
+def _check_keywords(function: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    """A misspelt perf option (``round=3``) would go to the function: refuse it when the
+    function takes no such keyword."""
+    for name in kwargs:
+        close = difflib.get_close_matches(name, PERF_KEYWORDS, n=1, cutoff=0.7)
+        if close and not _takes_keyword(function, name):
+            raise PerfUsageError(
+                f"perf got {name}={kwargs[name]!r}, which {_name(function)} does not take: "
+                f"did you mean {close[0]}=?"
+            )
+
+
+def _takes_keyword(function: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return True
+    # Only a parameter of that name: a close miss of rounds= sent on through **kwargs would
+    # run one round without a word.
+    return name in parameters
+
+
+def _name(function: object) -> str:
+    return str(getattr(function, "__qualname__", type(function).__name__))
 
 
 def _check_target(what: str, target: object) -> None:

@@ -155,6 +155,44 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
+INI_KEYS = (
+    "perfkit_allow_unmatched",
+    "perfkit_baseline",
+    "perfkit_clock",
+    "perfkit_cpu_threshold",
+    "perfkit_profile",
+    "perfkit_profile_top",
+    "perfkit_redis_latency",
+    "perfkit_redis_url",
+    "perfkit_report_dir",
+    "perfkit_tolerance",
+)
+LISTING_OPTIONS = (
+    "help",
+    "version",
+    "collectonly",
+    "showfixtures",
+    "show_fixtures_per_test",
+    "markers",
+)
+"""pytest options with which a run lists things and runs no test."""
+
+
+def check_ini_keys(config: pytest.Config) -> None:
+    """A misspelt perfkit ini key is a usage error, not a gate quietly switched off."""
+    import difflib
+
+    unknown = getattr(config, "_get_unknown_ini_keys", None)  # what pytest warns about
+    for name in sorted(unknown() if unknown is not None else ()):
+        if name.replace("-", "_").lower().startswith("perfkit"):
+            close = difflib.get_close_matches(name.replace("-", "_"), INI_KEYS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise pytest.UsageError(
+                f"unknown perfkit ini option {name!r}{hint}; perfkit's ini options are "
+                f"{', '.join(INI_KEYS)}"
+            )
+
+
 def _value(config: pytest.Config, name: str) -> tuple[str | None, str]:
     """The option's value (command line first, then ini) and where it came from."""
     option = config.getoption(name)
@@ -195,7 +233,7 @@ def resolve(config: pytest.Config) -> Settings:
             raise pytest.UsageError(
                 f"{latency_source} must be a number of seconds >= 0; got {latency_value!r}"
             )
-    tolerance = _fraction(config, "perfkit_tolerance", DEFAULT_TOLERANCE)
+    tolerance = _fraction(config, "perfkit_tolerance", DEFAULT_TOLERANCE, below_one=True)
     cpu_threshold = _fraction(config, "perfkit_cpu_threshold", DEFAULT_CPU_THRESHOLD)
     allow_unmatched = _flag(config, "perfkit_allow_unmatched")
     profile_dir = _path(config, "perfkit_profile", "a directory")
@@ -220,6 +258,20 @@ def resolve(config: pytest.Config) -> Settings:
         tolerance=tolerance,
         cpu_threshold=cpu_threshold,
         allow_unmatched=allow_unmatched,
+    )
+
+
+CI_VARIABLES = ("CI", "TF_BUILD", "JENKINS_URL", "TEAMCITY_VERSION", "BUILDKITE", "GITLAB_CI")
+"""Environment variables CI services set (most set ``CI``; Azure Pipelines sets
+``TF_BUILD``, Jenkins ``JENKINS_URL``, TeamCity ``TEAMCITY_VERSION``)."""
+
+
+def under_ci() -> bool:
+    """Whether this run is a CI run: one of :data:`CI_VARIABLES` is set to something other
+    than an empty string, ``0``, ``false`` or ``no``."""
+    return any(
+        os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+        for name in CI_VARIABLES
     )
 
 
@@ -248,9 +300,10 @@ def _check_baseline_options(
             f"{writing} needs a baseline file: pass --perfkit-baseline PATH "
             "or set the ini option perfkit_baseline"
         )
-    if (update or create) and os.environ.get("CI"):
+    if (update or create) and under_ci():
         raise pytest.UsageError(
-            f"{writing} is refused under CI (CI is set): a CI run gates the change against "
+            f"{writing} is refused under CI ({_ci_variable()} is set): a CI run gates the change "
+            "against "
             "its committed baseline; refresh the baseline on your machine and commit it"
         )
     if baseline is None:
@@ -260,11 +313,16 @@ def _check_baseline_options(
             f"--perfkit-create-baseline: {baseline} exists already; refresh it with "
             "--perfkit-update-baseline instead"
         )
-    if not create and not baseline.exists():
+    listing = any(getattr(config.option, name, False) for name in LISTING_OPTIONS)
+    if not create and not baseline.exists() and not listing:
         raise pytest.UsageError(
             f"{source}: no baseline file at {baseline} (a first run creates it with "
             "--perfkit-create-baseline)"
         )
+
+
+def _ci_variable() -> str:
+    return next((name for name in CI_VARIABLES if os.environ.get(name)), "CI")
 
 
 def _flag(config: pytest.Config, name: str) -> bool:
@@ -307,12 +365,20 @@ def _path(config: pytest.Config, name: str, what: str) -> Path | None:
     return path
 
 
-def _fraction(config: pytest.Config, name: str, default: float) -> float:
-    """A relative threshold: a finite number >= 0 (0.001 is 0.1%)."""
+def _fraction(
+    config: pytest.Config, name: str, default: float, *, below_one: bool = False
+) -> float:
+    """A relative threshold: a finite number >= 0 (0.001 is 0.1%); ``below_one`` refuses
+    1 and more, which would be read as 100% and more (5 meant as 5% opens the gate)."""
     value, source = _value(config, name)
     if value is None:
         return default
     number = parse_fraction(value)
+    if number is not None and below_one and number >= 1:
+        raise pytest.UsageError(
+            f"{source} must be a fraction below 1 (0.05 is 5%); got {value!r}, which would "
+            "allow a rise of " + f"{number:.0%}"
+        )
     if number is None:
         raise pytest.UsageError(
             f"{source} must be a number >= 0 (a fraction: 0.001 is 0.1%); got {value!r}"

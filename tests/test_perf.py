@@ -515,3 +515,30 @@ def test_a_result_survives_the_trip_from_a_worker_as_plain_data() -> None:
     perf.observe(0.5)
     plain = json.loads(json.dumps(perf.result.to_plain()))
     assert PerfResult.from_plain(plain) == perf.result
+
+
+def test_describe_takes_json_values_only() -> None:
+    from decimal import Decimal
+
+    perf = Perf(None, VirtualClock())
+    perf.describe(users=100, arrivals="poisson", rates=[1, 2])
+    with pytest.raises(PerfUsageError, match=r"perf\.describe takes JSON values"):
+        perf.describe(amount=Decimal("1.5"))
+    assert perf.result.parameters == {"users": 100, "arrivals": "poisson", "rates": [1, 2]}
+
+
+def test_a_misspelt_perf_option_is_refused_not_handed_to_the_function() -> None:
+    perf = Perf(None, VirtualClock())
+    calls: list[object] = []
+
+    def work(**options: object) -> None:
+        calls.append(options)
+
+    with pytest.raises(PerfUsageError, match=r"perf got round=3, which .*work does not take: did"):
+        perf(work, round=3)
+    assert calls == []
+
+    def takes_round(round: int) -> int:  # a function's own keyword still reaches it
+        return round
+
+    assert perf(takes_round, round=3, rounds=2) == 3

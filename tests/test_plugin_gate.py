@@ -198,13 +198,31 @@ def test_a_baseline_that_gates_none_of_the_collected_benchmarks_is_an_error(
     monkeypatch.setenv("CI", "1")
     result = suite.runpytest("benchmarks", "--perfkit-baseline=other/baseline.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stdout.fnmatch_lines(
+    result.stderr.fnmatch_lines(
         [
-            "ERROR: --perfkit-baseline other/baseline.json gates the benchmarks under other/, "
-            "and this run collected none there; this run's 2 benchmark(s) are elsewhere, e.g. "
-            "benchmarks/test_suite.py*"
+            "ERROR: other/baseline.json gates the benchmarks under other/ (a baseline gates the "
+            "benchmarks in its own directory), but it holds benchmarks/test_suite.py::* and 1 "
+            "more: move it beside them*"
         ]
     )
+    assert "test_suite.py ." not in result.stdout.str()  # found before any test ran
+
+
+def test_a_baseline_whose_benchmarks_are_gone_fails_even_if_nothing_ran_in_its_directory(
+    suite: pytest.Pytester,
+) -> None:
+    refreshed(suite)
+    (suite.path / "other").mkdir()
+    (suite.path / "other" / "baseline.json").write_text(
+        (suite.path / "benchmarks" / "baseline.json")
+        .read_text()
+        .replace("benchmarks/test_suite.py", "other/test_gone.py")
+    )
+    write_suite(suite, call=0.3)  # a 3x regression
+    result = suite.runpytest("benchmarks", "--perfkit-baseline=other/baseline.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([glob("missing    other/test_gone.py::test_three_calls[*")])
+    assert "2 perf unmatched" in result.stdout.lines[-1]
 
 
 @pytest.mark.parametrize("how", [["--benchmark-skip"], ["-m", "not_a_marker_anyone_set"]])
@@ -219,7 +237,7 @@ def test_a_run_that_gated_nothing_says_so_and_fails_under_ci(
     arguments = how if how[0] != "-m" else ["-k", "test_plain"]
     result = suite.runpytest("benchmarks", *arguments)
     result.stdout.fnmatch_lines(
-        ["nothing was gated: 2 benchmark(s) under benchmarks/ were collected and none ran*"]
+        ["nothing was gated: this run measured none of the baseline's benchmarks (2 of its*"]
     )
     expected = pytest.ExitCode.TESTS_FAILED if ci else pytest.ExitCode.OK
     assert result.ret == expected
@@ -326,3 +344,118 @@ def test_listing_runs_neither_report_nor_gate(
     result = suite.runpytest("benchmarks", listing)
     assert result.ret == pytest.ExitCode.OK
     assert "nothing was gated" not in result.stdout.str()
+
+
+# --- found by probing the gate: each a way a regression passed, or a run that said nothing ------
+
+
+@pytest.mark.parametrize(
+    "exclusion",
+    [
+        ("importorskip", []),
+        ("ignore", ["--ignore=benchmarks/test_suite.py"]),
+        ("renamed", []),
+    ],
+    ids=lambda exclusion: exclusion[0],
+)
+def test_a_baseline_file_the_run_asked_for_but_did_not_collect_is_missing(
+    suite: pytest.Pytester, exclusion: tuple[str, list[str]]
+) -> None:
+    write_suite(suite, call=0.1, name="test_more.py")
+    suite.runpytest("benchmarks", "--perfkit-create-baseline").assert_outcomes(passed=4)
+    how, arguments = exclusion
+    source = suite.path / "benchmarks" / "test_suite.py"
+    if how == "importorskip":
+        source.write_text(
+            'import pytest\npytest.importorskip("no_such_module")\n' + source.read_text()
+        )
+    elif how == "renamed":
+        source.write_text(source.read_text().replace("def test_three_calls", "def bench_three"))
+    result = suite.runpytest("benchmarks", *arguments)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines([glob(f"missing    {CONCURRENT} (*")])
+
+
+def test_a_symlinked_baseline_gates_the_directory_it_is_in(suite: pytest.Pytester) -> None:
+    refreshed(suite)
+    (suite.path / "store").mkdir()
+    stored = suite.path / "store" / "baseline.json"
+    (suite.path / "benchmarks" / "baseline.json").rename(stored)
+    (suite.path / "benchmarks" / "baseline.json").symlink_to(stored)
+    write_suite(suite, call=0.3)
+    result = suite.runpytest("benchmarks")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([glob(f"REGRESSION {CONCURRENT}: modeled.mean rose *")])
+
+
+def test_a_baseline_deleted_during_the_run_is_an_error(suite: pytest.Pytester) -> None:
+    refreshed(suite)
+    (suite.path / "benchmarks" / "test_zz_cleanup.py").write_text(
+        "import pathlib\n\n\ndef test_cleanup():\n"
+        "    pathlib.Path(__file__).with_name('baseline.json').unlink()\n"
+    )
+    result = suite.runpytest("benchmarks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["ERROR: benchmarks/baseline.json: the baseline was there when*"])
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ["-o", "perfkit_tolerance=5"],
+            "ERROR: ini option perfkit_tolerance must be a fraction below 1 (0.05 is 5%); got "
+            "'5', which would allow a rise of 500%",
+        ),
+        (
+            ["-o", "perfkit_basline=benchmarks/baseline.json"],
+            "ERROR: unknown perfkit ini option 'perfkit_basline' (did you mean perfkit_baseline?)*",
+        ),
+    ],
+    ids=["tolerance-5", "ini-typo"],
+)
+def test_settings_that_would_open_the_gate_are_usage_errors(
+    suite: pytest.Pytester, option: list[str], message: str
+) -> None:
+    refreshed(suite)
+    result = suite.runpytest("benchmarks", *option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_benchmark_only_runs_perf_benchmarks(suite: pytest.Pytester) -> None:
+    refreshed(suite)
+    write_suite(suite, call=0.3)
+    result = suite.runpytest("benchmarks", "--benchmark-only")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([glob(f"REGRESSION {CONCURRENT}: *")])
+
+
+def test_a_users_speedup_hook_that_raises_is_one_line(suite: pytest.Pytester) -> None:
+    refreshed(suite)
+    (suite.path / "benchmarks" / "conftest.py").write_text(
+        "def pytest_perfkit_speedups(config):\n    return config.no_such_attribute\n"
+    )
+    result = suite.runpytest("benchmarks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        ["ERROR: pytest_perfkit_speedups raised AttributeError: *no_such_attribute*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_the_final_line_counts_a_regression_after_an_early_stop(suite: pytest.Pytester) -> None:
+    refreshed(suite)
+    write_suite(suite, call=0.3)
+    (suite.path / "benchmarks" / "test_zz_broken.py").write_text(
+        "def test_broken():\n    assert False\n\n\ndef test_after():\n    pass\n"
+    )
+    result = suite.runpytest("benchmarks", "-x")
+    assert "2 perf regressions" in result.stdout.lines[-1]
+
+
+def test_help_and_collection_work_before_the_first_baseline(suite: pytest.Pytester) -> None:
+    assert suite.runpytest("--help").ret == pytest.ExitCode.OK
+    assert suite.runpytest("benchmarks", "--collect-only").ret == pytest.ExitCode.OK
+    assert suite.runpytest("benchmarks").ret == pytest.ExitCode.USAGE_ERROR

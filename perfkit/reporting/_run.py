@@ -8,6 +8,7 @@ happens to use ``perf`` elsewhere is neither gated nor reported against it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -54,8 +55,9 @@ def scope_of(baseline: Path | None, rootpath: Path) -> str:
     """The node-id prefix of the benchmarks a baseline covers ("" for every benchmark)."""
     if baseline is None:
         return ""
+    # Not resolved: a baseline reached through a symlink covers the directory it is in.
     try:
-        relative = baseline.resolve().parent.relative_to(rootpath.resolve())
+        relative = Path(os.path.abspath(baseline)).parent.relative_to(os.path.abspath(rootpath))
     except ValueError:
         return ""
     return "" if relative == Path() else relative.as_posix() + "/"
