@@ -459,3 +459,14 @@ def test_help_and_collection_work_before_the_first_baseline(suite: pytest.Pytest
     assert suite.runpytest("--help").ret == pytest.ExitCode.OK
     assert suite.runpytest("benchmarks", "--collect-only").ret == pytest.ExitCode.OK
     assert suite.runpytest("benchmarks").ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_a_run_without_a_baseline_reports_without_a_gate(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    pytester.makepyfile(test_bench="def test_bench(perf):\n    perf(lambda: None, rounds=2)\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--perfkit-report-dir=report")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert "perfkit regression gate" not in result.stdout.str()
+    assert (pytester.path / "report" / "report.json").is_file()
