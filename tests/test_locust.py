@@ -33,10 +33,6 @@ LOOSE_SLOS = [
 QUICK_USERS = ["--wait-min", "0", "--wait-max", "0.5"]
 TIMEOUT = 90  # seconds for any one process; a run that takes longer has hung
 
-# One pytest-xdist worker runs this file's tests under --dist loadgroup (pytest -m slow in
-# .ci/run): they share one service and one distributed run.
-pytestmark = pytest.mark.xdist_group("locust")
-
 
 @pytest.fixture(autouse=True)
 def _locust_installed() -> None:

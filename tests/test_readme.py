@@ -47,7 +47,7 @@ def test_ci_runs_the_slow_tests_the_quick_start_tests_leave_out() -> None:
     addopts = pyproject["tool"]["pytest"]["ini_options"]["addopts"]
     assert addopts[addopts.index("-m") + 1] == "not slow"
     ci = (README.parent / ".ci" / "run").read_text().splitlines()
-    assert ci.index(".venv/bin/pytest -m slow --dist loadgroup") > ci.index(_quick_start()[1])
+    assert ci.index(".venv/bin/pytest -m slow") > ci.index(_quick_start()[1])
 
 
 def test_benchmark_example_passes_as_a_test_file(pytester: pytest.Pytester) -> None:

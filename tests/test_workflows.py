@@ -105,7 +105,7 @@ def test_tests_run_on_push_under_ci_on_python_3_11_to_3_13() -> None:
     assert tests["strategy"]["fail-fast"] is False
     assert tests["env"]["CI"] is True
     assert any(step.get("run") == "pytest" for step in tests["steps"])
-    assert any(step.get("run") == "pytest -m slow --dist loadgroup" for step in tests["steps"])
+    assert any(step.get("run") == "pytest -m slow" for step in tests["steps"])
 
 
 def test_benchmark_job_runs_the_gate_of_ci_run() -> None:
