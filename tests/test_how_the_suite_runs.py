@@ -30,7 +30,7 @@ def collected_by(*arguments: str, report_dir: Path) -> str:
 
 @pytest.mark.slow  # two pytest runs of their own
 def test_the_tests_run_on_every_core_and_the_benchmarks_serially(tmp_path: Path) -> None:
-    assert "created: " in collected_by("tests/test_suite.py", report_dir=tmp_path)
+    assert "created: " in collected_by("tests/test_how_the_suite_runs.py", report_dir=tmp_path)
     assert "created: " not in collected_by("benchmarks", report_dir=tmp_path)
 
 
