@@ -20,8 +20,6 @@ from perfkit._defaults import (
 )
 from perfkit._validation import parse_fraction
 
-DEFAULT_TOP = DEFAULT_PROFILE_TOP
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -31,7 +29,7 @@ class Settings:
     redis_url: str | None = None
     redis_latency: float = 0.0
     profile_dir: Path | None = None
-    profile_top: int = DEFAULT_TOP
+    profile_top: int = DEFAULT_PROFILE_TOP
     baseline: Path | None = None
     baseline_source: str = ""
     """Where the baseline path came from: ``--perfkit-baseline`` or ``ini option ...``."""
@@ -79,7 +77,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--perfkit-profile-top",
         default=None,
         metavar="N",
-        help=f"functions in each profile's .txt table (default: {DEFAULT_TOP}; "
+        help=f"functions in each profile's .txt table (default: {DEFAULT_PROFILE_TOP}; "
         "ini: perfkit_profile_top)",
     )
     group.addoption(
@@ -345,7 +343,7 @@ def _profile_top(config: pytest.Config) -> int:
     """How many functions each profile's table lists."""
     value, source = _value(config, "perfkit_profile_top")
     if value is None:
-        return DEFAULT_TOP
+        return DEFAULT_PROFILE_TOP
     if not (value.isdecimal() and value.isascii() and int(value) >= 1):
         raise pytest.UsageError(f"{source} must be an int >= 1; got {value!r}")
     return int(value)
@@ -377,7 +375,7 @@ def _fraction(
     if number is not None and below_one and number >= 1:
         raise pytest.UsageError(
             f"{source} must be a fraction below 1 (0.05 is 5%); got {value!r}, which would "
-            "allow a rise of " + f"{number:.0%}"
+            f"allow a rise of {number:.0%}"
         )
     if number is None:
         raise pytest.UsageError(

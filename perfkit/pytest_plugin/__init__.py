@@ -37,13 +37,10 @@ from perfkit.pytest_plugin._fixtures import (
     simulated_network,
 )
 from perfkit.pytest_plugin._keys import COMPARISONS_KEY, SESSION_KEY, SETTINGS_KEY
-from perfkit.pytest_plugin._markers import NETWORK_OPTIONS, SIM_OPTIONS
 from perfkit.pytest_plugin._session import WORKER_OUTPUT, PerfkitSession
 
 NETWORK_ERRORS = frozenset({"APIConnectionError", "ConnectError", "ConnectTimeout"})
 """What the anthropic SDK and httpx raise when a request cannot reach its server."""
-SIM_MARKER_OPTIONS = SIM_OPTIONS
-NETWORK_MARKER_OPTIONS = NETWORK_OPTIONS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -157,7 +154,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
         if message is None:
             raise
     # Outside the except block, so that pytest shows the one line, not the chain.
-    _markers.misuse(pyfuncitem, message)
+    _markers.misuse(message)
 
 
 def _misuse_message(item: pytest.Function, error: Exception) -> str | None:
@@ -209,10 +206,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 __all__ = [
     "COMPARISONS_KEY",
-    "NETWORK_MARKER_OPTIONS",
     "SESSION_KEY",
     "SETTINGS_KEY",
-    "SIM_MARKER_OPTIONS",
     "PerfkitSession",
     "anthropic_sim",
     "fake_redis_server",

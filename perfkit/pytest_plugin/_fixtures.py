@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import redis
 
     from perfkit._clock import Clock
+    from perfkit._defaults import ClockMode
     from perfkit._perf import Counters, Perf
     from perfkit.load import LoadTester
     from perfkit.simulation import AnthropicSimulator, RedisServer, SimulatedNetwork
@@ -50,7 +51,7 @@ def perfkit_clock(request: pytest.FixtureRequest) -> Iterator[Clock]:
         yield clock
 
 
-def clock_mode(item: pytest.Item) -> Any:
+def clock_mode(item: pytest.Item) -> ClockMode:
     """The clock a test runs on: its ``perfkit_clock`` marker, else the run's setting."""
     return _markers.clock_mode(item, item.config.stash[SETTINGS_KEY].clock)
 
@@ -107,7 +108,6 @@ def anthropic_sim(
         first = failures[0]
         more = f" ({len(failures) - 1} more)" if len(failures) > 1 else ""
         _markers.misuse(
-            request.node,
             f"the simulated Anthropic API recorded a failure the test did not take{more}: "
             f"{type(first).__name__}: {first}\nIf the test expected it (pytest.raises), "
             "take it with anthropic_sim.pop_failures(); else add a route or a reply for "
@@ -200,7 +200,7 @@ def load_test(request: pytest.FixtureRequest, perfkit_clock: Clock) -> LoadTeste
     except ValueError as error:
         problem = f"@pytest.mark.perfkit_slo: {error}"
     if problem is not None:  # outside the except block: one line, not a chain
-        _markers.misuse(request.node, problem)
+        _markers.misuse(problem)
     found = request.config.stash[SESSION_KEY].load_tests
     return LoadTester(
         perfkit_clock, slo, lambda entry: found.append({"test": request.node.nodeid, **entry})

@@ -29,7 +29,7 @@ MARKERS = {
 }
 
 
-def misuse(item: pytest.Item, message: str) -> NoReturn:
+def misuse(message: str) -> NoReturn:
     """Fail the test with one line naming the mistake and its fix (no traceback)."""
     pytest.fail(message, pytrace=False)
 
@@ -41,7 +41,6 @@ def clock_mode(item: pytest.Item, default: ClockMode) -> ClockMode:
         return default
     if len(marker.args) != 1 or marker.kwargs:
         misuse(
-            item,
             "@pytest.mark.perfkit_clock takes one argument, 'virtual' or 'real'; "
             f"got {_call(marker)}",
         )
@@ -50,7 +49,6 @@ def clock_mode(item: pytest.Item, default: ClockMode) -> ClockMode:
             return mode
     modes = ", ".join(repr(mode) for mode in CLOCK_MODES)
     misuse(
-        item,
         f"@pytest.mark.perfkit_clock({marker.args[0]!r}): the clock is one of {modes}"
         f"{_suggestion(marker.args[0], CLOCK_MODES)}",
     )
@@ -64,14 +62,12 @@ def options(item: pytest.Item, name: str, allowed: frozenset[str]) -> dict[str, 
         return {}
     if marker.args:
         misuse(
-            item,
             f"@pytest.mark.{name} takes keyword options only ({_listed(allowed)}); "
             f"got {_call(marker)}",
         )
     for option in marker.kwargs:
         if option not in allowed:
             misuse(
-                item,
                 f"@pytest.mark.{name} has no option {option!r}"
                 f"{_suggestion(option, allowed)}; its options are {_listed(allowed)}",
             )

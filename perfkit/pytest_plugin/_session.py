@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,8 +77,9 @@ class PerfkitSession:
         """Whether a benchmark is one the baseline (or, without one, the report) covers."""
         return nodeid.startswith(self.scope)
 
-    @property
+    @cached_property
     def scope(self) -> str:
+        """The node-id prefix of the benchmarks the baseline covers (fixed for the run)."""
         from perfkit.reporting import scope_of
 
         return scope_of(self.settings.baseline, self.config.rootpath)
@@ -93,8 +95,8 @@ class PerfkitSession:
             "load_tests": self.load_tests,
             "profiles": [[str(path) for path in files] for files in self.profiles],
         }
-        # describe() parameters may hold any object; the report shows them as JSON anyway
-        loaded: dict[str, Any] = json.loads(json.dumps(plain, default=repr))
+        # JSON in, JSON out: the data the report holds, and nothing execnet cannot carry
+        loaded: dict[str, Any] = json.loads(json.dumps(plain))
         return loaded
 
     def merge(self, worker: str, output: Mapping[str, Any] | None) -> None:

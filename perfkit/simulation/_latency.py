@@ -65,14 +65,14 @@ class _Seeded:
         self._rng = random.Random(seed)
 
     def reset(self) -> None:
-        """Start the sequence again from the seed."""
+        """Start the sequence again from its random seed."""
         self._rng = random.Random(self.seed)
 
     def _parameters(self) -> dict[str, object]:
         return {name: value for name, value in vars(self).items() if not name.startswith("_")}
 
     def __eq__(self, other: object) -> bool:
-        """Same distribution and seed (where in its sequence each one is does not count)."""
+        """Same distribution and random seed (where in its sequence each one is does not count)."""
         return type(other) is type(self) and other._parameters() == self._parameters()
 
     def __hash__(self) -> int:
