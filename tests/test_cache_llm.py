@@ -228,3 +228,73 @@ def test_a_client_without_messages_is_a_type_error() -> None:
         TypeError, match=r"client must be an anthropic\.Anthropic or AsyncAnthropic"
     ):
         CachedMessages(object(), MultiLayerCache(None))
+
+
+# -- a wrong-shaped entry under a request's key is corrupt: counted, evicted, refetched --------
+
+WRONG_SHAPES = [
+    pytest.param("not a message", id="str"),
+    pytest.param([1, 2, 3], id="list"),
+    pytest.param({"id": "msg_1"}, id="dict-missing-fields"),
+    pytest.param({"content": "x", "usage": 3}, id="dict-wrong-types"),
+]
+
+
+def _plant(messages: CachedMessages, request: dict[str, Any], value: Any) -> str:
+    key: str = messages._fetch.cache_key(request)
+    messages.cache.store(key, value)
+    return key
+
+
+@pytest.mark.parametrize("wrong", WRONG_SHAPES)
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_a_wrong_shaped_entry_is_counted_evicted_and_the_api_called(
+    wrong: Any, stream: bool
+) -> None:
+    redis_client = fakeredis.FakeRedis()
+    with AnthropicSimulator() as sim, anthropic.Anthropic(api_key="test") as client:
+        sim.respond_with(Reply.text("A programming language."))
+        messages = CachedMessages(client, MultiLayerCache(redis_client))
+        key = _plant(messages, ask(), wrong)
+        if stream:
+            first = _text_of_stream(messages.create(**ask(), stream=True))[1]
+            again = _text_of_stream(messages.create(**ask(), stream=True))[1]
+        else:
+            first = messages.create(**ask()).content[0].text
+            again = messages.create(**ask()).content[0].text
+        assert sim.call_count == 1  # once for the evicted entry, then served from the cache
+    assert first == again == "A programming language."
+    assert messages.cache.stats()["corrupt"] == 1
+    assert MultiLayerCache(redis_client).lookup(key).value != wrong  # L2 holds the reply now
+
+
+@pytest.mark.parametrize("wrong", WRONG_SHAPES)
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_async_a_wrong_shaped_entry_is_counted_evicted_and_the_api_called(
+    wrong: Any, stream: bool
+) -> None:
+    clock = VirtualClock()
+    cache = MultiLayerCache(fakeredis.FakeAsyncRedis(), clock=clock)
+
+    async def twice() -> list[str]:
+        async with anthropic.AsyncAnthropic(api_key="test") as client:
+            messages = CachedMessages(client, cache)
+            await cache.astore(messages._fetch.cache_key(ask()), wrong)
+            texts = []
+            for _ in range(2):
+                if not stream:
+                    texts.append((await messages.create(**ask())).content[0].text)
+                    continue
+                text = ""
+                async with await messages.create(**ask(), stream=True) as events:
+                    async for event in events:
+                        if event.type == "content_block_delta":
+                            text += event.delta.text
+                texts.append(text)
+            return texts
+
+    with AnthropicSimulator(clock=clock) as sim:
+        sim.respond_with(Reply.text("A programming language."))
+        assert clock.run(twice()) == ["A programming language."] * 2
+        assert sim.call_count == 1
+    assert cache.stats()["corrupt"] == 1

@@ -155,18 +155,29 @@ class CachedMessages:
             return self._acreate(request)
         if request.get("stream"):
             return self._stream(request)
-        return self._message_type.model_validate(self._fetch(request))
+        message = self._message(self._fetch(request))
+        if message is None:  # a corrupt entry, now evicted: this fetch reaches the API
+            self._fetch.invalidate(request)
+            message = self._message_type.model_validate(self._fetch(request))
+        return message
 
     async def _acreate(self, request: dict[str, Any]) -> Any:
         if request.get("stream"):
             return await self._astream(request)
-        return self._message_type.model_validate(await self._fetch(request))
+        message = self._message(await self._fetch(request))
+        if message is None:  # a corrupt entry, now evicted: this fetch reaches the API
+            await self._fetch.ainvalidate(request)
+            message = self._message_type.model_validate(await self._fetch(request))
+        return message
 
     def _stream(self, request: dict[str, Any]) -> Any:
         key = self._fetch.cache_key(request)
         found = self.cache.lookup(key)
+        message = self._message(found.value) if found.hit else None
+        if message is not None:
+            return ReplayedStream(_events(message))
         if found.hit:
-            return ReplayedStream(_events(found.value))
+            self.cache.invalidate_key(key)
         return RecordingStream(
             self.client.messages.create(**request),
             lambda message: self.cache.store(key, message, ttl=self.ttl),
@@ -175,13 +186,25 @@ class CachedMessages:
     async def _astream(self, request: dict[str, Any]) -> Any:
         key = self._fetch.cache_key(request)
         found = await self.cache.alookup(key)
+        message = self._message(found.value) if found.hit else None
+        if message is not None:
+            return ReplayedStream(_events(message), is_async=True)
         if found.hit:
-            return ReplayedStream(_events(found.value), is_async=True)
+            await self.cache.ainvalidate_key(key)
 
         async def store(message: dict[str, Any]) -> None:
             await self.cache.astore(key, message, ttl=self.ttl)
 
         return RecordingStream(await self.client.messages.create(**request), store)
+
+    def _message(self, value: Any) -> Any:
+        """The SDK's ``Message`` of a cached value, or None for an entry of the wrong shape
+        (counted as corrupt: the caller evicts it and asks the API)."""
+        try:
+            return self._message_type.model_validate(value)
+        except ValueError:  # pydantic's ValidationError, whatever the value's shape
+            self.cache.count("corrupt")
+            return None
 
     def _sync_fetch(self, request: dict[str, Any]) -> dict[str, Any]:
         message = self.client.messages.create(**request)
@@ -208,12 +231,13 @@ def _is_async_client(client: Any, create: Any) -> bool:
     return isinstance(client, anthropic.AsyncAnthropic) or inspect.iscoroutinefunction(create)
 
 
-def _events(message: dict[str, Any]) -> list[Any]:
+def _events(message: Any) -> list[Any]:
     from anthropic.types import RawMessageStreamEvent
     from pydantic import TypeAdapter
 
     adapter: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
-    return [adapter.validate_python(event) for event in replay_events(message)]
+    events = replay_events(message.model_dump(mode="json"))
+    return [adapter.validate_python(event) for event in events]
 
 
 def _message_type() -> Any:
