@@ -15,15 +15,18 @@ import sys
 from collections import OrderedDict, namedtuple
 from typing import Any
 
+import fakeredis
 import pydantic
 import pytest
 
+from perfkit.cache import MultiLayerCache
 from perfkit.cache._keys import (
     DEFAULT_MAX_KEY_LENGTH,
     DIGEST_LENGTH,
     bind_arguments,
     canonical,
     function_identity,
+    key_prefix,
     make_key,
 )
 
@@ -321,7 +324,7 @@ def test_args_and_kwargs_are_not_interchangeable() -> None:
 
 
 def test_a_namespace_may_use_colons_like_redis_keys_do() -> None:
-    assert make_key("app:llm", 1, "m:f", (), {}).startswith("app:llm:v1:m:f:")
+    assert make_key("app:llm", 1, "m:f", (), {}).startswith("app%3Allm:v1:m:f:")
 
 
 def test_short_keys_are_left_alone() -> None:
@@ -527,3 +530,86 @@ def test_a_call_the_function_cannot_accept_raises_type_error() -> None:
 
 def test_callables_without_a_signature_keep_their_arguments_as_given() -> None:
     assert bind_arguments(min, (3, 1), {"key": None}) == ((3, 1), {"key": None})
+
+
+# --- components are encoded so that no two distinct keys or namespaces can meet (issue 14) --
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Few letters and every separator, so that collisions, if the encoding allowed any, are likely.
+_tricky = st.text(alphabet="ab1v:%~", min_size=1, max_size=8)
+_versions = st.one_of(st.integers(min_value=0, max_value=12), _tricky)
+
+
+def test_a_version_with_a_colon_no_longer_meets_another_identity() -> None:
+    # The issue's case: version "1:mod" with identity "f:x", and version 1 with "mod:f:x".
+    assert make_key("n", "1:mod", "f:x", (), {}) != make_key("n", 1, "mod:f:x", (), {})
+
+
+def test_a_namespace_with_a_colon_no_longer_meets_another_namespace() -> None:
+    assert make_key("n:v1:x", 1, "m:f", (), {}) != make_key("n", 1, "x:v1:m:f", (), {})
+    assert not make_key("n:v1:x", 1, "m:f", (), {}).startswith(key_prefix("n", 1))
+
+
+def _splits(text: str) -> list[tuple[str, str, str]]:
+    """Every (namespace, version, identity) that a plain ``ns:v{version}:identity`` join
+    would have turned into ``text``."""
+    found = []
+    for first in range(1, len(text)):
+        if text[first : first + 2] != ":v":
+            continue
+        for second in range(first + 3, len(text) - 1):
+            if text[second] == ":":
+                found.append((text[:first], text[first + 2 : second], text[second + 1 :]))
+    return found
+
+
+@settings(max_examples=150, deadline=None)
+@given(_tricky, _versions, _tricky)
+def test_components_that_join_to_one_text_never_give_one_key(
+    namespace: str, version: int | str, identity: str
+) -> None:
+    key = make_key(namespace, version, identity, (), {})
+    for other in _splits(f"{namespace}:v{version}:{identity}"):
+        if other != (namespace, str(version), identity):
+            assert make_key(*other, (), {}) != key, other
+
+
+@settings(max_examples=150, deadline=None)
+@given(_tricky, _versions, _tricky)
+def test_no_other_namespace_has_a_key_that_starts_with_this_namespaces_prefix(
+    namespace: str, version: int | str, tail: str
+) -> None:
+    prefix = key_prefix(namespace, version)
+    for other in _splits(f"{namespace}:v{version}:{tail}"):
+        if other[:2] != (namespace, str(version)):
+            assert not key_prefix(*other[:2]).startswith(prefix), other
+            assert not make_key(*other, (), {}).startswith(prefix), other
+
+
+@settings(max_examples=100, deadline=None)
+@given(_tricky, _tricky)
+def test_a_named_entry_is_never_a_functions_entry_or_a_lock(name: str, identity: str) -> None:
+    cache = MultiLayerCache(None, namespace="n")
+    function_key = make_key("n", 1, identity, (), {})
+    assert cache.key(function_key.removeprefix(cache.prefix)) != function_key
+    assert cache.key(name) != cache.key(identity) or name == identity
+    assert cache.key(f"{name}:lock") != f"{cache.key(name)}:lock"
+
+
+def test_clear_leaves_every_namespace_that_merely_starts_like_its_own() -> None:
+    redis_client = fakeredis.FakeRedis()
+    target = MultiLayerCache(redis_client, namespace="n")
+    neighbours = [
+        MultiLayerCache(redis_client, namespace="n:v1:x"),
+        MultiLayerCache(redis_client, namespace="n", version="1:x"),
+        MultiLayerCache(redis_client, namespace="n%3Av1"),
+    ]
+    for cache in [target, *neighbours]:
+        cache.set("a", cache.namespace)
+    target.clear()
+    assert target.get("a") is None
+    for cache in neighbours:
+        cache.l1.clear()
+        assert cache.get("a") == cache.namespace

@@ -5,6 +5,16 @@ cached function (``module:qualname``) and the digest is the first 32 hex digits 
 SHA-256 of the call's arguments in canonical form. Nothing in it depends on ``hash()``
 (salted per process), ``id()``, or the order a dict was filled in.
 
+The components are encoded so that no two distinct ones can meet: ``%`` and ``:`` in the
+namespace and the version are percent-escaped (``%25``, ``%3A``), so the prefix
+``{namespace}:v{version}:`` ends at its second ``:`` and no namespace's prefix starts
+another's keys (``clear()`` deletes exactly its own). The identity may hold ``:``, since
+the digest after it has a fixed length; ``%`` and ``~`` in it are escaped, as ``~`` marks
+an identity cut short. An entry a cache names itself (``cache.set(name, ...)``) has ``%``
+and ``:`` of its name escaped, so it is never a function's entry nor a compute lock
+(``{key}:lock``). Names made of letters, digits, ``.``, ``_``, ``-`` and the like are
+written as they are; the version 1 and ``"1"`` are one version.
+
 The canonical form is JSON in which every value's type can be told from its text, so
 arguments a function could answer differently for never share a key:
 
@@ -49,6 +59,10 @@ DIGEST_LENGTH = 32
 """Hex digits of the arguments' SHA-256 kept in a key (128 bits)."""
 
 _IDENTITY_HASH_LENGTH = 16
+# Percent-escapes (with "%" itself escaped, so they are injective): ":" ends the namespace
+# and the version, "~" marks an identity cut short.
+_PREFIX_ESCAPES = str.maketrans({"%": "%25", ":": "%3A"})
+_IDENTITY_ESCAPES = str.maketrans({"%": "%25", "~": "%7E"})
 _MAX_DECIMAL_INT_BITS = 1024
 _SUPPORTED = (
     "None, bool, int, float, str, bytes, bytearray, tuple, list, dict, set, frozenset, "
@@ -128,6 +142,28 @@ def bind_arguments(
     return bound.args, dict(bound.kwargs)
 
 
+def key_prefix(namespace: str, version: int | str) -> str:
+    """What every key of a namespace and version starts with, and no other key does.
+
+    >>> key_prefix("app:llm", 2)
+    'app%3Allm:v2:'
+    """
+    _check_namespace(namespace)
+    _check_version(version)
+    return f"{namespace.translate(_PREFIX_ESCAPES)}:v{str(version).translate(_PREFIX_ESCAPES)}:"
+
+
+def entry_name(name: str) -> str:
+    """A cache's own entry name as it appears after the prefix: ``%`` and ``:`` escaped.
+
+    >>> entry_name("user:42")
+    'user%3A42'
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"an entry name must be a str, got {name!r}")
+    return name.translate(_PREFIX_ESCAPES)
+
+
 def make_key(
     namespace: str,
     version: int | str,
@@ -142,18 +178,18 @@ def make_key(
     The digest is the first 32 hex digits of the SHA-256 of ``canonical((args, kwargs))``.
     A key longer than ``max_length`` characters has its identity cut short, ending in
     ``~`` and a hash of the whole identity, so long names still give distinct keys.
+    Components are escaped as the module docstring says, so distinct ones never meet.
 
     >>> make_key("app", 2, "billing:total", (1, 2), {"currency": "EUR"})
     'app:v2:billing:total:1aa834166d97f0d5480f2c73548f5937'
     """
-    _check_namespace(namespace)
-    _check_version(version)
+    head = key_prefix(namespace, version)
     _check_identity(identity)
     _check_max_length(max_length)
     arguments = _tagged(
         "tuple", [_canonical_at(tuple(args), "args"), _canonical_at(dict(kwargs), "kwargs")]
     )
-    head = f"{namespace}:v{version}:"
+    identity = identity.translate(_IDENTITY_ESCAPES)
     tail = f":{_sha256(arguments)[:DIGEST_LENGTH]}"
     room = max_length - len(head) - len(tail)
     if len(identity) <= room:

@@ -27,6 +27,7 @@ import redis.exceptions
 
 from perfkit._clock import Clock, RealClock
 from perfkit.cache._breaker import CircuitBreaker
+from perfkit.cache._keys import entry_name, key_prefix
 from perfkit.cache._l1 import Entry, LocalCache
 from perfkit.cache._serialization import (
     CorruptPayloadError,
@@ -116,7 +117,7 @@ class MultiLayerCache:
         self.clock: Clock = clock if clock is not None else RealClock()
         self.namespace = _check_namespace(namespace)
         self.version = _check_version(version)
-        self.prefix = f"{self.namespace}:v{self.version}:"
+        self.prefix = key_prefix(self.namespace, self.version)
         self.invalidation_channel = f"{self.prefix}invalidations"
         self.ttl = _check_ttl("ttl", ttl)
         self.l1_ttl = None if l1_ttl is None else _check_ttl("l1_ttl", l1_ttl)
@@ -151,8 +152,9 @@ class MultiLayerCache:
     # -- public, non-decorator API -------------------------------------------------------
 
     def key(self, name: str) -> str:
-        """The full Redis key of an entry called ``name`` in this cache's namespace."""
-        return self.prefix + name
+        """The full Redis key of an entry called ``name`` in this cache's namespace
+        (``%`` and ``:`` in it escaped, so it never meets a function's key or a lock)."""
+        return self.prefix + entry_name(name)
 
     def get(self, name: str, default: Any = None) -> Any:
         found = self.lookup(self.key(name))
