@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import unicodedata
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -273,10 +276,7 @@ class _ChatStream(StreamingResponse):
 
 def parse_chat_request(body: bytes) -> ChatRequest:
     """The chat request in ``body``, or a :class:`RequestError` saying what is wrong."""
-    try:
-        payload = json.loads(body)
-    except ValueError as error:
-        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    payload = _strict_json(body)
     if not isinstance(payload, dict):
         raise RequestError(
             422, "invalid_request", f"the body must be a JSON object, got {type(payload).__name__}"
@@ -285,7 +285,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     unknown = sorted(set(payload) - set(CHAT_FIELDS))
     if missing or unknown:
         problems = [f"missing field(s) {', '.join(missing)}"] if missing else []
-        problems += [f"unknown field(s) {', '.join(unknown)}"] if unknown else []
+        problems += [f"unknown field(s) {_some(unknown)}"] if unknown else []
         raise RequestError(
             422,
             "invalid_request",
@@ -299,6 +299,12 @@ def parse_chat_request(body: bytes) -> ChatRequest:
             f"user_id must be a non-empty string of at most {MAX_USER_ID_CHARS} characters, "
             f"got {_shorten(user_id)}",
         )
+    if any(unicodedata.category(char) == "Cc" for char in user_id):
+        raise RequestError(
+            422,
+            "invalid_request",
+            f"user_id must not hold control characters, got {_shorten(user_id)}",
+        )
     if not isinstance(message, str) or not message.strip():
         raise RequestError(
             422, "invalid_request", f"message must be a non-empty string, got {_shorten(message)}"
@@ -310,6 +316,60 @@ def parse_chat_request(body: bytes) -> ChatRequest:
             f"message is {len(message)} characters; at most {MAX_MESSAGE_CHARS} are allowed",
         )
     return ChatRequest(user_id, message)
+
+
+def _strict_json(body: bytes) -> Any:
+    """``body`` parsed as strict JSON (RFC 8259): no NaN or Infinity, no number that
+    overflows a float, no duplicate key, no lone surrogate, nesting the parser can hold."""
+    try:
+        payload = json.loads(
+            body,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+        # A lone surrogate ("\\ud800") parses, then fails whoever encodes it as UTF-8.
+        json.dumps(payload, ensure_ascii=False).encode()
+    except RecursionError:
+        raise RequestError(
+            400, "invalid_json", "the body is not valid JSON: it is nested too deeply"
+        ) from None
+    except UnicodeEncodeError as error:
+        surrogate = error.object[error.start : error.end]
+        raise RequestError(
+            400,
+            "invalid_json",
+            f"the body is not valid JSON: it holds a lone surrogate {surrogate!r}, which is "
+            "not a Unicode character",
+        ) from None
+    except ValueError as error:
+        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    return payload
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {_shorten(text)} is out of range")
+    return number
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    payload = dict(pairs)
+    if len(payload) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        duplicate = next(key for key, count in counts.items() if count > 1)
+        raise ValueError(f"duplicate key {_shorten(duplicate)}")
+    return payload
+
+
+def _some(names: list[str], shown: int = 8) -> str:
+    listed = ", ".join(name if len(name) <= 40 else f"{name[:37]}..." for name in names[:shown])
+    return listed if len(names) <= shown else f"{listed}, and {len(names) - shown} more"
 
 
 def _upstream(error: BaseException) -> RequestError:
@@ -336,6 +396,6 @@ def _sse(event: str, data: Mapping[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def _shorten(value: object) -> str:
+def _shorten(value: object, limit: int = 80) -> str:
     text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -1,0 +1,176 @@
+"""The agent service against hostile clients: bodies that break parsers, redirects to a
+client's host, disconnects, credentials, upstream secrets, slow connections, slow Redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from perfkit import AnthropicSimulator, VirtualClock
+from perfkit.agents import NaiveAgent, OptimizedAgent
+from perfkit.cache import MultiLayerCache
+from perfkit.service import create_app
+from tests.loopback_asgi import running_uvicorn
+
+JSON = {"content-type": "application/json"}
+CHAT_PATHS = ["/chat", "/chat/stream"]
+
+
+def make_app(kind: str = "naive", **options: Any) -> Starlette:
+    client_options = {"api_key": "test", "max_retries": 0}
+    if kind == "naive":
+        return create_app(NaiveAgent(client_options=client_options), **options)
+    agent = OptimizedAgent(cache=MultiLayerCache(), client_options=client_options)
+    return create_app(agent, **options)
+
+
+def post_all(app: Starlette, requests: list[tuple[str, bytes, dict[str, str]]]) -> list[Any]:
+    """Each (path, body, headers) posted to ``app`` in process, on a virtual clock; the
+    responses (an app exception is raised, as a server would log it)."""
+    clock = VirtualClock()
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                return [
+                    await client.post(path, content=body, headers=headers)
+                    for path, body, headers in requests
+                ]
+        finally:
+            await app.state.agent.aclose()
+
+    with AnthropicSimulator(clock=clock):
+        return clock.run(main())
+
+
+# --- 1. every bad body is a 4xx JSON error, never a 500 ---------------------------------
+
+NESTED = b"[" * 100_000
+HOSTILE_BODIES = [
+    pytest.param(NESTED, JSON, 400, id="100k-nested-arrays"),
+    pytest.param(b'{"a":' * 50_000, JSON, 400, id="50k-nested-objects"),
+    pytest.param(b'[{"a":' * 30_000, JSON, 400, id="30k-nested-mixed"),
+    pytest.param(b'{"user_id": "ann", "message": ' + NESTED + b"}", JSON, 400, id="nested-field"),
+    pytest.param(
+        b'{"user_id": "ann", "message": ' + b"[" * 500 + b"1" + b"]" * 500 + b"}", JSON, 422,
+        id="500-deep-message",
+    ),
+    pytest.param(b'{"user_id": "ann", "message": "\\ud800"}', JSON, 400, id="surrogate-message"),
+    pytest.param(b'{"user_id": "\\ud800", "message": "Hi"}', JSON, 400, id="surrogate-user"),
+    pytest.param(b'{"user_id": "ann", "message": "a\\udc00b"}', JSON, 400, id="low-surrogate"),
+    pytest.param(
+        b'{"user_id": "ann", "message": "\\udc00\\ud800"}', JSON, 400, id="reversed-pair"
+    ),
+    pytest.param(
+        b'{"user_id": "ann", "message": "Hi", "\\ud800": 1}', JSON, 400, id="surrogate-key"
+    ),
+    pytest.param(b'{"user_id": "ann", "message": NaN}', JSON, 400, id="nan"),
+    pytest.param(b'{"user_id": "ann", "message": -Infinity}', JSON, 400, id="infinity"),
+    pytest.param(b'{"user_id": "ann", "message": 1e999999}', JSON, 400, id="float-overflow"),
+    pytest.param(b'{"user_id": "ann", "message": ' + b"9" * 5000 + b"}", JSON, 400,
+                 id="5000-digit-int"),
+    pytest.param(b'{"user_id": "ann", "message": "\xff\xfe"}', JSON, 400, id="invalid-utf8"),
+    pytest.param(b'{"user_id": "ann", "message": "\xc0\xaf"}', JSON, 400, id="overlong-utf8"),
+    pytest.param(b'{"user_id": "ann", "message": "\xed\xa0\x80"}', JSON, 400,
+                 id="utf8-encoded-surrogate"),
+    pytest.param(b'{"user_id": "ann", "message": "Hi", "message": "Bye"}', JSON, 400,
+                 id="duplicate-key"),
+    pytest.param(b"", JSON, 400, id="empty"),
+    pytest.param(b"   \n", JSON, 400, id="whitespace"),
+    pytest.param(b"\x00", JSON, 400, id="nul-byte"),
+    pytest.param(b"null", JSON, 422, id="null"),
+    pytest.param(b'"ann"', JSON, 422, id="string"),
+    pytest.param(b"42", JSON, 422, id="number"),
+    pytest.param(b'{"user_id": "ann\\u0000", "message": "Hi"}', JSON, 422, id="nul-in-user"),
+    pytest.param(b'{"user_id": "ann\\nbob", "message": "Hi"}', JSON, 422, id="newline-in-user"),
+    pytest.param(b'{"user_id": "ann", "message": {"text": "Hi"}}', JSON, 422, id="message-obj"),
+    pytest.param(
+        json.dumps({f"field{n}": n for n in range(10_000)}).encode(), JSON, 422,
+        id="10k-unknown-fields",
+    ),
+    pytest.param(b'{"user_id": "ann", "message": "Hi"}', {"content-type": "text/plain"}, 415,
+                 id="text-plain"),
+    pytest.param(b'{"user_id": "ann", "message": "Hi"}',
+                 {"content-type": "multipart/form-data; boundary=x"}, 415, id="multipart"),
+    pytest.param(b'{"user_id": "ann", "message": "Hi"}',
+                 {"content-type": "application/jsonx"}, 415, id="jsonx"),
+    pytest.param(b'{"user_id": "ann", "message": "' + b"x" * 300_000 + b'"}', JSON, 413,
+                 id="oversized"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", CHAT_PATHS)
+@pytest.mark.parametrize(("body", "headers", "status"), HOSTILE_BODIES)
+def test_a_hostile_body_gets_a_4xx_json_error_never_a_500(
+    path: str, body: bytes, headers: dict[str, str], status: int
+) -> None:
+    app = make_app()
+    (response,) = post_all(app, [(path, body, headers)])
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["type"] in ("invalid_json", "invalid_request", "unsupported_media_type",
+                             "payload_too_large")  # fmt: skip
+    assert len(response.content) < 2_000  # the error names the problem, not the whole body
+
+
+def test_the_json_errors_say_what_is_wrong() -> None:
+    app = make_app()
+    bodies = [
+        NESTED,
+        b'{"user_id": "ann", "message": "\\ud800"}',
+        b'{"user_id": "ann", "message": NaN}',
+        b'{"user_id": "ann", "message": "Hi", "message": "Bye"}',
+        b'{"user_id": "ann\\u0007", "message": "Hi"}',
+        json.dumps({f"field{n}": n for n in range(100)}).encode(),
+    ]
+    responses = post_all(app, [("/chat", body, JSON) for body in bodies])
+    messages = [response.json()["error"]["message"] for response in responses]
+    assert "nested too deeply" in messages[0]
+    assert "lone surrogate" in messages[1]
+    assert "NaN is not allowed" in messages[2]
+    assert "duplicate key 'message'" in messages[3]
+    assert "user_id must not hold control characters" in messages[4]
+    assert "unknown field(s) field0, field1," in messages[5]
+    assert "and 92 more" in messages[5]
+
+
+@pytest.mark.parametrize("path", CHAT_PATHS)
+def test_good_unicode_is_still_answered(path: str) -> None:
+    app = make_app()
+    bodies = [
+        b'{"user_id": "ann", "message": "\\ud83d\\ude00 caf\\u00e9"}',  # a surrogate pair
+        '{"user_id": "zoë", "message": "naïve 😀"}'.encode(),
+        # A UTF-8 byte order mark, which RFC 8259 lets a parser ignore.
+        b'\xef\xbb\xbf{"user_id": "ann", "message": "Hi"}',
+    ]
+    responses = post_all(app, [(path, body, JSON) for body in bodies])
+    assert [response.status_code for response in responses] == [200, 200, 200]
+
+
+def test_on_a_real_server_hostile_bodies_leave_no_traceback_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wanted = {"100k-nested-arrays", "surrogate-message", "surrogate-user", "nan", "duplicate-key"}
+    bodies = [param.values[0] for param in HOSTILE_BODIES if param.id in wanted]
+    with (
+        AnthropicSimulator(),
+        running_uvicorn(make_app(), log_config=None) as url,
+        caplog.at_level(logging.INFO),
+        httpx.Client(base_url=url) as client,
+    ):
+        statuses = [
+            client.post(path, content=body, headers=JSON).status_code
+            for path in CHAT_PATHS
+            for body in bodies
+        ]
+    assert len(statuses) == 2 * len(wanted)
+    assert [status for status in statuses if status >= 500] == []
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert "Traceback" not in caplog.text
