@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from typing import Any
 
 import httpx
@@ -174,3 +175,60 @@ def test_on_a_real_server_hostile_bodies_leave_no_traceback_in_the_log(
     assert [status for status in statuses if status >= 500] == []
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert "Traceback" not in caplog.text
+
+
+# --- 2. no redirect to a host the client named ------------------------------------------
+
+HOSTS = ["evil.example", "evil.example:8080", "127.0.0.1@evil.example", "[::1]", "evil.example."]
+SLASHED = [
+    ("GET", "/metrics/"),
+    ("GET", "/healthz/"),
+    ("POST", "/chat/"),
+    ("POST", "/chat/stream/"),
+]
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_trailing_slash_is_a_404_never_a_redirect_to_the_clients_host(host: str) -> None:
+    clock = VirtualClock()
+    app = make_app()
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            return [
+                await client.request(method, path, headers={"host": host, **JSON}, content=b"{}")
+                for method, path in SLASHED
+            ]
+
+    responses = clock.run(main())
+    assert [response.status_code for response in responses] == [404] * len(SLASHED)
+    assert [response.headers.get("location") for response in responses] == [None] * len(SLASHED)
+    assert {response.json()["error"]["type"] for response in responses} == {"not_found"}
+
+
+RAW_REQUESTS = [
+    b"GET /metrics/ HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    b"GET http://evil.example/metrics/ HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    b"GET //evil.example/metrics/ HTTP/1.1\r\nHost: service\r\n\r\n",
+    b"GET /metrics/ HTTP/1.1\r\nHost: service\r\nX-Forwarded-Host: evil.example\r\n\r\n",
+    b"GET /metrics/ HTTP/1.0\r\n\r\n",
+]
+
+
+def test_on_a_real_server_no_request_line_or_host_header_gets_a_redirect() -> None:
+    with running_uvicorn(make_app()) as url:
+        port = int(url.rsplit(":", 1)[1])
+        heads = [_raw_exchange(port, request).split(b"\r\n\r\n", 1)[0] for request in RAW_REQUESTS]
+    assert [head.split(b" ", 2)[1] for head in heads] == [b"404"] * len(RAW_REQUESTS)
+    assert not [head for head in heads if b"\r\nlocation:" in head.lower()]
+
+
+def _raw_exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` as it is and read the response until the server closes or 1 s."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received

@@ -122,6 +122,9 @@ def create_app(
         exception_handlers={HTTPException: service.http_error},
         lifespan=lifespan_of,
     )
+    # Slash redirection builds its Location from the client's Host header: an open
+    # redirect (GET /metrics/ with Host: evil.example -> http://evil.example/metrics).
+    app.router.redirect_slashes = False
     app.state.agent = agent
     app.state.metrics = service.metrics
     return app
