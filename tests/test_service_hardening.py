@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from perfkit import AnthropicSimulator, VirtualClock
+from perfkit import AnthropicSimulator, Fault, VirtualClock
 from perfkit.agents import NaiveAgent, OptimizedAgent
 from perfkit.cache import MultiLayerCache
 from perfkit.service import create_app
@@ -232,3 +232,71 @@ def _raw_exchange(port: int, request: bytes) -> bytes:
         while chunk := connection.recv(65536):
             received += chunk
     return received
+
+
+# --- 6. upstream error bodies stay in the log ---------------------------------------------
+
+SECRET = "sk-ant-api03-LEAKED-0123456789 at db.internal:5432"
+LEAKY_FAULTS = [
+    pytest.param(Fault.http_error(500, "api_error", f"backend failed: {SECRET}"), id="500"),
+    pytest.param(Fault.http_error(400, "invalid_request_error", SECRET), id="400"),
+    pytest.param(Fault.http_error(429, "rate_limit_error", SECRET), id="429"),
+    pytest.param(Fault.stream_error(error_type="api_error", message=SECRET), id="stream-first"),
+    pytest.param(
+        Fault.stream_error(after_tokens=3, error_type="api_error", message=SECRET),
+        id="stream-midway",
+    ),
+]
+
+
+@pytest.mark.parametrize("path", CHAT_PATHS)
+@pytest.mark.parametrize("fault", LEAKY_FAULTS)
+def test_an_upstream_error_body_is_logged_never_sent_to_the_client(
+    path: str, fault: Fault, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = VirtualClock()
+    app = make_app("optimized", clock=clock)
+
+    async def main() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                return await client.post(path, json={"user_id": "ann", "message": "Hi"})
+        finally:
+            await app.state.agent.aclose()
+
+    with caplog.at_level(logging.INFO), AnthropicSimulator(clock=clock) as sim:
+        sim.enqueue(fault)
+        response = clock.run(main())
+    assert "LEAKED" not in response.text
+    assert "db.internal" not in response.text
+    error = _error_of(response)
+    assert error["type"] in ("upstream_error", "rate_limited")
+    assert error["request_id"]
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("perfkit.service")]
+    assert [line for line in logged if SECRET in line and error["request_id"] in line]
+
+
+def test_an_unexpected_failure_is_a_generic_500_and_its_traceback_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(NaiveAgent):
+        def _history(self, user_id: str) -> list[Any]:
+            raise RuntimeError(f"history store at {SECRET} is corrupt")
+
+    app = create_app(Broken())
+    with caplog.at_level(logging.INFO):
+        (response,) = post_all(app, [("/chat", b'{"user_id": "ann", "message": "Hi"}', JSON)])
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "internal"
+    assert "LEAKED" not in response.text
+    assert "RuntimeError" in caplog.text
+    assert SECRET in caplog.text
+
+
+def _error_of(response: httpx.Response) -> dict[str, Any]:
+    """The error of a JSON error response, or of a stream's last (``error``) event."""
+    if response.headers["content-type"] == "application/json":
+        return dict(response.json()["error"])
+    data = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    return dict(json.loads(data[-1].removeprefix("data: "))["error"])

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
+import secrets
 import unicodedata
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -53,15 +55,33 @@ _STATUS_OF_ERROR = {
 }
 _CLIENT_CLOSED = 499  # nginx's status for a client that went away before the reply
 
+_PUBLIC_MESSAGES = {
+    "rate_limited": "the model API is rate limiting requests; try again later",
+    "overloaded": "the model API is overloaded; try again later",
+    "timeout": "the model API did not answer in time",
+    "connection": "the service could not reach the model API",
+    "upstream_error": "the model API failed to answer",
+    "agent": "the agent could not complete the conversation",
+    "internal": "the service failed unexpectedly",
+}
+"""What a client is told of a failure: upstream's own words (error bodies, addresses,
+whatever a provider puts there) go to the service's log only, under the request id."""
+
+logger = logging.getLogger("perfkit.service")
+
 
 class RequestError(PerfkitError):
-    """A request the service refuses: its status, error type and a readable message."""
+    """A request the service refuses: its status, error type and a readable message (and,
+    for a failure whose detail only the service's log holds, the id it is logged under)."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(
+        self, status: int, kind: str, message: str, *, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.message = message
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -376,9 +396,16 @@ def _some(names: list[str], shown: int = 8) -> str:
 
 
 def _upstream(error: BaseException) -> RequestError:
+    """The sanitized answer to a failed chat; the detail is logged under its request id."""
     kind = error_type(error)
-    message = str(error) if kind != "internal" else f"{type(error).__name__}: {error}"
-    return RequestError(_STATUS_OF_ERROR[kind], kind, message)
+    request_id = secrets.token_hex(8)
+    if kind == "internal":
+        logger.error("request %s failed unexpectedly", request_id, exc_info=error)
+    else:
+        logger.warning(
+            "request %s failed (%s): %s: %r", request_id, kind, type(error).__name__, str(error)
+        )
+    return RequestError(_STATUS_OF_ERROR[kind], kind, _PUBLIC_MESSAGES[kind], request_id=request_id)
 
 
 def _reply_json(reply: AgentReply) -> dict[str, Any]:
@@ -392,7 +419,10 @@ def _reply_json(reply: AgentReply) -> dict[str, Any]:
 
 
 def _error_json(error: RequestError) -> dict[str, Any]:
-    return {"error": {"type": error.kind, "message": error.message}}
+    detail = {"type": error.kind, "message": error.message}
+    if error.request_id is not None:
+        detail["request_id"] = error.request_id
+    return {"error": detail}
 
 
 def _sse(event: str, data: Mapping[str, Any]) -> bytes:
