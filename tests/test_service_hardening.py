@@ -3,16 +3,18 @@ client's host, disconnects, credentials, upstream secrets, slow connections, slo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
+import time
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
-from perfkit import AnthropicSimulator, Fault, VirtualClock
+from perfkit import AnthropicSimulator, Fault, LLMLatency, Reply, VirtualClock
 from perfkit.agents import NaiveAgent, OptimizedAgent
 from perfkit.cache import MultiLayerCache
 from perfkit.service import create_app
@@ -300,3 +302,79 @@ def _error_of(response: httpx.Response) -> dict[str, Any]:
         return dict(response.json()["error"])
     data = [line for line in response.text.splitlines() if line.startswith("data: ")]
     return dict(json.loads(data[-1].removeprefix("data: "))["error"])
+
+
+# --- 4. a /chat client that goes away is a 499, and its chat is cancelled -----------------
+
+
+def test_a_chat_whose_client_disconnects_is_cancelled_and_counted_499() -> None:
+    clock = VirtualClock()
+    app = make_app("optimized", clock=clock)
+    body = b'{"user_id": "ann", "message": "Hi"}'
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(1.0)  # the client waits a second, then hangs up
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> float:
+        started = clock.now()
+        await app(_scope("/chat"), receive, send)
+        await app.state.agent.aclose()
+        return clock.elapsed(started)
+
+    with AnthropicSimulator(latency=LLMLatency(ttft=0.5, per_token=0.02), clock=clock) as sim:
+        sim.enqueue(Reply.of_tokens(500))  # 10.5 s of generation
+        elapsed = clock.run(main())
+        upstream = sim.last_request
+    assert not upstream.completed  # the agent's work was cancelled, upstream too
+    assert upstream.output_tokens < 500
+    assert elapsed < 2.0  # answered when the client left, not when the reply was done
+    assert sent[0]["status"] == 499
+    metrics = app.state.metrics.exposition().decode()
+    assert 'perfkit_agent_requests_total{endpoint="chat",status="499"} 1.0' in metrics
+    assert 'perfkit_agent_requests_total{endpoint="chat",status="200"} 0.0' in metrics
+    assert 'perfkit_agent_requests_in_progress{endpoint="chat"} 0.0' in metrics
+
+
+def test_on_a_real_server_a_chat_client_that_times_out_stops_the_upstream_request() -> None:
+    app = make_app("optimized")
+    with AnthropicSimulator(latency=LLMLatency(ttft=0.05, per_token=0.02)) as sim:
+        sim.enqueue(Reply.of_tokens(500))  # 10 s of generation
+        with running_uvicorn(app) as url:
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{url}/chat", json={"user_id": "ann", "message": "Hi"}, timeout=0.3)
+            counted = _wait_for(url, 'perfkit_agent_requests_total{endpoint="chat",status="499"}')
+        upstream = sim.last_request
+    assert counted == 1
+    assert not upstream.completed
+    assert upstream.output_tokens < 500
+
+
+def _wait_for(url: str, series: str, timeout: float = 5.0) -> float:
+    """The value of ``series`` at ``url``/metrics once it is non-zero (0 after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in httpx.get(f"{url}/metrics").text.splitlines():
+            if line.startswith(series + " ") and float(line.split()[-1]) > 0:
+                return float(line.split()[-1])
+        if time.monotonic() > deadline:
+            return 0.0
+        time.sleep(0.05)
+
+
+def _scope(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1", "method": "POST", "scheme": "http", "path": path,
+        "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": headers or [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1), "server": ("service", 80),
+    }  # fmt: skip

@@ -16,6 +16,7 @@ upstream is a 502, 503 or 504 in the same shape, never an unexplained 500.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -23,9 +24,16 @@ import math
 import secrets
 import unicodedata
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+)
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -68,6 +76,8 @@ _PUBLIC_MESSAGES = {
 whatever a provider puts there) go to the service's log only, under the request id."""
 
 logger = logging.getLogger("perfkit.service")
+
+_T = TypeVar("_T")
 
 
 class RequestError(PerfkitError):
@@ -164,7 +174,9 @@ class _Service:
         with self.metrics.in_progress.labels("chat").track_inprogress():
             try:
                 chat = await self._read(request)
-                reply = await self.agent.chat(chat.user_id, chat.message)
+                reply = await _unless_disconnected(
+                    request.receive, self.agent.chat(chat.user_id, chat.message)
+                )
             except RequestError as refused:
                 return self._refuse("chat", refused)
             except Exception as error:  # every failure is answered, and counted
@@ -295,6 +307,30 @@ class _ChatStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self._finish()
+
+
+async def _unless_disconnected(receive: Receive, work: Coroutine[Any, Any, _T]) -> _T:
+    """What ``work`` returns, unless the client disconnects first: then ``work`` is
+    cancelled (and with it the agent's upstream request) and the client counted gone."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (gone, task):
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+    if task.cancelled():
+        raise RequestError(_CLIENT_CLOSED, "client_closed", "the client went away")
+    return task.result()
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return once the client has disconnected (the body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
