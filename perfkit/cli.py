@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=0, help="random seed of the simulated backend")
     serve.add_argument("--redis-url", help="an L2 cache on this Redis (optimized agent)")
     serve.add_argument(
+        "--token-file",
+        type=Path,
+        help="name:token lines; clients must send Authorization: Bearer <token> (so must they "
+        "with tokens in $PERFKIT_SERVICE_TOKENS)",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback --host without tokens (anyone who can reach it may chat)",
+    )
+    serve.add_argument(
         "--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info"
     )
     _add_report_commands(commands)
@@ -436,8 +447,15 @@ def _serve(arguments: argparse.Namespace, out: TextIO) -> int:
         backend=arguments.backend,
         seed=arguments.seed,
         redis_url=arguments.redis_url,
+        token_file=arguments.token_file,
     )
-    run(app, host=arguments.host, port=arguments.port, log_level=arguments.log_level)
+    run(
+        app,
+        host=arguments.host,
+        port=arguments.port,
+        log_level=arguments.log_level,
+        allow_unauthenticated=arguments.allow_unauthenticated,
+    )
     return EXIT_OK
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,9 @@ from starlette.applications import Starlette
 from perfkit import AnthropicSimulator, Fault, LLMLatency, Reply, VirtualClock
 from perfkit.agents import NaiveAgent, OptimizedAgent
 from perfkit.cache import MultiLayerCache
-from perfkit.service import create_app
+from perfkit.cli import main
+from perfkit.service import TOKENS_ENV, BearerTokens, build_app, create_app
+from perfkit.service._auth import conversation_id
 from tests.loopback_asgi import running_uvicorn
 
 JSON = {"content-type": "application/json"}
@@ -378,3 +382,201 @@ def _scope(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> dict[
         "headers": headers or [(b"content-type", b"application/json")],
         "client": ("127.0.0.1", 1), "server": ("service", 80),
     }  # fmt: skip
+
+
+# --- 5. authentication, and conversations scoped to the principal ------------------------
+
+ALICE, MALLORY = "alice-token-0123456789", "mallory-token-0123456789"
+
+
+def token_app(kind: str = "naive", **options: Any) -> Starlette:
+    return make_app(kind, tokens=BearerTokens({"alice": ALICE, "mallory": MALLORY}), **options)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}", **JSON}
+
+
+def get_all(app: Starlette, requests: list[tuple[str, dict[str, str]]]) -> list[Any]:
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            return [await client.get(path, headers=headers) for path, headers in requests]
+
+    return VirtualClock().run(main())
+
+
+CHAT = b'{"user_id": "ann", "message": "Hi"}'
+REFUSED = [
+    pytest.param({}, id="no-header"),
+    pytest.param({"authorization": "Bearer wrong-token-0123456789"}, id="wrong-token"),
+    pytest.param({"authorization": f"Bearer {ALICE[:-1]}"}, id="prefix-of-a-token"),
+    pytest.param({"authorization": f"Bearer {ALICE}x"}, id="token-plus-one"),
+    pytest.param({"authorization": f"Basic {ALICE}"}, id="basic-scheme"),
+    pytest.param({"authorization": ALICE}, id="no-scheme"),
+    pytest.param({"authorization": "Bearer "}, id="empty-token"),
+    pytest.param({"authorization": "Bearer alice"}, id="a-principal-name"),
+]
+
+
+@pytest.mark.parametrize("path", CHAT_PATHS)
+@pytest.mark.parametrize("headers", REFUSED)
+def test_with_tokens_a_chat_without_a_valid_one_is_a_401_json_error(
+    path: str, headers: dict[str, str]
+) -> None:
+    app = token_app()
+    (response,) = post_all(app, [(path, CHAT, {**headers, **JSON})])
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["error"]["type"] == "unauthorized"
+    metrics = app.state.metrics.exposition().decode()
+    assert 'perfkit_agent_errors_total{type="unauthorized"} 1.0' in metrics
+
+
+def test_with_tokens_metrics_and_unknown_paths_need_one_and_healthz_does_not() -> None:
+    app = token_app()
+    responses = get_all(
+        app,
+        [
+            ("/metrics", {}),
+            ("/nowhere", {}),
+            ("/healthz", {}),
+            ("/metrics", bearer(ALICE)),
+            ("/metrics", {"authorization": f"bearer {MALLORY}"}),  # the scheme is any case
+        ],
+    )
+    assert [response.status_code for response in responses] == [401, 401, 200, 200, 200]
+
+
+def test_the_right_token_chats_on_both_endpoints() -> None:
+    app = token_app()
+    responses = post_all(app, [(path, CHAT, bearer(ALICE)) for path in CHAT_PATHS])
+    assert [response.status_code for response in responses] == [200, 200]
+    assert responses[0].json()["user_id"] == "ann"
+
+
+@pytest.mark.parametrize("kind", ["naive", "optimized"])
+@pytest.mark.parametrize("path", CHAT_PATHS)
+def test_another_principal_never_reaches_a_users_history(kind: str, path: str) -> None:
+    clock = VirtualClock()
+    app = token_app(kind, clock=clock)
+    secret = json.dumps({"user_id": "victim42", "message": "My PIN is 8271"}).encode()
+    probe = json.dumps({"user_id": "victim42", "message": "What is my PIN?"}).encode()
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                return [
+                    await client.post(path, content=body, headers=bearer(token))
+                    for body, token in [(secret, ALICE), (probe, MALLORY), (probe, ALICE)]
+                ]
+        finally:
+            await app.state.agent.aclose()
+
+    with AnthropicSimulator(clock=clock) as sim:
+        responses = clock.run(main())
+        sent = [request.body["messages"] for request in sim.requests]
+    assert [response.status_code for response in responses] == [200, 200, 200]
+    assert "8271" not in json.dumps(sent[1])  # mallory, asking as victim42
+    assert len(sent[1]) == 1
+    assert "8271" in json.dumps(sent[2])  # alice's own history is still hers
+    assert len(sent[2]) == 3
+
+
+def test_conversation_ids_of_two_principals_never_meet() -> None:
+    pairs = [("a", "b:c"), ("a:b", "c"), ("a", '", "b'), ('a", "', "b"), ("a", "b")]
+    ids = {conversation_id(principal, user) for principal, user in pairs}
+    assert len(ids) == len(pairs)
+    assert conversation_id(None, "ann") == "ann"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("alice", "PERFKIT_SERVICE_TOKENS, entry 1: an entry is name:token, got no ':'"),
+        ("alice:short", "the token of 'alice' must be at least 16 characters"),
+        (f"alice:{ALICE},alice:{MALLORY}", "entry 2: 'alice' has a token already"),
+        (f"alice:{ALICE},bob:{ALICE}", "'bob' and 'alice' have the same token"),
+        (f"al ice:{ALICE}", "the name must be 1-64 letters, digits or ._@-, got 'al ice'"),
+        (f"alice:{ALICE} tail", "must be at least 16 characters of A-Z"),
+        (" , # nothing", "PERFKIT_SERVICE_TOKENS holds no name:token entry"),
+    ],
+)
+def test_a_bad_token_list_is_refused_naming_the_entry_never_the_token(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as refused:
+        BearerTokens.from_sources(environ={TOKENS_ENV: text})
+    assert ALICE not in str(refused.value)
+    assert "short" not in str(refused.value).replace("'alice' must", "")
+
+
+def test_tokens_come_from_the_environment_and_a_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text(f"# who may ask\nmallory:{MALLORY}\n\n")
+    tokens = BearerTokens.from_sources(
+        environ={TOKENS_ENV: f"alice:{ALICE}"}, token_file=token_file
+    )
+    assert tokens is not None
+    assert tokens.principals == ("alice", "mallory")
+    assert tokens.principal(f"Bearer {MALLORY}") == "mallory"
+    assert ALICE not in repr(tokens)
+    assert BearerTokens.from_sources(environ={}) is None
+    app = build_app(environ={TOKENS_ENV: f"alice:{ALICE}"})
+    assert app.state.tokens.principals == ("alice",)
+
+
+def run_serve(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[Any]]:
+    """``perfkit serve argv`` with uvicorn left out: its exit status, and the run calls."""
+    import uvicorn
+
+    started: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append(options))
+    try:
+        code = main(["serve", *argv])
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    return code, started
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "example.com", ""])
+def test_serve_on_a_reachable_host_without_tokens_refuses_to_start(
+    host: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(TOKENS_ENV, raising=False)
+    code, started = run_serve(["--host", host], monkeypatch)
+    err = capsys.readouterr().err
+    assert (code, started) == (2, [])
+    assert len(err.strip().splitlines()) == 1
+    assert "--allow-unauthenticated" in err
+    assert TOKENS_ENV in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["--host", "0.0.0.0", "--allow-unauthenticated"], {}),
+        (["--host", "0.0.0.0"], {TOKENS_ENV: f"alice:{ALICE}"}),
+        (["--host", "127.0.0.1"], {}),
+        (["--host", "localhost"], {}),
+        (["--host", "::1"], {}),
+    ],
+)
+def test_serve_starts_on_loopback_with_tokens_or_with_the_opt_out(
+    argv: list[str], environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TOKENS_ENV, raising=False)
+    for name, text in environ.items():
+        monkeypatch.setenv(name, text)
+    code, started = run_serve(argv, monkeypatch)
+    assert (code, len(started)) == (0, 1)
+    assert started[0]["host"] == argv[1]
+
+
+def test_serve_with_a_token_file_it_cannot_read_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, started = run_serve(["--token-file", str(tmp_path / "missing")], monkeypatch)
+    assert (code, started) == (2, [])
+    assert "missing: No such file or directory" in capsys.readouterr().err

@@ -4,6 +4,7 @@ health check, and ``perfkit serve`` to run it on uvicorn."""
 from __future__ import annotations
 
 from perfkit.service._app import ChatRequest, RequestError, create_app, parse_chat_request
+from perfkit.service._auth import TOKENS_ENV, BearerTokens
 from perfkit.service._metrics import (
     ERROR_TYPES,
     LATENCY_BUCKETS,
@@ -22,7 +23,9 @@ __all__ = [
     "ERROR_TYPES",
     "LATENCY_BUCKETS",
     "SYSTEM_PROMPT",
+    "TOKENS_ENV",
     "AgentMetrics",
+    "BearerTokens",
     "ChatRequest",
     "RequestError",
     "build_agent",

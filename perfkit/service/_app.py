@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -46,6 +47,7 @@ from starlette.types import Receive, Scope, Send
 from perfkit._clock import Clock, RealClock
 from perfkit._errors import PerfkitError
 from perfkit.agents import MAX_MESSAGE_CHARS, Agent, AgentReply
+from perfkit.service._auth import BearerTokens, RequireToken, conversation_id, principal_of
 from perfkit.service._metrics import AgentMetrics, error_type
 
 MAX_BODY_BYTES = 256 * 1024
@@ -61,6 +63,7 @@ _STATUS_OF_ERROR = {
     "agent": 502,
     "internal": 500,
 }
+_ENDPOINTS = {"/chat": "chat", "/chat/stream": "stream"}
 _CLIENT_CLOSED = 499  # nginx's status for a client that went away before the reply
 
 _PUBLIC_MESSAGES = {
@@ -108,11 +111,15 @@ def create_app(
     info: Mapping[str, str] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     lifespan: Any = None,
+    tokens: BearerTokens | None = None,
 ) -> Starlette:
     """The service around ``agent``; the agent is closed when the app shuts down.
 
     ``info`` is shown by ``/healthz`` (agent and backend names, say); ``lifespan`` is an
     async context manager factory run around the app's life (e.g. starting a simulator).
+    With ``tokens``, every request but ``GET /healthz`` needs one of them, and each
+    principal has conversations of its own (one principal's ``user_id`` never reaches
+    another's history).
 
     >>> from starlette.testclient import TestClient
     >>> from perfkit.agents import NaiveAgent
@@ -151,12 +158,16 @@ def create_app(
         ],
         exception_handlers={HTTPException: service.http_error},
         lifespan=lifespan_of,
+        middleware=[]
+        if tokens is None
+        else [Middleware(RequireToken, tokens=tokens, on_refusal=service.unauthorized)],
     )
     # Slash redirection builds its Location from the client's Host header: an open
     # redirect (GET /metrics/ with Host: evil.example -> http://evil.example/metrics).
     app.router.redirect_slashes = False
     app.state.agent = agent
     app.state.metrics = service.metrics
+    app.state.tokens = tokens
     return app
 
 
@@ -175,7 +186,7 @@ class _Service:
             try:
                 chat = await self._read(request)
                 reply = await _unless_disconnected(
-                    request.receive, self.agent.chat(chat.user_id, chat.message)
+                    request.receive, self.agent.chat(_conversation(request, chat), chat.message)
                 )
             except RequestError as refused:
                 return self._refuse("chat", refused)
@@ -194,7 +205,7 @@ class _Service:
             chat = await self._read(request)
         except RequestError as refused:
             return self._refuse("stream", refused)
-        events = self.agent.chat_events(chat.user_id, chat.message)
+        events = self.agent.chat_events(_conversation(request, chat), chat.message)
         in_progress = self.metrics.in_progress.labels("stream")
         in_progress.inc()
         try:
@@ -237,6 +248,11 @@ class _Service:
             self.metrics.count_error(refused.kind)
             outcome["status"] = str(refused.status)
             yield _sse("error", _error_json(refused))
+
+    def unauthorized(self, path: str) -> None:
+        self.metrics.count_error("unauthorized")
+        if path in _ENDPOINTS:
+            self.metrics.requests.labels(_ENDPOINTS[path], "401").inc()
 
     async def http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -307,6 +323,10 @@ class _ChatStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self._finish()
+
+
+def _conversation(request: Request, chat: ChatRequest) -> str:
+    return conversation_id(principal_of(request.scope), chat.user_id)
 
 
 async def _unless_disconnected(receive: Receive, work: Coroutine[Any, Any, _T]) -> _T:

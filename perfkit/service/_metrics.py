@@ -24,6 +24,7 @@ ERROR_TYPES = (
     "invalid_request",
     "payload_too_large",
     "unsupported_media_type",
+    "unauthorized",
     "not_found",
     "method_not_allowed",
     "rate_limited",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 from starlette.applications import Starlette
@@ -12,6 +13,7 @@ from starlette.applications import Starlette
 from perfkit.agents import Agent, NaiveAgent, OptimizedAgent, demo_tools
 from perfkit.cache import MultiLayerCache
 from perfkit.service._app import create_app
+from perfkit.service._auth import TOKENS_ENV, BearerTokens, is_loopback
 from perfkit.service._metrics import AgentMetrics
 from perfkit.simulation import AnthropicSimulator, SimulatedAssistant
 
@@ -45,8 +47,8 @@ def build_agent(kind: AgentKind, *, redis_url: str | None = None, seed: int = 0)
 def simulated_backend(*, seed: int = 0) -> AnthropicSimulator:
     """The simulated Anthropic API the service talks to by default: the
     :class:`SimulatedAssistant` (realistic answer lengths, tool calls and latency) behind
-    a modeled connection handshake, on real time."""
-    simulator = AnthropicSimulator(seed=seed, handshake=SIMULATED_HANDSHAKE)
+    a modeled connection handshake, on real time, logging only its newest 100 requests."""
+    simulator = AnthropicSimulator(seed=seed, handshake=SIMULATED_HANDSHAKE, max_logged=100)
     simulator.respond_with(SimulatedAssistant(seed=seed))
     return simulator
 
@@ -58,17 +60,20 @@ def build_app(
     seed: int = 0,
     redis_url: str | None = None,
     environ: dict[str, str] | None = None,
+    token_file: Path | None = None,
 ) -> Starlette:
     """The service ``perfkit serve`` runs. ``backend="anthropic"`` needs
-    ``ANTHROPIC_API_KEY``; the simulated backend needs nothing."""
+    ``ANTHROPIC_API_KEY``; the simulated backend needs nothing. Clients must present a
+    token if ``$PERFKIT_SERVICE_TOKENS`` or ``token_file`` gives any."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     env = os.environ if environ is None else environ
     if backend == "anthropic" and not env.get("ANTHROPIC_API_KEY"):
         raise ValueError("--backend anthropic needs the ANTHROPIC_API_KEY environment variable")
+    tokens = BearerTokens.from_sources(environ=env, token_file=token_file)
     the_agent = build_agent(agent, redis_url=redis_url, seed=seed)
     if backend == "anthropic":
-        return create_app(the_agent, info={"backend": backend})
+        return create_app(the_agent, info={"backend": backend}, tokens=tokens)
     the_agent.client_options.setdefault("api_key", "simulated")
     simulator = simulated_backend(seed=seed)
 
@@ -82,13 +87,33 @@ def build_app(
         metrics=AgentMetrics(the_agent, connections=lambda: simulator.open_connections),
         info={"backend": backend},
         lifespan=simulating,
+        tokens=tokens,
     )
 
 
 def run(
-    app: Starlette, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
+    app: Starlette,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    allow_unauthenticated: bool = False,
 ) -> None:
-    """Serve ``app`` on uvicorn until interrupted (what ``perfkit serve`` does)."""
+    """Serve ``app`` on uvicorn until interrupted (what ``perfkit serve`` does).
+
+    On an address other machines can reach, ``app`` must require tokens (see
+    :func:`create_app`) unless ``allow_unauthenticated`` says otherwise."""
+    check_exposure(app, host, allow_unauthenticated=allow_unauthenticated)
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+
+
+def check_exposure(app: Starlette, host: str, *, allow_unauthenticated: bool = False) -> None:
+    """Refuse to serve ``app`` without authentication on a non-loopback ``host``."""
+    if allow_unauthenticated or is_loopback(host) or getattr(app.state, "tokens", None):
+        return
+    raise ValueError(
+        f"--host {host} is reachable from other machines, so clients must authenticate: "
+        f"give tokens in ${TOKENS_ENV} or --token-file, or pass --allow-unauthenticated"
+    )
