@@ -472,15 +472,15 @@ async def test_methods_leave_self_out_of_the_key(backend: Backend, clock: Virtua
     cache = backend.cache(clock)
     calls: list[tuple[str, int]] = []
 
-    class Catalog:
-        @cached(cache)
+    class Catalog:  # made inside a function: its methods need a name (issue 14)
+        @cached(cache, name="Catalog.price")
         @backend.origin
         def price(self, item: int) -> float:
             calls.append(("price", item))
             return item * 1.5
 
         @classmethod
-        @cached(cache)
+        @cached(cache, name="Catalog.default_price")
         @backend.origin
         def default_price(cls, item: int) -> float:
             calls.append(("default_price", item))
@@ -620,8 +620,10 @@ async def test_keys_are_stable_namespaced_and_what_l2_holds(
 
     # A literal: the same in every process and run (no hash() randomisation).
     assert pinned.cache_key(1, "a") == "contract:v1:pinned:df73bd0f7b209102124cb7ce0208b2b3"
-    identity = f"{unnamed.__module__}:{unnamed.__qualname__}"
-    assert re.fullmatch(rf"contract:v1:{re.escape(identity)}:[0-9a-f]{{32}}", unnamed.cache_key(1))
+    # A function made inside another is named with its line and a hash of its code and
+    # of what it closes over (issue 14: two closures of one factory shared keys).
+    identity = re.escape(f"{unnamed.__module__}:{unnamed.__qualname__}") + r"@\d+#[0-9a-f]{16}"
+    assert re.fullmatch(rf"contract:v1:{identity}:[0-9a-f]{{32}}", unnamed.cache_key(1))
     await backend.call(pinned, 1, "a")
     await backend.call(unnamed, 1)
     assert sorted(backend.raw.keys("*")) == sorted(

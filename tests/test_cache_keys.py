@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections import OrderedDict, namedtuple
 from typing import Any
 
@@ -19,13 +20,14 @@ import fakeredis
 import pydantic
 import pytest
 
-from perfkit.cache import MultiLayerCache
+from perfkit.cache import MultiLayerCache, cached
 from perfkit.cache._keys import (
     DEFAULT_MAX_KEY_LENGTH,
     DIGEST_LENGTH,
     bind_arguments,
     canonical,
     function_identity,
+    identify,
     key_prefix,
     make_key,
 )
@@ -422,7 +424,8 @@ def make_nested() -> Any:
 
 def test_functions_are_named_by_module_and_qualname() -> None:
     assert function_identity(plain) == f"{__name__}:plain"
-    assert function_identity(make_nested()) == f"{__name__}:make_nested.<locals>.nested"
+    nested = function_identity(make_nested())
+    assert re.fullmatch(rf"{__name__}:make_nested\.<locals>\.nested@\d+#[0-9a-f]{{16}}", nested)
     assert function_identity(Service) == f"{__name__}:Service"
     assert function_identity(len) == "builtins:len"
 
@@ -434,21 +437,112 @@ def test_methods_bound_or_not_are_named_by_their_function() -> None:
     assert function_identity(Service.helper) == f"{__name__}:Service.helper"
 
 
-def test_decorated_functions_are_named_by_what_they_wrap() -> None:
-    @functools.wraps(plain)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return plain(*args, **kwargs)
+def scaled(factor: int) -> Any:
+    def decorate(function: Any) -> Any:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return factor * function(*args, **kwargs)
 
-    assert function_identity(wrapper) == function_identity(plain)
+        return wrapper
+
+    return decorate
 
 
-def test_lambdas_carry_their_line_so_two_lambdas_differ() -> None:
+def test_a_decorators_wrapper_and_what_it_closes_over_are_part_of_the_name() -> None:
+    # functools.wraps copies plain's name onto each wrapper: the name alone cannot tell
+    # a doubled plain from a tripled one.
+    assert function_identity(scaled(2)(plain)) != function_identity(scaled(3)(plain))
+    assert function_identity(scaled(2)(plain)) != function_identity(plain)
+    assert function_identity(scaled(2)(plain)) == function_identity(scaled(2)(plain))
+    assert function_identity(scaled(2)(plain)).startswith(f"{__name__}:plain@")
+
+
+def test_lambdas_carry_their_line_and_code_so_two_lambdas_differ() -> None:
     first = lambda a: a  # noqa: E731
     second = lambda a: -a  # noqa: E731
+    one, two = lambda a: a + 1, lambda a: a + 2
     line = first.__code__.co_firstlineno
-    expected = f"{__name__}:test_lambdas_carry_their_line_so_two_lambdas_differ.<locals>.<lambda>"
-    assert function_identity(first) == f"{expected}@{line}"
-    assert function_identity(second) == f"{expected}@{line + 1}"
+    expected = re.escape(
+        f"{__name__}:test_lambdas_carry_their_line_and_code_so_two_lambdas_differ.<locals>.<lambda>"
+    )
+    assert re.fullmatch(rf"{expected}@{line}#[0-9a-f]{{16}}", function_identity(first))
+    assert re.fullmatch(rf"{expected}@{line + 1}#[0-9a-f]{{16}}", function_identity(second))
+    assert function_identity(one) != function_identity(two)  # one line, two functions
+
+
+def make_multiplier(n: Any) -> Any:
+    def multiply(x: int) -> Any:
+        return x * n
+
+    return multiply
+
+
+def test_closures_of_one_factory_differ_by_the_values_they_close_over() -> None:
+    assert function_identity(make_multiplier(3)) != function_identity(make_multiplier(2))
+    assert function_identity(make_multiplier(3)) == function_identity(make_multiplier(3))
+    assert function_identity(make_multiplier("a")) != function_identity(make_multiplier(("a",)))
+    partial_3 = functools.partial(make_multiplier(3), 5)
+    assert function_identity(partial_3) != function_identity(
+        functools.partial(make_multiplier(2), 5)
+    )
+
+
+def test_functions_made_in_one_place_under_one_name_differ_by_their_code() -> None:
+    def make(kind: str) -> Any:
+        if kind == "add":
+
+            def combine(a: int, b: int) -> int:
+                return a + b
+
+        else:
+
+            def combine(a: int, b: int) -> int:
+                return a - b
+
+        return combine
+
+    assert make("add").__qualname__ == make("sub").__qualname__
+    assert function_identity(make("add")) != function_identity(make("sub"))
+
+
+def test_closed_over_functions_are_named_and_other_objects_told_apart_by_type() -> None:
+    assert function_identity(make_multiplier(plain)) != function_identity(
+        make_multiplier(make_nested)
+    )
+    lock = threading.Lock()
+    assert identify(make_multiplier(lock))[1] == [("n", lock)]
+    assert identify(make_multiplier([1]))[1] == [("n", [1])]  # mutable: by identity
+    assert identify(make_multiplier((1, frozenset({"a"}))))[1] == []
+    assert function_identity(make_multiplier([1])) == function_identity(make_multiplier([2]))
+    assert function_identity(make_multiplier([1])) != function_identity(make_multiplier({1}))
+
+
+def test_closure_identities_are_the_same_in_another_process() -> None:
+    code = (
+        "def make(n):\n"
+        "    def f(x):\n"
+        "        return (x, n)\n"
+        "    return f\n"
+        "g = make((3, frozenset({'a', 'b', 'c'}), 'x'))\n"
+        "h = lambda y: g(y)\n"
+    )
+    probe = (
+        "from perfkit.cache._keys import function_identity\n"
+        f"scope = {{'__name__': 'probe'}}\nexec({code!r}, scope)\n"
+        "print(function_identity(scope['g']), function_identity(scope['h']))"
+    )
+    scope: dict[str, Any] = {"__name__": "probe"}
+    exec(code, scope)
+    here = f"{function_identity(scope['g'])} {function_identity(scope['h'])}"
+    for seed in ("1", "99"):
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.strip() == here
 
 
 def test_partials_are_named_by_function_and_fixed_arguments() -> None:
@@ -613,3 +707,110 @@ def test_clear_leaves_every_namespace_that_merely_starts_like_its_own() -> None:
     for cache in neighbours:
         cache.l1.clear()
         assert cache.get("a") == cache.namespace
+
+
+# --- @cached on closures, lambdas, partials and local classes (issue 14) -----------------------
+
+
+def make_scaler(n: int) -> Any:
+    def scale(x: int) -> int:
+        return x * n
+
+    return scale
+
+
+def test_two_closures_of_one_factory_never_share_a_value() -> None:
+    cache = MultiLayerCache(fakeredis.FakeRedis(), namespace="closures")
+    double, triple = cached(cache)(make_scaler(2)), cached(cache)(make_scaler(3))
+    assert double(5) == 10
+    assert triple(5) == 15  # it was 10: the closures had one key
+    assert double.cache_key(5) != triple.cache_key(5)
+
+
+def test_closures_made_in_two_processes_never_share_a_value_through_l2() -> None:
+    redis_client = fakeredis.FakeRedis()
+    assert cached(MultiLayerCache(redis_client))(make_scaler(2))(5) == 10
+    assert cached(MultiLayerCache(redis_client))(make_scaler(3))(5) == 15
+    assert cached(MultiLayerCache(redis_client))(make_scaler(2))(5) == 10
+
+
+def test_lambdas_and_partials_of_closures_never_share_a_value() -> None:
+    cache = MultiLayerCache(None, namespace="closures")
+    plus_one, plus_two = cached(cache)(lambda x: x + 1), cached(cache)(lambda x: x + 2)
+    assert (plus_one(1), plus_two(1)) == (2, 3)
+    of_two = cached(cache)(functools.partial(make_scaler(2), 5))
+    of_three = cached(cache)(functools.partial(make_scaler(3), 5))
+    assert (of_two(), of_three()) == (10, 15)
+
+
+def test_a_recursive_closure_is_cached() -> None:
+    cache = MultiLayerCache(None, namespace="closures")
+
+    def make(step: int) -> Any:
+        @cached(cache)
+        def countdown(n: int) -> int:
+            return 0 if n <= 0 else 1 + countdown(n - step)
+
+        return countdown
+
+    assert (make(1)(10), make(5)(10)) == (10, 2)
+
+
+class Client:
+    """A value without a canonical form, like an API client."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+
+def make_client_scaler(client: Client) -> Any:
+    def scale(x: int) -> int:
+        return x * client.factor
+
+    return scale
+
+
+def test_two_closures_over_different_objects_are_refused_on_one_cache() -> None:
+    cache = MultiLayerCache(None, namespace="closures")
+    client = Client(2)
+    first = cached(cache)(make_client_scaler(client))
+    cached(cache)(make_client_scaler(client))  # the same object: the same function
+    with pytest.raises(TypeError, match=r"closing over another 'client' \(Client\).*pass name="):
+        cached(cache)(make_client_scaler(Client(3)))
+    third = cached(cache, name="scale-by-3")(make_client_scaler(Client(3)))
+    assert (first(5), third(5)) == (10, 15)
+    cached(MultiLayerCache(None, namespace="closures"))(make_client_scaler(Client(3)))
+
+
+def test_a_method_of_a_class_made_in_a_function_needs_a_name() -> None:
+    cache = MultiLayerCache(None, namespace="closures")
+
+    def make(factor: int) -> Any:
+        class Scaler:
+            scale = factor
+
+            def apply(self, x: int) -> int:
+                return x * self.scale
+
+        return Scaler
+
+    def method_of(scaler: Any, name: str | None = None) -> Any:
+        return cached(cache, name=name)(scaler.__dict__["apply"])
+
+    with pytest.raises(TypeError, match=r"a method of a class made inside a function.*name="):
+        method_of(make(2))
+    doubled, tripled = make(2), make(3)
+    doubled.apply = method_of(doubled, "apply-2")
+    tripled.apply = method_of(tripled, "apply-3")
+    assert (doubled().apply(5), tripled().apply(5)) == (10, 15)
+
+
+def test_a_function_made_in_a_function_keeps_a_first_argument_named_self_in_its_key() -> None:
+    cache = MultiLayerCache(None, namespace="closures")
+
+    @cached(cache)
+    def describe(self: str, detail: str) -> str:  # not a method: self is an argument
+        return f"{self}: {detail}"
+
+    assert describe("a", "x") == "a: x"
+    assert describe("b", "x") == "b: x"

@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from perfkit.cache._keys import bind_arguments, function_identity, make_key
+from perfkit.cache._keys import (
+    TRANSPARENT,
+    bind_arguments,
+    identify,
+    make_key,
+)
 from perfkit.cache._multilayer import Found, MultiLayerCache
 from perfkit.cache._singleflight import TaskFlights, ThreadFlights
 from perfkit.cache._stats import CacheStats
@@ -126,7 +132,7 @@ def cached(
         )
 
     def decorate(function: F) -> F:
-        identity = name or function_identity(function)
+        identity = name or _claim(cache, function)
         keys = _Keys(cache, function, key, identity)
         stats = CacheStats()
         wrapper = (
@@ -135,6 +141,7 @@ def cached(
             else _sync_wrapper(cache, function, keys, stats, ttl, cache_exceptions)
         )
         wrapped = functools.wraps(function)(wrapper)
+        setattr(wrapped, TRANSPARENT, True)  # a closure over ``function`` names it alone
         wrapped.cache = cache  # type: ignore[attr-defined]
         wrapped.cache_stats = lambda: stats.snapshot().as_dict()  # type: ignore[attr-defined]
         wrapped.cache_key = lambda *args, **kwargs: keys(args, kwargs)  # type: ignore[attr-defined]
@@ -153,6 +160,48 @@ def cached(
         return cast(F, wrapped)
 
     return decorate
+
+
+_CLAIMS: weakref.WeakKeyDictionary[MultiLayerCache, dict[str, list[tuple[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per cache, each function name's closed-over objects that have no canonical form."""
+
+
+def _claim(cache: MultiLayerCache, function: Callable[..., Any]) -> str:
+    """The name ``function``'s keys are made with, refusing a function that would share
+    keys with another one: a method of a class made inside a function (``self`` is not
+    in the key, and each such class may differ), or a function whose name and code are
+    another's on this cache, but which closes over different objects."""
+    identity, closed_over = identify(function)
+    if _is_method(function) and "<locals>" in function.__qualname__:
+        raise TypeError(
+            f"cannot cache {identity} by its name: it is a method of a class made inside a "
+            "function, and each such class may give it other results for one call; pass "
+            "name= (a str unique to this class, e.g. made of the values the class is made "
+            "from)"
+        )
+    objects = [(variable, _reference(value)) for variable, value in closed_over]
+    claims = _CLAIMS.setdefault(cache, {})
+    for (variable, held), (_, now) in zip(claims.get(identity, ()), objects, strict=False):
+        if held() is not None and held() is not now():
+            raise TypeError(
+                f"cannot cache {identity} on this cache: a function of the same name and "
+                f"code is cached on it already, closing over another {variable!r} "
+                f"({type(now()).__name__}), and the two would share keys; pass name= (a "
+                f"str unique to each function), or make {variable!r} an argument"
+            )
+    claims[identity] = objects
+    return identity
+
+
+def _reference(value: Any) -> Callable[[], Any]:
+    """A weak reference where the type allows one: the claims must not keep a cache (or
+    what a closure holds) alive."""
+    try:
+        return weakref.ref(value)
+    except TypeError:
+        return lambda: value
 
 
 def _unwrap(value: Any) -> Any:
@@ -319,4 +368,8 @@ def _is_method(function: Callable[..., Any]) -> bool:
         parameters = list(inspect.signature(function).parameters)
     except (TypeError, ValueError):
         return False
-    return bool(parameters) and parameters[0] in ("self", "cls") and "." in function.__qualname__
+    # A function's qualname ends in "<locals>.name" when it is made inside a function,
+    # "Class.name" when it is a method.
+    scopes = getattr(function, "__qualname__", "").split(".")
+    in_class = len(scopes) > 1 and scopes[-2] != "<locals>"
+    return in_class and bool(parameters) and parameters[0] in ("self", "cls")

@@ -41,6 +41,7 @@ shared key for objects that differ. Such calls need a custom ``key=`` function.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -59,6 +60,9 @@ DIGEST_LENGTH = 32
 """Hex digits of the arguments' SHA-256 kept in a key (128 bits)."""
 
 _IDENTITY_HASH_LENGTH = 16
+_IMMUTABLE = frozenset({type(None), bool, int, float, str, bytes})
+TRANSPARENT = "__perfkit_transparent__"
+"""An attribute of a wrapper that adds nothing to what it wraps (``@cached``'s own)."""
 # Percent-escapes (with "%" itself escaped, so they are injective): ":" ends the namespace
 # and the version, "~" marks an identity cut short.
 _PREFIX_ESCAPES = str.maketrans({"%": "%25", ":": "%3A"})
@@ -83,14 +87,40 @@ def function_identity(func: Callable[..., object]) -> str:
     """``module:qualname`` of a function, method, class or partial, the same in every run.
 
     A bound method is named by its function (the caller decides what ``self`` adds to
-    the key). A lambda's name also carries its line, so two lambdas of one module differ.
-    A ``functools.partial`` is its function's name plus a hash of the arguments it fixes.
+    the key). A ``functools.partial`` is its function's name plus a hash of the arguments
+    it fixes. A name that may stand for more than one function, that of a lambda or of a
+    function made inside another (``make.<locals>.triple``, a decorator's wrapper), also
+    carries its line and a hash of its code and of the values it closes over, so two
+    closures of one factory (``make(3)``, ``make(2)``) have different names. A closed-over
+    value without a canonical form (a client, a lock) enters the hash by its type only:
+    see :func:`identify`.
 
     >>> function_identity(canonical)
     'perfkit.cache._keys:canonical'
     >>> function_identity(functools.partial(canonical, 1))
     'perfkit.cache._keys:canonical<partial:...>'
+    >>> def make(n):
+    ...     return lambda x: x * n
+    >>> function_identity(make(3)) != function_identity(make(2))
+    True
     """
+    return identify(func)[0]
+
+
+def identify(func: Callable[..., object]) -> tuple[str, list[tuple[str, object]]]:
+    """:func:`function_identity`, and the values ``func`` closes over whose contents are
+    not in it, by variable name: mutable ones (a list, a dict) and those without a
+    canonical form (a client, a lock).
+
+    Only their type is in the name, just as a module-level function's globals are not in
+    its name at all: two closures that differ only in them share a name, so ``@cached``
+    refuses the second of two such functions on one cache.
+    """
+    objects: list[tuple[str, object]] = []
+    return _identity(func, set(), objects), objects
+
+
+def _identity(func: Any, active: set[int], objects: list[tuple[str, object]]) -> str:
     if isinstance(func, functools.partial):
         fixed = _tagged(
             "tuple",
@@ -99,21 +129,116 @@ def function_identity(func: Callable[..., object]) -> str:
                 _canonical_at(func.keywords, "partial.keywords"),
             ],
         )
-        return f"{function_identity(func.func)}<partial:{_sha256(fixed)[:_IDENTITY_HASH_LENGTH]}>"
+        inner = _identity(func.func, active, objects)
+        return f"{inner}<partial:{_sha256(fixed)[:_IDENTITY_HASH_LENGTH]}>"
     if inspect.ismethod(func):
-        return function_identity(func.__func__)
+        return _identity(func.__func__, active, objects)
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str):
         raise TypeError(
             f"cannot name {func!r} the same way in every run: function_identity() takes a "
-            f"function, method, class or functools.partial, not a {_type_name(func)}; "
-            "cache a function that calls it instead"
+            "function, method, class or functools.partial, not a "
+            f"{_type_name(func)}; cache a function that calls it instead"
         )
-    code = getattr(func, "__code__", None)
-    if qualname.endswith("<lambda>") and code is not None:
-        qualname += f"@{code.co_firstlineno}"
-    return f"{module}:{qualname}"
+    name = f"{module}:{qualname}"
+    if id(func) in active:  # a function that refers to itself: its name says enough
+        return name
+    active.add(id(func))
+    try:
+        local = _local_layers(func, active, objects)
+    finally:
+        active.discard(id(func))
+    if not local:
+        return name
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    line = f"@{code.co_firstlineno}" if code is not None else ""
+    return f"{name}{line}#{_sha256(_tagged('list', local))[:_IDENTITY_HASH_LENGTH]}"
+
+
+def _local_layers(func: Any, active: set[int], objects: list[tuple[str, object]]) -> list[str]:
+    """The code and closed-over values of every layer of ``func`` (it and what it wraps,
+    through ``__wrapped__``) whose code is not that of one module-level function."""
+    layers: list[str] = []
+    layer = func
+    while layer is not None:
+        if isinstance(layer, functools.partial) or inspect.ismethod(layer):
+            layers.append(json.dumps(_identity(layer, active, objects)))
+            break
+        code = getattr(layer, "__code__", None)
+        if code is not None and _is_local(code) and not hasattr(layer, TRANSPARENT):
+            cells = _cells(layer, code, active, objects)
+            layers.append(_tagged("code", [json.dumps(_code_digest(code)), *cells]))
+        layer = getattr(layer, "__wrapped__", None)
+    return layers
+
+
+def _is_local(code: Any) -> bool:
+    return "<locals>" in code.co_qualname or "<lambda>" in code.co_qualname
+
+
+def _cells(func: Any, code: Any, active: set[int], objects: list[tuple[str, object]]) -> list[str]:
+    cells = []
+    closure = getattr(func, "__closure__", None) or ()
+    for variable, cell in zip(code.co_freevars, closure, strict=True):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # not bound yet: the function's own name, bound once decorated
+            text = '"<unbound>"'
+        else:
+            text = _closed_over(value, variable, active, objects)
+        cells.append(_pair(json.dumps(variable), text))
+    return cells
+
+
+def _closed_over(
+    value: Any, variable: str, active: set[int], objects: list[tuple[str, object]]
+) -> str:
+    if inspect.ismodule(value):
+        return _tagged("module", [json.dumps(value.__name__)])
+    if isinstance(value, type) and "<locals>" not in value.__qualname__:
+        return _tagged("class", [json.dumps(f"{value.__module__}:{value.__qualname__}")])
+    if isinstance(value, functools.partial) or (
+        callable(value) and not isinstance(value, type) and hasattr(value, "__qualname__")
+    ):
+        with contextlib.suppress(TypeError):  # no name: an object like any other
+            return _tagged("function", [json.dumps(_identity(value, active, objects))])
+    if _immutable(value):
+        return _encode(value, set())
+    # A list, a dict, a client: what the function sees is the object as it is when
+    # called, not as it was when decorated, so it is told apart by identity only.
+    objects.append((variable, value))
+    return _tagged("object", [json.dumps(_type_name(value))])
+
+
+def _immutable(value: Any) -> bool:
+    if type(value) in _IMMUTABLE or isinstance(value, enum.Enum):
+        return True
+    return type(value) in (tuple, frozenset) and all(_immutable(item) for item in value)
+
+
+def _code_digest(code: Any) -> str:
+    """A hash of what a code object does: its bytecode, names and constants."""
+    consts = []
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            consts.append(_tagged("code", [json.dumps(_code_digest(const))]))
+            continue
+        try:
+            consts.append(_encode(const, set()))
+        except _Refused:  # Ellipsis, complex: literals whose repr is stable
+            consts.append(_tagged("repr", [json.dumps(repr(const))]))
+    text = _tagged(
+        "code",
+        [
+            json.dumps(code.co_code.hex()),
+            json.dumps(list(code.co_names)),
+            json.dumps(list(code.co_varnames)),
+            json.dumps(list(code.co_freevars)),
+            *consts,
+        ],
+    )
+    return _sha256(text)[:_IDENTITY_HASH_LENGTH]
 
 
 def bind_arguments(
