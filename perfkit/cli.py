@@ -135,6 +135,11 @@ def _add_load_command(commands: Any) -> None:
         help=f"a target to meet ({', '.join(TARGET_NAMES)}; seconds, fractions, requests/s), "
         f"or 'production' for the production targets ({production})",
     )  # fmt: skip
+    load.add_argument(
+        "--metrics-url", metavar="URL",
+        help="read the cache hit rate from this Prometheus endpoint (default: the target's "
+        "/metrics when the target is perfkit's service, recognised by its /healthz)",
+    )  # fmt: skip
     load.add_argument("--json-out", type=Path, metavar="PATH", help="write the result as JSON")
     load.add_argument("--markdown-out", type=Path, metavar="PATH", help="write it as Markdown")
     load.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -323,6 +328,10 @@ def _load(arguments: argparse.Namespace, out: TextIO) -> int:
             f"got {arguments.warmup:g} s"
         )
     base, path = _split_url(arguments.url)
+    if arguments.metrics_url is not None:
+        from perfkit._url import parse_http_url
+
+        parse_http_url(arguments.metrics_url, "--metrics-url")
     targets: dict[str, float] = {}
     for target in arguments.slo:
         targets.update(target)
@@ -359,6 +368,7 @@ def _load(arguments: argparse.Namespace, out: TextIO) -> int:
         request_timeout=arguments.timeout,
         request=load.Request(method, path, json=arguments.json, stream=arguments.stream),
         progress=None if arguments.quiet else progress,
+        metrics_url=arguments.metrics_url,
     )
     assert tester.report is not None
     report = tester.report
@@ -410,16 +420,13 @@ def _percent(fraction: float) -> str:
 
 
 def _split_url(url: str) -> tuple[str, str]:
-    """``http://host:port/path?query`` as the base URL and the path."""
+    """``http://host:port/path?query`` as the base URL (credentials kept) and the path."""
     import urllib.parse
 
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise PerfkitError(f"URL must be an http:// or https:// URL with a host, got {url!r}")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if not path.isascii():
-        raise PerfkitError(f"the URL's path must be ASCII (percent-encode the rest), got {url!r}")
-    return f"{parts.scheme}://{parts.netloc}", path
+    from perfkit._url import parse_http_url
+
+    parsed = parse_http_url(url)
+    return f"{parsed.scheme}://{urllib.parse.urlsplit(url).netloc}", parsed.path
 
 
 def _write(path: Path, text: str) -> None:

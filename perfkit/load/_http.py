@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.parse
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import httptools
 import httpx
 
+from perfkit._url import parse_http_url
 from perfkit.load._models import Request
 
+MAX_EVENT_BYTES = 1 << 20
+"""The longest server-sent event read: a stream that never ends one fails, rather than
+fill the generator's memory."""
 EventSink = Callable[[str], None]
 """Called with each server-sent event's name (``message`` when unnamed) as it completes."""
 
@@ -37,13 +40,9 @@ class Client(Protocol):
 def make_client(target: str | Any, max_connections: int, request_timeout: float) -> Client:
     """The lean client for an ``http://`` URL, httpx for an ``https://`` URL or an app."""
     if isinstance(target, str):
-        if target.startswith("http://"):
+        if parse_http_url(target, "target").scheme == "http":
             return LeanClient(target, max_connections)
-        if target.startswith("https://"):
-            return HttpxClient(target, max_connections, request_timeout)
-        raise ValueError(
-            f"target must be an http:// or https:// URL or an ASGI app, got {target!r}"
-        )
+        return HttpxClient(target, max_connections, request_timeout)
     if not callable(target):
         raise TypeError(f"target must be a URL or an ASGI app, got {target!r}")
     return HttpxClient(target, max_connections, request_timeout)
@@ -63,16 +62,24 @@ class EventParser:
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
         self._buffer = b""
+        self._carry = b""  # a CR that may begin a CRLF split across chunks
 
     def feed(self, data: bytes) -> None:
-        # Line ends are normalised on the buffer, so a CRLF split across chunks is one.
-        self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")
-        while b"\n\n" in self._buffer:
-            block, self._buffer = self._buffer.split(b"\n\n", 1)
+        data = self._carry + data
+        self._carry = data[-1:] if data.endswith(b"\r") else b""
+        data = data[: len(data) - len(self._carry)].replace(b"\r\n", b"\n")
+        searched_to = max(0, len(self._buffer) - 1)  # each byte is searched once
+        self._buffer += data
+        while (end := self._buffer.find(b"\n\n", searched_to)) >= 0:
+            block, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            searched_to = 0
             self._dispatch(block.decode("utf-8", "replace").split("\n"))
+        if len(self._buffer) > MAX_EVENT_BYTES:
+            raise ConnectionError(f"a server-sent event over {MAX_EVENT_BYTES >> 20} MiB")
 
     def close(self) -> None:
         """The body ended: an event not followed by a blank line still counts."""
+        self._buffer, self._carry = self._buffer + self._carry, b""
         if self._buffer.strip():
             self._dispatch(self._buffer.decode("utf-8", "replace").split("\n"))
         self._buffer = b""
@@ -89,7 +96,10 @@ class EventParser:
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection, parsing responses with httptools."""
+    """One keep-alive HTTP/1.1 connection, parsing responses with httptools.
+
+    A response with neither ``Content-Length`` nor chunked encoding (HTTP/1.0's way)
+    ends when the server closes the connection: that close completes it."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -100,12 +110,17 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self.closed = False
         self.received = False
+        self._framed = False  # the response states its length (or is chunked)
+        self._headers_done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._done is None or self._done.done():
+            self.close()  # bytes no request asked for: the connection cannot be trusted
+            return
         self.received = True
         try:
             self._parser.feed_data(data)
@@ -115,18 +130,40 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._headers_done and not self._framed:
+            self.on_message_complete()  # the close ends an HTTP/1.0-style body
         self._fail(ConnectionError("the server closed the connection"))
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._framed = self._headers_done = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" or (
+            name == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            self._framed = True
+
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
+        self._headers_done = True
+        if self.status in (204, 304) or 100 <= self.status < 200:
+            self._framed = True  # bodiless by definition
 
     def on_body(self, body: bytes) -> None:
         if self._on_body is not None:
-            self._on_body(body)
+            try:
+                self._on_body(body)
+            except ConnectionError as error:  # the body broke its own framing (SSE)
+                self._fail(error)
+                self.close()
 
     def on_message_complete(self) -> None:
+        self._headers_done = False
+        if 100 <= self.status < 200:
+            return  # an informational response: the reply follows
         if self._done is not None and not self._done.done():
             self._done.set_result(self.status)
 
@@ -151,15 +188,15 @@ class _Connection(asyncio.Protocol):
 
 
 class LeanClient:
-    """HTTP/1.1 over keep-alive connections to one ``http://`` origin."""
+    """HTTP/1.1 over keep-alive connections to one ``http://`` origin (credentials in
+    its URL are sent as basic auth)."""
 
     def __init__(self, base_url: str, max_connections: int) -> None:
-        parts = urllib.parse.urlsplit(base_url)
-        if not parts.hostname:
-            raise ValueError(f"target must be a URL with a host, got {base_url!r}")
-        self._host, self._port = parts.hostname, parts.port or 80
-        self._authority = parts.netloc
-        self._prefix = parts.path.rstrip("/")
+        url = parse_http_url(base_url, "target")
+        self._host, self._port, self._prefix = url.host, url.port, url.path.rstrip("/")
+        self._headers = {"Host": url.authority, "User-Agent": "perfkit-load"}
+        if url.authorization is not None:
+            self._headers["Authorization"] = url.authorization
         self._idle: list[_Connection] = []
         self._max = max_connections
 
@@ -207,28 +244,36 @@ class LeanClient:
 
     def _payload(self, request: Request) -> bytes:
         body = b"" if request.json is None else json.dumps(request.json).encode()
-        headers = {"Host": self._authority, "User-Agent": "perfkit-load", **request.headers}
-        if request.json is not None:
-            headers.setdefault("Content-Type", "application/json")
+        given = {name.lower() for name in request.headers}
+        headers = {n: v for n, v in self._headers.items() if n.lower() not in given}
+        headers.update(request.headers)
+        if request.json is not None and "content-type" not in given:
+            headers["Content-Type"] = "application/json"
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = str(len(body))
-        if request.stream:
-            headers.setdefault("Accept", "text/event-stream")
+        if request.stream and "accept" not in given:
+            headers["Accept"] = "text/event-stream"
         lines = [f"{request.method} {self._prefix}{request.path} HTTP/1.1"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 class HttpxClient:
-    """httpx, for HTTPS and in-process ASGI apps."""
+    """httpx, for HTTPS and in-process ASGI apps (credentials in the URL are sent as basic
+    auth). Bodies are read and dropped as they arrive, so an endless one costs no memory."""
 
     def __init__(self, target: str | Any, max_connections: int, request_timeout: float) -> None:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         if isinstance(target, str):
+            url = parse_http_url(target, "target")
+            headers = {} if url.authorization is None else {"Authorization": url.authorization}
             self._client = httpx.AsyncClient(
-                base_url=target, timeout=request_timeout, limits=limits
+                base_url=url.origin + url.path.rstrip("/"),
+                headers=headers,
+                timeout=request_timeout,
+                limits=limits,
             )
         else:
             transport = httpx.ASGITransport(app=target, raise_app_exceptions=False)
@@ -246,12 +291,13 @@ class HttpxClient:
 
     async def _send(self, request: Request, on_event: EventSink | None) -> int:
         arguments: dict[str, Any] = {"json": request.json, "headers": request.headers}
-        if on_event is None:
-            response = await self._client.request(request.method, request.path, **arguments)
-            return response.status_code
         async with self._client.stream(request.method, request.path, **arguments) as response:
-            parser = EventParser(on_event) if response.status_code < 400 else None
-            async for chunk in response.aiter_raw():
+            parser = (
+                EventParser(on_event)
+                if on_event is not None and response.status_code < 400
+                else None
+            )
+            async for chunk in response.aiter_bytes():
                 if parser is not None:
                     parser.feed(chunk)
             if parser is not None:

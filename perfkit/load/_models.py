@@ -19,8 +19,13 @@ from typing import Any
 
 from perfkit.load._constants import ARRIVALS, METHODS, Arrivals
 
+TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+"""The characters of an HTTP header name (RFC 9110's ``tchar``)."""
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+"""Headers whose values a repr shows as ``***``."""
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class Request:
     """One request of a load test: ``json`` is sent as the body; ``stream`` reads the
     response as server-sent events and times the first one (time to first token)."""
@@ -34,12 +39,34 @@ class Request:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if not self.path.startswith("/") or not self.path.isascii():
-            raise ValueError(f"path must be ASCII and start with '/', got {self.path!r}")
+        if not _is_visible_ascii(self.path) or not self.path.startswith("/"):
+            raise ValueError(
+                "path must be ASCII and start with '/', with no spaces or control characters "
+                f"(percent-encode them), got {self.path!r}"
+            )
+        for name, value in self.headers.items():
+            if not (isinstance(name, str) and name and set(name) <= TOKEN):
+                raise ValueError(f"a header name must be a token, got {name!r}")
+            if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"header {name}'s value must be a str without CR, LF or NUL")
         try:
             json.dumps(self.json)
         except (TypeError, ValueError) as error:
             raise ValueError(f"json must be JSON-serializable: {error}") from None
+
+    def __repr__(self) -> str:
+        headers = {
+            name: "***" if name.lower() in SECRET_HEADERS else value
+            for name, value in self.headers.items()
+        }
+        return (
+            f"Request(method={self.method!r}, path={self.path!r}, json={self.json!r}, "
+            f"stream={self.stream!r}, headers={headers!r})"
+        )
+
+
+def _is_visible_ascii(text: str) -> bool:
+    return all(" " < c < "\x7f" for c in text)
 
 
 RequestFactory = Callable[[int], Request]

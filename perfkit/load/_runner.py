@@ -4,7 +4,8 @@ app (see ``_http`` for the clients), and records what came back.
 Latency is measured from each request's intended send time (the schedule's, in the open
 model), into HDR histograms; time to first token from the same instant to the first
 server-sent event carrying content (not ``ping``, ``done`` or the Anthropic API's framing
-events). Errors are split by cause: ``http_<status>``, ``timeout``,
+events). Errors are split by cause: ``http_<status>``, ``redirect_<status>`` (a 3xx
+but 304: redirects are not followed), ``timeout``,
 ``connection``, ``stream_error`` (an SSE ``error`` event), ``unfinished`` (still running
 when the drain period ended) and ``generator_overload`` (the generator already had
 ``max_in_flight`` requests outstanding). The event loop's clock is used throughout, so a
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from perfkit._url import redact_url
 from perfkit._virtual_loop import is_virtual_loop
 from perfkit.load._constants import DEFAULT_TIMEOUT
 from perfkit.load._histogram import LatencyHistogram
@@ -164,7 +166,11 @@ async def run_load(
     stop.cancel()
     wall, cpu = sending[2:] or _elapsed(*sending)
     return LoadResult(
-        target=target if isinstance(target, str) else f"in-process app {type(target).__name__}",
+        target=(
+            redact_url(target)
+            if isinstance(target, str)
+            else f"in-process app {type(target).__name__}"
+        ),
         model=model.describe(),
         duration=duration,
         warmup=warmup,
@@ -283,7 +289,12 @@ async def _send(
 
 
 def _status_failure(status: int) -> str | None:
-    return f"http_{status}" if status >= 400 else None
+    """A redirect is not followed: an API endpoint that answers one is failing."""
+    if status >= 400:
+        return f"http_{status}"
+    if 300 <= status < 400 and status != 304:  # 304 Not Modified answers, it does not move
+        return f"redirect_{status}"
+    return None
 
 
 async def _report_progress(

@@ -1,33 +1,142 @@
 """What a load test reads from the service itself: its cache's hits and misses, from the
-Prometheus text of its ``/metrics`` endpoint (perfkit's agent service exposes them)."""
+Prometheus text of its ``/metrics`` endpoint (perfkit's agent service exposes them).
+
+Only perfkit's service is read (recognised by its ``/healthz``), or the endpoint the user
+names (``metrics_url``). Each reading has a deadline for the whole exchange and a cap on
+what it reads; a reading that fails leaves the hit rate unmeasured, with a warning saying
+why, and never fails the load test or holds it up."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-METRICS_TIMEOUT = 2.0
-"""Seconds to wait for ``/metrics``: a service too slow to answer reports no cache."""
+from perfkit._url import parse_http_url
+
+METRICS_DEADLINE = 0.5
+"""Seconds one reading (``/healthz`` and ``/metrics`` together) may take in all."""
+MAX_METRICS_BYTES = 1 << 20
+"""The largest ``/metrics`` read (perfkit's service sends a few kilobytes)."""
+MAX_HEALTHZ_BYTES = 64 << 10
 HITS = "perfkit_cache_hits_total"
 MISSES = "perfkit_cache_misses_total"
 
 
-async def cache_counts(target: str | Any) -> tuple[float, float] | None:
-    """The service's cache hits and misses so far, or None if it reports no cache."""
-    if isinstance(target, str):
-        client = httpx.AsyncClient(base_url=target, timeout=METRICS_TIMEOUT)
-    else:
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=target), base_url="http://app")
+class _Unreadable(Exception):
+    """Why a reading failed, as the end of a sentence naming the endpoint."""
+
+
+class CacheCounter:
+    """Reads a service's cache hits and misses (see the module's docstring), on one client
+    for all its readings; ``warning`` says why a reading found none, when that matters::
+
+        async with CacheCounter(target) as counter:
+            before = await counter.read()
+            ...
+            rate = hit_rate(before, await counter.read())
+    """
+
+    def __init__(
+        self, target: str | Any, metrics_url: str | None = None, deadline: float = METRICS_DEADLINE
+    ) -> None:
+        self._deadline = deadline
+        self._named = metrics_url is not None
+        self._recognised = self._named  # as perfkit's service, or named by the user
+        self.warning: str | None = None
+        headers = {"Accept-Encoding": "identity"}  # a compressed body would escape the cap
+        url = None
+        if metrics_url is not None:
+            url = parse_http_url(metrics_url, "metrics_url")
+            self._metrics, self._healthz, self.where = url.origin + url.path, "", url.redacted
+        elif isinstance(target, str):
+            url = parse_http_url(target, "target")
+            base = url.origin + url.path.rstrip("/")
+            self._metrics, self._healthz = f"{base}/metrics", f"{base}/healthz"
+            self.where = f"{url.redacted.rstrip('/')}/metrics"
+        else:
+            self._metrics, self._healthz = "http://app/metrics", "http://app/healthz"
+            self.where = "the app's /metrics"
+        if url is None:
+            app: Any = target
+            transport = httpx.ASGITransport(app=app)
+            self._client = httpx.AsyncClient(transport=transport, headers=headers)
+            return
+        if url.authorization is not None:
+            headers["Authorization"] = url.authorization
+        # verify: a plain http:// client has no certificates to load (that takes a while).
+        self._client = httpx.AsyncClient(
+            headers=headers, timeout=deadline, verify=url.scheme == "https"
+        )
+
+    async def __aenter__(self) -> CacheCounter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._client.aclose()
+
+    async def read(self) -> tuple[float, float] | None:
+        """The total hits and misses so far, or None (no cache, or the reading failed)."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                if not self._recognised:
+                    if not await _is_perfkit_service(self._client, self._healthz):
+                        return None
+                    self._recognised = True
+                return await self._counts()
+        except TimeoutError:
+            self._warn(f"did not answer within {self._deadline:g} s")
+        except _Unreadable as error:
+            self._warn(str(error))
+        except Exception as error:  # a failed reading never fails the load test
+            self._warn(f"could not be read ({type(error).__name__})")
+        return None
+
+    async def _counts(self) -> tuple[float, float] | None:
+        status, body = await _get(self._client, self._metrics, MAX_METRICS_BYTES)
+        if status != 200:
+            raise _Unreadable(f"answered {status}")
+        try:
+            counts = parse_cache_counts(body.decode("utf-8", "replace"))
+        except Exception as error:  # whatever the parser raises on foreign text
+            reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+            raise _Unreadable(
+                f"reported no perfkit cache counters (not Prometheus text: {reason})"
+            ) from None
+        if counts is None and self._named:  # the user named it: say it had none
+            raise _Unreadable("reported no perfkit cache counters")
+        return counts
+
+    def _warn(self, reason: str) -> None:
+        if self._recognised:  # a service not known to be perfkit's is none of our business
+            self.warning = f"the cache hit rate was not measured: {self.where} {reason}"
+
+
+async def _is_perfkit_service(client: httpx.AsyncClient, url: str) -> bool:
+    """Whether ``url`` answers as perfkit's ``/healthz`` does: ``{"status": "ok",
+    "agent": ...}``."""
     try:
-        async with client:
-            response = await client.get("/metrics")
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
-    return parse_cache_counts(response.text)
+        status, body = await _get(client, url, MAX_HEALTHZ_BYTES)
+        health = json.loads(body) if status == 200 else None
+    except (_Unreadable, ValueError):
+        return False
+    return isinstance(health, dict) and health.get("status") == "ok" and "agent" in health
+
+
+async def _get(client: httpx.AsyncClient, url: str, max_bytes: int) -> tuple[int, bytes]:
+    """GET ``url``: its status, and its body if 200 (at most ``max_bytes``)."""
+    async with client.stream("GET", url) as response:
+        if response.status_code != 200:
+            return response.status_code, b""
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) > max_bytes:
+                raise _Unreadable(f"sent more than {max_bytes:,} bytes")
+        return 200, bytes(body)
 
 
 def parse_cache_counts(exposition: str) -> tuple[float, float] | None:

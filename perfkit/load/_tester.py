@@ -13,7 +13,7 @@ from perfkit._virtual_loop import is_virtual_loop
 from perfkit.load._models import ClosedModel, OpenModel
 from perfkit.load._result import LoadResult
 from perfkit.load._runner import run_load
-from perfkit.load._service import cache_counts, hit_rate
+from perfkit.load._service import CacheCounter, hit_rate
 from perfkit.load._slo import SLO, SLOReport, SLOViolation
 
 
@@ -54,19 +54,26 @@ class LoadTester:
         slo: SLO | None = None,
         check: bool = True,
         label: str = "",
+        metrics_url: str | None = None,
         **options: Any,
     ) -> LoadResult:
         """The async twin of calling the fixture; ``label`` heads the test's entry in the
-        report (to tell several load tests of one test apart)."""
+        report (to tell several load tests of one test apart). The cache hit rate is read
+        from perfkit's service (recognised by its ``/healthz``) or from ``metrics_url``,
+        a Prometheus endpoint, within half a second before and after the test."""
         if isinstance(target, str) and is_virtual_loop(asyncio.get_running_loop()):
             raise PerfkitError(
                 "a load test against a URL needs real time, and this async test runs in "
                 "virtual time: mark it @pytest.mark.perfkit_clock('real'), or call "
                 "load_test(...) from a synchronous test"
             )
-        before = await cache_counts(target)
-        result = await run_load(target, model, **options)
-        result.cache_hit_rate = hit_rate(before, await cache_counts(target))
+        async with CacheCounter(target, metrics_url) as counter:
+            before = await counter.read()
+            result = await run_load(target, model, **options)
+            after = await counter.read() if before is not None else None
+        result.cache_hit_rate = hit_rate(before, after)
+        if counter.warning is not None:
+            result.warnings.append(counter.warning)
         report = (slo or self.slo).check(result, cache_hit_rate=result.cache_hit_rate)
         self.report = report
         self._record(

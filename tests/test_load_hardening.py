@@ -1,0 +1,621 @@
+"""``perfkit load`` against servers that misbehave: every run ends within duration +
+timeout + 1 s and classifies each request correctly, the target's ``/metrics`` is read
+only from a perfkit service (or ``--metrics-url``) and never fails the run, malformed
+URLs are usage errors, and credentials in the URL are sent as basic auth and never
+printed. Every server is a real one on loopback (asyncio, in a thread of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import perfkit.reporting  # noqa: F401 - imported once here, not inside a timed run
+from perfkit import cli
+from perfkit.load import LatencyHistogram, OpenModel, Request, run
+from perfkit.load._http import EventParser, HttpxClient
+from perfkit.load._service import CacheCounter
+
+DURATION = TIMEOUT = 0.5
+BOUND = DURATION + TIMEOUT + 1.0
+"""The acceptance bound: a run ends within duration + timeout + 1 s whatever the server does."""
+RATE = 4
+SENT = 2  # constant arrivals at 0 and 0.25 s: the last request times out by 0.75 s, well
+# before the run gives up on requests at duration + timeout (as "unfinished")
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+HEALTHZ = b'{"status": "ok", "agent": "OptimizedAgent", "backend": "simulated"}'
+"""What perfkit's service answers on ``/healthz``."""
+
+
+class LoopbackServers:
+    """Real TCP servers on 127.0.0.1, each running a behaviour on one event loop in a
+    thread of its own; :meth:`close` stops them all and closes every connection."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers: list[asyncio.Server] = []
+        self.requests: list[bytes] = []
+        """The head of every request a server read, in order."""
+
+    def start(self, behaviour: Handler) -> str:
+        """Serve ``behaviour`` (on every connection) on a new port; its base URL."""
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await behaviour(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass  # the client went away: that is the client's business
+            except asyncio.CancelledError:
+                pass  # closing: asyncio's stream callback would log a cancelled handler
+            finally:
+                writer.close()
+
+        async def start() -> str:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            self.servers.append(server)
+            return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+        return asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
+
+    async def read_request(self, reader: asyncio.StreamReader) -> str:
+        """Read one request's head; its path."""
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.requests.append(head)
+        return head.split(b" ", 2)[1].decode()
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for server in self.servers:
+                server.close()
+            tasks = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for server in self.servers:
+                await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def servers() -> Iterator[LoopbackServers]:
+    running = LoopbackServers()
+    yield running
+    running.close()
+
+
+# Behaviours
+
+
+def answering(servers: LoopbackServers, response: bytes, *, close: bool = False) -> Handler:
+    """Answer every request with ``response`` (then close the connection, if ``close``)."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await servers.read_request(reader)
+            writer.write(response)
+            await writer.drain()
+            if close:
+                return
+
+    return behaviour
+
+
+def silent(servers: LoopbackServers) -> Handler:
+    """Accept, read, and never answer."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await servers.read_request(reader)
+        await reader.read()  # until the client gives up
+
+    return behaviour
+
+
+def trickling(servers: LoopbackServers, response: bytes = OK, interval: float = 1.0) -> Handler:
+    """Answer with ``response`` one byte a second."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await servers.read_request(reader)
+        for byte in response:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(interval)
+
+    return behaviour
+
+
+def endless(servers: LoopbackServers, head: bytes, chunk: bytes) -> Handler:
+    """Send ``head``, then ``chunk`` after ``chunk`` for ever, as fast as the client reads."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await servers.read_request(reader)
+        writer.write(head)
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+
+    return behaviour
+
+
+def endless_body(servers: LoopbackServers) -> Handler:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return endless(servers, head, b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+
+
+def stalling_after_headers(servers: LoopbackServers) -> Handler:
+    """Send the headers of a 10-byte body, then nothing."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await servers.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    return behaviour
+
+
+def resetting(servers: LoopbackServers) -> Handler:
+    """Read the request, then reset the connection (RST, not FIN)."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await servers.read_request(reader)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    return behaviour
+
+
+def closing_mid_headers(servers: LoopbackServers) -> Handler:
+    return answering(servers, b"HTTP/1.1 200 OK\r\nContent-Le", close=True)
+
+
+def http_1_0(servers: LoopbackServers) -> Handler:
+    """A valid HTTP/1.0 response whose body ends when the connection closes."""
+    return answering(
+        servers, b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello", close=True
+    )
+
+
+def redirecting(servers: LoopbackServers) -> Handler:
+    return answering(
+        servers, b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
+    )
+
+
+def plain_ok(servers: LoopbackServers) -> Handler:
+    """A server that is not perfkit's: ``ok`` to everything, ``/metrics`` included."""
+    return answering(servers, OK)
+
+
+def routed(servers: LoopbackServers, routes: dict[str, Handler], default: Handler) -> Handler:
+    """Serve each connection by its first request's path (a route that may be followed by
+    another closes the connection after its response)."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        path = head.split(b" ", 2)[1].decode()
+        replay = asyncio.StreamReader()
+        replay.feed_data(head)
+        forward = asyncio.create_task(_forward(reader, replay))
+        try:
+            await routes.get(path, default)(replay, writer)
+        finally:
+            forward.cancel()
+
+    return behaviour
+
+
+async def _forward(source: asyncio.StreamReader, target: asyncio.StreamReader) -> None:
+    while data := await source.read(65536):
+        target.feed_data(data)
+    target.feed_eof()
+
+
+def perfkit_like(servers: LoopbackServers, metrics: Handler) -> Handler:
+    """A server that answers ``/healthz`` as perfkit's service does, serves ``/metrics``
+    with ``metrics``, and ``ok`` to everything else."""
+    healthz = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    healthz += b"Content-Length: %d\r\n\r\n%s" % (len(HEALTHZ), HEALTHZ)
+    routes = {"/healthz": answering(servers, healthz, close=True), "/metrics": metrics}
+    return routed(servers, routes, plain_ok(servers))
+
+
+def counting_metrics(servers: LoopbackServers) -> Handler:
+    """``/metrics`` whose cache counts grow by 3 hits and 1 miss at each reading."""
+    readings = [0]
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await servers.read_request(reader)
+            readings[0] += 1
+            body = (
+                f'perfkit_cache_hits_total{{layer="l1"}} {3 * readings[0]}\n'
+                f"perfkit_cache_misses_total {readings[0]}\n"
+            ).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+    return behaviour
+
+
+# Running perfkit load
+
+
+class Outcome:
+    """What one ``perfkit load`` run did: its exit status, output, JSON result and time."""
+
+    def __init__(self, status: int, out: str, err: str, seconds: float, path: Path) -> None:
+        self.status, self.out, self.err, self.seconds = status, out, err, seconds
+        self.json_out = path.with_suffix(".json")
+        self.markdown_out = path.with_suffix(".md")
+        self.result: dict[str, Any] = (
+            json.loads(self.json_out.read_text()) if self.json_out.exists() else {}
+        )
+
+
+def perfkit_load(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], *options: str
+) -> Outcome:
+    """``perfkit load URL`` for DURATION s at RATE requests/s with TIMEOUT s a request,
+    run in a thread so that a hang fails the test instead of blocking it."""
+    path = tmp_path / "load"
+    argv = [
+        "load", url, "--rate", str(RATE), "--duration", str(DURATION),
+        "--timeout", str(TIMEOUT), "--max-error-rate", "1",
+        "--json-out", str(path.with_suffix(".json")),
+        "--markdown-out", str(path.with_suffix(".md")), *options,
+    ]  # fmt: skip
+    finished: list[tuple[int, float]] = []
+    out = io.StringIO()
+
+    def main() -> None:
+        start = time.perf_counter()
+        try:
+            status = cli.main(argv, out=out)
+        except SystemExit as exited:
+            status = int(exited.code or 0)
+        finished.append((status, time.perf_counter() - start))
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    thread.join(BOUND + 10)
+    assert finished, f"perfkit load was still running {BOUND + 10:g} s later"
+    status, seconds = finished[0]
+    return Outcome(status, out.getvalue(), capsys.readouterr().err, seconds, path)
+
+
+HOSTILE: dict[str, tuple[Callable[[LoopbackServers], Handler], dict[str, int]]] = {
+    "accepts and never answers": (silent, {"timeout": SENT}),
+    "trickles its response at 1 byte/s": (trickling, {"timeout": SENT}),
+    "sends an endless body": (endless_body, {"timeout": SENT}),
+    "sends headers then stalls": (stalling_after_headers, {"timeout": SENT}),
+    "resets the connection": (resetting, {"connection": SENT}),
+    "answers ok to /metrics (not perfkit's)": (plain_ok, {}),
+    "closes mid-headers": (closing_mid_headers, {"connection": SENT}),
+    "answers HTTP/1.0, delimited by closing": (http_1_0, {}),
+    "redirects with a 302": (redirecting, {"redirect_302": SENT}),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_every_hostile_server_ends_in_time_with_a_correct_classification(
+    name: str, servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    behaviour, errors = HOSTILE[name]
+    outcome = perfkit_load(servers.start(behaviour(servers)) + "/", tmp_path, capsys, "--quiet")
+    assert outcome.seconds < BOUND
+    assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
+    result = outcome.result
+    assert (result["requests"], result["errors"]) == (SENT, errors)
+    assert result["successes"] == SENT - sum(errors.values())
+
+
+def test_a_redirect_is_reported_as_its_own_cause(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(redirecting(servers)) + "/"
+    outcome = perfkit_load(url, tmp_path, capsys, "--quiet", "--max-error-rate", "0")
+    assert outcome.status == cli.EXIT_REGRESSION
+    assert f"(redirect_302: {SENT})" in outcome.err
+    assert f"redirect_302 {SENT}" in outcome.out
+
+
+def test_a_304_not_modified_is_not_a_redirect(servers: LoopbackServers) -> None:
+    url = servers.start(answering(servers, b"HTTP/1.1 304 Not Modified\r\n\r\n"))
+    result = run(url, OpenModel(rate=RATE), duration=DURATION, request_timeout=TIMEOUT)
+    assert (result.successes, result.errors) == (SENT, {})
+
+
+def test_informational_responses_before_the_reply_are_skipped(servers: LoopbackServers) -> None:
+    url = servers.start(answering(servers, b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK))
+    result = run(url, OpenModel(rate=RATE), duration=DURATION, request_timeout=TIMEOUT)
+    assert (result.successes, result.errors) == (SENT, {})
+
+
+def test_an_endless_event_stream_without_events_ends_in_time(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    url = servers.start(endless(servers, head, b"data: " + b"x" * 0x4000)) + "/"
+    outcome = perfkit_load(url, tmp_path, capsys, "--quiet", "--stream")
+    assert outcome.seconds < BOUND
+    errors = outcome.result["errors"]
+    assert sum(errors.values()) == SENT
+    assert set(errors) <= {"timeout", "connection"}
+
+
+def test_an_event_larger_than_the_cap_fails_the_stream() -> None:
+    parser = EventParser(lambda _name: None)
+    for _ in range(63):  # 63 lines of 16 KiB: under 1 MiB
+        parser.feed(b"data: " + b"x" * 0x4000 + b"\n")
+    with pytest.raises(ConnectionError, match="a server-sent event over 1 MiB"):
+        parser.feed(b"data: " + b"x" * 0x4000 + b"\n")
+
+
+def test_crlf_split_between_chunks_still_ends_an_event() -> None:
+    names: list[str] = []
+    parser = EventParser(names.append)
+    for chunk in (b"event: token\r", b"\ndata: {}\r\n\r", b"\n", b"data: x\r\n\r\n"):
+        parser.feed(chunk)
+    assert names == ["token", "message"]
+
+
+def test_close_delimited_and_redirect_responses_through_httpx(servers: LoopbackServers) -> None:
+    async def statuses() -> list[int]:
+        found = []
+        for behaviour in (http_1_0, redirecting):
+            client = HttpxClient(servers.start(behaviour(servers)), 1, TIMEOUT)
+            try:
+                found.append(await client.send(Request(), None))
+            finally:
+                await client.aclose()
+        return found
+
+    assert asyncio.run(statuses()) == [200, 302]
+
+
+# The service's /metrics
+
+
+METRICS: dict[str, Callable[[LoopbackServers], Handler]] = {
+    "answers ok": plain_ok,
+    "sends an endless body": endless_body,
+    "trickles at 1 byte/s": lambda servers: trickling(
+        servers, b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\nperfkit_cache_hits_total 1\n"
+    ),
+    "never answers": silent,
+    "is too large": lambda servers: answering(
+        servers,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4000000\r\n\r\n"
+        + b"perfkit_cache_hits_total 1\n" * (4000000 // 27)
+        + b"\n" * (4000000 % 27),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_a_perfkit_service_whose_metrics_misbehave_never_fails_or_prolongs_the_run(
+    name: str, servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(perfkit_like(servers, METRICS[name](servers)))
+    outcome = perfkit_load(f"{url}/chat", tmp_path, capsys, "--quiet")
+    assert outcome.seconds < BOUND
+    assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
+    assert (outcome.result["successes"], outcome.result["errors"]) == (SENT, {})
+    assert outcome.result["cache_hit_rate"] is None
+    assert any(
+        warning.startswith(f"the cache hit rate was not measured: {url}/metrics")
+        for warning in outcome.result["warnings"]
+    )
+
+
+def test_a_plain_server_answering_ok_is_loaded_and_its_metrics_ignored(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(plain_ok(servers))
+    outcome = perfkit_load(f"{url}/", tmp_path, capsys, "--quiet")
+    assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
+    assert outcome.result["successes"] == SENT
+    assert not any("cache hit rate" in warning for warning in outcome.result["warnings"])
+    paths = [head.split(b" ", 2)[1] for head in servers.requests]
+    assert b"/metrics" not in paths  # not perfkit's service: its /metrics are none of ours
+
+
+def test_metrics_url_names_where_the_cache_counts_are(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(plain_ok(servers))
+    metrics = servers.start(counting_metrics(servers))
+    outcome = perfkit_load(
+        f"{url}/", tmp_path, capsys, "--quiet", "--metrics-url", f"{metrics}/metrics"
+    )
+    assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
+    assert outcome.result["cache_hit_rate"] == 0.75
+    assert "cache hit rate 75.0%" in outcome.out
+
+    outcome = perfkit_load(
+        f"{url}/", tmp_path, capsys, "--quiet", "--metrics-url", f"{url}/metrics"
+    )  # a plain server: ok is no Prometheus text
+    assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
+    assert outcome.result["successes"] == SENT
+    assert (
+        f"the cache hit rate was not measured: {url}/metrics reported no perfkit cache "
+        "counters (not Prometheus text: could not convert string to float: 'ok')"
+    ) in outcome.result["warnings"]
+
+
+def test_a_perfkit_service_is_recognised_by_its_healthz(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(perfkit_like(servers, counting_metrics(servers)))
+    outcome = perfkit_load(f"{url}/chat", tmp_path, capsys, "--quiet")
+    assert outcome.result["cache_hit_rate"] == 0.75
+    assert not any("cache hit rate" in warning for warning in outcome.result["warnings"])
+
+
+@pytest.mark.parametrize(("agent", "counts"), [("optimized", (0.0, 0.0)), ("naive", None)])
+def test_perfkit_services_own_healthz_is_recognised(agent: Any, counts: Any) -> None:
+    from perfkit.service import build_app
+
+    async def read() -> tuple[float, float] | None:
+        async with CacheCounter(build_app(agent=agent)) as counter:
+            counts = await counter.read()
+        assert counter.warning is None
+        return counts
+
+    assert asyncio.run(read()) == counts  # the naive agent has no cache
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://127.0.0.1:99999/",
+            "the URL's port must be an integer from 1 to 65535, got '99999'",
+        ),
+        ("http://127.0.0.1:0/", "the URL's port must be an integer from 1 to 65535, got '0'"),
+        ("http://127.0.0.1:-1/", "the URL's port must be an integer from 1 to 65535, got '-1'"),
+        ("http://127.0.0.1:abc/", "the URL's port must be an integer from 1 to 65535, got 'abc'"),
+        ("http://[::1/", "the URL is malformed (Invalid IPv6 URL), got 'http://[::1/'"),
+        ("http://:80/", "URL must be an http:// or https:// URL with a host, got 'http://:80/'"),
+        (
+            "http://alice@/",
+            "URL must be an http:// or https:// URL with a host, got 'http://***@/'",
+        ),
+        ("http://a b/", "URL must be ASCII, with no spaces or control characters"),
+        ("http://x/a\r\nX-Injected: 1", "got 'http://x/a\\r\\nX-Injected: 1'"),
+        ("http://x/caf\u00e9", "URL must be ASCII, with no spaces or control characters"),
+        (
+            "http://alice:s3cr3t@127.0.0.1:99999/",
+            "got '99999' (in 'http://alice:***@127.0.0.1:99999/')",
+        ),
+    ],
+)
+def test_a_malformed_url_is_a_usage_error(
+    url: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = cli.main(["load", url, "--rate", "1", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert status == cli.EXIT_USAGE
+    assert err.count("\n") == 1
+    assert err.startswith("perfkit load: error: ")
+    assert message in err
+    assert "s3cr3t" not in err
+
+
+def test_metrics_url_is_checked_like_the_url(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["load", "http://x/", "--rate", "1", "--duration", "1", "--metrics-url", "ftp://y"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "perfkit load: error: --metrics-url must be an http:// or https:// URL with a host, "
+        "got 'ftp://y'\n"
+    )
+
+
+def test_the_library_refuses_a_malformed_url_with_a_value_error() -> None:
+    with pytest.raises(ValueError, match="port must be an integer from 1 to 65535, got '99999'"):
+        run("http://127.0.0.1:99999", OpenModel(rate=1), duration=0.1)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Request(path="/a\r\nX: 1"), "path must be ASCII and start with '/', with no"),
+        (lambda: Request(path="/a b"), "path must be ASCII and start with '/', with no"),
+        (
+            lambda: Request(headers={"X": "a\r\nY: 1"}),
+            "header X's value must be a str without CR, LF or NUL",
+        ),
+        (lambda: Request(headers={"X Y": "1"}), "header name must be a token, got 'X Y'"),
+    ],
+)
+def test_a_request_cannot_inject_lines(make: Callable[[], Request], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        make()
+
+
+# Credentials in the URL
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_printed(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(perfkit_like(servers, counting_metrics(servers)))
+    port = url.rpartition(":")[2]
+    secret_url = f"http://alice:s3cr3t@127.0.0.1:{port}/chat"
+    outcome = perfkit_load(secret_url, tmp_path, capsys, "--max-error-rate", "0")
+    expected = "Basic " + base64.b64encode(b"alice:s3cr3t").decode()
+    heads = [head.decode() for head in servers.requests]
+    assert heads
+    assert all(f"\r\nAuthorization: {expected}\r\n" in head for head in heads)
+    assert all(f"\r\nHost: 127.0.0.1:{port}\r\n" in head for head in heads)
+    assert outcome.result["target"] == f"http://alice:***@127.0.0.1:{port}"
+    assert outcome.result["cache_hit_rate"] == 0.75  # /healthz and /metrics got it too
+    shown = [outcome.out, outcome.err, outcome.json_out.read_text()]
+    shown.append(outcome.markdown_out.read_text())
+    assert f"http://alice:***@127.0.0.1:{port}" in outcome.out
+    assert not any("s3cr3t" in text for text in shown)
+
+
+def test_credentials_are_never_printed_in_warnings_or_failures(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(perfkit_like(servers, silent(servers)))
+    port = url.rpartition(":")[2]
+    outcome = perfkit_load(
+        f"http://alice:s3cr3t@127.0.0.1:{port}/nowhere", tmp_path, capsys,
+        "--metrics-url", f"http://bob:hunter2@127.0.0.1:{port}/metrics", "--max-error-rate", "0",
+        "--slo", "p50=0",
+    )  # fmt: skip
+    shown = [outcome.out, outcome.err, outcome.json_out.read_text()]
+    shown.append(outcome.markdown_out.read_text())
+    assert f"http://bob:***@127.0.0.1:{port}/metrics" in outcome.out  # the warning
+    assert not any(secret in text for text in shown for secret in ("s3cr3t", "hunter2"))
+
+
+def test_httpx_sends_credentials_as_basic_auth(servers: LoopbackServers) -> None:
+    url = servers.start(plain_ok(servers))
+
+    async def send() -> int:
+        client = HttpxClient(url.replace("http://", "http://alice:s3cr3t@"), 1, TIMEOUT)
+        try:
+            return await client.send(Request(), None)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(send()) == 200
+    head = servers.requests[0].decode().lower()
+    assert "authorization: basic " + base64.b64encode(b"alice:s3cr3t").decode().lower() in head
+    assert "s3cr3t" not in head.replace(base64.b64encode(b"alice:s3cr3t").decode().lower(), "")
+
+
+def test_a_request_shows_no_credentials_in_its_repr() -> None:
+    request = Request(headers={"Authorization": "Bearer s3cr3t", "x-api-key": "k3y", "X": "1"})
+    assert "s3cr3t" not in repr(request)
+    assert "k3y" not in repr(request)
+    assert "'X': '1'" in repr(request)
+
+
+def test_the_mean_latency_is_exact() -> None:
+    histogram = LatencyHistogram()
+    for seconds in (1.234567, 0.000001, 2.5):
+        histogram.record(seconds)
+    assert histogram.mean == pytest.approx((1.234567 + 0.000001 + 2.5) / 3, abs=1e-9)
