@@ -27,6 +27,7 @@ import redis.exceptions
 
 from perfkit._clock import Clock, RealClock
 from perfkit.cache._breaker import CircuitBreaker
+from perfkit.cache._generations import Generations
 from perfkit.cache._keys import entry_name, key_prefix
 from perfkit.cache._l1 import Entry, LocalCache
 from perfkit.cache._serialization import (
@@ -41,6 +42,9 @@ from perfkit.cache._stats import CacheStats, CacheStatsSnapshot
 DEFAULT_NAMESPACE = "perfkit"
 DEFAULT_TTL = 300.0
 DEFAULT_L1_MAXSIZE = 1024
+MIN_MARKER_TTL = 600.0
+"""Seconds an invalidation's marker lives in L2 at least (the cache's ``ttl`` if longer):
+a fill that began before the invalidation and ends within this is refused its write."""
 
 # An L2 payload: magic, the expiry time (on the cache's stamp clock) and the time the
 # value took to compute (for early refresh), then the serialized value.
@@ -62,15 +66,33 @@ _FAILED: Any = object()
 _BAD_KEY: Any = object()
 """What a driver sends back when Redis refused an operation on the key (WRONGTYPE...)."""
 
+_UNASKED: Any = object()
+"""A fill's invalidation marker when L2 was not asked (the breaker is not closed)."""
+
 
 class Op(NamedTuple):
     """One Redis operation a cache path needs (a tuple: cheap to make on a hot path)."""
 
-    kind: Literal["get", "set", "set_nx", "delete", "scan_delete", "publish", "sleep", "call"]
+    kind: Literal[
+        "get",
+        "set",
+        "set_nx",
+        "set_unless_invalidated",
+        "invalidate",
+        "delete",
+        "scan_delete",
+        "publish",
+        "sleep",
+        "call",
+    ]
     key: str
     payload: bytes = b""
     ms: int = 0
-    """Milliseconds: an entry's or a lock's time to live, or how long to sleep."""
+    """Milliseconds: an entry's, a lock's or a marker's time to live, or how long to sleep."""
+    marker: str = ""
+    """The key of ``key``'s invalidation marker (``invalidate``, ``set_unless_invalidated``)."""
+    expected: bytes | None = None
+    """The marker a fill saw before it computed (``set_unless_invalidated``)."""
 
 
 class Found(NamedTuple):
@@ -148,6 +170,7 @@ class MultiLayerCache:
         )
         self._random = random.Random(seed)
         self.stats_counters = CacheStats()
+        self._generations = Generations()
 
     # -- public, non-decorator API -------------------------------------------------------
 
@@ -304,6 +327,7 @@ class MultiLayerCache:
         recompute: bool,
         keep_error: Callable[[BaseException], bool] | None,
     ) -> Generator[Op, Any, Found]:
+        since = self._generations.now()  # before anything is read: see _store
         if recompute:  # refresh now, before the entry expires (XFetch)
             self._count("misses", stats)
             found = MISS
@@ -319,6 +343,7 @@ class MultiLayerCache:
                 found = yield from self._wait_for_value(key, stats)
                 if found.hit:
                     return found
+        marker = yield from self._read_marker(key)
         start = self.clock.now()
         try:
             try:
@@ -327,7 +352,8 @@ class MultiLayerCache:
                 if keep_error is not None:
                     keep_error(error)
                 raise
-            yield from self._store(key, value, ttl, self.clock.elapsed(start), stats)
+            elapsed = self.clock.elapsed(start)
+            yield from self._store(key, value, ttl, elapsed, stats, since=since, marker=marker)
         finally:  # after the store: waiting processes then find the value
             if lock:
                 yield from self._release_lock(key, token)
@@ -375,6 +401,7 @@ class MultiLayerCache:
     def _wait_for_value(self, key: str, stats: CacheStats | None) -> Generator[Op, Any, Found]:
         assert self.lock_timeout is not None
         waited, poll_ms = 0.0, max(1, round(self.lock_poll * 1000))
+        since = self._generations.now()
         while waited < self.lock_timeout:
             yield Op("sleep", key, ms=poll_ms)
             waited += poll_ms / 1000
@@ -382,7 +409,7 @@ class MultiLayerCache:
             if raw is _FAILED:
                 return MISS
             if raw is not None and raw is not _BAD_KEY:
-                found = self._decode(raw, key, stats, refresh_early=False)
+                found = self._decode(raw, key, stats, False, since)
                 if found.hit:
                     return found
         return MISS
@@ -394,6 +421,21 @@ class MultiLayerCache:
         held = yield Op("get", self._lock_key(key))
         if held == token:
             yield Op("delete", self._lock_key(key))
+
+    # -- the invalidation race: a value computed before an invalidation is not stored ----
+    #
+    # In L1, a per-key generation (Generations) advanced by every invalidation, local or
+    # heard from another process; in L2, a marker key that every invalidation sets to a
+    # new token in the same round trip as its delete. A fill notes both before it calls
+    # the origin, and its store is refused if either has moved: in L1 by a check under
+    # the generations' lock, in L2 by WATCH on the marker around the SET (one key slot).
+
+    def _read_marker(self, key: str) -> Generator[Op, Any, Any]:
+        """``key``'s invalidation marker as a fill finds it before calling the origin."""
+        if self.redis is None or self.breaker.state != "closed":
+            return _UNASKED
+        marker = yield Op("get", _marker_key(key))
+        return _FAILED if marker is _BAD_KEY else marker
 
     def listen_for_invalidations(self, *, poll_interval: float = 0.05) -> InvalidationListener:
         """Drop L1 entries that other processes invalidate, from a background thread,
@@ -422,9 +464,10 @@ class MultiLayerCache:
     def drop_from_l1(self, message: bytes) -> None:
         """Apply one invalidation message (a key, or :data:`CLEAR_ALL`) to L1."""
         if message == CLEAR_ALL:
-            self._l1.clear()
+            self._generations.advance_all(self._l1.clear)
         else:
-            self._l1.delete(message.decode())
+            key = message.decode()
+            self._generations.advance(key, lambda: self._l1.delete(key))
 
     def clear(self) -> None:
         """Drop every entry of this namespace and version, in L1 and in L2."""
@@ -443,6 +486,7 @@ class MultiLayerCache:
     def _lookup(
         self, key: str, stats: CacheStats | None, *, check_l1: bool, refresh_early: bool
     ) -> Generator[Op, Any, Found]:
+        since = self._generations.now()
         if check_l1:
             entry = self._l1.get(key)
             if entry is not None:
@@ -455,14 +499,18 @@ class MultiLayerCache:
                 self._count("corrupt", stats)
                 found = _CORRUPT
             elif raw is not None and raw is not _FAILED:
-                found = self._decode(raw, key, stats, refresh_early)
+                found = self._decode(raw, key, stats, refresh_early, since)
             if found is _CORRUPT:
                 yield Op("delete", key)
                 found = MISS
         self._count("l2_hits" if found.hit else "misses", stats)
         return found
 
-    def _decode(self, raw: Any, key: str, stats: CacheStats | None, refresh_early: bool) -> Found:
+    def _decode(
+        self, raw: Any, key: str, stats: CacheStats | None, refresh_early: bool, since: int
+    ) -> Found:
+        """The value of an L2 payload; kept in L1 unless ``key`` was invalidated after
+        epoch ``since`` (when the payload was asked for)."""
         try:
             magic, expires, compute_seconds = _HEADER.unpack_from(raw)
             if magic != _MAGIC:
@@ -480,7 +528,11 @@ class MultiLayerCache:
         if refresh_early and self.early_refresh and self._refresh_early(remaining, compute_seconds):
             self._count("early_refreshes", stats)
             return MISS
-        self._l1.set(key, value, ttl=self._l1_ttl(remaining), cost=compute_seconds)
+        self._generations.apply_unless_advanced(
+            key,
+            since,
+            lambda: self._l1.set(key, value, ttl=self._l1_ttl(remaining), cost=compute_seconds),
+        )
         return Found(True, value, "l2")
 
     def refresh_due(self, entry: Entry, stats: CacheStats | None = None) -> bool:
@@ -506,9 +558,22 @@ class MultiLayerCache:
         ttl: float | None,
         compute_seconds: float,
         stats: CacheStats | None,
+        *,
+        since: int | None = None,
+        marker: Any = _UNASKED,
     ) -> Generator[Op, Any, None]:
+        """Write ``value`` to both layers. A fill passes the epoch (``since``) and the L2
+        marker it noted before computing: if ``key`` was invalidated since, nothing is
+        written. A caller's own write (no ``since``) supersedes the fills in flight."""
         seconds = self._jittered(self.ttl if ttl is None else _check_ttl("ttl", ttl))
-        self._l1.set(key, value, ttl=self._l1_ttl(seconds), cost=compute_seconds)
+
+        def write_l1() -> None:
+            self._l1.set(key, value, ttl=self._l1_ttl(seconds), cost=compute_seconds)
+
+        if since is None:
+            self._generations.advance(key, write_l1)
+        elif not self._generations.apply_unless_advanced(key, since, write_l1):
+            return
         self._count("writes", stats)
         if self.redis is None:
             return
@@ -519,25 +584,45 @@ class MultiLayerCache:
             # loudly beats a cache that silently never shares.
             warnings.warn(CacheWarning(f"{key}: not stored in L2: {error}"), stacklevel=4)
             return
+        if since is not None and (marker is _UNASKED or marker is _FAILED):
+            # The fill cannot tell whether it would overwrite an invalidation: L1 only.
+            if marker is _UNASKED:
+                self._count("l2_skipped", stats)
+            return
         if self._l2_allowed(stats):
             header = _HEADER.pack(_MAGIC, self._stamp() + seconds, compute_seconds)
-            yield Op("set", key, header + payload, ms=max(1, math.ceil(seconds * 1000)))
+            ms = max(1, math.ceil(seconds * 1000))
+            if since is None:
+                yield Op("set", key, header + payload, ms=ms)
+                return
+            stored = yield Op(
+                "set_unless_invalidated",
+                key,
+                header + payload,
+                ms=ms,
+                marker=_marker_key(key),
+                expected=marker,
+            )
+            if stored is False:  # invalidated elsewhere meanwhile: L1 must not keep it
+                self._l1.delete(key)
 
     # Invalidations go to Redis even while the breaker is open: skipping one would leave
     # a stale entry for every other process to read once Redis is back.
 
     def _invalidate(self, key: str) -> Generator[Op, Any, bool]:
-        self._l1.delete(key)
+        self._generations.advance(key, lambda: self._l1.delete(key))
         self._count("invalidations", None)
         if self.redis is None:
             return True
-        result = yield Op("delete", key)
+        marker_ms = math.ceil(max(self.ttl, MIN_MARKER_TTL) * 1000)
+        token = uuid.uuid4().bytes
+        result = yield Op("invalidate", key, token, ms=marker_ms, marker=_marker_key(key))
         # Other processes' L1 may hold the entry too: tell their listeners.
         yield Op("publish", self.invalidation_channel, key.encode())
         return result is not _FAILED
 
     def _clear(self) -> Generator[Op, Any, None]:
-        self._l1.clear()
+        self._generations.advance_all(self._l1.clear)
         self._count("invalidations", None)
         if self.redis is not None:
             yield Op("scan_delete", f"{_glob_escape(self.prefix)}*")
@@ -666,6 +751,23 @@ def _execute_sync(client: Any, op: Op) -> Any:
         return client.delete(op.key)
     if op.kind == "publish":
         return client.publish(op.key, op.payload)
+    if op.kind == "invalidate":
+        with client.pipeline(transaction=False) as pipe:
+            pipe.set(op.marker, op.payload, px=op.ms)
+            pipe.delete(op.key)
+            return pipe.execute()[-1]
+    if op.kind == "set_unless_invalidated":
+        with client.pipeline(transaction=True) as pipe:
+            pipe.watch(op.marker)
+            if pipe.get(op.marker) != op.expected:
+                return False
+            pipe.multi()
+            pipe.set(op.key, op.payload, px=op.ms)
+            try:
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                return False
+            return True
     keys = list(client.scan_iter(match=op.key, count=500))
     for start in range(0, len(keys), 500):
         client.delete(*keys[start : start + 500])
@@ -683,10 +785,40 @@ async def _execute_async(client: Any, op: Op) -> Any:
         return await client.delete(op.key)
     if op.kind == "publish":
         return await client.publish(op.key, op.payload)
+    if op.kind == "invalidate":
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.set(op.marker, op.payload, px=op.ms)
+            pipe.delete(op.key)
+            return (await pipe.execute())[-1]
+    if op.kind == "set_unless_invalidated":
+        async with client.pipeline(transaction=True) as pipe:
+            await pipe.watch(op.marker)
+            if await pipe.get(op.marker) != op.expected:
+                return False
+            pipe.multi()
+            pipe.set(op.key, op.payload, px=op.ms)
+            try:
+                await pipe.execute()
+            except redis.exceptions.WatchError:
+                return False
+            return True
     keys = [key async for key in client.scan_iter(match=op.key, count=500)]
     for start in range(0, len(keys), 500):
         await client.delete(*keys[start : start + 500])
     return len(keys)
+
+
+def _marker_key(key: str) -> str:
+    """The key of ``key``'s invalidation marker. It starts with a word and a space, which
+    no entry key does (namespaces hold no whitespace), and carries ``key``'s cluster hash
+    tag, so WATCH on it and a SET of ``key`` may share a transaction on Redis Cluster."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start != -1 else -1
+    if end > start + 1:  # key has a hash tag: only its content is hashed
+        return f"perfkit-invalidated {{{key[start + 1 : end]}}} {key}"
+    if "}" not in key:  # the whole key is hashed: make it the marker's tag
+        return f"perfkit-invalidated {{{key}}}"
+    return f"perfkit-invalidated {key}"  # no tag can hold it; fine off a cluster
 
 
 def _glob_escape(text: str) -> str:
