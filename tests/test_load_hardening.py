@@ -272,14 +272,21 @@ class Outcome:
 
 
 def perfkit_load(
-    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], *options: str
+    url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *options: str,
+    rate: float = RATE,
+    duration: float = DURATION,
+    timeout: float = TIMEOUT,
 ) -> Outcome:
-    """``perfkit load URL`` for DURATION s at RATE requests/s with TIMEOUT s a request,
-    run in a thread so that a hang fails the test instead of blocking it."""
+    """``perfkit load URL`` (rate, duration and timeout as given), run in a thread so that
+    a hang fails the test instead of blocking it."""
+    bound = duration + timeout + 1
     path = tmp_path / "load"
     argv = [
-        "load", url, "--rate", str(RATE), "--duration", str(DURATION),
-        "--timeout", str(TIMEOUT), "--max-error-rate", "1",
+        "load", url, "--rate", str(rate), "--duration", str(duration),
+        "--timeout", str(timeout), "--max-error-rate", "1",
         "--json-out", str(path.with_suffix(".json")),
         "--markdown-out", str(path.with_suffix(".md")), *options,
     ]  # fmt: skip
@@ -296,8 +303,8 @@ def perfkit_load(
 
     thread = threading.Thread(target=main, daemon=True)
     thread.start()
-    thread.join(BOUND + 10)
-    assert finished, f"perfkit load was still running {BOUND + 10:g} s later"
+    thread.join(bound + 10)
+    assert finished, f"perfkit load was still running {bound + 10:g} s later"
     status, seconds = finished[0]
     return Outcome(status, out.getvalue(), capsys.readouterr().err, seconds, path)
 
@@ -619,3 +626,17 @@ def test_the_mean_latency_is_exact() -> None:
     for seconds in (1.234567, 0.000001, 2.5):
         histogram.record(seconds)
     assert histogram.mean == pytest.approx((1.234567 + 0.000001 + 2.5) / 3, abs=1e-9)
+
+
+@pytest.mark.slow  # about 7 s: the issue's own settings
+@pytest.mark.parametrize("name", ["sends an endless body", "trickles at 1 byte/s"])
+def test_the_issues_metrics_that_held_the_run_95_and_42_s(
+    name: str, servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(perfkit_like(servers, METRICS[name](servers)))
+    outcome = perfkit_load(
+        f"{url}/chat", tmp_path, capsys, "--quiet", rate=10, duration=3, timeout=2
+    )
+    assert outcome.seconds < 3 + 2 + 1
+    assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
+    assert (outcome.result["successes"], outcome.result["errors"]) == (30, {})
