@@ -124,6 +124,11 @@ def _add_load_command(commands: Any) -> None:
         "--stream", action="store_true", help="read server-sent events; time the first one"
     )
     load.add_argument(
+        "--header", type=_header, action="append", default=[], metavar="'NAME: VALUE'",
+        help="a header to send with every request (repeatable); an Authorization header "
+        "is also sent to the target's /healthz and /metrics, and never printed",
+    )  # fmt: skip
+    load.add_argument(
         "--max-error-rate", type=_error_rate, metavar="FRACTION",
         help="exit 1 when more than this share of the requests failed (default: the --slo "
         f"error_rate if one is given, else {PRODUCTION_TARGETS['error_rate']:g}, the "
@@ -226,6 +231,14 @@ def _json_body(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise argparse.ArgumentTypeError(f"is not valid JSON ({error}): {text!r}") from None
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        # The text is not echoed: a header's value may be a secret.
+        raise argparse.ArgumentTypeError("must be 'NAME: VALUE' (curl's -H form)")
+    return name.strip(), value.strip()
 
 
 def _slo_target(text: str) -> dict[str, float]:
@@ -340,6 +353,7 @@ def _load(arguments: argparse.Namespace, out: TextIO) -> int:
     from perfkit import load
     from perfkit._clock import RealClock
 
+    headers = dict(arguments.header)
     method = arguments.method or ("POST" if arguments.json is not None else "GET")
     model: load.OpenModel | load.ClosedModel = (
         load.OpenModel(arguments.rate, arguments.arrivals, arguments.seed)
@@ -366,7 +380,9 @@ def _load(arguments: argparse.Namespace, out: TextIO) -> int:
         duration=arguments.duration,
         warmup=arguments.warmup,
         request_timeout=arguments.timeout,
-        request=load.Request(method, path, json=arguments.json, stream=arguments.stream),
+        request=load.Request(
+            method, path, json=arguments.json, stream=arguments.stream, headers=headers
+        ),
         progress=None if arguments.quiet else progress,
         metrics_url=arguments.metrics_url,
     )

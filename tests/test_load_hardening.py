@@ -640,3 +640,45 @@ def test_the_issues_metrics_that_held_the_run_95_and_42_s(
     assert outcome.seconds < 3 + 2 + 1
     assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
     assert (outcome.result["successes"], outcome.result["errors"]) == (30, {})
+
+
+def test_a_header_goes_with_every_request_and_the_services_metrics_unprinted(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(perfkit_like(servers, counting_metrics(servers)))
+    outcome = perfkit_load(
+        f"http://nobody:s3cr3t@{url.removeprefix('http://')}/chat", tmp_path, capsys,
+        "--header", "Authorization: Bearer t0k3n", "--header", "X-Trace:  1 ",
+    )  # fmt: skip
+    heads = [head.decode() for head in servers.requests]
+    paths = {head.split(" ", 2)[1] for head in heads}
+    assert paths == {"/healthz", "/metrics", "/chat"}
+    assert all("\r\nAuthorization: Bearer t0k3n\r\n" in head for head in heads)  # not basic
+    assert all("\r\nX-Trace: 1\r\n" in head for head in heads if "/chat" in head)
+    assert outcome.result["cache_hit_rate"] == 0.75
+    shown = [outcome.out, outcome.err, outcome.json_out.read_text()]
+    shown.append(outcome.markdown_out.read_text())
+    assert not any(secret in text for text in shown for secret in ("t0k3n", "s3cr3t"))
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Authorization Bearer t0k3n", "argument --header: must be 'NAME: VALUE' (curl's -H form)"),
+        (": t0k3n", "argument --header: must be 'NAME: VALUE' (curl's -H form)"),
+        ("X Y: t0k3n", "a header name must be a token, got 'X Y'"),
+    ],
+)
+def test_a_malformed_header_is_a_usage_error_that_shows_no_value(
+    header: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["load", "http://x/", "--rate", "1", "--duration", "1", "--header", header]
+    try:
+        status = cli.main(argv)
+    except SystemExit as exited:
+        status = int(exited.code or 0)
+    err = capsys.readouterr().err
+    assert status == cli.EXIT_USAGE
+    assert err.count("\n") == 1
+    assert message in err
+    assert "t0k3n" not in err

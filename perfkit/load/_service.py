@@ -41,8 +41,14 @@ class CacheCounter:
     """
 
     def __init__(
-        self, target: str | Any, metrics_url: str | None = None, deadline: float = METRICS_DEADLINE
+        self,
+        target: str | Any,
+        metrics_url: str | None = None,
+        authorization: str | None = None,
+        deadline: float = METRICS_DEADLINE,
     ) -> None:
+        """``authorization`` is the target's ``Authorization`` header (the load's
+        requests send it): it goes to the target's endpoints, not to ``metrics_url``."""
         self._deadline = deadline
         self._named = metrics_url is not None
         self._recognised = self._named  # as perfkit's service, or named by the user
@@ -52,21 +58,23 @@ class CacheCounter:
         if metrics_url is not None:
             url = parse_http_url(metrics_url, "metrics_url")
             self._metrics, self._healthz, self.where = url.origin + url.path, "", url.redacted
+            authorization = url.authorization  # another endpoint: the target's is not its
         elif isinstance(target, str):
             url = parse_http_url(target, "target")
             base = url.origin + url.path.rstrip("/")
             self._metrics, self._healthz = f"{base}/metrics", f"{base}/healthz"
             self.where = f"{url.redacted.rstrip('/')}/metrics"
+            authorization = authorization or url.authorization  # a header beats the URL's
         else:
             self._metrics, self._healthz = "http://app/metrics", "http://app/healthz"
             self.where = "the app's /metrics"
+        if authorization is not None:
+            headers["Authorization"] = authorization
         if url is None:
             app: Any = target
             transport = httpx.ASGITransport(app=app)
             self._client = httpx.AsyncClient(transport=transport, headers=headers)
             return
-        if url.authorization is not None:
-            headers["Authorization"] = url.authorization
         # verify: a plain http:// client has no certificates to load (that takes a while).
         self._client = httpx.AsyncClient(
             headers=headers, timeout=deadline, verify=url.scheme == "https"

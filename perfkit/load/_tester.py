@@ -10,7 +10,7 @@ from perfkit._clock import Clock
 from perfkit._errors import PerfkitError
 from perfkit._perf import in_event_loop
 from perfkit._virtual_loop import is_virtual_loop
-from perfkit.load._models import ClosedModel, OpenModel
+from perfkit.load._models import ClosedModel, OpenModel, Request
 from perfkit.load._result import LoadResult
 from perfkit.load._runner import run_load
 from perfkit.load._service import CacheCounter, hit_rate
@@ -67,7 +67,9 @@ class LoadTester:
                 "virtual time: mark it @pytest.mark.perfkit_clock('real'), or call "
                 "load_test(...) from a synchronous test"
             )
-        async with CacheCounter(target, metrics_url) as counter:
+        request = options.get("request")
+        authorization = _authorization(request) if isinstance(request, Request) else None
+        async with CacheCounter(target, metrics_url, authorization) as counter:
             before = await counter.read()
             result = await run_load(target, model, **options)
             after = await counter.read() if before is not None else None
@@ -88,3 +90,9 @@ class LoadTester:
         if check and not report.passed:
             raise SLOViolation(report, result.target)
         return result
+
+
+def _authorization(request: Request) -> str | None:
+    """The request's ``Authorization`` header: the service's metrics may need it too."""
+    found = [value for name, value in request.headers.items() if name.lower() == "authorization"]
+    return found[0] if found else None
