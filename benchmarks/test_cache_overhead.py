@@ -8,6 +8,7 @@ issue 3's acceptance figures.
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from collections.abc import Iterator
@@ -63,6 +64,35 @@ def test_sync_l1_hit_against_cachetools_and_lru_cache(benchmark: Any, comparison
     benchmark.pedantic(candidates["perfkit L1 hit"], rounds=5, iterations=1000)
     assert ours.cache_stats()["l1_hits"] > 0  # it kept its statistics while being timed
     assert ratio <= 0.8, f"a sync L1 hit costs {ratio:.2f}x a cachetools hit (bound: 0.8x)"
+
+
+def test_l1_hit_of_a_mutable_value_against_cachetools_with_a_copy(comparison: Any) -> None:
+    """An L1 hit of a dict decodes a fresh copy (issue 14: a caller's change must never
+    reach the cache); cachetools hands out its stored object, so the same guarantee with
+    it costs a hit plus ``copy.deepcopy``."""
+    perfkit_cache = MultiLayerCache(None, namespace="overhead")
+
+    @cached(perfkit_cache, ttl=300)
+    def ours(prompt: str) -> dict[str, Any]:
+        return MESSAGE
+
+    @cachetools.cached(cachetools.TTLCache(1024, 300), lock=threading.Lock())
+    def with_cachetools(prompt: str) -> dict[str, Any]:
+        return MESSAGE
+
+    candidates = {
+        "perfkit L1 hit (a copy)": lambda: ours(PROMPT),
+        "cachetools hit + deepcopy": lambda: copy.deepcopy(with_cachetools(PROMPT)),
+        "cachetools hit (shared)": lambda: with_cachetools(PROMPT),
+    }
+    for call in candidates.values():
+        assert call() == MESSAGE
+    best = interleaved_best(candidates, number=5_000, repeat=11)
+    ratio = best["perfkit L1 hit (a copy)"] / best["cachetools hit + deepcopy"]
+    shared = best["perfkit L1 hit (a copy)"] / best["cachetools hit (shared)"]
+    comparison(best, {"perfkit / cachetools + deepcopy": ratio, "perfkit / shared": shared})
+    assert ours.cache_stats()["l1_hits"] > 0
+    assert ratio <= 0.9, f"a copying L1 hit costs {ratio:.2f}x cachetools + deepcopy (bound 0.9x)"
 
 
 def test_async_l1_hit_against_aiocache(comparison: Any) -> None:

@@ -15,6 +15,7 @@ from perfkit.cache._keys import (
     identify,
     make_key,
 )
+from perfkit.cache._l1 import Frozen
 from perfkit.cache._multilayer import Found, MultiLayerCache
 from perfkit.cache._singleflight import TaskFlights, ThreadFlights
 from perfkit.cache._stats import CacheStats
@@ -266,6 +267,8 @@ def _sync_wrapper(
             next(cache_hits)
             next(function_hits)
             value = entry.value
+            if type(value) is Frozen:  # a mutable value: every hit gets its own copy
+                return value.thaw()
             if type(value) is _CachedError:
                 raise value.error.with_traceback(value.traceback)
             return value
@@ -319,6 +322,8 @@ def _async_wrapper(
             next(cache_hits)
             next(function_hits)
             value = entry.value
+            if type(value) is Frozen:  # a mutable value: every hit gets its own copy
+                return value.thaw()
             if type(value) is _CachedError:
                 raise value.error.with_traceback(value.traceback)
             return value

@@ -54,13 +54,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from perfkit._validation import check_count
+from perfkit.cache._l1 import immutable
 
 DEFAULT_MAX_KEY_LENGTH = 200
 DIGEST_LENGTH = 32
 """Hex digits of the arguments' SHA-256 kept in a key (128 bits)."""
 
 _IDENTITY_HASH_LENGTH = 16
-_IMMUTABLE = frozenset({type(None), bool, int, float, str, bytes})
 TRANSPARENT = "__perfkit_transparent__"
 """An attribute of a wrapper that adds nothing to what it wraps (``@cached``'s own)."""
 # Percent-escapes (with "%" itself escaped, so they are injective): ":" ends the namespace
@@ -203,18 +203,12 @@ def _closed_over(
     ):
         with contextlib.suppress(TypeError):  # no name: an object like any other
             return _tagged("function", [json.dumps(_identity(value, active, objects))])
-    if _immutable(value):
+    if immutable(value):
         return _encode(value, set())
     # A list, a dict, a client: what the function sees is the object as it is when
     # called, not as it was when decorated, so it is told apart by identity only.
     objects.append((variable, value))
     return _tagged("object", [json.dumps(_type_name(value))])
-
-
-def _immutable(value: Any) -> bool:
-    if type(value) in _IMMUTABLE or isinstance(value, enum.Enum):
-        return True
-    return type(value) in (tuple, frozenset) and all(_immutable(item) for item in value)
 
 
 def _code_digest(code: Any) -> str:

@@ -29,7 +29,7 @@ from perfkit._clock import Clock, RealClock
 from perfkit.cache._breaker import CircuitBreaker
 from perfkit.cache._generations import Generations
 from perfkit.cache._keys import entry_name, key_prefix
-from perfkit.cache._l1 import Entry, LocalCache
+from perfkit.cache._l1 import DEFAULT_L1_MAX_BYTES, Entry, LocalCache
 from perfkit.cache._serialization import (
     CorruptPayloadError,
     RejectedPayloadError,
@@ -126,6 +126,7 @@ class MultiLayerCache:
         version: int | str = 1,
         ttl: float = DEFAULT_TTL,
         l1_maxsize: int = DEFAULT_L1_MAXSIZE,
+        l1_max_bytes: int = DEFAULT_L1_MAX_BYTES,
         l1_ttl: float | None = None,
         serializer: Serializer | None = None,
         breaker: CircuitBreaker | None = None,
@@ -161,7 +162,11 @@ class MultiLayerCache:
         self.redis = redis_client
         self._async_redis = _is_async_client(redis_client)
         self._l1 = LocalCache(
-            l1_maxsize, time.perf_counter if self.clock.mode == "real" else self.clock.now
+            l1_maxsize,
+            time.perf_counter if self.clock.mode == "real" else self.clock.now,
+            max_bytes=l1_max_bytes,
+            serializer=self.serializer,
+            count=lambda counter: self._count(counter, None),
         )
         # Expiry stamps in L2 are read by other processes, so they need the wall clock;
         # virtual time lives in one process and stamps with the virtual clock.
@@ -271,8 +276,9 @@ class MultiLayerCache:
         self._count(counter, stats)
 
     def store_l1(self, key: str, value: Any, *, ttl: float | None = None) -> None:
-        """Keep ``value`` in L1 only (for values L2 must not hold, like exceptions)."""
-        self._l1.set(key, value, ttl=self._l1_ttl(self.ttl if ttl is None else ttl))
+        """Keep ``value`` itself in L1 only, not a copy (for values L2 must not hold and no
+        caller changes, like exceptions)."""
+        self._l1.set(key, value, ttl=self._l1_ttl(self.ttl if ttl is None else ttl), as_is=True)
 
     def invalidate_key(self, key: str) -> bool:
         """Drop one entry (by full key) from both layers; False if Redis could not be
@@ -491,7 +497,7 @@ class MultiLayerCache:
             entry = self._l1.get(key)
             if entry is not None:
                 self._count("l1_hits", stats)
-                return Found(True, entry.value, "l1")
+                return Found(True, entry.read(), "l1")
         found = MISS
         if self._l2_allowed(stats):
             raw = yield Op("get", key)
@@ -515,7 +521,8 @@ class MultiLayerCache:
             magic, expires, compute_seconds = _HEADER.unpack_from(raw)
             if magic != _MAGIC:
                 raise CorruptPayloadError(f"not a perfkit cache payload: {bytes(raw[:8])!r}")
-            value = self.serializer.loads(bytes(raw[_HEADER.size :]))
+            payload = bytes(raw[_HEADER.size :])
+            value = self.serializer.loads(payload)
         except RejectedPayloadError:
             self._count("rejected", stats)
             return _CORRUPT
@@ -531,7 +538,9 @@ class MultiLayerCache:
         self._generations.apply_unless_advanced(
             key,
             since,
-            lambda: self._l1.set(key, value, ttl=self._l1_ttl(remaining), cost=compute_seconds),
+            lambda: self._l1.set(
+                key, value, ttl=self._l1_ttl(remaining), cost=compute_seconds, payload=payload
+            ),
         )
         return Found(True, value, "l2")
 

@@ -26,6 +26,10 @@ class CacheStatsSnapshot:
     coalesced: int = 0
     early_refreshes: int = 0
     invalidations: int = 0
+    l1_evictions: int = 0
+    """Entries L1 dropped, least recently used first, to stay within its bounds."""
+    l1_refused: int = 0
+    """Values L1 did not keep: larger than ``l1_max_bytes``, or impossible to copy."""
 
     @property
     def hits(self) -> int:
