@@ -9,6 +9,7 @@ through the attributes their pools share, so it imports neither httpx nor anthro
 from __future__ import annotations
 
 import inspect
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ __all__ = [
     "Connection",
     "ConnectionStats",
     "connection_stats",
+    "keepalive_limits",
     "live_connection_stats",
     "pools_of",
     "register_stats",
@@ -147,6 +149,16 @@ def pools_of(client: Any) -> list[Any]:
     """The connection pools beneath ``client`` (seen through any tracking probe)."""
     pools = [_pool_of(transport)[1] for transport in _transports_of(_http_client_of(client))]
     return [pool._inner if isinstance(pool, _PoolProbe) else pool for pool in pools]
+
+
+def keepalive_limits(pool: Any) -> tuple[int, float | None]:
+    """How many idle connections ``pool`` keeps alive, and for how many seconds each
+    (None: until it is used or closed), as its ``Limits`` say: httpx's default keeps 20
+    for 5 s, the anthropic SDK's 100 for 5 s."""
+    return (
+        getattr(pool, "_max_keepalive_connections", sys.maxsize),
+        getattr(pool, "_keepalive_expiry", None),
+    )
 
 
 def set_network_backend(pool: Any, backend: Any) -> None:

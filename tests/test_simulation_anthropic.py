@@ -23,6 +23,7 @@ import anthropic
 import httpcore
 import httpcore2
 import httpx
+import httpx2
 import pytest
 from anthropic import _base_client
 from anthropic.types import TextBlock as SDKTextBlock
@@ -1530,6 +1531,47 @@ def test_without_a_handshake_connections_are_still_counted(
     clock.run(main())
     assert sim.connections_opened == 1
     assert [r.handshake for r in sim.requests] == [0.0, 0.0]
+
+
+def keepalive_sdk(keepalive: int) -> anthropic.AsyncAnthropic:
+    limits = httpx2.Limits(max_connections=1_000, max_keepalive_connections=keepalive)
+    return async_sdk(http_client=anthropic.DefaultAsyncHttpxClient(verify=TLS, limits=limits))
+
+
+def test_idle_connections_beyond_the_pools_keepalive_limit_are_closed(
+    clock: VirtualClock,
+) -> None:
+    async def main() -> tuple[int, int]:
+        async with keepalive_sdk(keepalive=5) as client:
+            await asyncio.gather(*(client.messages.create(**ask()) for _ in range(12)))
+            idle = sim.open_connections
+            await asyncio.gather(*(client.messages.create(**ask()) for _ in range(12)))
+            return idle, sim.open_connections
+
+    with handshaking_sim(clock) as sim:
+        assert clock.run(main()) == (5, 5)
+    assert sim.connections_opened == 12 + 7  # the second burst reused the 5 kept
+
+
+def test_an_idle_connection_closes_after_the_pools_keepalive_expiry(clock: VirtualClock) -> None:
+    async def main() -> list[int]:
+        async with async_sdk() as client:  # the SDK's pool: idle connections live 5 s
+            await asyncio.gather(*(client.messages.create(**ask()) for _ in range(3)))
+            counts = [sim.open_connections]
+            await asyncio.sleep(4.9)
+            counts.append(sim.open_connections)
+            await client.messages.create(**ask())  # reuses one, idle again from now
+            await asyncio.sleep(0.2)
+            counts.append(sim.open_connections)
+            await asyncio.sleep(5.0)
+            counts.append(sim.open_connections)
+            await client.messages.create(**ask())  # all closed: a new connection
+            return counts
+
+    with handshaking_sim(clock) as sim:
+        assert clock.run(main()) == [3, 3, 1, 0]
+    assert sim.connections_opened == 4
+    assert [r.handshake for r in sim.requests][-2:] == [0.0, 0.15]
 
 
 @pytest.mark.parametrize("bad", [-0.1, "fast", True])

@@ -13,14 +13,16 @@ responses                     always from the API        multi-layer cache, LLM-
                                                          keys
 tools of one turn             one after another          concurrently
 reply                         whole, when finished       streamed token by token
-history                       every message, forever     trimmed to a token budget,
-                                                         bounded number of users
+history                       every message of a user,   trimmed to a token budget
+                              bounded number of users    per user and in all, bounded
+                                                         number of users
 ============================  =========================  ===============================
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +32,7 @@ import httpx2
 
 from perfkit._errors import PerfkitError
 from perfkit._validation import check_count
-from perfkit.agents._history import ConversationStore, Message
+from perfkit.agents._history import DEFAULT_MAX_USERS, ConversationStore, Message
 from perfkit.agents._tools import ToolRegistry
 from perfkit.cache import CachedMessages, MessageAssembler, MultiLayerCache
 from perfkit.pooling import ConnectionStats, SharedAsyncClient, register_stats, track_connections
@@ -191,15 +193,18 @@ class NaiveAgent(Agent):
     """The agent as it is often first written: correct, and slow.
 
     A new client (and so new connections) for every request, every turn from the API,
-    tools one after another, the reply only when it is complete, and every message of
-    every user kept forever.
+    tools one after another, the reply only when it is complete, and every message of a
+    user kept and sent again with each question. Only the number of users is bounded
+    (``max_users``, the least recently active forgotten first), so that a service
+    running it does not keep every user it ever saw.
     """
 
     parallel_tools = False
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, max_users: int = DEFAULT_MAX_USERS, **options: Any) -> None:
         super().__init__(**options)
-        self.conversations: dict[str, list[Message]] = {}
+        self.max_users = check_count("max_users", max_users, minimum=1)
+        self.conversations: OrderedDict[str, list[Message]] = OrderedDict()
 
     def _session(self) -> contextlib.AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
         return self._new_client()
@@ -219,6 +224,9 @@ class NaiveAgent(Agent):
 
     def _remember(self, user_id: str, exchange: list[Message]) -> None:
         self.conversations.setdefault(user_id, []).extend(exchange)
+        self.conversations.move_to_end(user_id)
+        while len(self.conversations) > self.max_users:
+            self.conversations.popitem(last=False)
 
 
 class OptimizedAgent(Agent):

@@ -1,4 +1,5 @@
-"""Per-user conversation history with bounded memory: a token budget per user, a cap on users."""
+"""Per-user conversation history with bounded memory: a token budget per user and in all,
+and a cap on users."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from collections import OrderedDict
 from typing import Any
 
 from perfkit._validation import check_count
+
+DEFAULT_MAX_TOKENS = 4_000
+DEFAULT_MAX_USERS = 10_000
+DEFAULT_MAX_TOTAL_TOKENS = 1_000_000
+"""Tokens of history kept over all users (about 4 MB of text): what bounds the memory of
+a long-running service whatever the number of users."""
 
 Message = dict[str, Any]
 Exchange = list[Message]
@@ -20,8 +27,9 @@ def estimate_tokens(messages: list[Message]) -> int:
 
 
 class ConversationStore:
-    """Each user's recent exchanges, trimmed to ``max_tokens`` and at most ``max_users``
-    users (the least recently active are forgotten first).
+    """Each user's recent exchanges, trimmed to ``max_tokens``, with at most ``max_users``
+    users and ``max_total_tokens`` over all of them (the least recently active users are
+    forgotten first).
 
     History is trimmed in whole exchanges, oldest first, so what is sent to the model
     always starts with a user question and never splits a ``tool_use`` from its
@@ -34,10 +42,18 @@ class ConversationStore:
     ['user', 'assistant']
     """
 
-    def __init__(self, *, max_tokens: int = 4_000, max_users: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_users: int = DEFAULT_MAX_USERS,
+        max_total_tokens: int = DEFAULT_MAX_TOTAL_TOKENS,
+    ) -> None:
         self.max_tokens = check_count("max_tokens", max_tokens, minimum=1)
         self.max_users = check_count("max_users", max_users, minimum=1)
+        self.max_total_tokens = check_count("max_total_tokens", max_total_tokens, minimum=1)
         self._users: OrderedDict[str, list[tuple[int, Exchange]]] = OrderedDict()
+        self._total = 0
         self._lock = threading.Lock()
 
     def messages(self, user_id: str) -> list[Message]:
@@ -55,18 +71,31 @@ class ConversationStore:
             exchanges = self._users.setdefault(user_id, [])
             self._users.move_to_end(user_id)
             exchanges.append((cost, exchange))
+            self._total += cost
             total = sum(tokens for tokens, _ in exchanges)
             while total > self.max_tokens and len(exchanges) > 1:
-                total -= exchanges.pop(0)[0]
+                dropped = exchanges.pop(0)[0]
+                total -= dropped
+                self._total -= dropped
             if total > self.max_tokens:  # one exchange alone is over budget: keep none
-                exchanges.clear()
-                del self._users[user_id]
-            while len(self._users) > self.max_users:
-                self._users.popitem(last=False)
+                self._forget(user_id)
+            while len(self._users) > self.max_users or (
+                self._total > self.max_total_tokens and len(self._users) > 1
+            ):
+                self._forget(next(iter(self._users)))
+
+    def _forget(self, user_id: str) -> None:
+        self._total -= sum(tokens for tokens, _ in self._users.pop(user_id))
 
     def tokens(self, user_id: str) -> int:
         with self._lock:
             return sum(tokens for tokens, _ in self._users.get(user_id, []))
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens of history kept over all users."""
+        with self._lock:
+            return self._total
 
     def __len__(self) -> int:
         return len(self._users)

@@ -99,9 +99,7 @@ def anthropic_sim(
     with sim:
         perfkit_counters.track("api_requests", lambda: sim.call_count)
         perfkit_counters.track("api_connections", lambda: sim.connections_opened)
-        perfkit_counters.track(
-            "api_output_tokens", lambda: sum(r.output_tokens for r in sim.requests)
-        )
+        perfkit_counters.track("api_output_tokens", lambda: sim.output_tokens)
         yield sim
         failures = sim.pop_failures()
     if failures:

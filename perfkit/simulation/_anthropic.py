@@ -10,7 +10,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import accumulate
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,7 @@ import httpx
 import respx
 
 from perfkit._clock import Clock, RealClock
+from perfkit._connections import keepalive_limits
 from perfkit._errors import SimulatorError
 from perfkit.simulation._intercept import (
     DELIVERY_KEY,
@@ -39,6 +40,9 @@ from perfkit.simulation._wire import error_body, render, stream_chunks
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_TIMEOUT_SECONDS = 600.0
+DEFAULT_MAX_LOGGED = 1_000
+"""How many requests the simulator's log keeps by default: the newest. A test sees every
+request it made; a long-running process (``perfkit serve``) holds its memory flat."""
 
 Script = Reply | Fault
 Responder = Callable[["SimRequest"], Script]
@@ -93,10 +97,44 @@ class SimRequest:
         return round(self.first_token_at - self.sent_at, 6)
 
 
-@dataclass
 class _Log:
-    requests: list[SimRequest] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    """The newest ``keep`` requests (every one with None), and totals over all of them."""
+
+    def __init__(self, keep: int | None) -> None:
+        self.requests: deque[SimRequest] = deque(maxlen=keep)
+        self.count = 0
+        self.output_tokens = 0
+        self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.count = self.output_tokens = 0
+
+    def add_output(self, tokens: int) -> None:
+        with self.lock:
+            self.output_tokens += tokens
+
+
+class _Router(respx.MockRouter):
+    """A respx router whose call lists keep only the newest ``keep`` calls: respx keeps
+    every request and response (streamed bodies included) for as long as the router lives."""
+
+    def __init__(self, keep: int | None) -> None:
+        super().__init__(assert_all_mocked=True, assert_all_called=False)
+        self._keep = keep
+
+    def record(
+        self,
+        request: httpx.Request,
+        *,
+        response: httpx.Response | None = None,
+        route: respx.Route | None = None,
+    ) -> None:
+        super().record(request, response=response, route=route)
+        if self._keep is not None:
+            for calls in (self.calls, route.calls if route is not None else []):
+                del calls[: max(0, len(calls) - self._keep)]
 
 
 class AnthropicSimulator:
@@ -118,6 +156,10 @@ class AnthropicSimulator:
     ...     client.close()
     >>> message.content[0].text, clock.elapsed(start), sim.call_count
     ('Hello!', 0.3, 1)
+
+    The log (:attr:`requests`, and respx's call lists of :attr:`router`) keeps the
+    newest ``max_logged`` requests, or every one with ``max_logged=None``;
+    :attr:`call_count` and :attr:`output_tokens` count them all.
     """
 
     def __init__(
@@ -128,22 +170,30 @@ class AnthropicSimulator:
         base_url: str = DEFAULT_BASE_URL,
         seed: int = 0,
         handshake: LatencyModel | float = 0.0,
+        max_logged: int | None = DEFAULT_MAX_LOGGED,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
+        if max_logged is not None and (
+            isinstance(max_logged, bool) or not isinstance(max_logged, int) or max_logged < 0
+        ):
+            raise ValueError(
+                f"max_logged must be an int >= 0, or None to keep every request; got {max_logged!r}"
+            )
+        self.max_logged = max_logged
         self.seed = seed
         self._latency = as_llm_latency(latency)
-        self._connections = _Connections(as_model(handshake, name="handshake"))
         self.clock: Clock = clock if clock is not None else RealClock()
+        self._connections = _Connections(as_model(handshake, name="handshake"), self.clock)
         self.base_url = _check_base_url(base_url)
-        self.router = respx.MockRouter(assert_all_mocked=True, assert_all_called=False)
+        self.router: respx.MockRouter = _Router(max_logged)
         self.messages_route = self.router.post(f"{self.base_url}/v1/messages", name="messages")
         self.messages_route.side_effect = self._handle
         self._queue: deque[Script] = deque()
         self._responder: Responder | None = None
         self._injected: list[tuple[Fault, float]] = []
         self._fault_rng = random.Random(seed)
-        self._log = _Log()
+        self._log = _Log(max_logged)
         self._lock = threading.Lock()
         self._active: ExitStack | None = None
         self._failures: list[Exception] = []
@@ -192,15 +242,14 @@ class AnthropicSimulator:
             self._injected.clear()
             self._fault_rng = random.Random(self.seed)
         self._responder = None
-        with self._log.lock:
-            self._log.requests.clear()
+        self._log.clear()
         self.router.reset()
 
     # -- the request log -------------------------------------------------------------
 
     @property
     def requests(self) -> list[SimRequest]:
-        """Every request received so far, in arrival order."""
+        """The requests received so far, in arrival order: the newest ``max_logged``."""
         with self._log.lock:
             return list(self._log.requests)
 
@@ -211,18 +260,28 @@ class AnthropicSimulator:
 
     @property
     def open_connections(self) -> int:
-        """Connections open now: carrying a request, or idle in a live client's pool."""
+        """Connections open now: carrying a request, or idle in a live client's pool (at
+        most its keep-alive limit, for at most its keep-alive expiry)."""
         return self._connections.open
 
     @property
     def call_count(self) -> int:
+        """Requests received since the start (or :meth:`reset`), logged or not."""
         with self._log.lock:
-            return len(self._log.requests)
+            return self._log.count
+
+    @property
+    def output_tokens(self) -> int:
+        """Output tokens delivered since the start (or :meth:`reset`), over every request."""
+        with self._log.lock:
+            return self._log.output_tokens
 
     @property
     def last_request(self) -> SimRequest:
         with self._log.lock:
             if not self._log.requests:
+                if self._log.count:
+                    raise SimulatorError("the simulator logs no request (max_logged=0)")
                 raise SimulatorError("the simulator has received no request yet")
             return self._log.requests[-1]
 
@@ -324,7 +383,7 @@ class AnthropicSimulator:
     def _record(self, request: httpx.Request, body: dict[str, Any], handshake: float) -> SimRequest:
         with self._log.lock:
             logged = SimRequest(
-                index=len(self._log.requests),
+                index=self._log.count,
                 method=request.method,
                 url=str(request.url),
                 headers=dict(request.headers),
@@ -333,6 +392,7 @@ class AnthropicSimulator:
                 handshake=handshake,
             )
             self._log.requests.append(logged)
+            self._log.count += 1
         return logged
 
     def _next_answer(self, logged: SimRequest) -> Script:
@@ -352,6 +412,7 @@ class AnthropicSimulator:
         logged.status = 200
         if not logged.stream:
             logged.output_tokens = message.output_tokens
+            self._log.add_output(message.output_tokens)
             return self._response(
                 200, json.dumps(message.to_json()).encode(), logged, delay=plan.total
             )
@@ -377,6 +438,7 @@ class AnthropicSimulator:
             logged.completed_at = self.clock.now()
             logged.completed = finished
             logged.output_tokens = received
+            self._log.add_output(received)
 
         stream = ScheduledStream(chunks, self.clock, on_chunk=on_chunk, on_close=on_close)
         headers = {**_base_headers(logged), "content-type": "text/event-stream; charset=utf-8"}
@@ -476,29 +538,37 @@ class _Connections:
     """Keep-alive connections per client pool, modeled: a request that finds no idle
     connection in its pool opens one (paying ``handshake``); a response delivered in full
     leaves its connection idle for the next request, and a failed or abandoned one
-    closes it, as httpcore's pool does. A new client is a new pool, with no connection,
-    and a pool's idle connections go with it."""
+    closes it, as httpcore's pool does. Like the pool, it keeps at most its limits'
+    ``max_keepalive_connections`` idle (closing the surplus) and closes one idle for
+    longer than ``keepalive_expiry`` (on ``clock``); the most recently idle is reused
+    first. A new client is a new pool, with no connection, and a pool's idle
+    connections go with it."""
 
-    def __init__(self, handshake: LatencyModel) -> None:
+    def __init__(self, handshake: LatencyModel, clock: Clock) -> None:
         self.handshake = handshake
+        self.clock = clock
         self.opened = 0
         self._in_use = 0
-        self._idle: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        # When each idle connection of a pool went idle, oldest first.
+        self._idle: weakref.WeakKeyDictionary[Any, list[float]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     @property
     def open(self) -> int:
+        now = self.clock.now()
         with self._lock:
-            return self._in_use + sum(self._idle.values())
+            return self._in_use + sum(len(self._alive(pool, now)) for pool in list(self._idle))
 
     def checkout(self, pool_ref: weakref.ref[Any] | None) -> tuple[float, Callable[[bool], None]]:
         """The modeled handshake this request pays, and ``done(reusable)`` to call when
         its response was delivered (or failed). The pool is held weakly throughout."""
         pool = pool_ref() if pool_ref is not None else None
+        now = self.clock.now()
         with self._lock:
             self._in_use += 1
-            if pool is not None and self._idle.get(pool, 0):
-                self._idle[pool] -= 1
+            idle = self._alive(pool, now) if pool is not None else []
+            if idle:
+                idle.pop()
                 cost = 0.0
             else:
                 self.opened += 1
@@ -507,10 +577,21 @@ class _Connections:
 
     def _done(self, pool_ref: weakref.ref[Any] | None, reusable: bool) -> None:
         pool = pool_ref() if pool_ref is not None else None
+        now = self.clock.now()
         with self._lock:
             self._in_use -= 1
             if reusable and pool is not None:
-                self._idle[pool] = self._idle.get(pool, 0) + 1
+                idle = self._alive(pool, now)
+                if len(idle) < keepalive_limits(pool)[0]:
+                    idle.append(now)
+
+    def _alive(self, pool: Any, now: float) -> list[float]:
+        """``pool``'s idle connections, once those past their keep-alive are closed."""
+        idle = self._idle.setdefault(pool, [])
+        expiry = keepalive_limits(pool)[1]
+        if expiry is not None:
+            idle[:] = [since for since in idle if now <= since + expiry]
+        return idle
 
 
 def _after_handshake(
