@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a non-loopback --host without tokens (anyone who can reach it may chat)",
     )
     serve.add_argument(
+        "--max-connections",
+        type=_count,
+        help="client connections held at once (default: what the descriptor limit, ulimit -n, "
+        "safely allows); at the cap the slowest unfinished request makes room",
+    )
+    serve.add_argument(
+        "--header-timeout", type=_positive, default=10.0,
+        help="seconds a request head may take to arrive (default 10)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--body-timeout", type=_positive, default=30.0,
+        help="seconds a request body may take to arrive (default 30)",
+    )  # fmt: skip
+    serve.add_argument(
         "--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info"
     )
     _add_report_commands(commands)
@@ -463,7 +477,7 @@ def _port(text: str) -> int:
 
 
 def _serve(arguments: argparse.Namespace, out: TextIO) -> int:
-    from perfkit.service import build_app, run
+    from perfkit.service import ServiceLimits, build_app, run
 
     app = build_app(
         agent=arguments.agent,
@@ -478,6 +492,11 @@ def _serve(arguments: argparse.Namespace, out: TextIO) -> int:
         port=arguments.port,
         log_level=arguments.log_level,
         allow_unauthenticated=arguments.allow_unauthenticated,
+        limits=ServiceLimits(
+            max_connections=arguments.max_connections,
+            header_timeout=arguments.header_timeout,
+            body_timeout=arguments.body_timeout,
+        ),
     )
     return EXIT_OK
 

@@ -442,6 +442,7 @@ def test_public_names_are_pinned() -> None:
         "BearerTokens",
         "ChatRequest",
         "RequestError",
+        "ServiceLimits",
         "build_agent",
         "build_app",
         "create_app",

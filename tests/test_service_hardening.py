@@ -4,25 +4,39 @@ client's host, disconnects, credentials, upstream secrets, slow connections, slo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import re
+import resource
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from perfkit import AnthropicSimulator, Fault, LLMLatency, Reply, VirtualClock
 from perfkit.agents import NaiveAgent, OptimizedAgent
 from perfkit.cache import MultiLayerCache
 from perfkit.cli import main
-from perfkit.service import TOKENS_ENV, BearerTokens, build_app, create_app
+from perfkit.service import TOKENS_ENV, BearerTokens, ServiceLimits, build_app, create_app, run
 from perfkit.service._auth import conversation_id
-from tests.loopback_asgi import running_uvicorn
+from perfkit.service._limits import (
+    ACCEPT_BURSTS,
+    RESERVED_DESCRIPTORS,
+    RepeatFilter,
+    guarded_protocol,
+)
+from tests.loopback_asgi import running_uvicorn, wait_until_healthy
 
 JSON = {"content-type": "application/json"}
 CHAT_PATHS = ["/chat", "/chat/stream"]
@@ -532,7 +546,7 @@ def run_serve(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, li
     import uvicorn
 
     started: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append(options))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: started.append(server.config))
     try:
         code = main(["serve", *argv])
     except SystemExit as exited:
@@ -571,7 +585,7 @@ def test_serve_starts_on_loopback_with_tokens_or_with_the_opt_out(
         monkeypatch.setenv(name, text)
     code, started = run_serve(argv, monkeypatch)
     assert (code, len(started)) == (0, 1)
-    assert started[0]["host"] == argv[1]
+    assert started[0].host == argv[1]
 
 
 def test_serve_with_a_token_file_it_cannot_read_is_a_usage_error(
@@ -580,3 +594,287 @@ def test_serve_with_a_token_file_it_cannot_read_is_a_usage_error(
     code, started = run_serve(["--token-file", str(tmp_path / "missing")], monkeypatch)
     assert (code, started) == (2, [])
     assert "missing: No such file or directory" in capsys.readouterr().err
+
+
+# --- 3. slow and numerous connections: deadlines, a cap, bounded logs ----------------------
+
+PROTOCOLS = [pytest.param(H11Protocol, id="h11"), pytest.param(HttpToolsProtocol, id="httptools")]
+QUICK = ServiceLimits(header_timeout=0.3, body_timeout=0.3, max_connections=10)
+
+
+@contextlib.contextmanager
+def guarded(base: type[Any], limits: ServiceLimits = QUICK) -> Iterator[int]:
+    """The naive service on a real uvicorn under ``limits``; yields its port."""
+    options = {"http": guarded_protocol(limits, base)}
+    options["h11_max_incomplete_event_size"] = limits.max_head_bytes
+    with AnthropicSimulator(), running_uvicorn(make_app(), **options) as url:
+        yield int(url.rsplit(":", 1)[1])
+
+
+def read_until_closed(connection: socket.socket, timeout: float = 5.0) -> tuple[bytes, float]:
+    """What the server sends until it closes the connection, and how long that took."""
+    started = time.monotonic()
+    connection.settimeout(timeout)
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received, time.monotonic() - started
+
+
+@pytest.mark.parametrize("base", PROTOCOLS)
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(b"", id="nothing"),
+        pytest.param(b"GET /healthz HTTP/1.1\r\nHost: service\r\n", id="half-a-head"),
+        pytest.param(b"G", id="one-byte"),
+    ],
+)
+def test_a_request_head_that_never_ends_is_timed_out(base: type[Any], sent: bytes) -> None:
+    with guarded(base) as port, socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(sent)
+        received, took = read_until_closed(connection)
+    assert took < 3.0  # 0.3 s and a sweep; never the 5 s the read would wait
+    assert received == (b"" if not sent else received)
+    if sent:
+        assert received.startswith(b"HTTP/1.1 408 ")
+
+
+@pytest.mark.parametrize("base", PROTOCOLS)
+def test_a_request_body_that_never_ends_is_timed_out_and_counted_499(base: type[Any]) -> None:
+    head = b"POST /chat HTTP/1.1\r\nHost: s\r\ncontent-type: application/json\r\n"
+    with guarded(base) as port, socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(head + b'content-length: 100\r\n\r\n{"user_id": ')
+        received, took = read_until_closed(connection)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert took < 3.0
+    assert b"200 OK" not in received
+    assert 'perfkit_agent_requests_total{endpoint="chat",status="499"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("base", PROTOCOLS)
+def test_a_request_head_over_the_limit_is_refused_431(base: type[Any]) -> None:
+    with guarded(base) as port, socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: s\r\n")
+        with contextlib.suppress(OSError):  # the server may close while we still send
+            for _ in range(1000):
+                connection.sendall(b"x-padding: " + b"x" * 100 + b"\r\n")
+        received, _ = read_until_closed(connection)
+    assert received.split(b"\r\n", 1)[0] in (
+        b"HTTP/1.1 431 Request Header Fields Too Large",
+        b"HTTP/1.1 400 Bad Request",  # h11's own limit, at the same size
+    )
+
+
+@pytest.mark.parametrize("base", PROTOCOLS)
+def test_at_the_connection_cap_the_slowest_waiting_connection_makes_room(base: type[Any]) -> None:
+    limits = ServiceLimits(header_timeout=30, body_timeout=30, max_connections=10)
+    with guarded(base, limits) as port:
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(25)]
+        try:
+            for connection in slow:
+                connection.sendall(b"GET /healthz HTTP/1.1\r\n")
+            started = time.monotonic()
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            took = time.monotonic() - started
+            time.sleep(0.2)  # the closes reach us
+            closed = sum(1 for connection in slow if _closed(connection))
+        finally:
+            for connection in slow:
+                connection.close()
+    assert health.status_code == 200
+    assert took < 1.0
+    assert closed >= 25 - 10 + 1  # the oldest ones made room, down to the cap
+
+
+@pytest.mark.parametrize("base", PROTOCOLS)
+def test_good_requests_on_one_keep_alive_connection_are_unaffected(base: type[Any]) -> None:
+    with guarded(base) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        statuses = []
+        for n in range(3):
+            statuses.append(client.post("/chat", json={"user_id": "ann", "message": f"Hi {n}"}))
+            time.sleep(0.15)  # idle between requests, under the 0.3 s deadline each time
+    assert [response.status_code for response in statuses] == [200] * 3
+
+
+def _closed(connection: socket.socket) -> bool:
+    """Whether the server has closed ``connection`` (read without waiting)."""
+    try:
+        return connection.recv(1, socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_the_connection_cap_keeps_descriptors_free_for_accept_bursts() -> None:
+    cap, burst = ServiceLimits().resolve(descriptor_limit=1024)
+    assert cap + ACCEPT_BURSTS * burst + RESERVED_DESCRIPTORS <= 1024
+    assert cap >= 512  # most of them still serve clients
+    assert ServiceLimits(max_connections=100).resolve(descriptor_limit=1024) == (100, burst)
+    with pytest.raises(ValueError, match=f"max_connections must be at most {cap} with a "):
+        ServiceLimits(max_connections=1000).resolve(descriptor_limit=1024)
+    with pytest.raises(ValueError, match=r"a descriptor limit of 64 .* leaves no room"):
+        ServiceLimits().resolve(descriptor_limit=64)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"header_timeout": 0}, "header_timeout must be a positive number of seconds, got 0"),
+        ({"body_timeout": -1.0}, "body_timeout must be a positive number of seconds, got -1.0"),
+        ({"max_connections": 0}, "max_connections must be an integer of at least 1, got 0"),
+        ({"max_head_bytes": 10}, "max_head_bytes must be an integer of at least 1024, got 10"),
+        ({"keep_alive": True}, "keep_alive must be an integer of at least 1, got True"),
+    ],
+)
+def test_service_limits_refuse_bad_values(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ServiceLimits(**options)
+
+
+def test_service_limits_compare_and_show_their_values() -> None:
+    assert ServiceLimits(header_timeout=5) == ServiceLimits(header_timeout=5.0)
+    assert ServiceLimits(header_timeout=5) != ServiceLimits()
+    assert "header_timeout=5.0" in repr(ServiceLimits(header_timeout=5))
+
+
+def test_identical_log_lines_are_collapsed_and_counted() -> None:
+    now = [0.0]
+    repeats = RepeatFilter(interval=10, clock=lambda: now[0])
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, "", 0, message, None, None)
+
+    flood = [repeats.filter(record("socket.accept() out of system resource")) for _ in range(1000)]
+    other = repeats.filter(record("something else"))
+    now[0] = 10.0
+    later = record("socket.accept() out of system resource")
+    assert (flood.count(True), other, repeats.filter(later)) == (1, True, True)
+    assert later.getMessage().endswith("(999 more like this suppressed)")
+
+
+def test_perfkit_serve_logs_repeated_lines_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+
+    def flood(server: Any) -> None:
+        for _ in range(500):
+            logging.getLogger("asyncio").error("socket.accept() out of system resource")
+
+    monkeypatch.setattr(uvicorn.Server, "run", flood)
+    with caplog.at_level(logging.INFO):
+        run(make_app())
+    assert caplog.text.count("out of system resource") == 1
+
+
+SLOWLORIS_CONNECTIONS = 1_100
+SERVICE_DESCRIPTORS = 1_024
+
+
+@pytest.fixture
+def serve_at_1024_descriptors(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``perfkit serve`` at ``ulimit -n 1024``, logging at info to a file; yields its
+    URL and the log."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = SLOWLORIS_CONNECTIONS + 200
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"the test process may open {hard} descriptors, it needs {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+    def at_1024() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (SERVICE_DESCRIPTORS, SERVICE_DESCRIPTORS))
+
+    port = _unused_port()
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", TOKENS_ENV)}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "perfkit", "serve", "--port", str(port)],
+            stdout=output, stderr=subprocess.STDOUT, env=env, preexec_fn=at_1024,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process)
+        yield url, log
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.mark.slow
+def test_slowloris_at_1024_descriptors_leaves_healthz_answering_and_the_log_small(
+    serve_at_1024_descriptors: tuple[str, Path],
+) -> None:
+    url, log = serve_at_1024_descriptors
+    port = int(url.rsplit(":", 1)[1])
+    attackers = []
+    try:
+        for _ in range(SLOWLORIS_CONNECTIONS):
+            attacker = socket.socket()
+            attacker.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                attacker.connect(("127.0.0.1", port))
+            attackers.append(attacker)
+        time.sleep(0.5)
+        waits = []
+        for round_ in range(8):
+            for attacker in attackers:  # one more header line each, never the end
+                with contextlib.suppress(OSError):
+                    attacker.send(b"GET /healthz HTTP/1.1\r\n" if round_ == 0 else b"x-a: b\r\n")
+            started = time.monotonic()
+            try:
+                status = httpx.get(f"{url}/healthz", timeout=5).status_code
+            except httpx.TimeoutException:
+                status = 0
+            waits.append((status, time.monotonic() - started))
+            time.sleep(0.5)
+    finally:
+        for attacker in attackers:
+            attacker.close()
+    logged = log.read_bytes()
+    assert [status for status, _ in waits] == [200] * len(waits)
+    assert max(wait for _, wait in waits) < 1.0, waits
+    assert len(logged) < 16_000, logged[-2000:]
+    assert b"Too many open files" not in logged
+    assert b"Traceback" not in logged
+
+
+def test_serve_applies_the_limits_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["--max-connections", "50", "--header-timeout", "2", "--body-timeout", "3"]
+    code, started = run_serve(argv, monkeypatch)
+    assert code == 0
+    config = started[0]
+    assert config.http.__name__.startswith("Guarded")
+    assert config.timeout_keep_alive == 5
+    assert config.h11_max_incomplete_event_size == 32 * 1024
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-connections", "0"], "argument --max-connections: must be an int >= 1, got '0'"),
+        (["--header-timeout", "-1"], "argument --header-timeout: must be a number > 0"),
+        (["--max-connections", "100000000"], "max_connections must be at most"),
+    ],
+)
+def test_serve_refuses_bad_limits_with_one_line(
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, started = run_serve(argv, monkeypatch)
+    err = capsys.readouterr().err
+    assert (code, started) == (2, [])
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

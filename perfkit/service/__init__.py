@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from perfkit.service._app import ChatRequest, RequestError, create_app, parse_chat_request
 from perfkit.service._auth import TOKENS_ENV, BearerTokens
+from perfkit.service._limits import ServiceLimits
 from perfkit.service._metrics import (
     ERROR_TYPES,
     LATENCY_BUCKETS,
@@ -28,6 +29,7 @@ __all__ = [
     "BearerTokens",
     "ChatRequest",
     "RequestError",
+    "ServiceLimits",
     "build_agent",
     "build_app",
     "create_app",

@@ -14,6 +14,7 @@ from perfkit.agents import Agent, NaiveAgent, OptimizedAgent, demo_tools
 from perfkit.cache import MultiLayerCache
 from perfkit.service._app import create_app
 from perfkit.service._auth import TOKENS_ENV, BearerTokens, is_loopback
+from perfkit.service._limits import ServiceLimits, guarded_server, repeats_collapsed
 from perfkit.service._metrics import AgentMetrics
 from perfkit.simulation import AnthropicSimulator, SimulatedAssistant
 
@@ -98,15 +99,20 @@ def run(
     port: int = 8000,
     log_level: str = "info",
     allow_unauthenticated: bool = False,
+    limits: ServiceLimits | None = None,
 ) -> None:
-    """Serve ``app`` on uvicorn until interrupted (what ``perfkit serve`` does).
+    """Serve ``app`` on uvicorn until interrupted (what ``perfkit serve`` does), under
+    ``limits`` (connections, deadlines), with repeated log lines collapsed.
 
     On an address other machines can reach, ``app`` must require tokens (see
     :func:`create_app`) unless ``allow_unauthenticated`` says otherwise."""
     check_exposure(app, host, allow_unauthenticated=allow_unauthenticated)
-    import uvicorn
-
-    uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+    limits = limits if limits is not None else ServiceLimits()
+    with repeats_collapsed():
+        server = guarded_server(
+            app, limits, host=host, port=port, log_level=log_level, lifespan="on"
+        )
+        server.run()
 
 
 def check_exposure(app: Starlette, host: str, *, allow_unauthenticated: bool = False) -> None:
