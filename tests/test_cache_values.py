@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from typing import Any
 
 import fakeredis
@@ -202,3 +203,29 @@ def test_the_bound_must_be_a_positive_int(bound: Any) -> None:
     message = f"l1_max_bytes must be an int >= 1, got {bound!r}"
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         MultiLayerCache(None, l1_max_bytes=bound)
+
+
+def test_concurrent_callers_of_one_miss_each_get_their_own_copy() -> None:
+    cache = MultiLayerCache(None, namespace="values")
+    started, release = threading.Event(), threading.Event()
+
+    @cached(cache)
+    def slow() -> dict[str, Any]:
+        started.set()
+        release.wait(5)
+        return fresh_message()
+
+    results: list[dict[str, Any]] = []
+    callers = [threading.Thread(target=lambda: results.append(slow())) for _ in range(2)]
+    callers[0].start()
+    assert started.wait(5)
+    callers[1].start()
+    deadline = time.monotonic() + 5
+    while cache.stats()["coalesced"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    release.set()
+    for caller in callers:
+        caller.join(5)
+    assert cache.stats()["coalesced"] == 1
+    deface(results[0])
+    assert results[1] == MESSAGE

@@ -15,7 +15,7 @@ from perfkit.cache._keys import (
     identify,
     make_key,
 )
-from perfkit.cache._l1 import Frozen
+from perfkit.cache._l1 import Frozen, own_copy
 from perfkit.cache._multilayer import Found, MultiLayerCache
 from perfkit.cache._singleflight import TaskFlights, ThreadFlights
 from perfkit.cache._stats import CacheStats
@@ -244,7 +244,8 @@ def _keeper(
 
 def _count_follower(cache: MultiLayerCache, stats: CacheStats, found: Found) -> Any:
     cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
-    return _unwrap(found.value)
+    # The leader returns the value itself; each follower gets its own copy.
+    return own_copy(_unwrap(found.value), cache.serializer)
 
 
 def _sync_wrapper(

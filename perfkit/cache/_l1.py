@@ -179,17 +179,30 @@ class LocalCache:
         self.bytes -= self._entries.pop(key).size
 
     def _freeze(self, value: Any, payload: bytes | None) -> tuple[Any, int]:
-        if immutable(value):
-            return value, _size_of(value)
-        if payload is None:
-            try:
-                payload = self._serializer.dumps(value)
-            except SerializationError:
-                return _pickled(value)
-        return Frozen(payload, self._serializer.loads), len(payload)
+        return freeze(value, self._serializer, payload)
 
 
 _UNKEPT: Any = object()
+
+
+def freeze(value: Any, serializer: Serializer, payload: bytes | None = None) -> tuple[Any, int]:
+    """What L1 keeps of ``value`` (itself if immutable, else :class:`Frozen` bytes: the
+    serializer's, or a pickle), and its size in bytes."""
+    if immutable(value):
+        return value, _size_of(value)
+    if payload is None:
+        try:
+            payload = serializer.dumps(value)
+        except SerializationError:
+            return _pickled(value)
+    return Frozen(payload, serializer.loads), len(payload)
+
+
+def own_copy(value: Any, serializer: Serializer) -> Any:
+    """``value``, or a copy of it no other caller holds (``value`` itself if it is
+    immutable, or cannot be copied)."""
+    kept, _ = freeze(value, serializer)
+    return kept.thaw() if type(kept) is Frozen else value
 
 
 def _pickled(value: Any) -> tuple[Any, int]:
