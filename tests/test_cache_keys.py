@@ -799,6 +799,8 @@ def test_a_method_of_a_class_made_in_a_function_needs_a_name() -> None:
 
     with pytest.raises(TypeError, match=r"a method of a class made inside a function.*name="):
         method_of(make(2))
+    with pytest.raises(TypeError, match=r"is a class made inside a function.*name="):
+        cached(cache)(make(2))
     doubled, tripled = make(2), make(3)
     doubled.apply = method_of(doubled, "apply-2")
     tripled.apply = method_of(tripled, "apply-3")

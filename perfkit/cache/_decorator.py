@@ -175,12 +175,13 @@ def _claim(cache: MultiLayerCache, function: Callable[..., Any]) -> str:
     in the key, and each such class may differ), or a function whose name and code are
     another's on this cache, but which closes over different objects."""
     identity, closed_over = identify(function)
-    if _is_method(function) and "<locals>" in function.__qualname__:
+    local = "<locals>" in getattr(function, "__qualname__", "")
+    if local and (_is_method(function) or isinstance(function, type)):
+        what = "a class" if isinstance(function, type) else "a method of a class"
         raise TypeError(
-            f"cannot cache {identity} by its name: it is a method of a class made inside a "
-            "function, and each such class may give it other results for one call; pass "
-            "name= (a str unique to this class, e.g. made of the values the class is made "
-            "from)"
+            f"cannot cache {identity} by its name: it is {what} made inside a function, "
+            "and each such class may give other results for one call; pass name= (a str "
+            "unique to this class, e.g. made of the values the class is made from)"
         )
     objects = [(variable, _reference(value)) for variable, value in closed_over]
     claims = _CLAIMS.setdefault(cache, {})
