@@ -816,3 +816,29 @@ def test_a_function_made_in_a_function_keeps_a_first_argument_named_self_in_its_
 
     assert describe("a", "x") == "a: x"
     assert describe("b", "x") == "b: x"
+
+
+def test_closures_over_variables_bound_later_or_over_bound_methods_are_told_apart() -> None:
+    cache = MultiLayerCache(None, namespace="closures")
+
+    def make(n: int) -> Any:
+        @cached(cache)
+        def scale(x: int) -> int:
+            return x * factor
+
+        factor = n
+        return scale
+
+    make(2)
+    with pytest.raises(TypeError, match=r"closing over another 'factor'.*pass name="):
+        make(3)
+
+    def make_caller(method: Any) -> Any:
+        def call(x: int) -> Any:
+            return method(x)
+
+        return call
+
+    cached(cache)(make_caller(Client(2).__init__))
+    with pytest.raises(TypeError, match=r"closing over another 'self' \(Client\)"):
+        cached(cache)(make_caller(Client(3).__init__))

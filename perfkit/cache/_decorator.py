@@ -109,6 +109,13 @@ def cached(
     across tasks. The wrapper has ``cache_stats()``, ``invalidate(*args, **kwargs)``
     (``ainvalidate`` for coroutine functions) and ``cache_key(*args, **kwargs)``.
 
+    Keys name the function by :func:`~perfkit.cache._keys.function_identity`: a closure
+    (a lambda, a function made by a factory, a decorator's wrapper) by its code and the
+    immutable values it closes over, so two closures of one factory never share keys.
+    Where that cannot tell two functions apart, decorating is a ``TypeError`` that asks
+    for ``name=``, the str the keys are made with instead. Every hit returns a copy of a
+    mutable value (see ``perfkit.cache._l1``), so callers may change what they get.
+
     >>> import fakeredis
     >>> cache = MultiLayerCache(fakeredis.FakeRedis(), namespace="docs")
     >>> @cached(cache, ttl=300)
@@ -166,14 +173,15 @@ def cached(
 _CLAIMS: weakref.WeakKeyDictionary[MultiLayerCache, dict[str, list[tuple[str, Any]]]] = (
     weakref.WeakKeyDictionary()
 )
-"""Per cache, each function name's closed-over objects that have no canonical form."""
+"""Per cache, each function name's closed-over objects that are not in the name (mutable
+ones, and those without a canonical form), to refuse another function of that name."""
 
 
 def _claim(cache: MultiLayerCache, function: Callable[..., Any]) -> str:
     """The name ``function``'s keys are made with, refusing a function that would share
-    keys with another one: a method of a class made inside a function (``self`` is not
-    in the key, and each such class may differ), or a function whose name and code are
-    another's on this cache, but which closes over different objects."""
+    keys with another one: a class made inside a function, or a method of one (``self``
+    is not in the key, and each such class may differ), or a function whose name and
+    code are another's on this cache, but which closes over different objects."""
     identity, closed_over = identify(function)
     local = "<locals>" in getattr(function, "__qualname__", "")
     if local and (_is_method(function) or isinstance(function, type)):

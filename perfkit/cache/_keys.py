@@ -132,6 +132,8 @@ def _identity(func: Any, active: set[int], objects: list[tuple[str, object]]) ->
         inner = _identity(func.func, active, objects)
         return f"{inner}<partial:{_sha256(fixed)[:_IDENTITY_HASH_LENGTH]}>"
     if inspect.ismethod(func):
+        if not isinstance(func.__self__, type):  # the instance: an object, by identity
+            objects.append(("self", func.__self__))
         return _identity(func.__func__, active, objects)
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None)
@@ -183,7 +185,10 @@ def _cells(func: Any, code: Any, active: set[int], objects: list[tuple[str, obje
     for variable, cell in zip(code.co_freevars, closure, strict=True):
         try:
             value = cell.cell_contents
-        except ValueError:  # not bound yet: the function's own name, bound once decorated
+        except ValueError:  # not bound yet
+            if variable != code.co_name:  # what it will hold is unknown: told by identity
+                objects.append((variable, cell))
+            # (the function's own name will hold what this function is decorated into)
             text = '"<unbound>"'
         else:
             text = _closed_over(value, variable, active, objects)
