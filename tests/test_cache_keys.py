@@ -534,15 +534,14 @@ def test_closure_identities_are_the_same_in_another_process() -> None:
     scope: dict[str, Any] = {"__name__": "probe"}
     exec(code, scope)
     here = f"{function_identity(scope['g'])} {function_identity(scope['h'])}"
-    for seed in ("1", "99"):
-        done = subprocess.run(
-            [sys.executable, "-c", probe],
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert done.stdout.strip() == here
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONHASHSEED": "99"},  # another order of a frozenset's items
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == here
 
 
 def test_partials_are_named_by_function_and_fixed_arguments() -> None:
