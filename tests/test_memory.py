@@ -1,4 +1,5 @@
-"""A long-running service holds its memory flat: every store on its path is bounded.
+"""A long-running service holds its memory flat (every store on its path is bounded) and
+lets its idle connections go.
 
 The acceptance figures (the service's own bounds, 1,000 then 10,000 distinct chats) take
 minutes; they come from ``python -m tests.test_memory 1000 10000``. The tests below
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import sys
 import time
 import tracemalloc
@@ -19,6 +21,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from anthropic._constants import DEFAULT_CONNECTION_LIMITS
 from starlette.applications import Starlette
 
 from perfkit import VirtualClock
@@ -116,6 +119,36 @@ def test_live_memory_stays_flat_once_every_bound_is_reached() -> None:
     assert rss_after < rss_before * 1.2, figures
     assert simulator.call_count >= 400
     assert len(simulator.requests) == 100
+
+
+def test_the_active_connections_gauge_falls_back_when_the_service_is_idle() -> None:
+    clock = VirtualClock()
+    agent = OptimizedAgent(
+        cache=MultiLayerCache(clock=clock), tools=ToolRegistry(), client_options={"api_key": "k"}
+    )
+    simulator = AnthropicSimulator(clock=clock, latency=0.5, handshake=0.1)
+    metrics = AgentMetrics(agent, connections=lambda: simulator.open_connections)
+    app = create_app(agent, metrics=metrics, clock=clock)
+
+    async def gauge(client: httpx.AsyncClient) -> float:
+        text = (await client.get("/metrics")).text
+        return float(re.findall(r"^perfkit_agent_active_connections (\S+)$", text, re.M)[0])
+
+    async def main() -> list[float]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            await asyncio.gather(*(chat(client, n) for n in range(120)))
+            readings = [await gauge(client)]
+            await asyncio.sleep(6.0)  # idle for longer than the SDK pool's keep-alive
+            readings.append(await gauge(client))
+        await agent.aclose()
+        return readings
+
+    with simulator:
+        after_the_burst, idle = clock.run(main())
+    assert simulator.connections_opened == 120
+    assert after_the_burst == DEFAULT_CONNECTION_LIMITS.max_keepalive_connections
+    assert idle == 0
 
 
 def test_the_service_logs_only_its_newest_requests() -> None:

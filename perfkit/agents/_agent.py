@@ -31,6 +31,7 @@ import anthropic
 import httpx2
 
 from perfkit._errors import PerfkitError
+from perfkit._secrets import hide_secrets
 from perfkit._validation import check_count
 from perfkit.agents._history import DEFAULT_MAX_USERS, ConversationStore, Message
 from perfkit.agents._tools import ToolRegistry
@@ -80,7 +81,9 @@ class Agent:
         self.max_tokens = check_count("max_tokens", max_tokens, minimum=1)
         self.system = system
         self.max_turns = check_count("max_turns", max_turns, minimum=1)
-        self.client_options = dict(client_options or {})
+        self.client_options = hide_secrets(client_options or {})
+        """What the agent's SDK clients are made with (``api_key``, ``base_url``, ...);
+        shown with credentials hidden."""
         self.retries = 0
         self.connections = register_stats(ConnectionStats())
         """The connections and requests of every client this agent made."""

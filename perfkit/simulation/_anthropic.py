@@ -21,6 +21,8 @@ import respx
 from perfkit._clock import Clock, RealClock
 from perfkit._connections import keepalive_limits
 from perfkit._errors import SimulatorError
+from perfkit._secrets import hide_secrets
+from perfkit._url import redact_url
 from perfkit.simulation._intercept import (
     DELIVERY_KEY,
     POOL_KEY,
@@ -48,12 +50,14 @@ Script = Reply | Fault
 Responder = Callable[["SimRequest"], Script]
 
 
-@dataclass
+@dataclass(repr=False)
 class SimRequest:
     """One request the simulator received, and when (on its clock) it was answered.
 
     ``sent_at`` is when the request reached the server: after ``handshake``, the modeled
     seconds its client spent opening a new connection (0 when it reused an idle one).
+    Its repr shows credentials (``x-api-key``, ``authorization``, cookies, a password in
+    the URL) as ``***``; ``headers["x-api-key"]`` reads the real value.
     """
 
     index: int
@@ -69,6 +73,16 @@ class SimRequest:
     completed_at: float | None = None
     completed: bool = False
     output_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        self.headers = hide_secrets(self.headers)
+
+    def __repr__(self) -> str:
+        shown = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        shown["url"] = redact_url(self.url)
+        return f"SimRequest({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
+
+    __str__ = __repr__
 
     @property
     def stream(self) -> bool:

@@ -35,6 +35,7 @@ from respx.models import AllMockedAssertionError, PassThrough
 
 from perfkit._clock import Clock
 from perfkit._errors import UnmatchedRequestError
+from perfkit._url import redact_url
 
 DELIVERY_KEY = "perfkit.delivery"
 """The response extension holding a :class:`Delivery`."""
@@ -288,8 +289,9 @@ def _resolve(flavor: ModuleType, request: httpx.Request) -> httpx.Response:
 def _unmatched_message(request: httpx.Request, routers: list[respx.MockRouter]) -> str:
     routes = [repr(route.pattern) for router in routers for route in router.routes]
     listed = "\n  ".join(routes) or "(none)"
+    url = redact_url(str(request.url))
     return (
-        f"perfkit simulator: no route for {request.method} {request.url}; requests may not "
+        f"perfkit simulator: no route for {request.method} {url}; requests may not "
         f"leave the machine while the simulator is active. Routes:\n  {listed}"
     )
 

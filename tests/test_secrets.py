@@ -1,0 +1,142 @@
+"""No credential in any output: a failing test's report (-vv), JUnit XML, logs and reprs
+show ``***`` where an API key or token was, while code can still read it."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfkit._secrets import Secret, hide_secrets, is_secret_name
+from perfkit.agents import NaiveAgent
+from perfkit.simulation import SimRequest
+
+API_KEY = "sk-ant-api03-FAKE-4f9c2e7d1b"
+AUTH_TOKEN = "tok-FAKE-8a1d3c5e7f"
+
+FAILING_TESTS = """
+import os
+
+import anthropic
+
+from perfkit.agents import NaiveAgent
+
+
+def ask(client):
+    client.messages.create(
+        model="claude-sonnet-5", max_tokens=16, messages=[{"role": "user", "content": "Hi"}]
+    )
+
+
+def test_the_logged_request(anthropic_sim):
+    with anthropic.Anthropic() as client:
+        ask(client)
+    assert anthropic_sim.last_request.status == 500
+
+
+def test_its_headers(anthropic_sim):
+    with anthropic.Anthropic() as client:
+        ask(client)
+    assert anthropic_sim.last_request.headers == {"accept": "text/plain"}
+
+
+def test_the_whole_log(anthropic_sim):
+    with anthropic.Anthropic() as client:
+        ask(client)
+        ask(client)
+    assert anthropic_sim.requests == []
+
+
+def test_an_agents_options():
+    agent = NaiveAgent(client_options={"api_key": os.environ["ANTHROPIC_API_KEY"]})
+    assert agent.client_options == {}
+"""
+
+
+def test_a_failing_run_shows_no_key_in_its_output_or_junit_xml(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK reads both from the environment, as in a real project: no test source
+    # line holds them, so whatever shows them is a repr, a log or a report.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", AUTH_TOKEN)
+    pytester.makeini(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
+    )
+    pytester.makepyfile(test_inner=FAILING_TESTS)
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-vv", "--log-level=DEBUG", f"--junitxml={xml}"
+    )
+    result.assert_outcomes(failed=4)
+    shown = "\n".join([*result.outlines, *result.errlines, xml.read_text()])
+    assert shown.count(API_KEY) == 0
+    assert shown.count(AUTH_TOKEN) == 0
+    assert "'authorization': '***'" in shown  # the reprs were printed, the key hidden
+    assert "'api_key': '***'" in shown
+
+
+def test_a_logged_request_reads_its_real_headers_and_shows_them_hidden() -> None:
+    request = SimRequest(
+        0,
+        "POST",
+        "https://alice:pa55word@llm.example/v1/messages",
+        {"X-Api-Key": API_KEY, "Authorization": f"Bearer {AUTH_TOKEN}", "accept": "*/*"},
+        {},
+        0.0,
+    )
+    assert request.headers["X-Api-Key"] == API_KEY
+    assert request.headers == {
+        "X-Api-Key": API_KEY,
+        "Authorization": f"Bearer {AUTH_TOKEN}",
+        "accept": "*/*",
+    }
+    shown_as = (repr(request), str(request), repr(request.headers), f"{request.headers}")
+    for shown in shown_as:
+        assert API_KEY not in shown
+        assert AUTH_TOKEN not in shown
+        assert "pa55word" not in shown
+    assert "'accept': '*/*'" in repr(request)
+    assert "alice:***@llm.example" in repr(request)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "authorization",
+        "Proxy-Authorization",
+        "x-api-key",
+        "anthropic-api-key",
+        "Cookie",
+        "set-cookie",
+        "x-auth-token",
+        "api_key",
+        "auth_token",
+        "client_secret",
+    ],
+)
+def test_credential_names_are_recognised_in_any_case(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["accept", "content-type", "anthropic-version", "x-stainless-retry-count", "host"]
+)
+def test_other_names_are_shown(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+def test_credentials_nested_in_options_are_hidden_too() -> None:
+    options = hide_secrets({"default_headers": {"x-api-key": API_KEY}, "max_retries": 2})
+    assert options == {"default_headers": {"x-api-key": API_KEY}, "max_retries": 2}
+    assert repr(options) == "{'default_headers': {'x-api-key': '***'}, 'max_retries': 2}"
+
+
+def test_a_secret_is_its_text_everywhere_but_in_its_repr() -> None:
+    key = Secret(API_KEY)
+    assert (key, f"{key}", str(key), key.encode()) == (API_KEY, API_KEY, API_KEY, API_KEY.encode())
+    assert repr(key) == "'***'"
+
+
+def test_an_agents_options_are_readable_and_shown_hidden() -> None:
+    agent = NaiveAgent(client_options={"api_key": API_KEY, "max_retries": 0})
+    assert agent.client_options == {"api_key": API_KEY, "max_retries": 0}
+    assert repr(agent.client_options) == "{'api_key': '***', 'max_retries': 0}"
