@@ -145,16 +145,19 @@ class LocalCache:
         """Keep a copy of ``value`` (``payload``: its serializer's bytes, if at hand), or,
         with ``as_is``, the object itself (for values no caller can change, like a kept
         exception). A value that cannot be kept drops the key's older entry."""
-        kept, size = (value, sys.getsizeof(value)) if as_is else self._freeze(value, payload)
+        if as_is:
+            kept, size = value, sys.getsizeof(value)
+        else:
+            kept, size = freeze(value, self._serializer, payload)
+        entry = Entry(kept, self._timer() + ttl, cost, size)
         with self._lock:
+            older = self._entries.pop(key, None)
+            if older is not None:
+                self.bytes -= older.size
             if kept is _UNKEPT or size > self.max_bytes:
                 self._count("l1_refused")
-                if key in self._entries:
-                    self._remove(key)
                 return
-            if key in self._entries:
-                self._remove(key)
-            self._entries[key] = Entry(kept, self._timer() + ttl, cost, size)
+            self._entries[key] = entry
             self.bytes += size
             while len(self._entries) > self.maxsize or self.bytes > self.max_bytes:
                 self._remove(next(iter(self._entries)))
@@ -177,9 +180,6 @@ class LocalCache:
 
     def _remove(self, key: Hashable) -> None:
         self.bytes -= self._entries.pop(key).size
-
-    def _freeze(self, value: Any, payload: bytes | None) -> tuple[Any, int]:
-        return freeze(value, self._serializer, payload)
 
 
 _UNKEPT: Any = object()
