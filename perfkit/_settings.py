@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from perfkit._defaults import (
     DEFAULT_TOLERANCE,
     ClockMode,
 )
+from perfkit._url import redact_url
 from perfkit._validation import parse_fraction
 
 
@@ -26,7 +27,7 @@ class Settings:
     """The resolved perfkit settings of a pytest run."""
 
     clock: ClockMode = DEFAULT_CLOCK
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # it may hold a password
     redis_latency: float = 0.0
     profile_dir: Path | None = None
     profile_top: int = DEFAULT_PROFILE_TOP
@@ -217,7 +218,7 @@ def resolve(config: pytest.Config) -> Settings:
     url, url_source = _value(config, "perfkit_redis_url")
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
         raise pytest.UsageError(
-            f"{url_source} must be a redis://, rediss:// or unix:// URL; got {url!r}"
+            f"{url_source} must be a redis://, rediss:// or unix:// URL; got {redact_url(url)!r}"
         )
 
     latency_value, latency_source = _value(config, "perfkit_redis_latency")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from perfkit._secrets import Secret, hide_secrets, is_secret_name
+from perfkit._settings import Settings
 from perfkit.agents import NaiveAgent
-from perfkit.simulation import SimRequest
+from perfkit.simulation import AnthropicSimulator, SimRequest
 
 API_KEY = "sk-ant-api03-FAKE-4f9c2e7d1b"
 AUTH_TOKEN = "tok-FAKE-8a1d3c5e7f"
@@ -140,3 +141,21 @@ def test_an_agents_options_are_readable_and_shown_hidden() -> None:
     agent = NaiveAgent(client_options={"api_key": API_KEY, "max_retries": 0})
     assert agent.client_options == {"api_key": API_KEY, "max_retries": 0}
     assert repr(agent.client_options) == "{'api_key': '***', 'max_retries': 0}"
+
+
+def test_a_simulators_repr_hides_a_password_in_its_base_url() -> None:
+    simulator = AnthropicSimulator(base_url="https://alice:pa55word@llm.example")
+    assert "pa55word" not in repr(simulator)
+    assert "alice:***@llm.example" in repr(simulator)
+
+
+def test_a_redis_url_with_a_password_is_never_shown(pytester: pytest.Pytester) -> None:
+    assert "pa55word" not in repr(Settings(redis_url="redis://:pa55word@cache.example:6379"))
+    pytester.makepyfile(test_inner="def test_nothing():\n    pass\n")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--perfkit-redis-url", "http://:pa55word@cache.example"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    shown = "\n".join([*result.outlines, *result.errlines])
+    assert "must be a redis://" in shown
+    assert "pa55word" not in shown

@@ -543,7 +543,8 @@ class AnthropicSimulator:
 
     def __repr__(self) -> str:
         return (
-            f"AnthropicSimulator(base_url={self.base_url!r}, latency={self._latency!r}, "
+            f"AnthropicSimulator(base_url={redact_url(self.base_url)!r}, "
+            f"latency={self._latency!r}, "
             f"clock={self.clock!r}, requests={self.call_count})"
         )
 
