@@ -13,8 +13,9 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,15 @@ from perfkit import AnthropicSimulator, Fault, LLMLatency, Reply, VirtualClock
 from perfkit.agents import NaiveAgent, OptimizedAgent
 from perfkit.cache import MultiLayerCache
 from perfkit.cli import main
-from perfkit.service import TOKENS_ENV, BearerTokens, ServiceLimits, build_app, create_app, run
+from perfkit.service import (
+    TOKENS_ENV,
+    BearerTokens,
+    ServiceLimits,
+    build_agent,
+    build_app,
+    create_app,
+    run,
+)
 from perfkit.service._auth import conversation_id
 from perfkit.service._limits import (
     ACCEPT_BURSTS,
@@ -40,6 +49,7 @@ from tests.loopback_asgi import running_uvicorn, wait_until_healthy
 
 JSON = {"content-type": "application/json"}
 CHAT_PATHS = ["/chat", "/chat/stream"]
+CHAT = b'{"user_id": "ann", "message": "Hi"}'
 
 
 def make_app(kind: str = "naive", **options: Any) -> Starlette:
@@ -244,6 +254,19 @@ def test_on_a_real_server_no_request_line_or_host_header_gets_a_redirect() -> No
     assert not [head for head in heads if b"\r\nlocation:" in head.lower()]
 
 
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent() -> None:
+    head = b"POST /chat HTTP/1.1\r\nHost: s\r\ncontent-type: application/json\r\n"
+    with running_uvicorn(make_app()) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            connection.sendall(head + b"content-length: 10000000000\r\n\r\n")
+            answer = b""
+            while b"}}" not in answer and (chunk := connection.recv(65536)):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"payload_too_large" in answer
+
+
 def _raw_exchange(port: int, request: bytes) -> bytes:
     """Send ``request`` as it is and read the response until the server closes or 1 s."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
@@ -312,6 +335,19 @@ def test_an_unexpected_failure_is_a_generic_500_and_its_traceback_is_logged(
     assert "LEAKED" not in response.text
     assert "RuntimeError" in caplog.text
     assert SECRET in caplog.text
+
+
+@pytest.mark.parametrize("path", CHAT_PATHS)
+def test_a_failure_while_reading_the_request_is_a_json_500(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(body: bytes) -> Any:
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr("perfkit.service._app.parse_chat_request", broken)
+    (response,) = post_all(make_app(), [(path, CHAT, JSON)])
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "internal"
 
 
 def _error_of(response: httpx.Response) -> dict[str, Any]:
@@ -420,7 +456,6 @@ def get_all(app: Starlette, requests: list[tuple[str, dict[str, str]]]) -> list[
     return VirtualClock().run(main())
 
 
-CHAT = b'{"user_id": "ann", "message": "Hi"}'
 REFUSED = [
     pytest.param({}, id="no-header"),
     pytest.param({"authorization": "Bearer wrong-token-0123456789"}, id="wrong-token"),
@@ -768,6 +803,119 @@ def test_perfkit_serve_logs_repeated_lines_once_per_interval(
     with caplog.at_level(logging.INFO):
         run(make_app())
     assert caplog.text.count("out of system resource") == 1
+
+
+# --- 7. a slow Redis never stalls the event loop ----------------------------------------------
+
+
+@contextlib.contextmanager
+def delaying_proxy(target_port: int, delay: float) -> Iterator[int]:
+    """A TCP proxy on loopback in front of ``target_port`` that holds every chunk the
+    client sends for ``delay`` seconds (a slow network to Redis); yields its port."""
+    loop = asyncio.new_event_loop()
+    writers: set[asyncio.StreamWriter] = set()
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, wait: float) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                await asyncio.sleep(wait)
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        writers.update((writer, upstream_writer))
+        await asyncio.gather(pipe(reader, upstream_writer, delay), pipe(upstream_reader, writer, 0))
+
+    async def stop(server: asyncio.Server) -> None:
+        server.close()
+        for writer in writers:
+            writer.close()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(server), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def redis_app(redis_url: str) -> Starlette:
+    """The optimized agent ``perfkit serve --redis-url`` builds, answered by a quick
+    simulator (install one), its Redis client closed when the app stops."""
+    agent = build_agent("optimized", redis_url=redis_url)
+    agent.client_options.update(api_key="test", max_retries=0)
+    assert isinstance(agent, OptimizedAgent)
+    redis_client = agent.cache.redis
+
+    @contextlib.asynccontextmanager
+    async def closing_redis(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await redis_client.aclose()
+
+    return create_app(agent, lifespan=closing_redis)
+
+
+QUICK_LLM = LLMLatency(ttft=0.3, per_token=0.002)
+
+
+def test_the_optimized_agents_l2_is_an_asyncio_redis_client_with_short_timeouts(
+    redis_server: Any,
+) -> None:
+    import redis.asyncio
+
+    served = build_app(redis_url=redis_server.url, environ={})
+    l2 = served.state.agent.cache.redis
+    assert isinstance(l2, redis.asyncio.Redis)
+    assert 0 < l2.connection_pool.connection_kwargs["socket_timeout"] <= 1.0
+    with running_uvicorn(served):  # started and stopped: the client is closed with it
+        pass
+    redis_server.flush()
+    with AnthropicSimulator(latency=QUICK_LLM), running_uvicorn(redis_app(redis_server.url)) as url:
+        response = httpx.post(f"{url}/chat", json={"user_id": "ann", "message": "Hi"}, timeout=30)
+    assert response.status_code == 200
+    with redis.Redis.from_url(redis_server.url) as raw:
+        assert raw.dbsize() >= 1  # the reply went to L2
+
+
+def test_with_redis_delayed_300_ms_healthz_answers_at_once_while_chats_run(
+    redis_server: Any,
+) -> None:
+    with (
+        delaying_proxy(redis_server.port, 0.3) as port,
+        AnthropicSimulator(latency=QUICK_LLM),
+        running_uvicorn(redis_app(f"redis://127.0.0.1:{port}/0")) as url,
+    ):
+
+        async def probe() -> tuple[list[int], list[float]]:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                chats = [
+                    asyncio.ensure_future(
+                        client.post("/chat", json={"user_id": f"u{n}", "message": f"Q {n}"})
+                    )
+                    for n in range(6)
+                ]
+                waits = []
+                for _ in range(4):
+                    await asyncio.sleep(0.05)
+                    started = time.monotonic()
+                    assert (await client.get("/healthz")).status_code == 200
+                    waits.append(time.monotonic() - started)
+                return [(await chat).status_code for chat in chats], waits
+
+        statuses, waits = asyncio.run(probe())
+    assert statuses == [200] * 6  # the cache fails over to the API; chats still answer
+    assert max(waits) < 0.5, waits  # a blocking client stalled it for seconds
 
 
 SLOWLORIS_CONNECTIONS = 1_100

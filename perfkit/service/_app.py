@@ -205,6 +205,8 @@ class _Service:
             chat = await self._read(request)
         except RequestError as refused:
             return self._refuse("stream", refused)
+        except Exception as error:  # a bug of ours is a JSON 500 too, never a plain-text one
+            return self._refuse("stream", _upstream(error))
         events = self.agent.chat_events(_conversation(request, chat), chat.message)
         in_progress = self.metrics.in_progress.labels("stream")
         in_progress.inc()
@@ -277,6 +279,11 @@ class _Service:
                 415,
                 "unsupported_media_type",
                 f"the body must be JSON (content-type application/json), got {content_type!r}",
+            )
+        declared = request.headers.get("content-length", "")
+        if declared.isdecimal() and int(declared) > self.max_body_bytes:  # refused unread
+            raise RequestError(
+                413, "payload_too_large", f"the body is over {self.max_body_bytes} bytes"
             )
         body = bytearray()
         try:

@@ -31,18 +31,35 @@ SYSTEM_PROMPT = "You are a helpful assistant. Use the tools when a question need
 
 def build_agent(kind: AgentKind, *, redis_url: str | None = None, seed: int = 0) -> Agent:
     """A naive or optimized agent with the demo tools (and, optimized, a cache on Redis
-    at ``redis_url`` if given, else in-process only)."""
+    at ``redis_url`` if given, else in-process only). The Redis client is asyncio's, with
+    the cache's latency budget (short timeouts, no retries): a slow Redis never stalls
+    the event loop, it only opens the cache's breaker."""
     if kind not in AGENT_KINDS:
         raise ValueError(f"agent must be one of {', '.join(AGENT_KINDS)}, got {kind!r}")
     options: dict[str, Any] = {"tools": demo_tools(seed=seed), "system": SYSTEM_PROMPT}
     if kind == "naive":
         return NaiveAgent(**options)
-    redis_client = None
-    if redis_url is not None:
-        import redis
-
-        redis_client = redis.Redis.from_url(redis_url)
+    redis_client = None if redis_url is None else _async_redis(redis_url)
     return OptimizedAgent(cache=MultiLayerCache(redis_client, namespace="agent"), **options)
+
+
+L2_TIMEOUT = 0.05
+"""Seconds one Redis operation of the agent's cache may take before it counts as failed."""
+
+
+def _async_redis(url: str) -> Any:
+    """An asyncio Redis client within the cache's latency budget: short timeouts and no
+    retries, so a slow or dead Redis costs a call about ``L2_TIMEOUT``."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=L2_TIMEOUT,
+        socket_connect_timeout=L2_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 def simulated_backend(*, seed: int = 0) -> AnthropicSimulator:
@@ -73,21 +90,26 @@ def build_app(
         raise ValueError("--backend anthropic needs the ANTHROPIC_API_KEY environment variable")
     tokens = BearerTokens.from_sources(environ=env, token_file=token_file)
     the_agent = build_agent(agent, redis_url=redis_url, seed=seed)
-    if backend == "anthropic":
-        return create_app(the_agent, info={"backend": backend}, tokens=tokens)
-    the_agent.client_options.setdefault("api_key", "simulated")
-    simulator = simulated_backend(seed=seed)
+    simulator = None if backend == "anthropic" else simulated_backend(seed=seed)
 
     @contextlib.asynccontextmanager
-    async def simulating(app: Starlette) -> AsyncIterator[None]:
-        with simulator:
+    async def resources(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            redis_client = the_agent.cache.redis if isinstance(the_agent, OptimizedAgent) else None
+            if redis_client is not None:
+                stack.push_async_callback(redis_client.aclose)
+            if simulator is not None:
+                stack.enter_context(simulator)
             yield
 
+    if simulator is None:
+        return create_app(the_agent, info={"backend": backend}, tokens=tokens, lifespan=resources)
+    the_agent.client_options.setdefault("api_key", "simulated")
     return create_app(
         the_agent,
         metrics=AgentMetrics(the_agent, connections=lambda: simulator.open_connections),
         info={"backend": backend},
-        lifespan=simulating,
+        lifespan=resources,
         tokens=tokens,
     )
 
