@@ -3,6 +3,7 @@ show ``***`` where an API key or token was, while code can still read it."""
 
 from __future__ import annotations
 
+import anthropic  # noqa: F401  (imported once here, so the in-process run does not re-import it)
 import pytest
 
 from perfkit._secrets import Secret, hide_secrets, is_secret_name
@@ -65,7 +66,13 @@ def test_a_failing_run_shows_no_key_in_its_output_or_junit_xml(
     pytester.makepyfile(test_inner=FAILING_TESTS)
     xml = pytester.path / "junit.xml"
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "-vv", "--log-level=DEBUG", f"--junitxml={xml}"
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+        "-vv",
+        "--log-level=DEBUG",
+        f"--junitxml={xml}",
     )
     result.assert_outcomes(failed=4)
     shown = "\n".join([*result.outlines, *result.errlines, xml.read_text()])
