@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +135,8 @@ def _count(name: str, value: int, *, minimum: int) -> int:
 
 
 def _descriptor_limit() -> int:
+    import resource  # POSIX only
+
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
