@@ -703,6 +703,17 @@ def test_a_request_head_over_the_limit_is_refused_431(base: type[Any]) -> None:
 
 
 @pytest.mark.parametrize("base", PROTOCOLS)
+def test_a_large_body_sent_with_its_head_is_not_a_large_head(base: type[Any]) -> None:
+    body = json.dumps({"user_id": "ann", "message": "é" * 30_000}, ensure_ascii=False).encode()
+    head = f"POST /chat HTTP/1.1\r\nHost: s\r\ncontent-length: {len(body)}\r\n"
+    request = head.encode() + b"content-type: application/json\r\nconnection: close\r\n\r\n"
+    with guarded(base) as port, socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(request + body)  # one write: head and 60 KB of body together
+        received, _ = read_until_closed(connection)
+    assert received.startswith(b"HTTP/1.1 200 OK")
+
+
+@pytest.mark.parametrize("base", PROTOCOLS)
 def test_at_the_connection_cap_the_slowest_waiting_connection_makes_room(base: type[Any]) -> None:
     limits = ServiceLimits(header_timeout=30, body_timeout=30, max_connections=10)
     with guarded(base, limits) as port:

@@ -220,12 +220,13 @@ def guarded_protocol(limits: ServiceLimits, base: type[Any] | None = None) -> ty
             self._guard_enter(_HEAD, self.loop.time())
 
         def data_received(self, data: bytes) -> None:
-            if self.guard_phase(self.loop.time()) == _HEAD:
+            super().data_received(data)
+            # Counted once parsed: bytes that completed a head (and a body with it) are not
+            # a head still growing.
+            if not self.transport.is_closing() and self.guard_phase(self.loop.time()) == _HEAD:
                 self.guard_head_bytes += len(data)
                 if self.guard_head_bytes > limits.max_head_bytes:
                     self.guard_close(_TOO_LARGE)
-                    return
-            super().data_received(data)
 
         def guard_phase(self, now: float) -> str:
             """What the connection waits for: a request head, its body, or the answer;
