@@ -43,13 +43,16 @@ DEFAULT_NAMESPACE = "perfkit"
 DEFAULT_TTL = 300.0
 DEFAULT_L1_MAXSIZE = 1024
 MIN_MARKER_TTL = 600.0
-"""Seconds an invalidation's marker lives in L2 at least (the cache's ``ttl`` if longer):
-a fill that began before the invalidation and ends within this is refused its write."""
+"""Seconds at least (the cache's ``ttl`` if longer) that an invalidation's marker outlives
+every entry a fill wrote without one (see ``_store``)."""
 
-# An L2 payload: magic, the expiry time (on the cache's stamp clock) and the time the
-# value took to compute (for early refresh), then the serialized value.
-_HEADER = struct.Struct(">2sdd")
-_MAGIC = b"M1"
+# An L2 payload: magic, the expiry time (on the cache's stamp clock), the time the value
+# took to compute (for early refresh) and the length of the invalidation marker the value
+# was computed under, then that marker and the serialized value.
+_HEADER = struct.Struct(">2sddB")
+_MAGIC = b"M2"
+_ANY_MARKER = 0xFF
+"""The marker length of a caller's own write, valid whatever the marker (see ``_store``)."""
 
 
 CLEAR_ALL = b"*"
@@ -75,9 +78,9 @@ class Op(NamedTuple):
 
     kind: Literal[
         "get",
+        "get_entry",
         "set",
         "set_nx",
-        "set_unless_invalidated",
         "invalidate",
         "delete",
         "scan_delete",
@@ -90,9 +93,7 @@ class Op(NamedTuple):
     ms: int = 0
     """Milliseconds: an entry's, a lock's or a marker's time to live, or how long to sleep."""
     marker: str = ""
-    """The key of ``key``'s invalidation marker (``invalidate``, ``set_unless_invalidated``)."""
-    expected: bytes | None = None
-    """The marker a fill saw before it computed (``set_unless_invalidated``)."""
+    """The key of ``key``'s invalidation marker (``get_entry`` and ``invalidate``)."""
 
 
 class Found(NamedTuple):
@@ -227,8 +228,10 @@ class MultiLayerCache:
 
         With ``refresh_early`` (for callers that recompute on a miss, like ``@cached``),
         an L2 entry near its expiry may be reported missing, per ``early_refresh``."""
-        path = self._lookup(key, stats, check_l1=check_l1, refresh_early=refresh_early)
-        found: Found = self._sync(path, stats)
+        path = self._lookup(
+            key, stats, check_l1=check_l1, refresh_early=refresh_early, for_fill=False
+        )
+        found: Found = self._sync(path, stats)[0]
         return found
 
     async def alookup(
@@ -239,8 +242,10 @@ class MultiLayerCache:
         check_l1: bool = True,
         refresh_early: bool = False,
     ) -> Found:
-        path = self._lookup(key, stats, check_l1=check_l1, refresh_early=refresh_early)
-        found: Found = await self._async(path, stats)
+        path = self._lookup(
+            key, stats, check_l1=check_l1, refresh_early=refresh_early, for_fill=False
+        )
+        found: Found = (await self._async(path, stats))[0]
         return found
 
     def store(
@@ -337,9 +342,12 @@ class MultiLayerCache:
         if recompute:  # refresh now, before the entry expires (XFetch)
             self._count("misses", stats)
             found = MISS
+            marker = yield from self._read_marker(key)
         else:
             # Another thread may have stored the value since the caller's L1 miss.
-            found = yield from self._lookup(key, stats, check_l1=True, refresh_early=True)
+            found, marker = yield from self._lookup(
+                key, stats, check_l1=True, refresh_early=True, for_fill=True
+            )
             if found.hit:
                 return found
         lock, token = None, uuid.uuid4().bytes
@@ -349,7 +357,6 @@ class MultiLayerCache:
                 found = yield from self._wait_for_value(key, stats)
                 if found.hit:
                     return found
-        marker = yield from self._read_marker(key)
         start = self.clock.now()
         try:
             try:
@@ -411,11 +418,11 @@ class MultiLayerCache:
         while waited < self.lock_timeout:
             yield Op("sleep", key, ms=poll_ms)
             waited += poll_ms / 1000
-            raw = yield Op("get", key)
-            if raw is _FAILED:
+            reply = yield Op("get_entry", key, marker=_marker_key(key))
+            if reply is _FAILED:
                 return MISS
-            if raw is not None and raw is not _BAD_KEY:
-                found = self._decode(raw, key, stats, False, since)
+            if reply is not _BAD_KEY and reply[0] is not None:
+                found = self._decode(reply[0], key, stats, False, since, reply[1])
                 if found.hit:
                     return found
         return MISS
@@ -428,20 +435,25 @@ class MultiLayerCache:
         if held == token:
             yield Op("delete", self._lock_key(key))
 
-    # -- the invalidation race: a value computed before an invalidation is not stored ----
+    # -- the invalidation race: a value computed before an invalidation is never served --
     #
     # In L1, a per-key generation (Generations) advanced by every invalidation, local or
-    # heard from another process; in L2, a marker key that every invalidation sets to a
-    # new token in the same round trip as its delete. A fill notes both before it calls
-    # the origin, and its store is refused if either has moved: in L1 by a check under
-    # the generations' lock, in L2 by WATCH on the marker around the SET (one key slot).
+    # heard from another process: a fill's or an L2 hit's write to L1 is dropped if the
+    # generation moved after it started reading. In L2, a marker key that every
+    # invalidation sets to a new token, in the round trip of its DEL. A lookup reads the
+    # marker with the entry (one round trip); a fill embeds the marker it found before
+    # computing in the payload it writes, and a payload whose marker is not the current
+    # one was computed before an invalidation: it is a miss, and the next fill replaces it.
 
     def _read_marker(self, key: str) -> Generator[Op, Any, Any]:
-        """``key``'s invalidation marker as a fill finds it before calling the origin."""
+        """``key``'s invalidation marker, for a fill that did not look the key up."""
         if self.redis is None or self.breaker.state != "closed":
             return _UNASKED
         marker = yield Op("get", _marker_key(key))
         return _FAILED if marker is _BAD_KEY else marker
+
+    def _marker_seconds(self) -> float:
+        return max(self.ttl, MIN_MARKER_TTL)
 
     def listen_for_invalidations(self, *, poll_interval: float = 0.05) -> InvalidationListener:
         """Drop L1 entries that other processes invalidate, from a background thread,
@@ -490,38 +502,67 @@ class MultiLayerCache:
             stats.add(counter)
 
     def _lookup(
-        self, key: str, stats: CacheStats | None, *, check_l1: bool, refresh_early: bool
-    ) -> Generator[Op, Any, Found]:
+        self,
+        key: str,
+        stats: CacheStats | None,
+        *,
+        check_l1: bool,
+        refresh_early: bool,
+        for_fill: bool,
+    ) -> Generator[Op, Any, tuple[Found, Any]]:
+        """Look ``key`` up in L1, then L2, counting a hit by layer or a miss; also returns
+        ``key``'s invalidation marker as L2 had it (``_UNASKED`` or ``_FAILED`` if L2 was
+        not asked or did not answer). A fill reads the marker with the entry (one MGET);
+        other lookups read it only when the entry names one (a caller's own write fits
+        any), which keeps them one GET."""
         since = self._generations.now()
         if check_l1:
             entry = self._l1.get(key)
             if entry is not None:
                 self._count("l1_hits", stats)
-                return Found(True, entry.read(), "l1")
-        found = MISS
+                return Found(True, entry.read(), "l1"), _UNASKED
+        found, marker = MISS, _UNASKED
         if self._l2_allowed(stats):
-            raw = yield Op("get", key)
+            if for_fill:
+                reply = yield Op("get_entry", key, marker=_marker_key(key))
+                raw, marker = (reply, _FAILED) if reply is _FAILED or reply is _BAD_KEY else reply
+            else:
+                raw, marker = (yield Op("get", key)), None
+                if raw.__class__ is bytes and _names_a_marker(raw):
+                    marker = yield Op("get", _marker_key(key))
+                    if marker is _FAILED or marker is _BAD_KEY:
+                        raw = marker = _FAILED
             if raw is _BAD_KEY:
                 self._count("corrupt", stats)
                 found = _CORRUPT
             elif raw is not None and raw is not _FAILED:
-                found = self._decode(raw, key, stats, refresh_early, since)
+                found = self._decode(raw, key, stats, refresh_early, since, marker)
             if found is _CORRUPT:
                 yield Op("delete", key)
                 found = MISS
         self._count("l2_hits" if found.hit else "misses", stats)
-        return found
+        return found, marker
 
     def _decode(
-        self, raw: Any, key: str, stats: CacheStats | None, refresh_early: bool, since: int
+        self,
+        raw: Any,
+        key: str,
+        stats: CacheStats | None,
+        refresh_early: bool,
+        since: int,
+        marker: bytes | None,
     ) -> Found:
-        """The value of an L2 payload; kept in L1 unless ``key`` was invalidated after
+        """The value of an L2 payload, a miss if it was computed under another marker
+        than ``marker`` (the current one); kept in L1 unless ``key`` was invalidated after
         epoch ``since`` (when the payload was asked for)."""
         try:
-            magic, expires, compute_seconds = _HEADER.unpack_from(raw)
+            magic, expires, compute_seconds, marker_length = _HEADER.unpack_from(raw)
             if magic != _MAGIC:
                 raise CorruptPayloadError(f"not a perfkit cache payload: {bytes(raw[:8])!r}")
-            payload = bytes(raw[_HEADER.size :])
+            start = _HEADER.size if marker_length == _ANY_MARKER else _HEADER.size + marker_length
+            if marker_length != _ANY_MARKER and bytes(raw[_HEADER.size : start]) != (marker or b""):
+                return MISS  # computed before an invalidation
+            payload = bytes(raw[start:])
             value = self.serializer.loads(payload)
         except RejectedPayloadError:
             self._count("rejected", stats)
@@ -572,8 +613,10 @@ class MultiLayerCache:
         marker: Any = _UNASKED,
     ) -> Generator[Op, Any, None]:
         """Write ``value`` to both layers. A fill passes the epoch (``since``) and the L2
-        marker it noted before computing: if ``key`` was invalidated since, nothing is
-        written. A caller's own write (no ``since``) supersedes the fills in flight."""
+        marker it read before computing: if ``key`` was invalidated since in this process,
+        nothing is written; in L2 the payload carries the marker, so that it is a miss if
+        an invalidation anywhere moved the marker meanwhile. A caller's own write (no
+        ``since``) supersedes the fills in flight, and its payload fits any marker."""
         seconds = self._jittered(self.ttl if ttl is None else _check_ttl("ttl", ttl))
 
         def write_l1() -> None:
@@ -593,27 +636,23 @@ class MultiLayerCache:
             # loudly beats a cache that silently never shares.
             warnings.warn(CacheWarning(f"{key}: not stored in L2: {error}"), stacklevel=4)
             return
-        if since is not None and (marker is _UNASKED or marker is _FAILED):
-            # The fill cannot tell whether it would overwrite an invalidation: L1 only.
+        if since is None:
+            stamp = _HEADER.pack(_MAGIC, self._stamp() + seconds, compute_seconds, _ANY_MARKER)
+        elif marker is _UNASKED or marker is _FAILED:
+            # The fill cannot tell which marker its value was computed under: L1 only.
             if marker is _UNASKED:
                 self._count("l2_skipped", stats)
             return
+        else:
+            marker = marker or b""
+            if not marker:
+                # An invalidation's marker must outlive an entry computed before it.
+                seconds = min(seconds, self._marker_seconds())
+            header = _HEADER.pack(_MAGIC, self._stamp() + seconds, compute_seconds, len(marker))
+            stamp = header + marker
         if self._l2_allowed(stats):
-            header = _HEADER.pack(_MAGIC, self._stamp() + seconds, compute_seconds)
             ms = max(1, math.ceil(seconds * 1000))
-            if since is None:
-                yield Op("set", key, header + payload, ms=ms)
-                return
-            stored = yield Op(
-                "set_unless_invalidated",
-                key,
-                header + payload,
-                ms=ms,
-                marker=_marker_key(key),
-                expected=marker,
-            )
-            if stored is False:  # invalidated elsewhere meanwhile: L1 must not keep it
-                self._l1.delete(key)
+            yield Op("set", key, stamp + payload, ms=ms)
 
     # Invalidations go to Redis even while the breaker is open: skipping one would leave
     # a stale entry for every other process to read once Redis is back.
@@ -623,7 +662,7 @@ class MultiLayerCache:
         self._count("invalidations", None)
         if self.redis is None:
             return True
-        marker_ms = math.ceil(max(self.ttl, MIN_MARKER_TTL) * 1000)
+        marker_ms = math.ceil(2 * self._marker_seconds() * 1000)
         token = uuid.uuid4().bytes
         result = yield Op("invalidate", key, token, ms=marker_ms, marker=_marker_key(key))
         # Other processes' L1 may hold the entry too: tell their listeners.
@@ -765,18 +804,8 @@ def _execute_sync(client: Any, op: Op) -> Any:
             pipe.set(op.marker, op.payload, px=op.ms)
             pipe.delete(op.key)
             return pipe.execute()[-1]
-    if op.kind == "set_unless_invalidated":
-        with client.pipeline(transaction=True) as pipe:
-            pipe.watch(op.marker)
-            if pipe.get(op.marker) != op.expected:
-                return False
-            pipe.multi()
-            pipe.set(op.key, op.payload, px=op.ms)
-            try:
-                pipe.execute()
-            except redis.exceptions.WatchError:
-                return False
-            return True
+    if op.kind == "get_entry":  # one MGET: the marker shares the entry's cluster slot
+        return client.mget(op.key, op.marker)
     keys = list(client.scan_iter(match=op.key, count=500))
     for start in range(0, len(keys), 500):
         client.delete(*keys[start : start + 500])
@@ -799,28 +828,24 @@ async def _execute_async(client: Any, op: Op) -> Any:
             pipe.set(op.marker, op.payload, px=op.ms)
             pipe.delete(op.key)
             return (await pipe.execute())[-1]
-    if op.kind == "set_unless_invalidated":
-        async with client.pipeline(transaction=True) as pipe:
-            await pipe.watch(op.marker)
-            if await pipe.get(op.marker) != op.expected:
-                return False
-            pipe.multi()
-            pipe.set(op.key, op.payload, px=op.ms)
-            try:
-                await pipe.execute()
-            except redis.exceptions.WatchError:
-                return False
-            return True
+    if op.kind == "get_entry":  # one MGET: the marker shares the entry's cluster slot
+        return await client.mget(op.key, op.marker)
     keys = [key async for key in client.scan_iter(match=op.key, count=500)]
     for start in range(0, len(keys), 500):
         await client.delete(*keys[start : start + 500])
     return len(keys)
 
 
+def _names_a_marker(raw: bytes) -> bool:
+    """Whether an L2 payload names the invalidation marker it was computed under (a
+    fill's does; a caller's own write fits any). Its magic is for _decode to check."""
+    return len(raw) >= _HEADER.size and raw[_HEADER.size - 1] != _ANY_MARKER
+
+
 def _marker_key(key: str) -> str:
     """The key of ``key``'s invalidation marker. It starts with a word and a space, which
     no entry key does (namespaces hold no whitespace), and carries ``key``'s cluster hash
-    tag, so WATCH on it and a SET of ``key`` may share a transaction on Redis Cluster."""
+    tag, so that one pipeline reads both from one node of a Redis Cluster."""
     start = key.find("{")
     end = key.find("}", start + 1) if start != -1 else -1
     if end > start + 1:  # key has a hash tag: only its content is hashed
