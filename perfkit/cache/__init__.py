@@ -7,6 +7,7 @@ from perfkit.cache._decorator import cached
 from perfkit.cache._llm import CachedMessages, anthropic_request_key, request_content
 from perfkit.cache._metrics import CacheCollector, register_cache_metrics
 from perfkit.cache._multilayer import CacheWarning, Found, MultiLayerCache
+from perfkit.cache._redis import DEFAULT_L2_TIMEOUT, connect_redis
 from perfkit.cache._serialization import (
     CorruptPayloadError,
     JsonSerializer,
@@ -19,6 +20,7 @@ from perfkit.cache._stats import CacheStatsSnapshot
 from perfkit.cache._streams import MessageAssembler
 
 __all__ = [
+    "DEFAULT_L2_TIMEOUT",
     "BreakerStats",
     "CacheCollector",
     "CacheStatsSnapshot",
@@ -36,6 +38,7 @@ __all__ = [
     "SignedPickleSerializer",
     "anthropic_request_key",
     "cached",
+    "connect_redis",
     "register_cache_metrics",
     "request_content",
 ]
