@@ -398,6 +398,40 @@ def test_a_chat_whose_client_disconnects_is_cancelled_and_counted_499() -> None:
     assert 'perfkit_agent_requests_in_progress{endpoint="chat"} 0.0' in metrics
 
 
+def test_a_stream_whose_client_leaves_before_the_first_token_is_cancelled() -> None:
+    clock = VirtualClock()
+    app = make_app("naive", clock=clock)  # its first event is the whole reply
+    body = b'{"user_id": "ann", "message": "Hi"}'
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(1.0)
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> float:
+        started = clock.now()
+        await app(_scope("/chat/stream"), receive, send)
+        return clock.elapsed(started)
+
+    with AnthropicSimulator(latency=LLMLatency(ttft=0.5, per_token=0.02), clock=clock) as sim:
+        sim.enqueue(Reply.of_tokens(500))
+        elapsed = clock.run(main())
+        upstream = sim.last_request
+    assert not upstream.completed
+    assert elapsed < 2.0
+    assert sent[0]["status"] == 499
+    metrics = app.state.metrics.exposition().decode()
+    assert 'perfkit_agent_requests_total{endpoint="stream",status="499"} 1.0' in metrics
+    assert 'perfkit_agent_requests_in_progress{endpoint="stream"} 0.0' in metrics
+
+
 def test_on_a_real_server_a_chat_client_that_times_out_stops_the_upstream_request() -> None:
     app = make_app("optimized")
     with AnthropicSimulator(latency=LLMLatency(ttft=0.05, per_token=0.02)) as sim:

@@ -11,7 +11,10 @@ Prometheus metrics and a health check.
 =====================  ===============================================================
 
 Every mistake in a request is a 4xx with ``{"error": {"type", "message"}}``; a failure
-upstream is a 502, 503 or 504 in the same shape, never an unexplained 500.
+upstream is a 502, 503 or 504 in the same shape, with a generic message and a request id
+under which the log holds the detail, never an unexplained 500. A client that leaves
+before its answer stops the agent's work and is counted 499. With tokens (see
+:class:`~perfkit.service.BearerTokens`), every request but ``GET /healthz`` needs one.
 """
 
 from __future__ import annotations
@@ -212,12 +215,14 @@ class _Service:
         in_progress.inc()
         try:
             # Wait for the first event before answering, so that a failure before any
-            # text is a proper error status rather than a 200 with an error inside.
-            first = await anext(events)
+            # text is a proper error status rather than a 200 with an error inside (and
+            # stop waiting if the client leaves meanwhile).
+            first = await _unless_disconnected(request.receive, _first(events))
         except Exception as error:
             in_progress.dec()
             await events.aclose()
-            return self._refuse("stream", _upstream(error))
+            gone = error if isinstance(error, RequestError) else _upstream(error)
+            return self._refuse("stream", gone)
         self.metrics.ttft_seconds.labels("stream").observe(self.clock.elapsed(started))
         outcome = {"status": str(_CLIENT_CLOSED)}
 
@@ -352,6 +357,10 @@ async def _unless_disconnected(receive: Receive, work: Coroutine[Any, Any, _T]) 
     if task.cancelled():
         raise RequestError(_CLIENT_CLOSED, "client_closed", "the client went away")
     return task.result()
+
+
+async def _first(events: AsyncGenerator[str | AgentReply, None]) -> str | AgentReply:
+    return await anext(events)
 
 
 async def _disconnect(receive: Receive) -> None:
