@@ -11,7 +11,7 @@ from typing import Any, Literal
 from starlette.applications import Starlette
 
 from perfkit.agents import Agent, NaiveAgent, OptimizedAgent, demo_tools
-from perfkit.cache import MultiLayerCache
+from perfkit.cache import MultiLayerCache, connect_redis
 from perfkit.service._app import create_app
 from perfkit.service._auth import TOKENS_ENV, BearerTokens, is_loopback
 from perfkit.service._limits import ServiceLimits, guarded_server, repeats_collapsed
@@ -39,27 +39,8 @@ def build_agent(kind: AgentKind, *, redis_url: str | None = None, seed: int = 0)
     options: dict[str, Any] = {"tools": demo_tools(seed=seed), "system": SYSTEM_PROMPT}
     if kind == "naive":
         return NaiveAgent(**options)
-    redis_client = None if redis_url is None else _async_redis(redis_url)
+    redis_client = None if redis_url is None else connect_redis(redis_url, asynchronous=True)
     return OptimizedAgent(cache=MultiLayerCache(redis_client, namespace="agent"), **options)
-
-
-L2_TIMEOUT = 0.05
-"""Seconds one Redis operation of the agent's cache may take before it counts as failed."""
-
-
-def _async_redis(url: str) -> Any:
-    """An asyncio Redis client within the cache's latency budget: short timeouts and no
-    retries, so a slow or dead Redis costs a call about ``L2_TIMEOUT``."""
-    import redis.asyncio
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    return redis.asyncio.Redis.from_url(
-        url,
-        socket_timeout=L2_TIMEOUT,
-        socket_connect_timeout=L2_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 def simulated_backend(*, seed: int = 0) -> AnthropicSimulator:
