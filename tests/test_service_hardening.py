@@ -764,7 +764,7 @@ def test_at_the_connection_cap_the_slowest_waiting_connection_makes_room(base: t
             for connection in slow:
                 connection.close()
     assert health.status_code == 200
-    assert took < 1.0
+    assert took < 2.0  # at once: never the 30 s a slow connection may hold its place
     assert closed >= 25 - 10 + 1  # the oldest ones made room, down to the cap
 
 
@@ -960,7 +960,9 @@ def test_with_redis_delayed_300_ms_healthz_answers_at_once_while_chats_run(
 
         statuses, waits = asyncio.run(probe())
     assert statuses == [200] * 6  # the cache fails over to the API; chats still answer
-    assert max(waits) < 0.5, waits  # a blocking client stalled it for seconds
+    # A blocking client stalled the loop 3.1-3.3 s; the chats' own CPU work, on a busy
+    # machine, some 0.2 s.
+    assert max(waits) < 1.0, waits
 
 
 SLOWLORIS_CONNECTIONS = 1_100
