@@ -331,7 +331,12 @@ def test_every_hostile_server_ends_in_time_with_a_correct_classification(
     assert outcome.seconds < BOUND
     assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
     result = outcome.result
-    assert (result["requests"], result["errors"]) == (SENT, errors)
+    found = dict(result["errors"])
+    if "timeout" in errors and "unfinished" in found:
+        # A request that a starved machine sent late can still be waiting at duration +
+        # timeout, when the run gives up on it: unfinished is its right name then.
+        found["timeout"] = found.get("timeout", 0) + found.pop("unfinished")
+    assert (result["requests"], found) == (SENT, errors)
     assert result["successes"] == SENT - sum(errors.values())
 
 
@@ -483,7 +488,7 @@ def test_perfkit_services_own_healthz_is_recognised(agent: Any, counts: Any) -> 
     from perfkit.service import build_app
 
     async def read() -> tuple[float, float] | None:
-        async with CacheCounter(build_app(agent=agent)) as counter:
+        async with CacheCounter(build_app(agent=agent), deadline=30) as counter:
             counts = await counter.read()
         assert counter.warning is None
         return counts
