@@ -30,6 +30,7 @@ from perfkit.cache._breaker import CircuitBreaker
 from perfkit.cache._generations import Generations
 from perfkit.cache._keys import entry_name, key_prefix
 from perfkit.cache._l1 import DEFAULT_L1_MAX_BYTES, Entry, LocalCache
+from perfkit.cache._redis import DEFAULT_L2_TIMEOUT, check_timeout, unbounded_sync_client
 from perfkit.cache._serialization import (
     CorruptPayloadError,
     RejectedPayloadError,
@@ -137,6 +138,7 @@ class MultiLayerCache:
         lock_timeout: float | None = None,
         lock_poll: float = 0.05,
         seed: int | None = None,
+        l2_timeout: float = DEFAULT_L2_TIMEOUT,
     ) -> None:
         self.clock: Clock = clock if clock is not None else RealClock()
         self.namespace = _check_namespace(namespace)
@@ -162,6 +164,17 @@ class MultiLayerCache:
             )
         self.redis = redis_client
         self._async_redis = _is_async_client(redis_client)
+        self.l2_timeout = check_timeout("l2_timeout", l2_timeout)
+        if not self._async_redis and unbounded_sync_client(redis_client):
+            warnings.warn(
+                CacheWarning(
+                    "the Redis client has no socket timeout, so a silent Redis can hold a "
+                    "call for ever (a sync client cannot be interrupted); make it with "
+                    "perfkit.cache.connect_redis(url), or with socket_timeout and "
+                    f"socket_connect_timeout of at most l2_timeout ({self.l2_timeout} s)"
+                ),
+                stacklevel=2,
+            )
         self._l1 = LocalCache(
             l1_maxsize,
             time.perf_counter if self.clock.mode == "real" else self.clock.now,
@@ -705,6 +718,7 @@ class MultiLayerCache:
                 "this cache's Redis client is a redis.asyncio client; use the async methods "
                 "(alookup, astore, aget, ...) or decorate coroutine functions"
             )
+        failed, now = False, self.clock.now  # failed: see _settle
         try:
             op = next(path)
             while True:
@@ -719,8 +733,14 @@ class MultiLayerCache:
                 elif op.kind == "sleep":
                     self.clock.sleep(op.ms / 1000)
                     op = path.send(None)
+                elif failed:
+                    self._count("l2_skipped", stats)
+                    op = path.send(_FAILED)
                 else:
-                    op = path.send(self._run_sync(op, stats))
+                    start = now()
+                    result = self._run_sync(op, stats)
+                    failed = self._settle(result, now() - start)
+                    op = path.send(result)
         except StopIteration as stop:
             return stop.value
 
@@ -730,6 +750,7 @@ class MultiLayerCache:
         stats: CacheStats | None = None,
         call: Callable[[], Awaitable[Any]] | None = None,
     ) -> Any:
+        failed, now = False, self.clock.now  # failed: see _settle
         try:
             op = next(path)
             while True:
@@ -743,29 +764,53 @@ class MultiLayerCache:
                 elif op.kind == "sleep":
                     await self.clock.asleep(op.ms / 1000)
                     result = None
-                elif self._async_redis:
-                    result = await self._run_async(op, stats)
+                elif failed:
+                    self._count("l2_skipped", stats)
+                    result = _FAILED
                 else:
-                    result = self._run_sync(op, stats)
+                    start = now()
+                    if self._async_redis:
+                        result = await self._run_async(op, stats)
+                    else:
+                        result = self._run_sync(op, stats)
+                    failed = self._settle(result, now() - start)
                 op = path.send(result)
         except StopIteration as stop:
             return stop.value
 
     def _run_sync(self, op: Op, stats: CacheStats | None) -> Any:
+        # The client's own timeouts bound the wait (connect_redis sets them to the budget).
         try:
-            result = _execute_sync(self.redis, op)
+            return _execute_sync(self.redis, op)
         except Exception as error:  # L2 must never fail the caller
             return self._l2_failed(error, stats)
-        self.breaker.record_success()
-        return result
 
     async def _run_async(self, op: Op, stats: CacheStats | None) -> Any:
+        # Cancelling a command in flight is safe: redis-py disconnects a connection whose
+        # reply was not read, so no half-read reply goes back to the pool. Invalidations
+        # are not cut short: one cut short could leave a stale entry for every process.
         try:
-            result = await _execute_async(self.redis, op)
+            if op.kind in _UNBUDGETED:
+                return await _execute_async(self.redis, op)
+            async with asyncio.timeout(self.l2_timeout):
+                return await _execute_async(self.redis, op)
         except Exception as error:  # L2 must never fail the caller
             return self._l2_failed(error, stats)
-        self.breaker.record_success()
-        return result
+
+    def _settle(self, result: Any, seconds: float) -> bool:
+        """Account for an L2 operation that took ``seconds`` and answered ``result``, and
+        say whether it failed. After a failure (an error, or a timeout of the client's
+        sockets or of ``l2_timeout`` for asyncio clients) a call asks Redis nothing more,
+        so a dead or silent Redis costs it one timeout at most. A reply slower than
+        ``l2_timeout`` is used, but counts against Redis for the breaker: a slow Redis
+        opens it as a dead one does."""
+        if result is _FAILED:
+            return True
+        if seconds > self.l2_timeout:
+            self.breaker.record_failure()
+        elif result is not _BAD_KEY:
+            self.breaker.record_success()
+        return False
 
     def _l2_failed(self, error: Exception, stats: CacheStats | None) -> Any:
         self._count("l2_errors", stats)
@@ -786,6 +831,9 @@ class MultiLayerCache:
 
 
 _CORRUPT = Found(False, layer="")
+
+_UNBUDGETED = frozenset({"invalidate", "scan_delete", "publish"})
+"""Operations that only the client's own timeouts bound: invalidations and clears."""
 
 
 def _execute_sync(client: Any, op: Op) -> Any:

@@ -1,0 +1,312 @@
+"""The L2 latency budget: against a dead, silent or slow Redis, a cached call takes at most
+its origin's time plus 100 ms, from the first call on, and slowness opens the breaker as
+failure does. Real parts: a loopback port with nothing listening, a listener that never
+answers, a TCP proxy delaying a real redis-server's replies, and a server that comes up
+late."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from perfkit._clock import RealClock
+from perfkit._errors import RedisServerError
+from perfkit.cache import (
+    DEFAULT_L2_TIMEOUT,
+    CacheWarning,
+    CircuitBreaker,
+    MultiLayerCache,
+    cached,
+    connect_redis,
+)
+from perfkit.simulation import RedisServer
+
+LOOPBACK = "127.0.0.1"
+ORIGIN_SECONDS = 0.05
+BOUND = 0.1  # the issue's acceptance: origin time plus 100 ms, from the first call on
+CALLS = 8
+PROXY_DELAY = 0.3  # a slow Redis: every reply late by this much
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def silent_listener() -> Iterator[int]:
+    """A loopback port whose listener completes connections but never reads or replies."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(64)
+        yield int(listener.getsockname()[1])
+
+
+class DelayingProxy:
+    """A TCP proxy to ``upstream`` that holds every reply for ``delay`` seconds."""
+
+    def __init__(self, upstream: int, delay: float) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((LOOPBACK, self.upstream))
+            self._sockets += [client, server]
+            self._spawn(self._pump, client, server, 0.0)
+            self._spawn(self._pump, server, client, self.delay)
+
+    def _pump(self, source: socket.socket, target: socket.socket, delay: float) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if delay and self._stopping.wait(delay):
+                    return
+                target.sendall(chunk)
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self._stopping.set()
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self._listener.close()
+        for sock in self._sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def slow_port(redis_server: RedisServer) -> Iterator[int]:
+    proxy = DelayingProxy(redis_server.port, PROXY_DELAY)
+    try:
+        yield proxy.port
+    finally:
+        proxy.close()
+
+
+@pytest.fixture(params=["dead", "silent", "slow"])
+def bad_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """A Redis that refuses connections, accepts and never answers, or answers late."""
+    if request.param == "dead":
+        yield free_port()
+    elif request.param == "silent":
+        with silent_listener() as port:
+            yield port
+    else:
+        yield request.getfixturevalue("slow_port")
+
+
+def make_cache(client: Any, **options: Any) -> MultiLayerCache:
+    return MultiLayerCache(client, namespace="budget", **options)
+
+
+def over_origin(durations: list[float]) -> list[float]:
+    """How much longer than its origin each call took, rounded to the millisecond."""
+    return [round(seconds - ORIGIN_SECONDS, 3) for seconds in durations]
+
+
+# -- the bound, from the first call on ---------------------------------------------------
+
+
+def test_a_sync_cache_over_connect_redis_costs_at_most_the_budget(bad_port: int) -> None:
+    client = connect_redis(f"redis://{LOOPBACK}:{bad_port}/0")
+    try:
+        cache = make_cache(client)
+
+        @cached(cache, ttl=60)
+        def origin(n: int) -> int:
+            time.sleep(ORIGIN_SECONDS)
+            return n * n
+
+        durations = []
+        for n in range(CALLS):
+            start = time.perf_counter()
+            assert origin(n) == n * n
+            durations.append(time.perf_counter() - start)
+        assert max(over_origin(durations)) <= BOUND, over_origin(durations)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("made_by", ["connect_redis", "redis-py defaults"])
+async def test_an_async_cache_costs_at_most_the_budget(bad_port: int, made_by: str) -> None:
+    url = f"redis://{LOOPBACK}:{bad_port}/0"
+    client = (
+        connect_redis(url, asynchronous=True)
+        if made_by == "connect_redis"
+        else redis.asyncio.Redis.from_url(url)  # 5 s socket timeout, three retries
+    )
+    try:
+        cache = make_cache(client)
+
+        @cached(cache, ttl=60)
+        async def origin(n: int) -> int:
+            await asyncio.sleep(ORIGIN_SECONDS)
+            return n * n
+
+        durations = []
+        for n in range(CALLS):
+            start = time.perf_counter()
+            assert await origin(n) == n * n
+            durations.append(time.perf_counter() - start)
+        assert max(over_origin(durations)) <= BOUND, over_origin(durations)
+    finally:
+        await client.aclose()
+
+
+# -- slowness is failure -----------------------------------------------------------------
+
+
+@pytest.mark.slow  # about 2 s: each connection's handshake is delayed too
+def test_replies_slower_than_the_budget_open_the_breaker(slow_port: int) -> None:
+    # A client whose own timeout (1 s) lets a 0.3 s reply through: the reply is used, but
+    # it is over the 50 ms budget, so it counts against Redis like an error.
+    client = redis.Redis(host=LOOPBACK, port=slow_port, socket_timeout=1.0)
+    try:
+        cache = make_cache(client, breaker=CircuitBreaker(failure_threshold=2, cool_down=60))
+        assert cache.get("a", "absent") == "absent"
+        assert cache.breaker.state == "closed"
+        assert cache.get("b", "absent") == "absent"
+        assert cache.breaker.state == "open"
+        start = time.perf_counter()
+        assert cache.get("c", "absent") == "absent"
+        assert time.perf_counter() - start < PROXY_DELAY  # not asked while open
+        assert cache.stats()["l2_skipped"] == 1
+    finally:
+        client.close()
+
+
+async def test_a_timed_out_command_leaves_no_reply_behind_for_the_next(
+    redis_server: RedisServer,
+) -> None:
+    # A command cancelled by the budget must not leave its late reply in the pool for the
+    # next command to read as its own.
+    proxy = DelayingProxy(redis_server.port, PROXY_DELAY)
+    client = redis.asyncio.Redis(host=LOOPBACK, port=proxy.port, max_connections=1)
+    direct = redis_server.client()
+    try:
+        direct.set("budget:first", b"first")
+        direct.set("budget:second", b"second")
+        cache = make_cache(client)
+        assert await cache.alookup("budget:first") == (False, None, "")
+        assert cache.stats()["l2_errors"] == 1
+        proxy.delay = 0.0
+        await asyncio.sleep(PROXY_DELAY)  # the late reply to the first GET has arrived
+        assert await client.get("budget:second") == b"second"
+    finally:
+        await client.aclose()
+        direct.close()
+        proxy.close()
+
+
+# -- a Redis that comes up late ----------------------------------------------------------
+
+
+def test_a_redis_down_then_up_costs_the_budget_then_serves_l2(redis_server_binary: str) -> None:
+    port = free_port()
+    client = connect_redis(f"redis://{LOOPBACK}:{port}/0")
+    breaker = CircuitBreaker(failure_threshold=2, cool_down=0.2)
+    cache = make_cache(client, breaker=breaker, clock=RealClock())
+    computed: list[int] = []
+
+    @cached(cache, ttl=60)
+    def origin(n: int) -> int:
+        computed.append(n)
+        time.sleep(ORIGIN_SECONDS)
+        return n * n
+
+    durations = []
+    for n in range(4):
+        start = time.perf_counter()
+        assert origin(n) == n * n
+        durations.append(time.perf_counter() - start)
+    assert breaker.state == "open"
+    server = RedisServer(redis_server_binary, port=port)
+    try:
+        server.start()
+    except RedisServerError as error:
+        pytest.fail(str(error))
+    try:
+        time.sleep(0.25)  # the cool-down: the next call probes Redis, and it answers
+        start = time.perf_counter()
+        assert origin(10) == 100
+        durations.append(time.perf_counter() - start)
+        assert breaker.state == "closed"
+        cache.l1.clear()
+        assert origin(10) == 100
+        assert computed == [0, 1, 2, 3, 10]  # the second call of 10 was an L2 hit
+        assert cache.stats()["l2_hits"] == 1
+    finally:
+        client.close()
+        server.stop()
+    assert max(over_origin(durations)) <= BOUND, over_origin(durations)
+
+
+# -- the factory and the option ----------------------------------------------------------
+
+
+def test_connect_redis_sets_the_budget_and_no_retries() -> None:
+    client = connect_redis("redis://127.0.0.1:1/0", timeout=0.02)
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.02, 0.02)
+        assert client.get_retry().get_retries() == 0
+        assert kwargs.get("decode_responses", False) is False
+    finally:
+        client.close()
+    assert DEFAULT_L2_TIMEOUT == 0.05
+    assert MultiLayerCache(None).l2_timeout == DEFAULT_L2_TIMEOUT
+
+
+async def test_connect_redis_makes_an_asyncio_client() -> None:
+    client = connect_redis("redis://127.0.0.1:1/0", asynchronous=True)
+    try:
+        assert isinstance(client, redis.asyncio.Redis)
+        assert client.connection_pool.connection_kwargs["socket_timeout"] == DEFAULT_L2_TIMEOUT
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), True, "0.05", None])
+def test_a_bad_budget_is_refused_naming_it(timeout: Any) -> None:
+    with pytest.raises(ValueError, match=r"l2_timeout must be a finite number of seconds > 0"):
+        MultiLayerCache(None, l2_timeout=timeout)
+    with pytest.raises(ValueError, match=r"timeout must be a finite number of seconds > 0"):
+        connect_redis("redis://127.0.0.1:1/0", timeout=timeout)
+
+
+def test_a_sync_client_without_a_socket_timeout_is_warned_about() -> None:
+    client = redis.Redis(host=LOOPBACK, port=1, socket_timeout=None)
+    try:
+        with pytest.warns(CacheWarning, match=r"no socket timeout.*connect_redis"):
+            MultiLayerCache(client)
+    finally:
+        client.close()
