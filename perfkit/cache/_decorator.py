@@ -11,8 +11,10 @@ from typing import Any, TypeVar, cast
 
 from perfkit.cache._keys import (
     TRANSPARENT,
+    Cells,
     bind_arguments,
-    identify,
+    cells_changed,
+    identify_watching,
     make_key,
 )
 from perfkit.cache._l1 import Frozen, own_copy
@@ -32,13 +34,32 @@ KEY_MEMO_SIZE = 4096
 class _CachedError:
     """An exception kept in L1 because the decorator was asked to cache it."""
 
-    __slots__ = ("error", "traceback")
+    __slots__ = ("args", "attributes", "error", "links", "notes", "traceback")
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
         # Raising one exception object again appends to its traceback: every hit starts
         # from the original one, so the traceback (and the frames it holds) cannot grow.
         self.traceback = error.__traceback__
+        # What a caller may change on the one object every hit raises (add_note, args,
+        # attributes, the context of the except block it is raised in): restored per hit.
+        self.args = error.args
+        self.attributes = dict(vars(error))
+        notes = self.attributes.pop("__notes__", None)
+        self.notes = list(notes) if isinstance(notes, list) else None
+        self.links = (error.__cause__, error.__context__, error.__suppress_context__)
+
+    def again(self) -> BaseException:
+        """The kept exception as it was kept, to raise."""
+        error = self.error
+        error.args = self.args
+        state = vars(error)
+        state.clear()
+        state.update(self.attributes)
+        if self.notes is not None:
+            error.__notes__ = list(self.notes)
+        error.__cause__, error.__context__, error.__suppress_context__ = self.links
+        return error.with_traceback(self.traceback)
 
 
 class _Keys:
@@ -56,21 +77,33 @@ class _Keys:
         function: Callable[..., Any],
         key: Callable[..., Any] | None,
         identity: str,
+        cells: Cells,
     ) -> None:
         self._cache = cache
         self._function = function
         self._custom = key
         self._identity = identity
+        self._cells = cells
         self._skip_self = _is_method(function)
-        self.memoised: Callable[..., str]
-        if key is None:
-            self.memoised = functools.lru_cache(maxsize=KEY_MEMO_SIZE, typed=True)(
+        self.memoised: Callable[..., str] = self._memo()
+        self.fast: Callable[..., str] = self.memoised if not cells else lambda *args: self(args, {})
+        """The key of a call of flat positional arguments; for a closure whose name
+        depends on what its cells hold, that checks them first."""
+
+    def _memo(self) -> Callable[..., str]:
+        if self._custom is None:
+            return functools.lru_cache(maxsize=KEY_MEMO_SIZE, typed=True)(
                 lambda *args, **kwargs: self._full(args, kwargs)
             )
-        else:  # a key function may read state beyond its arguments: never memoise it
-            self.memoised = lambda *args, **kwargs: self._full(args, kwargs)
+        # a key function may read state beyond its arguments: never memoise it
+        return lambda *args, **kwargs: self._full(args, kwargs)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if self._cells and cells_changed(self._cells):
+            # A variable the name was made from was rebound: name the function anew, and
+            # memoise in a new memo (a call racing this may still fill the old one).
+            self._identity, _, self._cells = identify_watching(self._function)
+            self.memoised = self._memo()
         if kwargs:
             if _flat(map(type, args)) and _flat(map(type, kwargs.values())):
                 return self.memoised(*args, **kwargs)
@@ -111,7 +144,10 @@ def cached(
 
     Keys name the function by :func:`~perfkit.cache._keys.function_identity`: a closure
     (a lambda, a function made by a factory, a decorator's wrapper) by its code and the
-    immutable values it closes over, so two closures of one factory never share keys.
+    immutable values it closes over, so two closures of one factory never share keys; a
+    closed-over variable rebound later (``nonlocal``) renames the function on its next call.
+    A callable object, or a function renamed by ``functools.update_wrapper``, is named
+    apart from the function whose name it carries. Generator functions are refused.
     Where that cannot tell two functions apart, decorating is a ``TypeError`` that asks
     for ``name=``, the str the keys are made with instead. Every hit returns a copy of a
     mutable value (see ``perfkit.cache._l1``), so callers may change what they get.
@@ -140,8 +176,11 @@ def cached(
         )
 
     def decorate(function: F) -> F:
-        identity = name or _claim(cache, function)
-        keys = _Keys(cache, function, key, identity)
+        _refuse_generators(function)
+        if name:
+            keys = _Keys(cache, function, key, name, [])
+        else:
+            keys = _Keys(cache, function, key, *_claim(cache, function))
         stats = CacheStats()
         wrapper = (
             _async_wrapper(cache, function, keys, stats, ttl, cache_exceptions)
@@ -177,12 +216,21 @@ _CLAIMS: weakref.WeakKeyDictionary[MultiLayerCache, dict[str, list[tuple[str, An
 ones, and those without a canonical form), to refuse another function of that name."""
 
 
-def _claim(cache: MultiLayerCache, function: Callable[..., Any]) -> str:
+def _refuse_generators(function: Callable[..., Any]) -> None:
+    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(
+            f"cannot cache {function!r}: it is a generator function, and a generator "
+            "can be consumed once, by one caller; cache a function that returns a list "
+            "of what it yields instead"
+        )
+
+
+def _claim(cache: MultiLayerCache, function: Callable[..., Any]) -> tuple[str, Cells]:
     """The name ``function``'s keys are made with, refusing a function that would share
     keys with another one: a class made inside a function, or a method of one (``self``
     is not in the key, and each such class may differ), or a function whose name and
     code are another's on this cache, but which closes over different objects."""
-    identity, closed_over = identify(function)
+    identity, closed_over, cells = identify_watching(function)
     local = "<locals>" in getattr(function, "__qualname__", "")
     if local and (_is_method(function) or isinstance(function, type)):
         what = "a class" if isinstance(function, type) else "a method of a class"
@@ -202,7 +250,7 @@ def _claim(cache: MultiLayerCache, function: Callable[..., Any]) -> str:
                 f"str unique to each function), or make {variable!r} an argument"
             )
     claims[identity] = objects
-    return identity
+    return identity, cells
 
 
 def _reference(value: Any) -> Callable[[], Any]:
@@ -216,7 +264,7 @@ def _reference(value: Any) -> Callable[[], Any]:
 
 def _unwrap(value: Any) -> Any:
     if type(value) is _CachedError:
-        raise value.error.with_traceback(value.traceback)
+        raise value.again()
     return value
 
 
@@ -225,7 +273,7 @@ def _hot_path(cache: MultiLayerCache, keys: _Keys, stats: CacheStats) -> tuple[A
     variables, which are read faster than attributes, since this is every hit's cost."""
     return (
         cache.l1.get,
-        keys.memoised,
+        keys.fast,
         cache.early_refresh > 0,
         cache.stats_counters.counter("l1_hits"),
         stats.counter("l1_hits"),
@@ -280,7 +328,7 @@ def _sync_wrapper(
             if type(value) is Frozen:  # a mutable value: every hit gets its own copy
                 return value.thaw()
             if type(value) is _CachedError:
-                raise value.error.with_traceback(value.traceback)
+                raise value.again()
             return value
         refreshing = entry is not None  # an entry past here is one due for early refresh
         flight, leader = flights.join(full_key)
@@ -335,7 +383,7 @@ def _async_wrapper(
             if type(value) is Frozen:  # a mutable value: every hit gets its own copy
                 return value.thaw()
             if type(value) is _CachedError:
-                raise value.error.with_traceback(value.traceback)
+                raise value.again()
             return value
         refreshing = entry is not None  # an entry past here is one due for early refresh
         flight, leader = flights.join(full_key)

@@ -116,11 +116,40 @@ def identify(func: Callable[..., object]) -> tuple[str, list[tuple[str, object]]
     its name at all: two closures that differ only in them share a name, so ``@cached``
     refuses the second of two such functions on one cache.
     """
+    identity, objects, _ = identify_watching(func)
+    return identity, objects
+
+
+Cells = list[tuple[Any, object]]
+"""Closure cells whose contents a name was made from, each with what it held then."""
+
+
+def identify_watching(func: Callable[..., object]) -> tuple[str, list[tuple[str, object]], Cells]:
+    """:func:`identify`, and the closure cells (with what they held) the name was made
+    from: a variable a closure rebinds after decoration (``n = k`` after the ``def``, a
+    ``nonlocal`` assignment) changes what the function computes, so a caller re-names the
+    function whenever :func:`cells_changed` says one of them was rebound."""
     objects: list[tuple[str, object]] = []
-    return _identity(func, set(), objects), objects
+    cells: Cells = []
+    return _identity(func, set(), objects, cells), objects, cells
 
 
-def _identity(func: Any, active: set[int], objects: list[tuple[str, object]]) -> str:
+def cells_changed(cells: Cells) -> bool:
+    """Whether any of ``cells`` holds another object than it did (or was bound since)."""
+    for cell, held in cells:
+        try:
+            now = cell.cell_contents
+        except ValueError:
+            now = _UNBOUND
+        if now is not held:
+            return True
+    return False
+
+
+_UNBOUND: Any = object()
+
+
+def _identity(func: Any, active: set[int], objects: list[tuple[str, object]], cells: Cells) -> str:
     if isinstance(func, functools.partial):
         fixed = _tagged(
             "tuple",
@@ -129,12 +158,14 @@ def _identity(func: Any, active: set[int], objects: list[tuple[str, object]]) ->
                 _canonical_at(func.keywords, "partial.keywords"),
             ],
         )
-        inner = _identity(func.func, active, objects)
+        inner = _identity(func.func, active, objects, cells)
         return f"{inner}<partial:{_sha256(fixed)[:_IDENTITY_HASH_LENGTH]}>"
     if inspect.ismethod(func):
-        if not isinstance(func.__self__, type):  # the instance: an object, by identity
-            objects.append(("self", func.__self__))
-        return _identity(func.__func__, active, objects)
+        owner = func.__self__
+        # The instance, or a class made inside a function: an object, told by identity
+        if not isinstance(owner, type) or "<locals>" in owner.__qualname__:
+            objects.append(("self", owner))
+        return _identity(func.__func__, active, objects, cells)
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str):
@@ -148,7 +179,7 @@ def _identity(func: Any, active: set[int], objects: list[tuple[str, object]]) ->
         return name
     active.add(id(func))
     try:
-        local = _local_layers(func, active, objects)
+        local = _local_layers(func, active, objects, cells)
     finally:
         active.discard(id(func))
     if not local:
@@ -158,29 +189,52 @@ def _identity(func: Any, active: set[int], objects: list[tuple[str, object]]) ->
     return f"{name}{line}#{_sha256(_tagged('list', local))[:_IDENTITY_HASH_LENGTH]}"
 
 
-def _local_layers(func: Any, active: set[int], objects: list[tuple[str, object]]) -> list[str]:
+def _local_layers(
+    func: Any, active: set[int], objects: list[tuple[str, object]], cells: Cells
+) -> list[str]:
     """The code and closed-over values of every layer of ``func`` (it and what it wraps,
-    through ``__wrapped__``) whose code is not that of one module-level function."""
+    through ``__wrapped__``) whose code is not that of the module-level function it is
+    named as; a callable object (whose name ``update_wrapper`` may have copied from the
+    function it wraps) by its type, and itself by identity."""
     layers: list[str] = []
     layer = func
     while layer is not None:
         if isinstance(layer, functools.partial) or inspect.ismethod(layer):
-            layers.append(json.dumps(_identity(layer, active, objects)))
+            layers.append(json.dumps(_identity(layer, active, objects, cells)))
             break
+        if _is_callable_object(layer):
+            objects.append(("self", layer))
+            layers.append(_tagged("object", [json.dumps(_type_name(layer))]))
         code = getattr(layer, "__code__", None)
-        if code is not None and _is_local(code) and not hasattr(layer, TRANSPARENT):
-            cells = _cells(layer, code, active, objects)
-            layers.append(_tagged("code", [json.dumps(_code_digest(code)), *cells]))
+        if code is not None and _named_apart(layer, code) and not hasattr(layer, TRANSPARENT):
+            texts = _cells(layer, code, active, objects, cells)
+            layers.append(_tagged("code", [json.dumps(_code_digest(code)), *texts]))
         layer = getattr(layer, "__wrapped__", None)
     return layers
 
 
-def _is_local(code: Any) -> bool:
-    return "<locals>" in code.co_qualname or "<lambda>" in code.co_qualname
+def _is_callable_object(value: Any) -> bool:
+    """An instance of a class with ``__call__``: not a function, class or builtin."""
+    return not (
+        inspect.isfunction(value)
+        or inspect.isbuiltin(value)
+        or isinstance(value, type)
+        or inspect.ismethoddescriptor(value)
+    )
 
 
-def _cells(func: Any, code: Any, active: set[int], objects: list[tuple[str, object]]) -> list[str]:
-    cells = []
+def _named_apart(func: Any, code: Any) -> bool:
+    """Whether ``func``'s name may stand for more than one function: it is made inside a
+    function, a lambda, or renamed (``functools.update_wrapper`` gives a module-level
+    wrapper the name of what it wraps)."""
+    qualname = code.co_qualname
+    return "<locals>" in qualname or "<lambda>" in qualname or qualname != func.__qualname__
+
+
+def _cells(
+    func: Any, code: Any, active: set[int], objects: list[tuple[str, object]], cells: Cells
+) -> list[str]:
+    texts = []
     closure = getattr(func, "__closure__", None) or ()
     for variable, cell in zip(code.co_freevars, closure, strict=True):
         try:
@@ -188,16 +242,22 @@ def _cells(func: Any, code: Any, active: set[int], objects: list[tuple[str, obje
         except ValueError:  # not bound yet
             if variable != code.co_name:  # what it will hold is unknown: told by identity
                 objects.append((variable, cell))
+                cells.append((cell, _UNBOUND))
             # (the function's own name will hold what this function is decorated into)
             text = '"<unbound>"'
         else:
-            text = _closed_over(value, variable, active, objects)
-        cells.append(_pair(json.dumps(variable), text))
-    return cells
+            cells.append((cell, value))
+            text = _closed_over(value, variable, active, objects, cells)
+        texts.append(_pair(json.dumps(variable), text))
+    return texts
 
 
 def _closed_over(
-    value: Any, variable: str, active: set[int], objects: list[tuple[str, object]]
+    value: Any,
+    variable: str,
+    active: set[int],
+    objects: list[tuple[str, object]],
+    cells: Cells,
 ) -> str:
     if inspect.ismodule(value):
         return _tagged("module", [json.dumps(value.__name__)])
@@ -207,7 +267,7 @@ def _closed_over(
         callable(value) and not isinstance(value, type) and hasattr(value, "__qualname__")
     ):
         with contextlib.suppress(TypeError):  # no name: an object like any other
-            return _tagged("function", [json.dumps(_identity(value, active, objects))])
+            return _tagged("function", [json.dumps(_identity(value, active, objects, cells))])
     if immutable(value):
         return _encode(value, set())
     # A list, a dict, a client: what the function sees is the object as it is when

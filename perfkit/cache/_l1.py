@@ -35,9 +35,16 @@ _IMMUTABLE = frozenset({type(None), bool, int, float, str, bytes})
 
 def immutable(value: Any) -> bool:
     """Whether nothing a caller does can change ``value`` (types matched exactly)."""
+    try:
+        return _immutable(value)
+    except RecursionError:  # nested too deeply to tell: kept as a copy, if at all
+        return False
+
+
+def _immutable(value: Any) -> bool:
     if type(value) in _IMMUTABLE or isinstance(value, enum.Enum):
         return True
-    return type(value) in (tuple, frozenset) and all(immutable(item) for item in value)
+    return type(value) in (tuple, frozenset) and all(_immutable(item) for item in value)
 
 
 class Frozen:

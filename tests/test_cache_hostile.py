@@ -1,0 +1,222 @@
+"""Hostile probes of @cached's names and L1's copies: functions that share a name but not
+their results, values a cache must not fail on, and namespaces a glob would misread."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from perfkit.cache import CacheWarning, MultiLayerCache, cached
+
+
+@pytest.fixture
+def cache() -> MultiLayerCache:
+    return MultiLayerCache(fakeredis.FakeRedis(), namespace="hostile")
+
+
+# --- a closure's variable rebound after decoration ----------------------------------------
+
+
+def test_a_variable_rebound_after_decoration_is_in_the_key(cache: MultiLayerCache) -> None:
+    def make(k: int) -> Callable[[int], int]:
+        n = 0
+
+        @cached(cache)
+        def add(x: int) -> int:
+            return x + n
+
+        n = k
+        return add
+
+    one, two = make(1), make(2)
+    assert (one(5), two(5)) == (6, 7)
+
+
+def test_a_variable_rebound_between_calls_is_in_the_key(cache: MultiLayerCache) -> None:
+    def make() -> tuple[Callable[[int], int], Callable[[int], None]]:
+        n = 1
+
+        @cached(cache)
+        def add(x: int) -> int:
+            return x + n
+
+        def rebind(value: int) -> None:
+            nonlocal n
+            n = value
+
+        return add, rebind
+
+    add, rebind = make()
+    assert add(5) == 6
+    rebind(10)
+    assert add(5) == 15
+    assert add.cache_key(5) != make()[0].cache_key(5)  # type: ignore[attr-defined]
+    rebind(1)
+    assert add(5) == 6
+
+
+def test_a_rebound_variable_of_an_inner_closure_is_in_the_key(cache: MultiLayerCache) -> None:
+    def make() -> tuple[Callable[[int], int], Callable[[int], None]]:
+        n = 2
+
+        def times(x: int) -> int:
+            return x * n
+
+        @cached(cache)
+        def apply(x: int) -> int:
+            return times(x)
+
+        def rebind(value: int) -> None:
+            nonlocal n
+            n = value
+
+        return apply, rebind
+
+    apply, rebind = make()
+    assert apply(5) == 10
+    rebind(3)
+    assert apply(5) == 15
+
+
+# --- wrappers that carry another function's name -------------------------------------------
+
+
+def base(x: int) -> int:
+    return x
+
+
+def negated(x: int) -> int:
+    return -base(x)
+
+
+renamed = functools.update_wrapper(negated, base)  # now named "base", and wrapping it
+
+
+class Negate:
+    """A decorator written as a class: its instances carry the wrapped function's name."""
+
+    def __init__(self, function: Callable[[int], int]) -> None:
+        self.function = function
+        functools.update_wrapper(self, function)
+
+    def __call__(self, x: int) -> int:
+        return -self.function(x)
+
+
+def test_a_callable_object_wrapping_a_function_is_not_that_function(
+    cache: MultiLayerCache,
+) -> None:
+    plain = cached(cache)(base)
+    wrapped = cached(cache)(Negate(base))
+    assert (plain(5), wrapped(5)) == (5, -5)
+
+
+def test_a_function_renamed_by_update_wrapper_is_not_the_function_it_names(
+    cache: MultiLayerCache,
+) -> None:
+    plain = cached(cache)(base)
+    other = cached(cache)(renamed)
+    assert (plain(5), other(5)) == (5, -5)
+
+
+def test_a_classmethod_of_a_local_class_is_refused_without_a_name(
+    cache: MultiLayerCache,
+) -> None:
+    def make(factor: int) -> Callable[[int], int]:
+        class Scaled:
+            m = factor
+
+            @classmethod
+            def scale(cls, x: int) -> int:
+                return x * cls.m
+
+        return Scaled.scale
+
+    twice = make(2)
+    assert cached(cache)(twice)(5) == 10
+    thrice = make(3)
+    with pytest.raises(TypeError, match="name="):
+        cached(cache)(thrice)
+    assert cached(cache, name="scaled-3")(thrice)(5) == 15
+
+
+# --- generators ----------------------------------------------------------------------------
+
+
+def test_a_generator_function_is_refused_at_decoration(cache: MultiLayerCache) -> None:
+    def numbers(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with pytest.raises(TypeError, match="generator"):
+        cached(cache)(numbers)
+
+
+def test_an_async_generator_function_is_refused_at_decoration(cache: MultiLayerCache) -> None:
+    async def numbers(n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    with pytest.raises(TypeError, match="generator"):
+        cached(cache)(numbers)
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def test_a_deeply_nested_value_is_returned_not_a_recursion_error(
+    cache: MultiLayerCache,
+) -> None:
+    value: tuple[Any, ...] = ()
+    for _ in range(100_000):
+        value = (value,)
+
+    @cached(cache, name="deep")
+    def deep() -> tuple[Any, ...]:
+        return value
+
+    with pytest.warns(CacheWarning, match="not stored in L2"):
+        assert deep() is value
+
+
+def test_a_cached_exception_changed_by_a_caller_is_raised_as_it_was(
+    cache: MultiLayerCache,
+) -> None:
+    @cached(cache, cache_exceptions=(ValueError,))
+    def refuse() -> None:
+        raise ValueError("no")
+
+    notes = []
+    for _ in range(3):
+        with pytest.raises(ValueError, match="no") as raised:
+            refuse()
+        notes.append(list(getattr(raised.value, "__notes__", [])))
+        raised.value.add_note("a caller's note")
+    assert notes == [[], [], []]
+
+
+# --- clear() against a real Redis, with namespaces a glob would misread --------------------
+
+GLOB_NAMESPACES = ["a", "a*", "a?", "a[b]", "ab", "a\\", "a\\*", "a]", "[a", "a%3A", "a:b", "é*"]
+
+
+def test_clear_deletes_exactly_its_own_namespace_on_a_real_redis(
+    real_redis_client: redis.Redis,
+) -> None:
+    caches = [
+        MultiLayerCache(real_redis_client, namespace=namespace, version=version)
+        for namespace in GLOB_NAMESPACES
+        for version in (1, "1*", "[1]")
+    ]
+    for cleared in caches:
+        for each in caches:
+            each.set("entry", each.namespace)
+        cleared.clear()
+        for each in caches:
+            each.l1.clear()
+            expected = None if each is cleared else each.namespace
+            assert each.get("entry") == expected, (cleared, each)
