@@ -152,32 +152,46 @@ _TOO_LARGE = (
 
 
 class _Guard:
-    """One server's guarded connections: the cap, and a sweep that enforces deadlines."""
+    """One server's guarded connections: the cap, and a sweep that enforces deadlines.
+
+    Connections are kept in the order they last began to wait for a request, so the one
+    that has waited longest is found at the front without a scan."""
 
     def __init__(self, limits: ServiceLimits, cap: int) -> None:
         self.limits = limits
         self.cap = cap
-        self.connections: set[Any] = set()
+        self.connections: dict[Any, None] = {}
         self.sweep_every = min(max(min(limits.header_timeout, limits.body_timeout) / 4, 0.02), 1.0)
         self._sweeping: asyncio.TimerHandle | None = None
 
+    def waiting(self, connection: Any) -> None:
+        """``connection`` begins to wait for a request (new, or its last one answered)."""
+        self.connections.pop(connection, None)
+        self.connections[connection] = None
+
     def opened(self, connection: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.connections.add(connection)
         if len(self.connections) > self.cap:
             self._evict(connection, loop.time())
         if self._sweeping is None:
             self._sweeping = loop.call_later(self.sweep_every, self._sweep, loop)
 
     def closed(self, connection: Any) -> None:
-        self.connections.discard(connection)
+        self.connections.pop(connection, None)
 
     def _evict(self, newcomer: Any, now: float) -> None:
         """Make room: close the connection that has waited longest for its request (a
         slow client, or an idle keep-alive one), else turn the newcomer away."""
-        waiting = [
-            c for c in self.connections if c is not newcomer and c.guard_phase(now) != _ANSWER
-        ]
-        victim = min(waiting, key=lambda c: c.guard_since) if waiting else newcomer
+        answering = []
+        victim = newcomer
+        for connection in self.connections:
+            if connection is newcomer:
+                break
+            if connection.guard_phase(now) != _ANSWER:
+                victim = connection
+                break
+            answering.append(connection)
+        for connection in answering:  # not candidates until they wait again
+            self.waiting(connection)
         victim.guard_close(None)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -217,7 +231,8 @@ def guarded_protocol(limits: ServiceLimits, base: type[Any] | None = None) -> ty
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._guard_enter(_HEAD, self.loop.time())
+            if not self.transport.is_closing():
+                self._guard_enter(_HEAD, self.loop.time())
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
@@ -244,6 +259,8 @@ def guarded_protocol(limits: ServiceLimits, base: type[Any] | None = None) -> ty
             self._guard_state = (phase, id(self.cycle))
             self.guard_since = now
             self.guard_head_bytes = 0
+            if phase == _HEAD:
+                guard.waiting(self)
 
         def guard_close(self, response: bytes | None) -> None:
             guard.closed(self)
