@@ -220,3 +220,36 @@ def test_clear_deletes_exactly_its_own_namespace_on_a_real_redis(
             each.l1.clear()
             expected = None if each is cleared else each.namespace
             assert each.get("entry") == expected, (cleared, each)
+
+
+# --- text Redis cannot take: one bad name must not open the breaker for every key ----------
+
+
+def test_an_entry_name_with_a_lone_surrogate_is_stored_and_opens_no_breaker() -> None:
+    cache = MultiLayerCache(fakeredis.FakeRedis(), namespace="hostile")
+    for _ in range(20):  # as often as a user may send it
+        cache.set("user-\ud800", 1)
+    cache.set("user-\udfff", 2)
+    assert cache.breaker.state == "closed"
+    assert cache.stats()["l2_errors"] == 0
+    elsewhere = MultiLayerCache(cache.redis, namespace="hostile")
+    assert (elsewhere.get("user-\ud800"), elsewhere.get("user-\udfff")) == (1, 2)
+    assert elsewhere.get("user-%uD800") is None
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"namespace": "ns\ud800"}, {"version": "v\udfff"}],
+    ids=["namespace", "version"],
+)
+def test_a_namespace_or_version_redis_cannot_take_is_refused(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="UTF-8"):
+        MultiLayerCache(fakeredis.FakeRedis(), **settings)
+
+
+@pytest.mark.parametrize("name", ["n\ud800", 123, b"name"], ids=["surrogate", "int", "bytes"])
+def test_a_name_redis_cannot_take_is_refused_at_decoration(
+    cache: MultiLayerCache, name: Any
+) -> None:
+    with pytest.raises((TypeError, ValueError), match="name"):
+        cached(cache, name=name)

@@ -14,6 +14,7 @@ from perfkit.cache._keys import (
     Cells,
     bind_arguments,
     cells_changed,
+    check_name,
     identify_watching,
     make_key,
 )
@@ -174,6 +175,9 @@ def cached(
         raise TypeError(
             f"cache_exceptions must be a tuple of exception types, got {cache_exceptions!r}"
         )
+
+    if name is not None:
+        check_name(name)
 
     def decorate(function: F) -> F:
         _refuse_generators(function)

@@ -49,6 +49,7 @@ import hashlib
 import inspect
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -67,6 +68,7 @@ TRANSPARENT = "__perfkit_transparent__"
 # and the version, "~" marks an identity cut short.
 _PREFIX_ESCAPES = str.maketrans({"%": "%25", ":": "%3A"})
 _IDENTITY_ESCAPES = str.maketrans({"%": "%25", "~": "%7E"})
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_DECIMAL_INT_BITS = 1024
 _SUPPORTED = (
     "None, bool, int, float, str, bytes, bytearray, tuple, list, dict, set, frozenset, "
@@ -345,7 +347,12 @@ def entry_name(name: str) -> str:
     """
     if not isinstance(name, str):
         raise TypeError(f"an entry name must be a str, got {name!r}")
-    return name.translate(_PREFIX_ESCAPES)
+    escaped = name.translate(_PREFIX_ESCAPES)
+    if _encodable(escaped):
+        return escaped
+    # A lone surrogate (JSON can carry one): Redis keys are UTF-8, so it is escaped too,
+    # as %uD800 ("%" is escaped above, so the escape is injective).
+    return _SURROGATE.sub(lambda found: f"%u{ord(found.group()):04X}", escaped)
 
 
 def make_key(
@@ -560,11 +567,36 @@ def _check_namespace(namespace: str) -> None:
     # The same rule as MultiLayerCache's namespace, so a cache and its keys agree.
     if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
         raise ValueError(f"namespace must be a non-empty str without whitespace, got {namespace!r}")
+    _check_encodable("namespace", namespace)
 
 
 def _check_version(version: int | str) -> None:
     if isinstance(version, bool) or not isinstance(version, (int, str)) or version == "":
         raise ValueError(f"version must be an int or a non-empty str, got {version!r}")
+    _check_encodable("version", str(version))
+
+
+def _check_encodable(what: str, text: str) -> None:
+    # Redis keys are UTF-8: a lone surrogate would make every call of the cache an L2
+    # error, and each error counts against Redis for the breaker.
+    if not _encodable(text):
+        raise ValueError(f"{what} must be encodable as UTF-8 (no lone surrogates), got {text!r}")
+
+
+def check_name(name: str) -> str:
+    """``@cached``'s ``name=``: a non-empty str Redis can take as part of a key."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    _check_encodable("name", name)
+    return name
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_identity(identity: str) -> None:
