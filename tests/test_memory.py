@@ -260,3 +260,29 @@ def main(arguments: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def test_a_simulator_keeps_a_bounded_number_of_failures_and_counts_the_rest() -> None:
+    # An unmatched request (or a failing responder) is kept until taken, with its
+    # traceback's frames: a long-running process whose requests keep failing kept all.
+    from perfkit._errors import UnmatchedRequestError
+    from perfkit.simulation._intercept import MAX_FAILURES_KEPT
+
+    simulator = AnthropicSimulator().start()
+    with httpx.Client() as client:
+        for n in range(MAX_FAILURES_KEPT + 50):
+            with pytest.raises(UnmatchedRequestError):
+                client.get(f"https://elsewhere.example/{n}")
+    with pytest.raises(UnmatchedRequestError) as raised:
+        simulator.stop()
+    assert "/0;" in str(raised.value)
+    assert raised.value.__notes__ == [
+        f"({MAX_FAILURES_KEPT + 49} more failures while the simulator was active)"
+    ]
+    simulator.start()
+    with httpx.Client() as client:
+        for n in range(MAX_FAILURES_KEPT + 50):
+            with pytest.raises(UnmatchedRequestError):
+                client.get(f"https://elsewhere.example/{n}")
+    assert len(simulator.pop_failures()) == MAX_FAILURES_KEPT
+    simulator.stop()

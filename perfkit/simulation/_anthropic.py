@@ -28,6 +28,7 @@ from perfkit.simulation._intercept import (
     POOL_KEY,
     REGISTRY,
     Delivery,
+    Failures,
     ScheduledStream,
 )
 from perfkit.simulation._latency import (
@@ -210,7 +211,7 @@ class AnthropicSimulator:
         self._log = _Log(max_logged)
         self._lock = threading.Lock()
         self._active: ExitStack | None = None
-        self._failures: list[Exception] = []
+        self._failures = Failures()
 
     # -- configuration ---------------------------------------------------------------
 
@@ -323,25 +324,25 @@ class AnthropicSimulator:
             return
         stack, self._active = self._active, None
         stack.close()
-        failures, self._failures = self._failures, []
-        if check and failures:
-            first = failures[0]
-            if len(failures) > 1:
-                first.add_note(
-                    f"({len(failures) - 1} more failures while the simulator was active)"
-                )
+        failures, self._failures = self._failures, Failures()
+        if check and failures.kept:
+            first = failures.kept[0]
+            more = len(failures.kept) - 1 + failures.dropped
+            if more:
+                first.add_note(f"({more} more failures while the simulator was active)")
             raise first
 
     def pop_failures(self) -> list[Exception]:
         """The failures recorded so far (unmatched requests, errors raised by responders),
-        forgotten once taken, so that :meth:`stop` does not raise them."""
-        failures, self._failures = self._failures, []
+        forgotten once taken, so that :meth:`stop` does not raise them. Only the first
+        100 since the last call are kept (a long-running process keeps no more)."""
+        failures, self._failures = self._failures, Failures()
         if self._active is not None:
-            failures += REGISTRY.take_failures(self.router)
-        return failures
+            failures.extend(REGISTRY.take_failures(self.router))
+        return failures.kept
 
     def _deactivate(self) -> None:
-        self._failures += REGISTRY.deactivate(self.router)
+        self._failures.extend(REGISTRY.deactivate(self.router))
 
     @property
     def active(self) -> bool:

@@ -46,6 +46,11 @@ was sent through (weak: routers keep their requests, and must not keep pools ali
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
+MAX_FAILURES_KEPT = 100
+"""Failures kept per router until taken: the first ones, the rest only counted. A
+long-running process (``perfkit serve``) whose requests keep failing must not keep every
+exception, with its traceback's frames, for as long as its simulator is active."""
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -117,23 +122,43 @@ class ScheduledStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         self.close()
 
 
+class Failures:
+    """The failures recorded for one router: the first :data:`MAX_FAILURES_KEPT`, and how
+    many more were dropped."""
+
+    def __init__(self) -> None:
+        self.kept: list[Exception] = []
+        self.dropped = 0
+
+    def add(self, error: Exception) -> None:
+        if len(self.kept) < MAX_FAILURES_KEPT:
+            self.kept.append(error)
+        else:
+            self.dropped += 1
+
+    def extend(self, other: Failures) -> None:
+        for error in other.kept:
+            self.add(error)
+        self.dropped += other.dropped
+
+
 class _Registry:
     """The active routers, most recent first; patches are installed while any is active."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._routers: list[respx.MockRouter] = []
-        self._failures: dict[int, list[Exception]] = {}
+        self._failures: dict[int, Failures] = {}
         self._patches: ExitStack | None = None
 
     def activate(self, router: respx.MockRouter) -> None:
         with self._lock:
             self._routers.insert(0, router)
-            self._failures[id(router)] = []
+            self._failures[id(router)] = Failures()
             if self._patches is None:
                 self._patches = _install_patches()
 
-    def deactivate(self, router: respx.MockRouter) -> list[Exception]:
+    def deactivate(self, router: respx.MockRouter) -> Failures:
         """Stop routing to ``router``; returns the failures recorded while it was active."""
         with self._lock:
             if router in self._routers:
@@ -141,14 +166,14 @@ class _Registry:
             if not self._routers and self._patches is not None:
                 self._patches.close()
                 self._patches = None
-            return self._failures.pop(id(router), [])
+            return self._failures.pop(id(router), Failures())
 
-    def take_failures(self, router: respx.MockRouter) -> list[Exception]:
+    def take_failures(self, router: respx.MockRouter) -> Failures:
         """The failures recorded for ``router`` so far, forgotten once taken."""
         with self._lock:
-            failures = self._failures.get(id(router), [])
-            taken = list(failures)
-            failures.clear()
+            if id(router) not in self._failures:
+                return Failures()
+            taken, self._failures[id(router)] = self._failures[id(router)], Failures()
             return taken
 
     def record_failure(self, error: Exception, router: respx.MockRouter | None = None) -> None:
@@ -157,7 +182,8 @@ class _Registry:
         it stops."""
         with self._lock:
             for routed in [router] if router is not None else self._routers:
-                self._failures.get(id(routed), []).append(error)
+                if id(routed) in self._failures:
+                    self._failures[id(routed)].add(error)
 
     def routers(self) -> list[respx.MockRouter]:
         with self._lock:
