@@ -253,3 +253,45 @@ def test_a_name_redis_cannot_take_is_refused_at_decoration(
 ) -> None:
     with pytest.raises((TypeError, ValueError), match="name"):
         cached(cache, name=name)
+
+
+def test_a_variable_rebound_to_a_mutable_object_after_decoration_never_shares_keys(
+    cache: MultiLayerCache,
+) -> None:
+    def make(items: list[int]) -> Callable[[int], int]:
+        data: list[int] | None = None
+
+        @cached(cache)
+        def at(i: int) -> int:
+            assert data is not None
+            return data[i]
+
+        data = items
+        return at
+
+    first, second = make([1, 2]), make([3, 4])
+    assert first(0) == 1
+    with pytest.raises(TypeError, match="name="):
+        second(0)
+
+
+def test_a_function_may_rebind_its_own_mutable_variable(cache: MultiLayerCache) -> None:
+    def make() -> tuple[Callable[[int], int], Callable[[list[int]], None]]:
+        data = [1]
+
+        @cached(cache)
+        def at(i: int) -> int:
+            return data[i]
+
+        def replace(items: list[int]) -> None:
+            nonlocal data
+            data = items
+
+        return at, replace
+
+    at, replace = make()
+    assert at(0) == 1
+    replace([5])
+    assert at(0) == 1  # like a changed global: what the cache holds stays until invalidated
+    assert at.invalidate(0)  # type: ignore[attr-defined]
+    assert at(0) == 5

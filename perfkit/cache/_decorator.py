@@ -79,12 +79,14 @@ class _Keys:
         key: Callable[..., Any] | None,
         identity: str,
         cells: Cells,
+        rename: Callable[[], tuple[str, Cells]] | None = None,
     ) -> None:
         self._cache = cache
         self._function = function
         self._custom = key
         self._identity = identity
         self._cells = cells
+        self._rename = rename
         self._skip_self = _is_method(function)
         self.memoised: Callable[..., str] = self._memo()
         self.fast: Callable[..., str] = self.memoised if not cells else lambda *args: self(args, {})
@@ -100,10 +102,11 @@ class _Keys:
         return lambda *args, **kwargs: self._full(args, kwargs)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        if self._cells and cells_changed(self._cells):
-            # A variable the name was made from was rebound: name the function anew, and
-            # memoise in a new memo (a call racing this may still fill the old one).
-            self._identity, _, self._cells = identify_watching(self._function)
+        if self._cells and self._rename is not None and cells_changed(self._cells):
+            # A variable the name was made from was rebound: name the function anew (a
+            # TypeError if that name is another function's), and memoise in a new memo (a
+            # call racing this may still fill the old one).
+            self._identity, self._cells = self._rename()
             self.memoised = self._memo()
         if kwargs:
             if _flat(map(type, args)) and _flat(map(type, kwargs.values())):
@@ -184,7 +187,9 @@ def cached(
         if name:
             keys = _Keys(cache, function, key, name, [])
         else:
-            keys = _Keys(cache, function, key, *_claim(cache, function))
+            keys = _Keys(
+                cache, function, key, *_claim(cache, function), lambda: _claim(cache, function)
+            )
         stats = CacheStats()
         wrapper = (
             _async_wrapper(cache, function, keys, stats, ttl, cache_exceptions)
@@ -213,11 +218,11 @@ def cached(
     return decorate
 
 
-_CLAIMS: weakref.WeakKeyDictionary[MultiLayerCache, dict[str, list[tuple[str, Any]]]] = (
-    weakref.WeakKeyDictionary()
-)
-"""Per cache, each function name's closed-over objects that are not in the name (mutable
-ones, and those without a canonical form), to refuse another function of that name."""
+_Claim = tuple[Callable[[], Any], list[tuple[str, Any]]]
+_CLAIMS: weakref.WeakKeyDictionary[MultiLayerCache, dict[str, _Claim]] = weakref.WeakKeyDictionary()
+"""Per cache, each function name's claimant and its closed-over objects that are not in
+the name (mutable ones, and those without a canonical form), to refuse another function
+of that name."""
 
 
 def _refuse_generators(function: Callable[..., Any]) -> None:
@@ -245,16 +250,21 @@ def _claim(cache: MultiLayerCache, function: Callable[..., Any]) -> tuple[str, C
         )
     objects = [(variable, _reference(value)) for variable, value in closed_over]
     claims = _CLAIMS.setdefault(cache, {})
-    for (variable, held), (_, now) in zip(claims.get(identity, ()), objects, strict=False):
-        if held() is not None and held() is not now():
+    claimant, held_objects = claims.get(identity, (_nobody, []))
+    for (variable, held), (_, now) in zip(held_objects, objects, strict=False):
+        if claimant() is not function and held() is not None and held() is not now():
             raise TypeError(
                 f"cannot cache {identity} on this cache: a function of the same name and "
                 f"code is cached on it already, closing over another {variable!r} "
                 f"({type(now()).__name__}), and the two would share keys; pass name= (a "
                 f"str unique to each function), or make {variable!r} an argument"
             )
-    claims[identity] = objects
+    claims[identity] = (_reference(function), objects)
     return identity, cells
+
+
+def _nobody() -> None:
+    return None
 
 
 def _reference(value: Any) -> Callable[[], Any]:
