@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from perfkit.cache import CacheWarning, MultiLayerCache, cached
+from perfkit.cache._l1 import LocalCache
 
 
 @pytest.fixture
@@ -295,3 +296,19 @@ def test_a_function_may_rebind_its_own_mutable_variable(cache: MultiLayerCache) 
     assert at(0) == 1  # like a changed global: what the cache holds stays until invalidated
     assert at.invalidate(0)  # type: ignore[attr-defined]
     assert at(0) == 5
+
+
+# --- L1's bound holds at every moment, as another thread sees it ---------------------------
+
+
+def test_l1_never_holds_more_than_its_bounds_even_while_evicting() -> None:
+    seen: list[tuple[int, int]] = []
+
+    def count(counter: str) -> None:  # runs inside set(), mid-eviction
+        seen.append((local.bytes, len(local)))
+
+    local = LocalCache(maxsize=3, timer=lambda: 0.0, max_bytes=1000, count=count)
+    for index in range(20):
+        local.set(index, "x" * (100 + 37 * (index % 7)), ttl=10)
+    assert seen
+    assert all(held <= 1000 and entries <= 3 for held, entries in seen), seen

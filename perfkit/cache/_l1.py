@@ -164,11 +164,15 @@ class LocalCache:
             if kept is _UNKEPT or size > self.max_bytes:
                 self._count("l1_refused")
                 return
-            self._entries[key] = entry
-            self.bytes += size
-            while len(self._entries) > self.maxsize or self.bytes > self.max_bytes:
+            # Room first, then the entry: the bounds hold at every moment, as a reader in
+            # another thread (or the stats) sees them.
+            while self._entries and (
+                len(self._entries) >= self.maxsize or self.bytes + size > self.max_bytes
+            ):
                 self._remove(next(iter(self._entries)))
                 self._count("l1_evictions")
+            self._entries[key] = entry
+            self.bytes += size
 
     def delete(self, key: Hashable) -> bool:
         with self._lock:
