@@ -58,4 +58,33 @@ def hide_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
 def _hidden(name: object, value: Any) -> Any:
     if isinstance(value, str) and isinstance(name, str) and is_secret_name(name):
         return Secret(value)
-    return hide_secrets(value) if isinstance(value, dict) else value
+    return hide_secrets(value) if isinstance(value, Mapping) else value
+
+
+def shown_in_assertion(value: object) -> object:
+    """``value`` as a failing assertion may show it: a :class:`Secret` as ``'***'``, a
+    mapping holding credentials (an HTTP client's ``Headers``, a dict of plain strings) as
+    a dict of :class:`Secret` values; ``value`` itself when it shows no credential.
+
+    pytest's diffs bypass ``repr``: two strings are diffed as text, and a mapping that is
+    not a dict is read item by item.
+
+    >>> shown_in_assertion(Secret("sk-ant-123")), shown_in_assertion({"x-api-key": "sk"})
+    ('***', {'x-api-key': '***'})
+    """
+    if isinstance(value, Secret):
+        return REDACTED
+    if isinstance(value, Mapping) and _shows_secret(value):
+        return hide_secrets(value)
+    return value
+
+
+def _shows_secret(values: Mapping[Any, Any]) -> bool:
+    """Whether a credential in ``values`` would be shown as its text."""
+    for name, value in values.items():
+        if isinstance(value, Mapping) and _shows_secret(value):
+            return True
+        hidden = isinstance(values, dict) and isinstance(value, Secret)
+        if isinstance(name, str) and is_secret_name(name) and isinstance(value, str) and not hidden:
+            return True
+    return False

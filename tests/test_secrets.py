@@ -4,9 +4,10 @@ show ``***`` where an API key or token was, while code can still read it."""
 from __future__ import annotations
 
 import anthropic  # noqa: F401  (imported once here, so the in-process run does not re-import it)
+import httpx
 import pytest
 
-from perfkit._secrets import Secret, hide_secrets, is_secret_name
+from perfkit._secrets import Secret, hide_secrets, is_secret_name, shown_in_assertion
 from perfkit._settings import Settings
 from perfkit.agents import NaiveAgent
 from perfkit.simulation import AnthropicSimulator, SimRequest
@@ -18,8 +19,10 @@ FAILING_TESTS = """
 import os
 
 import anthropic
+import pytest
 
 from perfkit.agents import NaiveAgent
+from perfkit.simulation import Fault
 
 
 def ask(client):
@@ -50,6 +53,26 @@ def test_the_whole_log(anthropic_sim):
 def test_an_agents_options():
     agent = NaiveAgent(client_options={"api_key": os.environ["ANTHROPIC_API_KEY"]})
     assert agent.client_options == {}
+
+
+def test_a_credential_compared_as_text(anthropic_sim):
+    with anthropic.Anthropic() as client:
+        ask(client)
+    assert anthropic_sim.last_request.headers["authorization"] == "Bearer another"
+
+
+def test_the_routers_record(anthropic_sim):
+    with anthropic.Anthropic() as client:
+        ask(client)
+    assert anthropic_sim.router.calls.last.request.headers == {"accept": "text/plain"}
+
+
+def test_the_sdks_request(anthropic_sim):
+    anthropic_sim.respond_with(Fault.server_error())
+    with anthropic.Anthropic(max_retries=0) as client:
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            ask(client)
+    assert raised.value.request.headers == {"accept": "text/plain"}
 """
 
 
@@ -74,7 +97,7 @@ def test_a_failing_run_shows_no_key_in_its_output_or_junit_xml(
         "--log-level=DEBUG",
         f"--junitxml={xml}",
     )
-    result.assert_outcomes(failed=4)
+    result.assert_outcomes(failed=7)
     shown = "\n".join([*result.outlines, *result.errlines, xml.read_text()])
     assert shown.count(API_KEY) == 0
     assert shown.count(AUTH_TOKEN) == 0
@@ -166,3 +189,14 @@ def test_a_redis_url_with_a_password_is_never_shown(pytester: pytest.Pytester) -
     shown = "\n".join([*result.outlines, *result.errlines])
     assert "must be a redis://" in shown
     assert "pa55word" not in shown
+
+
+def test_an_assertion_shows_credentials_hidden_and_everything_else_as_it_is() -> None:
+    headers = httpx.Headers({"Authorization": f"Bearer {AUTH_TOKEN}", "accept": "*/*"})
+    assert repr(shown_in_assertion(headers)) == "{'authorization': '***', 'accept': '*/*'}"
+    assert (
+        repr(shown_in_assertion({"opts": {"api_key": API_KEY}})) == "{'opts': {'api_key': '***'}}"
+    )
+    assert shown_in_assertion(Secret(API_KEY)) == "***"
+    for plain in ({"accept": "*/*"}, hide_secrets({"x-api-key": API_KEY}), API_KEY, [API_KEY], 3):
+        assert shown_in_assertion(plain) is plain
