@@ -59,6 +59,23 @@ fails every fixture of a run without pytest-asyncio, so perfkit unregisters it t
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: object, right: object
+) -> list[str] | None:
+    """A failing comparison explained with its credentials shown as ``***``."""
+    from perfkit._secrets import shown_in_assertion
+
+    shown_left, shown_right = shown_in_assertion(left), shown_in_assertion(right)
+    if shown_left is left and shown_right is right:
+        return None
+    for lines in config.hook.pytest_assertrepr_compare(
+        config=config, op=op, left=shown_left, right=shown_right
+    ):
+        if lines:
+            return list(lines)
+    return [f"{shown_left!r} {op} {shown_right!r}"]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _without_broken_looptime_plugin(config)
     _settings.check_ini_keys(config)
