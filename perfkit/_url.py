@@ -20,14 +20,34 @@ def redact_url(url: str) -> str:
     >>> redact_url("https://ghp_token@host/")
     'https://***@host/'
     """
-    start = url.find("://") + 3 if "://" in url else 2 if url.startswith("//") else 0
-    end = min((i for i in map(url.find, "/?#", (start,) * 3) if i >= 0), default=len(url))
+    start, end = _authority(url)
     userinfo, at, _host = url[start:end].rpartition("@")
     if not at:
         return url
     user, colon, _password = userinfo.partition(":")
     hidden = f"{user}:{REDACTED}" if colon else REDACTED
     return f"{url[:start]}{hidden}@{url[start + len(userinfo) + 1 :]}"
+
+
+def _redact_broken(url: str) -> str:
+    """``url`` as an error shows it: also hidden up to its last ``@`` when that lies past
+    the authority, where a password holding ``#``, ``/`` or ``?`` puts it (such a URL
+    is malformed, and the error must not show the password it cut in two).
+
+    >>> _redact_broken("http://alice:s3cr#t@host/")
+    'http://***@host/'
+    """
+    start, end = _authority(url)
+    if "@" in url[start:end] or "@" not in url[end:]:
+        return redact_url(url)
+    return f"{url[:start]}{REDACTED}@{url.rpartition('@')[2]}"
+
+
+def _authority(url: str) -> tuple[int, int]:
+    """Where the authority of ``url`` (credentials included) begins and ends."""
+    start = url.find("://") + 3 if "://" in url else 2 if url.startswith("//") else 0
+    end = min((i for i in map(url.find, "/?#", (start,) * 3) if i >= 0), default=len(url))
+    return start, end
 
 
 @dataclass(frozen=True)
@@ -64,7 +84,7 @@ class HttpURL:
 def parse_http_url(url: str, name: str = "URL") -> HttpURL:
     """``url`` checked and split; a ValueError naming ``name``, the (redacted) URL and what
     is allowed if it is not an http:// or https:// URL a request can be sent to."""
-    shown = redact_url(url) if isinstance(url, str) else url
+    shown = _redact_broken(url) if isinstance(url, str) else url
     if not isinstance(url, str):
         raise TypeError(f"{name} must be a str, got {shown!r}")
     if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
@@ -85,9 +105,9 @@ def parse_http_url(url: str, name: str = "URL") -> HttpURL:
     except ValueError:
         port = 0
     if port_text and not (port_text.isdecimal() and port and 1 <= port <= 65535):
+        got = f"got {port_text!r} " if shown == redact_url(url) else ""  # not a password's
         raise ValueError(
-            f"the {name}'s port must be an integer from 1 to 65535, got {port_text!r} "
-            f"(in {shown!r})"
+            f"the {name}'s port must be an integer from 1 to 65535, {got}(in {shown!r})"
         )
     return HttpURL(
         scheme=parts.scheme,

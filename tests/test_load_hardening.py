@@ -408,7 +408,9 @@ def test_close_delimited_and_redirect_responses_through_httpx(servers: LoopbackS
 
 
 METRICS: dict[str, Callable[[LoopbackServers], Handler]] = {
-    "answers ok": plain_ok,
+    "answers a counter that is no number": lambda servers: answering(
+        servers, _ok_with(b"perfkit_cache_hits_total ok\n")
+    ),
     "sends an endless body": endless_body,
     "trickles at 1 byte/s": lambda servers: trickling(
         servers, b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\nperfkit_cache_hits_total 1\n"
@@ -469,8 +471,7 @@ def test_metrics_url_names_where_the_cache_counts_are(
     assert (outcome.status, outcome.err) == (cli.EXIT_OK, "")
     assert outcome.result["successes"] == SENT
     assert (
-        f"the cache hit rate was not measured: {url}/metrics reported no perfkit cache "
-        "counters (not Prometheus text: could not convert string to float: 'ok')"
+        f"the cache hit rate was not measured: {url}/metrics reported no perfkit cache counters"
     ) in outcome.result["warnings"]
 
 
@@ -687,3 +688,204 @@ def test_a_malformed_header_is_a_usage_error_that_shows_no_value(
     assert err.count("\n") == 1
     assert message in err
     assert "t0k3n" not in err
+
+
+# A second hostile review: what the first one missed
+
+
+def extra_response_after_each(servers: LoopbackServers) -> Handler:
+    """Answer each request, then start a response nobody asked for (its body never sent)."""
+    junk = b"HTTP/1.1 500 Oops\r\nContent-Length: 1000\r\n\r\n"
+    return answering(servers, OK + junk)
+
+
+def endless_header_line(servers: LoopbackServers) -> Handler:
+    """Send a status line, then one header line that never ends (up to 16 MiB)."""
+    head = b"HTTP/1.1 200 OK\r\nX-Big: "
+    chunk = b"a" * 0x10000
+    counted = endless(servers, head, chunk)
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.wait_for(counted(reader, writer), 3)
+
+    return behaviour
+
+
+SECOND_REVIEW: dict[str, tuple[Callable[[LoopbackServers], Handler], dict[str, int]]] = {
+    "sends an extra response after each": (extra_response_after_each, {}),
+    "sends a header line that never ends": (endless_header_line, {"connection": SENT}),
+}
+
+
+@pytest.mark.parametrize("name", SECOND_REVIEW)
+def test_a_second_round_of_hostile_servers(
+    name: str, servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    behaviour, errors = SECOND_REVIEW[name]
+    outcome = perfkit_load(servers.start(behaviour(servers)) + "/", tmp_path, capsys, "--quiet")
+    assert outcome.seconds < BOUND
+    assert (outcome.result["requests"], outcome.result["errors"]) == (SENT, errors)
+
+
+def test_a_response_head_is_capped_in_size() -> None:
+    from perfkit.load._http import MAX_HEAD_BYTES, _Connection
+
+    connection = _Connection()
+    connection.connection_made(_NullTransport())
+
+    async def exchange() -> None:
+        waiting = asyncio.ensure_future(connection.exchange(b"GET / HTTP/1.1\r\n\r\n", None))
+        await asyncio.sleep(0)
+        connection.data_received(b"HTTP/1.1 200 OK\r\nX-Big: ")
+        for _ in range(MAX_HEAD_BYTES // 0x4000 + 1):
+            connection.data_received(b"a" * 0x4000)
+        await waiting
+
+    with pytest.raises(ConnectionError, match="response headers over"):
+        asyncio.run(exchange())
+
+
+class _NullTransport(asyncio.Transport):
+    def write(self, data: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def responding(status: bytes, content_type: bytes, body: bytes) -> Callable[..., Handler]:
+    head = b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+    return lambda servers: answering(servers, head % (status, content_type, len(body)) + body)
+
+
+BIG = b"x" * (2 << 20)  # no blank line in 2 MiB: as events, one over the cap
+STREAMED: dict[str, tuple[Callable[[LoopbackServers], Handler], dict[str, int]]] = {
+    "a large error body": (responding(b"500 Oops", b"text/plain", BIG), {"http_500": SENT}),
+    "a large JSON body": (responding(b"200 OK", b"application/json", b'"%s"' % BIG), {}),
+}
+
+
+@pytest.mark.parametrize("name", STREAMED)
+@pytest.mark.parametrize("client", ["lean", "httpx"])
+def test_stream_reads_events_only_from_an_event_stream(
+    name: str, client: str, servers: LoopbackServers
+) -> None:
+    behaviour, errors = STREAMED[name]
+    url = servers.start(behaviour(servers))
+    target: Any = url
+    if client == "httpx":
+        target = _httpx_app(url)
+    result = run(
+        target,
+        OpenModel(rate=RATE),
+        duration=DURATION,
+        request_timeout=TIMEOUT,
+        request=Request(stream=True),
+    )
+    assert (result.requests, result.errors) == (SENT, errors)
+
+
+def _httpx_app(url: str) -> Any:
+    """An ASGI app that relays each request to ``url`` (so the httpx client reads it)."""
+    import httpx
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(url)
+        headers = [(b"content-type", response.headers["content-type"].encode())]
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": headers})  # fmt: skip
+        await send({"type": "http.response.body", "body": response.content})
+
+    return app
+
+
+def test_events_end_with_a_lone_cr_too() -> None:
+    names: list[str] = []
+    parser = EventParser(names.append)
+    for chunk in (b"event: token\rdata: {}\r", b"\r", b"event: done\rdata: {}\r\r", b"data: x"):
+        parser.feed(chunk)
+    assert names == ["token", "done"]
+
+
+ESCAPES = b'perfkit_cache_hits_total{a="' + b'\\"' * 400_000 + b'"} 1\n'
+"""Under 1 MiB, and slow to parse for a parser that backtracks over escapes."""
+
+
+def test_metrics_that_are_slow_to_parse_never_prolong_the_run(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(perfkit_like(servers, answering(servers, _ok_with(ESCAPES))))
+    outcome = perfkit_load(f"{url}/chat", tmp_path, capsys, "--quiet")
+    assert outcome.seconds < BOUND
+    assert (outcome.result["successes"], outcome.result["errors"]) == (SENT, {})
+
+
+def _ok_with(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_the_cache_counts_are_read_line_by_line() -> None:
+    from perfkit.load._service import parse_cache_counts
+
+    text = (
+        "# HELP perfkit_cache_hits_total hits\n"
+        'perfkit_cache_hits_total{layer="l1",note="a } b"} 3 1700000000\n'
+        "perfkit_cache_hits_total_created 99\n"
+        "perfkit_cache_misses_total\t2\n"
+    )
+    assert parse_cache_counts(text) == (3.0, 2.0)
+    start = time.perf_counter()
+    parse_cache_counts(ESCAPES.decode())
+    slow = time.perf_counter() - start
+    start = time.perf_counter()
+    parse_cache_counts("x" * len(ESCAPES))
+    assert slow < 50 * (time.perf_counter() - start) + 0.05
+
+
+@pytest.mark.parametrize("arrivals", ["constant", "poisson"])
+def test_a_rate_the_generator_cannot_reach_still_ends_in_time(
+    arrivals: Any, servers: LoopbackServers
+) -> None:
+    url = servers.start(plain_ok(servers))
+    start = time.perf_counter()
+    result = run(url, OpenModel(rate=1e7, arrivals=arrivals), duration=0.3, request_timeout=0.3)
+    assert time.perf_counter() - start < 0.3 + 0.3 + 1
+    if arrivals == "constant":
+        assert result.requests == 3_000_000  # every request the schedule meant to send
+    assert result.errors.get("generator_overload", 0) > 0
+    assert result.successes > 0  # the requests it did start were sent, not starved
+
+
+@pytest.mark.parametrize(
+    "secret_url",
+    [
+        "http://alice:s3cr#t@127.0.0.1:80/",
+        "http://alice:s3cr/t@127.0.0.1:80/",
+        "http://alice:s3cr?t@127.0.0.1:80/",
+    ],
+)
+def test_a_password_that_breaks_the_url_is_not_printed(
+    secret_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (
+        ["load", secret_url, "--rate", "1", "--duration", "1"],
+        ["load", "http://127.0.0.1:80/", "--metrics-url", secret_url, "--rate", "1",
+         "--duration", "1"],
+    ):  # fmt: skip
+        assert cli.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "s3cr" not in err
+        assert "t@" not in err
+
+
+def test_a_header_value_http_cannot_carry_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["load", "http://127.0.0.1:80/", "--rate", "1", "--duration", "1"]
+    assert cli.main([*argv, "--header", "X-Name: \u6f22\u5b57"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "must be ASCII text" in err
+    assert "\u6f22" not in err

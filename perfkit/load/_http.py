@@ -5,8 +5,9 @@ A load generator must cost less than what it loads, or it measures itself: httpx
 about a millisecond of CPU on a request, which caps one process near a thousand requests
 per second. The lean client writes each request as bytes on a keep-alive connection and
 parses the response with httptools (llhttp, the parser behind uvicorn and Node.js), at a
-fraction of that cost. Both clients report each server-sent event as it arrives, so time
-to first token is measured the same way.
+fraction of that cost. Both clients report each server-sent event of a successful
+``text/event-stream`` response as it arrives, so time to first token is measured the
+same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from perfkit.load._models import Request
 MAX_EVENT_BYTES = 1 << 20
 """The longest server-sent event read: a stream that never ends one fails, rather than
 fill the generator's memory."""
+MAX_HEAD_BYTES = 64 << 10
+"""The largest response head (status line and headers) read: a header that never ends
+fails the request, rather than fill the generator's memory (h11 allows 16 KiB)."""
 EventSink = Callable[[str], None]
 """Called with each server-sent event's name (``message`` when unnamed) as it completes."""
 
@@ -67,7 +71,8 @@ class EventParser:
     def feed(self, data: bytes) -> None:
         data = self._carry + data
         self._carry = data[-1:] if data.endswith(b"\r") else b""
-        data = data[: len(data) - len(self._carry)].replace(b"\r\n", b"\n")
+        data = data[: len(data) - len(self._carry)]
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # all three line ends
         searched_to = max(0, len(self._buffer) - 1)  # each byte is searched once
         self._buffer += data
         while (end := self._buffer.find(b"\n\n", searched_to)) >= 0:
@@ -79,7 +84,7 @@ class EventParser:
 
     def close(self) -> None:
         """The body ended: an event not followed by a blank line still counts."""
-        self._buffer, self._carry = self._buffer + self._carry, b""
+        self._buffer, self._carry = self._buffer + self._carry.replace(b"\r", b"\n"), b""
         if self._buffer.strip():
             self._dispatch(self._buffer.decode("utf-8", "replace").split("\n"))
         self._buffer = b""
@@ -99,7 +104,9 @@ class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, parsing responses with httptools.
 
     A response with neither ``Content-Length`` nor chunked encoding (HTTP/1.0's way)
-    ends when the server closes the connection: that close completes it."""
+    ends when the server closes the connection: that close completes it. A response
+    head over ``MAX_HEAD_BYTES`` fails the request; a response nobody asked for (one
+    more after the reply) makes the connection unfit for another request."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -112,6 +119,9 @@ class _Connection(asyncio.Protocol):
         self.received = False
         self._framed = False  # the response states its length (or is chunked)
         self._headers_done = False
+        self._in_head = False
+        self._head_bytes = 0  # received while the current response head was incomplete
+        self.event_stream = False  # a successful text/event-stream response
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -127,6 +137,11 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             self._fail(ConnectionError(f"malformed response: {error}"))
             self.close()
+            return
+        self._head_bytes = self._head_bytes + len(data) if self._in_head else 0
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._fail(ConnectionError(f"response headers over {MAX_HEAD_BYTES >> 10} KiB"))
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -136,7 +151,10 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        self._framed = self._headers_done = False
+        self._framed = self._headers_done = self.event_stream = False
+        self._in_head = True
+        if self._done is not None and self._done.done():
+            self.keep_alive = False  # a response after the reply: what else is queued?
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -144,16 +162,19 @@ class _Connection(asyncio.Protocol):
             name == b"transfer-encoding" and b"chunked" in value.lower()
         ):
             self._framed = True
+        elif name == b"content-type":
+            self.event_stream = value.partition(b";")[0].strip().lower() == b"text/event-stream"
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
-        self.keep_alive = self._parser.should_keep_alive()
-        self._headers_done = True
+        self.keep_alive = self.keep_alive and self._parser.should_keep_alive()
+        self._headers_done, self._in_head = True, False
+        self.event_stream = self.event_stream and 200 <= self.status < 300
         if self.status in (204, 304) or 100 <= self.status < 200:
             self._framed = True  # bodiless by definition
 
     def on_body(self, body: bytes) -> None:
-        if self._on_body is not None:
+        if self._on_body is not None and self.event_stream:
             try:
                 self._on_body(body)
             except ConnectionError as error:  # the body broke its own framing (SSE)
@@ -294,7 +315,7 @@ class HttpxClient:
         async with self._client.stream(request.method, request.path, **arguments) as response:
             parser = (
                 EventParser(on_event)
-                if on_event is not None and response.status_code < 400
+                if on_event is not None and _is_event_stream(response)
                 else None
             )
             async for chunk in response.aiter_bytes():
@@ -306,3 +327,10 @@ class HttpxClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    """Whether ``response`` is a successful stream of server-sent events (the events of
+    any other body, a large JSON answer or an error page, are none)."""
+    content_type = response.headers.get("content-type", "").partition(";")[0]
+    return response.is_success and content_type.strip().lower() == "text/event-stream"

@@ -49,6 +49,11 @@ class Request:
                 raise ValueError(f"a header name must be a token, got {name!r}")
             if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
                 raise ValueError(f"header {name}'s value must be a str without CR, LF or NUL")
+            if not value.isascii():  # the value is not shown: it may be a secret
+                raise ValueError(
+                    f"header {name}'s value must be ASCII text (httpx sends no other); "
+                    "percent-encode or base64 anything else"
+                )
         try:
             json.dumps(self.json)
         except (TypeError, ValueError) as error:
@@ -102,6 +107,19 @@ class OpenModel:
                 return
             yield moment
             n += 1
+
+    def count_after(self, offset: float, duration: float) -> int:
+        """How many send times fall after ``offset`` (one of them) and before ``duration``:
+        exact for constant arrivals, the expected count for Poisson ones (for a generator
+        too far behind to draw them one by one)."""
+        if self.arrivals == "poisson":
+            return round(max(0.0, duration - offset) * self.rate)
+        later = math.ceil(duration * self.rate)  # send times n / rate < duration
+        while later > 0 and (later - 1) / self.rate >= duration:
+            later -= 1
+        while later / self.rate < duration:
+            later += 1
+        return max(0, later - round(offset * self.rate) - 1)
 
     def describe(self) -> str:
         return f"open model, {self.rate:g} requests/s ({self.arrivals} arrivals)"

@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from perfkit._url import parse_http_url
 
@@ -109,11 +108,9 @@ class CacheCounter:
             raise _Unreadable(f"answered {status}")
         try:
             counts = parse_cache_counts(body.decode("utf-8", "replace"))
-        except Exception as error:  # whatever the parser raises on foreign text
+        except ValueError as error:  # a counter's value is not a number
             reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
-            raise _Unreadable(
-                f"reported no perfkit cache counters (not Prometheus text: {reason})"
-            ) from None
+            raise _Unreadable(f"reported unreadable perfkit cache counters ({reason})") from None
         if counts is None and self._named:  # the user named it: say it had none
             raise _Unreadable("reported no perfkit cache counters")
         return counts
@@ -150,18 +147,43 @@ async def _get(client: httpx.AsyncClient, url: str, max_bytes: int) -> tuple[int
 def parse_cache_counts(exposition: str) -> tuple[float, float] | None:
     """Total hits (every layer) and misses of every cache in a Prometheus exposition.
 
+    Only the two counters' sample lines are read, each in one pass: a full parser can
+    take seconds on a hostile megabyte (a label value of escaped quotes), and a reading
+    must end within its deadline, which cannot interrupt work on the event loop.
+
     >>> text = 'perfkit_cache_hits_total{layer="l1"} 3\\nperfkit_cache_misses_total 1\\n'
     >>> parse_cache_counts(text)
     (3.0, 1.0)
     """
     totals = {HITS: 0.0, MISSES: 0.0}
     found = False
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name in totals:
-                found = True
-                totals[sample.name] += sample.value
+    for line in exposition.splitlines():
+        name, value = _sample(line)
+        if name in totals:
+            found = True
+            totals[name] += value
     return (totals[HITS], totals[MISSES]) if found else None
+
+
+def _sample(line: str) -> tuple[str, float]:
+    """A sample line's metric name and value (("", 0.0) for any other line): ``name
+    value``, ``name{labels} value``, either with a timestamp after. The value follows the
+    line's last ``}`` (a label value may hold one; a value or timestamp cannot)."""
+    name = line[: len(line) - len(line.lstrip(_NAME_CHARACTERS))] if line[:1] != "#" else ""
+    if name not in (HITS, MISSES):
+        return "", 0.0
+    rest = line[len(name) :]
+    if rest.startswith("{"):
+        rest = rest[rest.rfind("}") + 1 :]
+    elif rest[:1] not in (" ", "\t"):
+        return "", 0.0
+    fields = rest.split()
+    if not fields:
+        raise ValueError(f"{name} has no value")
+    return name, float(fields[0])
+
+
+_NAME_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:"
 
 
 def hit_rate(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
