@@ -200,3 +200,20 @@ def test_an_assertion_shows_credentials_hidden_and_everything_else_as_it_is() ->
     assert shown_in_assertion(Secret(API_KEY)) == "***"
     for plain in ({"accept": "*/*"}, hide_secrets({"x-api-key": API_KEY}), API_KEY, [API_KEY], 3):
         assert shown_in_assertion(plain) is plain
+
+
+def test_the_routers_record_of_a_request_shows_its_credentials_hidden() -> None:
+    # httpx's Headers hide only authorization: respx's call lists showed x-api-key.
+    with AnthropicSimulator() as simulator, httpx.Client() as client:
+        client.post(
+            "https://api.anthropic.com/v1/messages",
+            headers={"x-api-key": API_KEY, "cookie": f"session={AUTH_TOKEN}"},
+            json={"model": "m", "max_tokens": 8, "messages": []},
+        )
+    headers = simulator.router.calls.last.request.headers
+    assert (headers["x-api-key"], headers.get("cookie")) == (API_KEY, f"session={AUTH_TOKEN}")
+    for shown in (repr(headers), str(headers), repr(dict(headers)), repr(simulator.router.calls)):
+        assert API_KEY not in shown
+        assert AUTH_TOKEN not in shown
+    assert "'x-api-key': '***'" in repr(headers)
+    assert "'host': 'api.anthropic.com'" in repr(headers)

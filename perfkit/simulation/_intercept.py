@@ -35,6 +35,7 @@ from respx.models import AllMockedAssertionError, PassThrough
 
 from perfkit._clock import Clock
 from perfkit._errors import UnmatchedRequestError
+from perfkit._secrets import Secret, hide_secrets, is_secret_name
 from perfkit._url import redact_url
 
 DELIVERY_KEY = "perfkit.delivery"
@@ -342,13 +343,28 @@ def _to_httpx(request: Any, body: bytes) -> httpx.Request:
     netloc = host if url.port in (None, default_port) else f"{host}:{url.port}"
     if ":" in host and not host.startswith("["):
         netloc = f"[{host}]" if url.port in (None, default_port) else f"[{host}]:{url.port}"
-    return httpx.Request(
+    routed = httpx.Request(
         method,
         f"{scheme}://{netloc}{target}",
         headers=list(request.headers),
         content=body,
         extensions=dict(request.extensions),
     )
+    routed.headers = _RoutedHeaders(routed.headers)
+    return routed
+
+
+class _RoutedHeaders(httpx.Headers):
+    """A routed request's headers, kept in respx's call lists: a credential is read as a
+    :class:`~perfkit._secrets.Secret` and shown as ``***`` (httpx hides only
+    ``authorization``, not ``x-api-key`` or cookies)."""
+
+    def __getitem__(self, key: str) -> str:
+        value = super().__getitem__(key)
+        return Secret(value) if is_secret_name(key) else value
+
+    def __repr__(self) -> str:
+        return f"Headers({hide_secrets(dict(self.items()))!r})"
 
 
 def _from_httpx(flavor: ModuleType, response: httpx.Response) -> Any:
