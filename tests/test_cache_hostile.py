@@ -4,6 +4,9 @@ their results, values a cache must not fail on, and namespaces a glob would misr
 from __future__ import annotations
 
 import functools
+import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,7 +14,7 @@ import fakeredis
 import pytest
 import redis
 
-from perfkit.cache import CacheWarning, MultiLayerCache, cached
+from perfkit.cache import CacheWarning, JsonSerializer, MultiLayerCache, cached
 from perfkit.cache._l1 import LocalCache
 
 
@@ -312,3 +315,86 @@ def test_l1_never_holds_more_than_its_bounds_even_while_evicting() -> None:
         local.set(index, "x" * (100 + 37 * (index % 7)), ttl=10)
     assert seen
     assert all(held <= 1000 and entries <= 3 for held, entries in seen), seen
+
+
+# --- a value no follower can get a copy of is not shared between callers -------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: iter(range(5)), lambda: (i for i in range(5))],
+    ids=["iterator", "generator"],
+)
+def test_followers_of_an_iterator_do_not_share_it(
+    cache: MultiLayerCache, make: Callable[[], Iterator[int]]
+) -> None:
+    follower_waiting = threading.Event()
+
+    @cached(cache, name="numbers")
+    def numbers() -> Iterator[int]:
+        if not follower_waiting.is_set():  # the leader: wait for a follower to join
+            deadline = time.monotonic() + 5
+            while numbers.cache_stats()["coalesced"] == 0 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                time.sleep(0.001)
+            follower_waiting.set()
+        return make()
+
+    results: list[list[int]] = []
+
+    def call() -> None:
+        got = numbers()
+        follower_waiting.wait(5)
+        results.append(list(got))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)  # L2 cannot hold an iterator
+        threads = [threading.Thread(target=call) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert numbers.cache_stats()["coalesced"] == 1  # type: ignore[attr-defined]
+    assert results == [[0, 1, 2, 3, 4]] * 2
+
+
+def test_a_follower_gets_the_value_as_computed_not_as_the_leader_changed_it() -> None:
+    entered, leader_changed = threading.Event(), threading.Event()
+    inner = JsonSerializer()
+
+    class SlowInFollower:
+        """Copies made in the follower's thread wait until the leader changed its value."""
+
+        name = "json"
+
+        def dumps(self, value: Any) -> bytes:
+            if threading.current_thread().name == "follower":
+                leader_changed.wait(5)
+            return inner.dumps(value)
+
+        def loads(self, data: bytes) -> Any:
+            return inner.loads(data)
+
+    cache = MultiLayerCache(fakeredis.FakeRedis(), namespace="hostile", serializer=SlowInFollower())
+
+    @cached(cache, name="settings")
+    def settings() -> dict[str, str]:
+        entered.set()
+        deadline = time.monotonic() + 5
+        while settings.cache_stats()["coalesced"] == 0 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.001)
+        return {"mode": "safe"}
+
+    followed: list[dict[str, str]] = []
+
+    def lead() -> None:
+        settings()["mode"] = "changed by the leader's caller"
+        leader_changed.set()
+
+    leader = threading.Thread(target=lead)
+    follower = threading.Thread(target=lambda: followed.append(settings()), name="follower")
+    leader.start()
+    entered.wait(5)
+    follower.start()
+    leader.join()
+    follower.join()
+    assert followed == [{"mode": "safe"}]

@@ -18,7 +18,7 @@ from perfkit.cache._keys import (
     identify_watching,
     make_key,
 )
-from perfkit.cache._l1 import Frozen, own_copy
+from perfkit.cache._l1 import UNCOPYABLE, Frozen, immutable, shareable
 from perfkit.cache._multilayer import Found, MultiLayerCache
 from perfkit.cache._singleflight import TaskFlights, ThreadFlights
 from perfkit.cache._stats import CacheStats
@@ -313,10 +313,26 @@ def _keeper(
     return keep
 
 
+def _shared(cache: MultiLayerCache, key: str, found: Found) -> Found:
+    """``found`` as a flight's followers get it: its value as it is (immutable, or a kept
+    exception), or what each follower thaws a copy from. It is taken before the leader
+    returns, since the leader's caller may then change the value (and L1's bytes of it,
+    when L1 has them, cost nothing to share)."""
+    value = found.value
+    if type(value) is _CachedError or immutable(value):
+        return found
+    entry = cache.l1.get(key)
+    if entry is not None and type(entry.value) is Frozen:
+        return found._replace(value=entry.value)
+    return found._replace(value=shareable(value, cache.serializer))
+
+
 def _count_follower(cache: MultiLayerCache, stats: CacheStats, found: Found) -> Any:
+    """A follower's own copy of the leader's value, or :data:`UNCOPYABLE`: a value that
+    cannot be copied is not shared (the follower calls the function itself)."""
     cache.count(f"{found.layer}_hits" if found.hit else "misses", stats)
-    # The leader returns the value itself; each follower gets its own copy.
-    return own_copy(_unwrap(found.value), cache.serializer)
+    value = found.value
+    return value.thaw() if type(value) is Frozen else _unwrap(value)
 
 
 def _sync_wrapper(
@@ -353,7 +369,8 @@ def _sync_wrapper(
             except BaseException:
                 cache.count("misses", stats)  # the leader's error: a miss for this call too
                 raise
-            return _count_follower(cache, stats, found)
+            copy = _count_follower(cache, stats, found)
+            return function(*args, **kwargs) if copy is UNCOPYABLE else copy
         try:
             found = cache.fill(
                 full_key,
@@ -363,7 +380,7 @@ def _sync_wrapper(
                 recompute=refreshing,
                 keep_error=_keeper(cache, full_key, ttl, cache_exceptions),
             )
-            flight.set_result(found)
+            flight.set_result(_shared(cache, full_key, found))
             return _unwrap(found.value)
         except BaseException as error:
             flight.set_exception(error)
@@ -414,7 +431,8 @@ def _async_wrapper(
             except BaseException:
                 cache.count("misses", stats)  # the leader's error: a miss for this call too
                 raise
-            return _count_follower(cache, stats, found)
+            copy = _count_follower(cache, stats, found)
+            return await function(*args, **kwargs) if copy is UNCOPYABLE else copy
         try:
             found = await cache.afill(
                 full_key,
@@ -424,7 +442,7 @@ def _async_wrapper(
                 recompute=refreshing,
                 keep_error=_keeper(cache, full_key, ttl, cache_exceptions),
             )
-            flight.set_result(found)
+            flight.set_result(_shared(cache, full_key, found))
             return _unwrap(found.value)
         except asyncio.CancelledError:
             flight.cancel()  # followers start over rather than share a cancellation

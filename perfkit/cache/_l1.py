@@ -209,11 +209,16 @@ def freeze(value: Any, serializer: Serializer, payload: bytes | None = None) -> 
     return Frozen(payload, serializer.loads), len(payload)
 
 
-def own_copy(value: Any, serializer: Serializer) -> Any:
-    """``value``, or a copy of it no other caller holds (``value`` itself if it is
-    immutable, or cannot be copied)."""
+UNCOPYABLE: Any = object()
+"""What :func:`shareable` answers for a value that is neither immutable nor copyable."""
+
+
+def shareable(value: Any, serializer: Serializer) -> Any:
+    """What other callers may be given copies of: ``value`` if it is immutable, else
+    :class:`Frozen` bytes to thaw one copy each from, or :data:`UNCOPYABLE` (a generator,
+    a lock: what one caller does to it, another would see)."""
     kept, _ = freeze(value, serializer)
-    return kept.thaw() if type(kept) is Frozen else value
+    return UNCOPYABLE if kept is _UNKEPT else kept
 
 
 def _pickled(value: Any) -> tuple[Any, int]:
