@@ -1475,6 +1475,30 @@ def test_concurrent_requests_open_one_connection_each_then_reuse_them(
     assert [r.handshake for r in sim.requests] == [0.15] * 3 + [0.0] * 3
 
 
+def test_a_closed_clients_idle_connections_are_closed_with_it(clock: VirtualClock) -> None:
+    # A closed pool keeps no connection: the gauge must not wait for the client object to
+    # be collected, nor for the keep-alive expiry (a naive agent closes a client a chat).
+    async def main() -> list[int]:
+        client = async_sdk()
+        await asyncio.gather(*(client.messages.create(**ask()) for _ in range(3)))
+        counts = [sim.open_connections]
+        await client.close()
+        counts.append(sim.open_connections)
+        async with httpx.AsyncClient(verify=TLS) as plain:
+            await plain.post("https://api.anthropic.com/v1/messages", json=ask())
+            counts.append(sim.open_connections)
+        counts.append(sim.open_connections)
+        del client
+        return counts
+
+    with handshaking_sim(clock) as sim:
+        assert clock.run(main()) == [3, 0, 1, 0]
+        with httpx.Client(verify=TLS) as plain:  # a sync pool too
+            plain.post("https://api.anthropic.com/v1/messages", json=ask())
+            assert sim.open_connections == 1
+        assert sim.open_connections == 0
+
+
 def test_a_finished_stream_leaves_its_connection_idle(clock: VirtualClock) -> None:
     async def main() -> None:
         async with async_sdk() as client:

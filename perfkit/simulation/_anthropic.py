@@ -24,6 +24,7 @@ from perfkit._errors import SimulatorError
 from perfkit._secrets import hide_secrets
 from perfkit._url import redact_url
 from perfkit.simulation._intercept import (
+    CLOSED_POOLS,
     DELIVERY_KEY,
     POOL_KEY,
     REGISTRY,
@@ -558,7 +559,7 @@ class _Connections:
     ``max_keepalive_connections`` idle (closing the surplus) and closes one idle for
     longer than ``keepalive_expiry`` (on ``clock``); the most recently idle is reused
     first. A new client is a new pool, with no connection, and a pool's idle
-    connections go with it."""
+    connections close with it (when it is closed, or collected)."""
 
     def __init__(self, handshake: LatencyModel, clock: Clock) -> None:
         self.handshake = handshake
@@ -602,7 +603,11 @@ class _Connections:
                     idle.append(now)
 
     def _alive(self, pool: Any, now: float) -> list[float]:
-        """``pool``'s idle connections, once those past their keep-alive are closed."""
+        """``pool``'s idle connections, once those past their keep-alive are closed (all of
+        them once the pool is closed: a new list, kept nowhere)."""
+        if pool in CLOSED_POOLS:
+            self._idle.pop(pool, None)
+            return []
         idle = self._idle.setdefault(pool, [])
         expiry = keepalive_limits(pool)[1]
         if expiry is not None:

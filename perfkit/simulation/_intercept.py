@@ -47,6 +47,10 @@ was sent through (weak: routers keep their requests, and must not keep pools ali
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
+CLOSED_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Connection pools closed while a simulator was active (a closed client's): a closed
+pool has no connection left, idle or not."""
+
 MAX_FAILURES_KEPT = 100
 """Failures kept per router until taken: the first ones, the rest only counted. A
 long-running process (``perfkit serve``) whose requests keep failing must not keep every
@@ -221,7 +225,21 @@ def _install_patches() -> ExitStack:
                 _async_entry(flavor, async_pool.handle_async_request),
             )
         )
+        for pool_class, name in ((sync_pool, "close"), (async_pool, "aclose")):
+            stack.enter_context(
+                mock.patch.object(pool_class, name, _closing(getattr(pool_class, name)))
+            )
     return stack
+
+
+def _closing(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A pool's ``close`` (or ``aclose``), noting the pool in :data:`CLOSED_POOLS` first."""
+
+    def close(pool: Any) -> Any:
+        CLOSED_POOLS.add(pool)
+        return original(pool)
+
+    return close
 
 
 def _sync_entry(flavor: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
