@@ -5,6 +5,7 @@ report's jobs outside pytest: ``report``, ``compare`` and ``update-baseline`` (f
 Exit codes: 0 success (the gate passed, every SLO met), 1 a regression, a missed SLO or
 a load test with too many failed requests, 2 a usage error (one readable line on stderr:
 a bad option, a missing, corrupt or mismatched file, a file that cannot be written).
+``perfkit load`` stopped by Ctrl-C exits 130, with one line and no result.
 
 It answers ``--help`` and usage mistakes at once: this module imports only the standard
 library and perfkit modules that import nothing heavy; each command imports what it needs
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+"""``perfkit load`` stopped by Ctrl-C (SIGINT): 128 + the signal's number, as shells say."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -387,19 +390,23 @@ def _load(arguments: argparse.Namespace, out: TextIO) -> int:
         print(report.line(), file=sys.stderr, flush=True)
 
     tester = load.LoadTester(RealClock(), slo, record=lambda _entry: None)
-    result = tester(
-        base,
-        model,
-        check=False,
-        duration=arguments.duration,
-        warmup=arguments.warmup,
-        request_timeout=arguments.timeout,
-        request=load.Request(
-            method, path, json=arguments.json, stream=arguments.stream, headers=headers
-        ),
-        progress=None if arguments.quiet else progress,
-        metrics_url=arguments.metrics_url,
-    )
+    try:
+        result = tester(
+            base,
+            model,
+            check=False,
+            duration=arguments.duration,
+            warmup=arguments.warmup,
+            request_timeout=arguments.timeout,
+            request=load.Request(
+                method, path, json=arguments.json, stream=arguments.stream, headers=headers
+            ),
+            progress=None if arguments.quiet else progress,
+            metrics_url=arguments.metrics_url,
+        )
+    except KeyboardInterrupt:  # every request was cancelled and its connection closed
+        print("perfkit load: interrupted (no result written)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     assert tester.report is not None
     report = tester.report
     for line in result.lines():

@@ -889,3 +889,34 @@ def test_a_header_value_http_cannot_carry_is_a_usage_error(
     assert err.count("\n") == 1
     assert "must be ASCII text" in err
     assert "\u6f22" not in err
+
+
+@pytest.mark.slow  # about 2 s: a perfkit process of its own, interrupted
+def test_ctrl_c_ends_the_run_at_once_with_one_line(
+    servers: LoopbackServers, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    url = servers.start(silent(servers))
+    out = tmp_path / "result.json"
+    # Ctrl-C's handler set explicitly: a shell without job control starts a background
+    # process (a CI runner, say) with SIGINT ignored, and Python keeps it ignored.
+    perfkit = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from perfkit.cli import main; sys.exit(main())"
+    )
+    argv = [sys.executable, "-c", perfkit, "load", f"{url}/", "--rate", "20", "--duration",
+            "30", "--timeout", "30", "--json-out", str(out)]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    assert "sent" in process.stderr.readline()  # the first progress line: it is running
+    process.send_signal(signal.SIGINT)
+    start = time.perf_counter()
+    _out, err = process.communicate(timeout=30)
+    assert time.perf_counter() - start < 5
+    assert process.returncode == cli.EXIT_INTERRUPTED
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "perfkit load: interrupted (no result written)"
+    assert not out.exists()
