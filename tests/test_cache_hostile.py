@@ -398,3 +398,15 @@ def test_a_follower_gets_the_value_as_computed_not_as_the_leader_changed_it() ->
     leader.join()
     follower.join()
     assert followed == [{"mode": "safe"}]
+
+
+@pytest.mark.parametrize("container", [list, dict], ids=["list", "dict"])
+def test_an_argument_nested_too_deeply_is_a_clear_error(
+    cache: MultiLayerCache, container: type
+) -> None:
+    argument: Any = container()
+    for _ in range(5000):
+        argument = [argument] if container is list else {"a": argument}
+    once = cached(cache)(lambda x: 1)
+    with pytest.raises(ValueError, match=r"cannot make a cache key of args: it is nested too"):
+        once(argument)

@@ -413,6 +413,11 @@ def _canonical_at(value: Any, root: str) -> str:
     except _Refused as refused:
         where = root + "".join(reversed(refused.steps))
         raise refused.error(f"cannot make a cache key of {where}: {refused.problem}") from None
+    except RecursionError:
+        raise ValueError(
+            f"cannot make a cache key of {root}: it is nested too deeply; pass key= (a "
+            "function of the call's arguments that returns a str) instead"
+        ) from None
 
 
 def _encode(value: Any, active: set[int]) -> str:
