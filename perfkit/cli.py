@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a request body may take to arrive (default 30)",
     )  # fmt: skip
     serve.add_argument(
+        "--send-timeout", type=_positive, default=30.0,
+        help="seconds an answer may wait for its client to read it (default 30)",
+    )  # fmt: skip
+    serve.add_argument(
         "--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info"
     )
     _add_report_commands(commands)
@@ -503,6 +507,7 @@ def _serve(arguments: argparse.Namespace, out: TextIO) -> int:
             max_connections=arguments.max_connections,
             header_timeout=arguments.header_timeout,
             body_timeout=arguments.body_timeout,
+            send_timeout=arguments.send_timeout,
         ),
     )
     return EXIT_OK

@@ -778,6 +778,28 @@ def test_good_requests_on_one_keep_alive_connection_are_unaffected(base: type[An
     assert [response.status_code for response in statuses] == [200] * 3
 
 
+@pytest.mark.parametrize("base", PROTOCOLS)
+def test_a_client_that_never_reads_its_answers_is_dropped_after_the_send_timeout(
+    base: type[Any],
+) -> None:
+    limits = ServiceLimits(header_timeout=30, body_timeout=30, send_timeout=0.2, max_connections=1)
+    with guarded(base, limits) as port, socket.socket() as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect(("127.0.0.1", port))
+        reader.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # pipelined, and never read
+            reader.send(b"GET /metrics HTTP/1.1\r\nHost: s\r\n\r\n" * 3000)
+        answered, deadline = None, time.monotonic() + 6
+        while answered is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the answers fill the buffers, then the send timeout passes
+            with contextlib.suppress(httpx.TransportError):  # turned away at the cap
+                answered = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        reader.setblocking(True)
+        read_until_closed(reader, timeout=3)  # what it got before the server dropped it
+    assert answered is not None  # the stalled reader made room
+    assert answered.status_code == 200
+
+
 def _closed(connection: socket.socket) -> bool:
     """Whether the server has closed ``connection`` (read without waiting)."""
     try:
@@ -1046,6 +1068,18 @@ def test_serve_applies_the_limits_it_is_given(monkeypatch: pytest.MonkeyPatch) -
     assert config.http.__name__.startswith("Guarded")
     assert config.timeout_keep_alive == 5
     assert config.h11_max_incomplete_event_size == 32 * 1024
+
+
+def test_serve_gives_its_timeouts_to_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    import perfkit.service._serve
+
+    given: list[ServiceLimits] = []
+    monkeypatch.setattr(
+        perfkit.service._serve, "guarded_server", lambda app, limits, **_: given.append(limits)
+    )
+    with contextlib.suppress(AttributeError):  # what it returned cannot run
+        main(["serve", "--header-timeout", "2", "--body-timeout", "3", "--send-timeout", "4"])
+    assert given == [ServiceLimits(header_timeout=2, body_timeout=3, send_timeout=4)]
 
 
 @pytest.mark.parametrize(

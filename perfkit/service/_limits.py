@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -25,6 +26,9 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 """Seconds a request body may take to arrive once its head has (a chat body is 256 KiB at
 most)."""
+DEFAULT_SEND_TIMEOUT = 30.0
+"""Seconds a response may wait for its client to read (nginx's ``send_timeout``): one that
+never reads would otherwise hold its connection, and its place under the cap, forever."""
 DEFAULT_KEEP_ALIVE = 5
 """Seconds an idle keep-alive connection stays open (uvicorn's default)."""
 DEFAULT_MAX_HEAD_BYTES = 32 * 1024
@@ -45,6 +49,7 @@ _FIELDS = (
     "max_connections",
     "header_timeout",
     "body_timeout",
+    "send_timeout",
     "keep_alive",
     "max_head_bytes",
     "backlog",
@@ -65,12 +70,14 @@ class ServiceLimits:
         max_connections: int | None = None,
         header_timeout: float = DEFAULT_HEADER_TIMEOUT,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
         keep_alive: int = DEFAULT_KEEP_ALIVE,
         max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
         backlog: int = DEFAULT_BACKLOG,
     ) -> None:
         self.header_timeout = _positive("header_timeout", header_timeout)
         self.body_timeout = _positive("body_timeout", body_timeout)
+        self.send_timeout = _positive("send_timeout", send_timeout)
         self.keep_alive = _count("keep_alive", keep_alive, minimum=1)
         self.max_head_bytes = _count("max_head_bytes", max_head_bytes, minimum=1024)
         self.backlog = _count("backlog", backlog, minimum=1)
@@ -104,6 +111,7 @@ class ServiceLimits:
             self.max_connections,
             self.header_timeout,
             self.body_timeout,
+            self.send_timeout,
             self.keep_alive,
             self.max_head_bytes,
             self.backlog,
@@ -161,7 +169,8 @@ class _Guard:
         self.limits = limits
         self.cap = cap
         self.connections: dict[Any, None] = {}
-        self.sweep_every = min(max(min(limits.header_timeout, limits.body_timeout) / 4, 0.02), 1.0)
+        shortest = min(limits.header_timeout, limits.body_timeout, limits.send_timeout)
+        self.sweep_every = min(max(shortest / 4, 0.02), 1.0)
         self._sweeping: asyncio.TimerHandle | None = None
 
     def waiting(self, connection: Any) -> None:
@@ -201,6 +210,8 @@ class _Guard:
             phase = connection.guard_phase(now)
             if phase != _ANSWER and now - connection.guard_since > deadlines[phase]:
                 connection.guard_close(_TIMEOUT if connection.guard_head_bytes else None)
+            elif now - connection.guard_stalled_since > self.limits.send_timeout:
+                connection.guard_close(None)  # its client has stopped reading the answer
         self._sweeping = (
             loop.call_later(self.sweep_every, self._sweep, loop) if self.connections else None
         )
@@ -218,6 +229,7 @@ def guarded_protocol(limits: ServiceLimits, base: type[Any] | None = None) -> ty
     class Guarded(base):  # type: ignore[misc,valid-type]
         guard_since = 0.0
         guard_head_bytes = 0
+        guard_stalled_since = math.inf  # since when the client has not read what is sent
         _guard_state: tuple[str, int] = (_HEAD, 0)
 
         def connection_made(self, transport: Any) -> None:
@@ -233,6 +245,14 @@ def guarded_protocol(limits: ServiceLimits, base: type[Any] | None = None) -> ty
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._guard_enter(_HEAD, self.loop.time())
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self.guard_stalled_since = self.loop.time()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self.guard_stalled_since = math.inf
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
