@@ -89,9 +89,21 @@ class _Keys:
         self._rename = rename
         self._skip_self = _is_method(function)
         self.memoised: Callable[..., str] = self._memo()
-        self.fast: Callable[..., str] = self.memoised if not cells else lambda *args: self(args, {})
+        self.fast: Callable[..., str] = self._checked if cells and rename else self.memoised
         """The key of a call of flat positional arguments; for a closure whose name
         depends on what its cells hold, that checks them first."""
+
+    def _checked(self, *args: Any) -> str:
+        self._recheck()
+        return self.memoised(*args)
+
+    def _recheck(self) -> None:
+        if self._rename is not None and cells_changed(self._cells):
+            # A variable the name was made from was rebound: name the function anew (a
+            # TypeError if that name is another function's), and memoise in a new memo (a
+            # call racing this may still fill the old one).
+            self._identity, self._cells = self._rename()
+            self.memoised = self._memo()
 
     def _memo(self) -> Callable[..., str]:
         if self._custom is None:
@@ -102,12 +114,8 @@ class _Keys:
         return lambda *args, **kwargs: self._full(args, kwargs)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        if self._cells and self._rename is not None and cells_changed(self._cells):
-            # A variable the name was made from was rebound: name the function anew (a
-            # TypeError if that name is another function's), and memoise in a new memo (a
-            # call racing this may still fill the old one).
-            self._identity, self._cells = self._rename()
-            self.memoised = self._memo()
+        if self._cells:
+            self._recheck()
         if kwargs:
             if _flat(map(type, args)) and _flat(map(type, kwargs.values())):
                 return self.memoised(*args, **kwargs)
