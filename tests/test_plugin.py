@@ -643,6 +643,29 @@ async def test_async(async_redis_client):
         assert outside.dbsize() == 0
 
 
+def test_the_real_servers_redis_client_has_timeouts_a_cache_accepts(
+    project: pytest.Pytester, real_redis: RedisServer
+) -> None:
+    # A client with no socket timeout makes MultiLayerCache warn (a silent Redis could
+    # hold a call for ever), which filterwarnings = error turned into a failed test.
+    result = run(
+        project,
+        """
+from perfkit.cache import MultiLayerCache
+
+def test_cache_on_the_real_server(redis_client):
+    timeout = redis_client.connection_pool.connection_kwargs["socket_timeout"]
+    assert timeout is not None and timeout <= 1
+    cache = MultiLayerCache(redis_client, namespace="fixture")
+    cache.set("k", [1, 2])
+    cache.l1.clear()
+    assert cache.get("k") == [1, 2]
+""",
+        f"--perfkit-redis-url={real_redis.url}",
+    )
+    result.assert_outcomes(passed=1)
+
+
 @pytest.mark.usefixtures("real_redis")  # skips (or fails under CI) without a server binary
 def test_the_redis_server_fixtures_run_a_real_server(project: pytest.Pytester) -> None:
     result = run(

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from perfkit.simulation import AnthropicSimulator, RedisServer, SimulatedNetwork
 
 CLOCK_FIXTURE = "perfkit_clock"
+REAL_REDIS_TIMEOUT = 1.0
+"""Seconds of connect and socket timeout of ``redis_client`` on ``--perfkit-redis-url``."""
 PYTEST_BENCHMARK_OUTPUTS = ("benchmark_json", "benchmark_save", "benchmark_autosave")
 """pytest-benchmark options that ask for its saved results: with one of them, ``perf``
 records its rounds into pytest-benchmark too."""
@@ -227,9 +229,12 @@ def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
         with fake_redis(latency=settings.redis_latency, clock=clock, server=server) as client:
             yield client
         return
-    import redis
+    from perfkit.cache import connect_redis
 
-    with redis.Redis.from_url(settings.redis_url) as client:
+    # Timeouts (and no retries) as a cache's L2 wants them, generous enough for a busy
+    # test machine: with none, a cache made on this client warns that a silent Redis
+    # could hold a call for ever.
+    with connect_redis(settings.redis_url, timeout=REAL_REDIS_TIMEOUT) as client:
         client.flushdb()
         yield client
         client.flushdb()
