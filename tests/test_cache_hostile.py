@@ -3,7 +3,11 @@ their results, values a cache must not fail on, and namespaces a glob would misr
 
 from __future__ import annotations
 
+import datetime
 import functools
+import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -11,10 +15,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
+import pydantic
 import pytest
 import redis
 
 from perfkit.cache import CacheWarning, JsonSerializer, MultiLayerCache, cached
+from perfkit.cache._keys import canonical
 from perfkit.cache._l1 import LocalCache
 
 
@@ -410,3 +416,46 @@ def test_an_argument_nested_too_deeply_is_a_clear_error(
     once = cached(cache)(lambda x: 1)
     with pytest.raises(ValueError, match=r"cannot make a cache key of args: it is nested too"):
         once(argument)
+
+
+# --- pydantic arguments: keys as == tells models apart, the same in every process ----------
+
+
+class Query(pydantic.BaseModel):
+    text: str
+    debug: bool = pydantic.Field(default=False, exclude=True)
+
+
+class Stamped(pydantic.BaseModel):
+    at: datetime.datetime
+    debug: bool = pydantic.Field(default=False, exclude=True)
+
+
+def test_models_that_differ_in_a_field_excluded_from_dumps_do_not_share_a_key() -> None:
+    assert Query(text="x", debug=True) != Query(text="x")
+    assert canonical(Query(text="x", debug=True)) != canonical(Query(text="x"))
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    assert canonical(Stamped(at=at, debug=True)) != canonical(Stamped(at=at))
+
+
+SET_FIELD_SCRIPT = """
+import pydantic
+from perfkit.cache._keys import canonical
+class Tagged(pydantic.BaseModel):
+    tags: frozenset[str]
+print(canonical(Tagged(tags=frozenset(f"tag{i}" for i in range(30)))))
+"""
+
+
+def test_a_model_with_a_set_field_has_one_key_in_every_process() -> None:
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", SET_FIELD_SCRIPT],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("0", "1", "2")
+    }
+    assert len(keys) == 1

@@ -29,9 +29,12 @@ arguments a function could answer differently for never share a key:
   ...]`` with pairs sorted by the keys' canonical text (so keys need not be strings),
   ``["set", ...]`` and ``["frozenset", ...]`` sorted the same way, ``["enum", type,
   name]``, ``["dataclass", type, [field, value], ...]`` (fields that take part in
-  ``==``, in definition order) and ``["pydantic", type, model_dump(mode="json")]``, where
-  ``type`` is ``"module:qualname"``. Subclasses of these types are written as their base
-  type (a namedtuple as a tuple, an OrderedDict as a dict), as ``==`` treats them.
+  ``==``, in definition order) and ``["pydantic", type, {"fields": ..., "extra": ...}]``
+  (every field's value, those excluded from dumps too; a model with a field of a type
+  without a canonical form is ``["pydantic-json", type, model_dump(mode="json"),
+  excluded fields]``), where ``type`` is ``"module:qualname"``. Subclasses of these types
+  are written as their base type (a namedtuple as a tuple, an OrderedDict as a dict), as
+  ``==`` treats them.
 
 Any other type raises ``TypeError``: there is no canonical text for an arbitrary object,
 and falling back to ``repr`` or ``id`` would give keys that differ between runs, or a
@@ -532,6 +535,18 @@ def _is_pydantic_model(value: Any) -> bool:
 
 
 def _pydantic(model: Any, active: set[int]) -> str:
+    # Every field's value, as == compares them: a field excluded from dumps is data all
+    # the same, and a set field keeps no order a JSON dump could be stable in.
+    fields = {name: getattr(model, name) for name in type(model).model_fields}
+    extra = getattr(model, "__pydantic_extra__", None) or {}
+    try:
+        text = _encode({"fields": fields, "extra": extra}, active)
+    except _Refused:  # a field of a type without a canonical form (a datetime, a UUID)
+        return _pydantic_json(model, active)
+    return _tagged("pydantic", [json.dumps(_type_name(model)), text])
+
+
+def _pydantic_json(model: Any, active: set[int]) -> str:
     try:
         dumped = model.model_dump(mode="json")
     except Exception as error:  # any failure is the reason there is no key
@@ -540,7 +555,15 @@ def _pydantic(model: Any, active: set[int]) -> str:
             f"{_type_name(model)}.model_dump(mode='json') failed ({error}); "
             "pass key= (a function of the call's arguments that returns a str) instead",
         ) from error
-    return _tagged("pydantic", [json.dumps(_type_name(model)), _encode(dumped, active)])
+    excluded = {
+        name: getattr(model, name)
+        for name, field in type(model).model_fields.items()
+        if field.exclude
+    }
+    parts = [json.dumps(_type_name(model)), _encode(dumped, active)]
+    if excluded:  # not in the dump, but data all the same
+        parts.append(_step(".<excluded fields>", excluded, active))
+    return _tagged("pydantic-json", parts)
 
 
 def _pair(first: str, second: str) -> str:
