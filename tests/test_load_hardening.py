@@ -920,3 +920,19 @@ def test_ctrl_c_ends_the_run_at_once_with_one_line(
     assert "Traceback" not in err
     assert err.splitlines()[-1] == "perfkit load: interrupted (no result written)"
     assert not out.exists()
+
+
+def endless_informational(servers: LoopbackServers) -> Handler:
+    """Answer with 100 Continue, again and again, and never with the reply."""
+    return endless(servers, b"", b"HTTP/1.1 100 Continue\r\n\r\n" * 1000)
+
+
+def test_an_endless_run_of_informational_responses_is_a_timeout(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = servers.start(endless_informational(servers)) + "/"
+    outcome = perfkit_load(url, tmp_path, capsys, "--quiet")
+    assert outcome.seconds < BOUND
+    found = dict(outcome.result["errors"])
+    found["timeout"] = found.get("timeout", 0) + found.pop("unfinished", 0)
+    assert found == {"timeout": SENT}  # small heads, each under the cap: no reply in time

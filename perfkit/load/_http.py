@@ -121,6 +121,7 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._in_head = False
         self._head_bytes = 0  # received while the current response head was incomplete
+        self._heads = 0  # response heads completed (1xx ones included)
         self.event_stream = False  # a successful text/event-stream response
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,14 +132,17 @@ class _Connection(asyncio.Protocol):
         if self._done is None or self._done.done():
             self.close()  # bytes no request asked for: the connection cannot be trusted
             return
-        self.received = True
+        self.received, heads = True, self._heads
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
             self._fail(ConnectionError(f"malformed response: {error}"))
             self.close()
             return
-        self._head_bytes = self._head_bytes + len(data) if self._in_head else 0
+        # A head that began in this read (after another ended in it) is counted from
+        # the next read: the cap is on one head, not on a stream of 1xx responses.
+        self._head_bytes = self._head_bytes + len(data) if heads == self._heads else 0
+        self._head_bytes *= self._in_head
         if self._head_bytes > MAX_HEAD_BYTES:
             self._fail(ConnectionError(f"response headers over {MAX_HEAD_BYTES >> 10} KiB"))
             self.close()
@@ -169,6 +173,7 @@ class _Connection(asyncio.Protocol):
         self.status = self._parser.get_status_code()
         self.keep_alive = self.keep_alive and self._parser.should_keep_alive()
         self._headers_done, self._in_head = True, False
+        self._heads += 1
         self.event_stream = self.event_stream and 200 <= self.status < 300
         if self.status in (204, 304) or 100 <= self.status < 200:
             self._framed = True  # bodiless by definition
