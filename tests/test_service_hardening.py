@@ -44,6 +44,7 @@ from perfkit.service._limits import (
     RESERVED_DESCRIPTORS,
     RepeatFilter,
     guarded_protocol,
+    repeats_collapsed,
 )
 from tests.loopback_asgi import running_uvicorn, wait_until_healthy
 
@@ -318,6 +319,36 @@ def test_an_upstream_error_body_is_logged_never_sent_to_the_client(
     assert error["request_id"]
     logged = [r.getMessage() for r in caplog.records if r.name.startswith("perfkit.service")]
     assert [line for line in logged if SECRET in line and error["request_id"] in line]
+
+
+def test_each_failed_requests_id_is_logged_when_repeated_lines_are_collapsed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = VirtualClock()
+    app = make_app("naive", clock=clock)
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                return [
+                    await client.post("/chat", json={"user_id": f"u{n}", "message": "Hi"})
+                    for n in range(3)
+                ]
+        finally:
+            await app.state.agent.aclose()
+
+    with (
+        caplog.at_level(logging.INFO),
+        AnthropicSimulator(clock=clock) as sim,
+        repeats_collapsed(),  # as perfkit serve runs
+    ):
+        for _ in range(3):
+            sim.enqueue(Fault.http_error(400, "invalid_request_error", "bad"))
+        responses = clock.run(main())
+    ids = [_error_of(response)["request_id"] for response in responses]
+    logged = caplog.text
+    assert [request_id for request_id in ids if request_id not in logged] == []
 
 
 def test_an_unexpected_failure_is_a_generic_500_and_its_traceback_is_logged(

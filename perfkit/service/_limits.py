@@ -348,10 +348,12 @@ class RepeatFilter(logging.Filter):
         super().__init__()
         self.interval = _positive("interval", interval)
         self.clock = clock
-        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+        self._seen: dict[tuple[str, int, int], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg))
+        # The line as written, not its format: "request %s failed" with each request's id
+        # is a different line (a client's request id must find its detail in the log).
+        key = (record.name, record.levelno, hash(record.getMessage()))
         now = self.clock()
         passed_at, suppressed = self._seen.get(key, (-float("inf"), 0))
         if now - passed_at < self.interval:
