@@ -65,7 +65,7 @@ class BearerTokens:
         if environ.get(TOKENS_ENV, "").strip():
             sources.append((environ[TOKENS_ENV], TOKENS_ENV))
         if token_file is not None:
-            sources.append((token_file.read_text(encoding="utf-8"), str(token_file)))
+            sources.append((_read_tokens(token_file), str(token_file)))
         if not sources:
             return None
         merged: dict[str, str] = {}
@@ -93,7 +93,10 @@ class BearerTokens:
 
 
 def _entries(text: str, source: str) -> dict[str, str]:
+    """The entries of ``text``; a mistake names the entry by number only (an entry written
+    token:name, or a token where its name goes, would show the token)."""
     tokens: dict[str, str] = {}
+    numbers: dict[str, int] = {}
     entries = [entry.strip() for line in text.splitlines() for entry in line.split(",")]
     for number, entry in enumerate(entries, 1):
         if not entry or entry.startswith("#"):
@@ -102,23 +105,33 @@ def _entries(text: str, source: str) -> dict[str, str]:
         where = f"{source}, entry {number}"
         if not colon:
             raise ValueError(f"{where}: an entry is name:token, got no ':'")
-        _check_entry(principal, token, where=where)
+        _check_entry(principal, token, where=where, shown="its")
         if principal in tokens:
-            raise ValueError(f"{where}: {principal!r} has a token already")
+            raise ValueError(f"{where}: its name has a token already (entry {numbers[principal]})")
         tokens[principal] = token
+        numbers[principal] = number
     if not tokens:
         raise ValueError(f"{source} holds no name:token entry")
     return tokens
 
 
-def _check_entry(principal: str, token: str, *, where: str) -> None:
+def _read_tokens(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:  # its message would show a byte of a token
+        raise ValueError(f"{path}: a token file is UTF-8 text; byte {error.start} is not") from None
+
+
+def _check_entry(principal: str, token: str, *, where: str, shown: str | None = None) -> None:
+    """Refuses a bad name or token; ``shown`` says how the message refers to the name
+    (by default, the name itself)."""
     if not _PRINCIPAL.fullmatch(principal):
-        raise ValueError(
-            f"{where}: the name must be 1-64 letters, digits or ._@-, got {principal!r}"
-        )
+        got = f", got {principal!r}" if shown is None else f" ({len(principal)} characters)"
+        raise ValueError(f"{where}: the name must be 1-64 letters, digits or ._@-{got}")
     if len(token) < MIN_TOKEN_CHARS or not _TOKEN.fullmatch(token):
+        whose = f"the token of {principal!r}" if shown is None else f"{shown} token"
         raise ValueError(
-            f"{where}: the token of {principal!r} must be at least {MIN_TOKEN_CHARS} "
+            f"{where}: {whose} must be at least {MIN_TOKEN_CHARS} "
             "characters of A-Z a-z 0-9 - . _ ~ + / (then = padding), as RFC 6750 allows"
         )
 
