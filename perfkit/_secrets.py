@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from perfkit._url import REDACTED
+from perfkit._url import REDACTED, redact_url
 
 SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
@@ -45,9 +45,24 @@ class Secret(str):
         return repr(REDACTED)
 
 
+class SecretURL(str):
+    """A URL holding credentials (``https://user:password@host``): used as its text, shown
+    by ``repr`` with them hidden.
+
+    >>> SecretURL("https://alice:s3cr3t@llm.example")
+    'https://alice:***@llm.example'
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redact_url(self))
+
+
 def hide_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``values`` whose credential-named text values are :class:`Secret`, in
-    nested dicts too (an SDK's ``default_headers``).
+    """A copy of ``values`` whose credential-named text values are :class:`Secret`, and
+    URLs holding credentials :class:`SecretURL` (a ``base_url``), in nested mappings too
+    (an SDK's ``default_headers``).
 
     >>> hide_secrets({"x-api-key": "sk-ant-123", "accept": "application/json"})
     {'x-api-key': '***', 'accept': 'application/json'}
@@ -58,6 +73,8 @@ def hide_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
 def _hidden(name: object, value: Any) -> Any:
     if isinstance(value, str) and isinstance(name, str) and is_secret_name(name):
         return Secret(value)
+    if isinstance(value, str) and not isinstance(value, SecretURL) and redact_url(value) != value:
+        return SecretURL(value)
     return hide_secrets(value) if isinstance(value, Mapping) else value
 
 
@@ -74,6 +91,8 @@ def shown_in_assertion(value: object) -> object:
     """
     if isinstance(value, Secret):
         return REDACTED
+    if isinstance(value, SecretURL):
+        return redact_url(value)
     if isinstance(value, Mapping) and _shows_secret(value):
         return hide_secrets(value)
     return value
@@ -84,7 +103,12 @@ def _shows_secret(values: Mapping[Any, Any]) -> bool:
     for name, value in values.items():
         if isinstance(value, Mapping) and _shows_secret(value):
             return True
-        hidden = isinstance(values, dict) and isinstance(value, Secret)
-        if isinstance(name, str) and is_secret_name(name) and isinstance(value, str) and not hidden:
+        if isinstance(value, str) and _shown_as_text(name, value, values):
             return True
     return False
+
+
+def _shown_as_text(name: object, value: str, values: Mapping[Any, Any]) -> bool:
+    if isinstance(values, dict) and isinstance(value, (Secret, SecretURL)):
+        return False  # a dict shows its values by repr
+    return (isinstance(name, str) and is_secret_name(name)) or redact_url(value) != value

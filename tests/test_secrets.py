@@ -217,3 +217,13 @@ def test_the_routers_record_of_a_request_shows_its_credentials_hidden() -> None:
         assert AUTH_TOKEN not in shown
     assert "'x-api-key': '***'" in repr(headers)
     assert "'host': 'api.anthropic.com'" in repr(headers)
+
+
+def test_a_url_with_credentials_in_an_agents_options_is_shown_hidden() -> None:
+    url = "https://alice:pa55word@llm.example"
+    agent = NaiveAgent(client_options={"base_url": url, "default_headers": {"via": url}})
+    assert agent.client_options["base_url"] == url
+    assert "pa55word" not in repr(agent.client_options)
+    assert "'base_url': 'https://alice:***@llm.example'" in repr(agent.client_options)
+    assert shown_in_assertion(agent.client_options["base_url"]) == "https://alice:***@llm.example"
+    assert "pa55word" not in repr(shown_in_assertion({"base_url": url}))
