@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 DEFAULT_REMEMBERED = 4096
 
@@ -60,11 +61,13 @@ class Generations:
             self._forgotten = self._epoch
             action()
 
-    def apply_unless_advanced(self, key: str, since: int, action: Callable[[], object]) -> bool:
-        """Run ``action`` if ``key``'s generation has not advanced after epoch ``since``;
-        whether it ran."""
+    def apply_unless_advanced(
+        self, key: str, since: int, action: Callable[..., object], *args: Any, **kwargs: Any
+    ) -> bool:
+        """Run ``action(*args, **kwargs)`` if ``key``'s generation has not advanced after
+        epoch ``since``; whether it ran. (Arguments, not a closure: an L2 hit calls this.)"""
         with self._lock:
             if self._latest.get(key, self._forgotten) > since:
                 return False
-            action()
+            action(*args, **kwargs)
             return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import math
 import random
@@ -175,9 +176,14 @@ class MultiLayerCache:
                 ),
                 stacklevel=2,
             )
+        # What times L1's entries and each L2 operation (for _settle): the clock's, on the
+        # real clock time.perf_counter itself, a call less on the hot path.
+        self._op_timer: Callable[[], float] = (
+            time.perf_counter if self.clock.mode == "real" else self.clock.now
+        )
         self._l1 = LocalCache(
             l1_maxsize,
-            time.perf_counter if self.clock.mode == "real" else self.clock.now,
+            self._op_timer,
             max_bytes=l1_max_bytes,
             serializer=self.serializer,
             count=lambda counter: self._count(counter, None),
@@ -196,7 +202,9 @@ class MultiLayerCache:
     def key(self, name: str) -> str:
         """The full Redis key of an entry called ``name`` in this cache's namespace
         (``%`` and ``:`` in it escaped, so it never meets a function's key or a lock)."""
-        return self.prefix + entry_name(name)
+        if name.__class__ is str:  # the common case, its escaping remembered
+            return self.prefix + _escaped_name(name)
+        return self.prefix + entry_name(name)  # a TypeError naming what a name must be
 
     def get(self, name: str, default: Any = None) -> Any:
         found = self.lookup(self.key(name))
@@ -592,9 +600,12 @@ class MultiLayerCache:
         self._generations.apply_unless_advanced(
             key,
             since,
-            lambda: self._l1.set(
-                key, value, ttl=self._l1_ttl(remaining), cost=compute_seconds, payload=payload
-            ),
+            self._l1.set,
+            key,
+            value,
+            ttl=self._l1_ttl(remaining),
+            cost=compute_seconds,
+            payload=payload,
         )
         return Found(True, value, "l2")
 
@@ -718,7 +729,7 @@ class MultiLayerCache:
                 "this cache's Redis client is a redis.asyncio client; use the async methods "
                 "(alookup, astore, aget, ...) or decorate coroutine functions"
             )
-        failed, now = False, self.clock.now  # failed: see _settle
+        failed, now = False, self._op_timer  # failed: see _settle
         try:
             op = next(path)
             while True:
@@ -750,7 +761,7 @@ class MultiLayerCache:
         stats: CacheStats | None = None,
         call: Callable[[], Awaitable[Any]] | None = None,
     ) -> Any:
-        failed, now = False, self.clock.now  # failed: see _settle
+        failed, now = False, self._op_timer  # failed: see _settle
         try:
             op = next(path)
             while True:
@@ -882,6 +893,10 @@ async def _execute_async(client: Any, op: Op) -> Any:
     for start in range(0, len(keys), 500):
         await client.delete(*keys[start : start + 500])
     return len(keys)
+
+
+_escaped_name = functools.lru_cache(maxsize=4096)(entry_name)
+"""entry_name, remembered for the names a cache sees most (a hit calls it every time)."""
 
 
 def _names_a_marker(raw: bytes) -> bool:
