@@ -679,6 +679,18 @@ def test_serve_on_a_reachable_host_without_tokens_refuses_to_start(
     assert TOKENS_ENV in err
 
 
+def test_serve_on_a_localhost_that_resolves_to_a_public_address_needs_tokens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(TOKENS_ENV, raising=False)
+    public = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.5", 0))]
+    loopback = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_, **__: loopback + public)
+    code, started = run_serve(["--host", "localhost"], monkeypatch)
+    assert (code, started) == (2, [])
+    assert "--host localhost is reachable from other machines" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "environ"),
     [

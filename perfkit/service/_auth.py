@@ -8,6 +8,7 @@ import hmac
 import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -153,11 +154,20 @@ def conversation_id(principal: str | None, user_id: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` serves this machine only."""
-    if host == "localhost":
-        return True
+    """Whether binding ``host`` serves this machine only (a name other than ``localhost``
+    is never looked up, and counts as reachable)."""
+    if host == "localhost":  # bound at every address it resolves to: all must be loopback
+        try:
+            found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return False
+        return bool(found) and all(_is_loopback_address(str(info[4][0])) for info in found)
+    return _is_loopback_address(host.strip("[]"))
+
+
+def _is_loopback_address(text: str) -> bool:
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(text).is_loopback
     except ValueError:
         return False
 
