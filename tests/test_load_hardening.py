@@ -936,3 +936,30 @@ def test_an_endless_run_of_informational_responses_is_a_timeout(
     found = dict(outcome.result["errors"])
     found["timeout"] = found.get("timeout", 0) + found.pop("unfinished", 0)
     assert found == {"timeout": SENT}  # small heads, each under the cap: no reply in time
+
+
+def test_metrics_answered_just_inside_the_deadline_twice_never_prolong_the_run(
+    servers: LoopbackServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from perfkit.load._service import METRICS_DEADLINE
+
+    body = b"perfkit_cache_hits_total 1\nperfkit_cache_misses_total 1\n"
+
+    async def slow_metrics(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await servers.read_request(reader)
+            await asyncio.sleep(METRICS_DEADLINE * 0.8)
+            writer.write(_ok_with(body))
+            await writer.drain()
+
+    routes = {"/healthz": perfkit_like(servers, silent(servers)), "/metrics": slow_metrics}
+    url = servers.start(routed(servers, routes, silent(servers)))
+    # 40 requests/s: the last is sent just before the end, and times out at duration + timeout
+    outcome = perfkit_load(f"{url}/chat", tmp_path, capsys, "--quiet", rate=40)
+    assert outcome.seconds < BOUND
+    # The reading after the test got what the one before left of the budget (1.5 - 0.8
+    # deadlines at most, too little): with a whole deadline each, the two could take all
+    # of the 1 s allowed, and any hiccup went past it.
+    (warning,) = outcome.result["warnings"]
+    allowed = float(warning.partition("did not answer within ")[2].removesuffix(" s"))
+    assert allowed <= METRICS_DEADLINE * 0.7

@@ -60,7 +60,8 @@ class LoadTester:
         """The async twin of calling the fixture; ``label`` heads the test's entry in the
         report (to tell several load tests of one test apart). The cache hit rate is read
         from perfkit's service (recognised by its ``/healthz``) or from ``metrics_url``,
-        a Prometheus endpoint, within half a second before and after the test."""
+        a Prometheus endpoint, within half a second before the test and what is left of
+        three quarters of a second after it."""
         if isinstance(target, str) and is_virtual_loop(asyncio.get_running_loop()):
             raise PerfkitError(
                 "a load test against a URL needs real time, and this async test runs in "
