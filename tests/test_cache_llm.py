@@ -303,11 +303,6 @@ def test_async_a_wrong_shaped_entry_is_counted_evicted_and_the_api_called(
 # -- a stream recorded across an invalidation is not written back ----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs MultiLayerCache.store to take the epoch and L2 marker read before the "
-    "stream began (as _fill passes them to _store); a stream's store supersedes fills",
-)
 def test_a_stream_that_began_before_an_invalidation_is_not_cached_after_it() -> None:
     with AnthropicSimulator() as sim, anthropic.Anthropic(api_key="test") as client:
         sim.respond_with(Reply.text("Old answer."))
@@ -318,3 +313,53 @@ def test_a_stream_that_began_before_an_invalidation_is_not_cached_after_it() -> 
         sim.respond_with(Reply.text("New answer."))
         assert messages.create(**ask()).content[0].text == "New answer."
         assert sim.call_count == 2
+
+
+def test_async_a_stream_that_began_before_an_invalidation_is_not_cached_after_it() -> None:
+    async def main() -> None:
+        async with anthropic.AsyncAnthropic(api_key="test") as client:
+            sim.respond_with(Reply.text("Old answer."))
+            messages = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis()))
+            stream = await messages.create(**ask(), stream=True)
+            await messages._fetch.ainvalidate(ask())  # while the reply is still arriving
+            text = ""
+            async with stream:
+                async for event in stream:
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        text += event.delta.text
+            assert text == "Old answer."
+            sim.respond_with(Reply.text("New answer."))
+            assert (await messages.create(**ask())).content[0].text == "New answer."
+            assert sim.call_count == 2
+
+    with AnthropicSimulator() as sim:
+        asyncio.run(main())
+
+
+def test_a_stream_invalidated_in_another_process_is_not_cached_in_l2() -> None:
+    # The other process's invalidation reaches this one's L2 through the marker, not L1.
+    server = fakeredis.FakeServer()
+    with AnthropicSimulator() as sim, anthropic.Anthropic(api_key="test") as client:
+        sim.respond_with(Reply.text("Old answer."))
+        here = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis(server=server)))
+        there = CachedMessages(client, MultiLayerCache(fakeredis.FakeRedis(server=server)))
+        stream = here.create(**ask(), stream=True)
+        there._fetch.invalidate(ask())
+        assert _text_of_stream(stream)[1] == "Old answer."
+        sim.respond_with(Reply.text("New answer."))
+        assert there.create(**ask()).content[0].text == "New answer."
+        assert sim.call_count == 2
+
+
+def test_a_store_with_a_ticket_from_before_an_invalidation_writes_nothing() -> None:
+    cache = MultiLayerCache(fakeredis.FakeRedis(), namespace="tickets")
+    key = cache.key("entry")
+    found, ticket = cache.lookup_for_fill(key)
+    assert not found.hit
+    cache.invalidate_key(key)
+    cache.store(key, "computed before the invalidation", ticket=ticket)
+    assert not cache.lookup(key).hit
+    found, ticket = cache.lookup_for_fill(key)
+    cache.store(key, "computed after it", ticket=ticket)
+    cache.l1.clear()
+    assert cache.lookup(key) == (True, "computed after it", "l2")

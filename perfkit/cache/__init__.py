@@ -6,7 +6,7 @@ from perfkit.cache._breaker import BreakerStats, CircuitBreaker
 from perfkit.cache._decorator import cached
 from perfkit.cache._llm import CachedMessages, anthropic_request_key, request_content
 from perfkit.cache._metrics import CacheCollector, register_cache_metrics
-from perfkit.cache._multilayer import CacheWarning, Found, MultiLayerCache
+from perfkit.cache._multilayer import CacheWarning, FillTicket, Found, MultiLayerCache
 from perfkit.cache._redis import DEFAULT_L2_TIMEOUT, connect_redis
 from perfkit.cache._serialization import (
     CorruptPayloadError,
@@ -28,6 +28,7 @@ __all__ = [
     "CachedMessages",
     "CircuitBreaker",
     "CorruptPayloadError",
+    "FillTicket",
     "Found",
     "JsonSerializer",
     "MessageAssembler",

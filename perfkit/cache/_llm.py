@@ -172,28 +172,31 @@ class CachedMessages:
 
     def _stream(self, request: dict[str, Any]) -> Any:
         key = self._fetch.cache_key(request)
-        found = self.cache.lookup(key)
+        found, ticket = self.cache.lookup_for_fill(key)
         message = self._message(found.value) if found.hit else None
         if message is not None:
             return ReplayedStream(_events(message))
-        if found.hit:
+        if found.hit:  # a corrupt entry: evicted, and the ticket taken after that
             self.cache.invalidate_key(key)
+            _, ticket = self.cache.lookup_for_fill(key)
+        # The ticket: a stream that began before an invalidation is not kept after it.
         return RecordingStream(
             self.client.messages.create(**request),
-            lambda message: self.cache.store(key, message, ttl=self.ttl),
+            lambda message: self.cache.store(key, message, ttl=self.ttl, ticket=ticket),
         )
 
     async def _astream(self, request: dict[str, Any]) -> Any:
         key = self._fetch.cache_key(request)
-        found = await self.cache.alookup(key)
+        found, ticket = await self.cache.alookup_for_fill(key)
         message = self._message(found.value) if found.hit else None
         if message is not None:
             return ReplayedStream(_events(message), is_async=True)
-        if found.hit:
+        if found.hit:  # a corrupt entry: evicted, and the ticket taken after that
             await self.cache.ainvalidate_key(key)
+            _, ticket = await self.cache.alookup_for_fill(key)
 
         async def store(message: dict[str, Any]) -> None:
-            await self.cache.astore(key, message, ttl=self.ttl)
+            await self.cache.astore(key, message, ttl=self.ttl, ticket=ticket)
 
         return RecordingStream(await self.client.messages.create(**request), store)
 

@@ -109,6 +109,15 @@ class Found(NamedTuple):
 MISS = Found(False)
 
 
+class FillTicket(NamedTuple):
+    """What a lookup for a fill saw before the value was computed: the invalidation epoch
+    and ``key``'s L2 invalidation marker. A store given the ticket writes nothing if the
+    key was invalidated since (see :meth:`MultiLayerCache.lookup_for_fill`)."""
+
+    since: int
+    marker: Any
+
+
 class MultiLayerCache:
     """A two-layer cache: a bounded in-process L1 in front of a shared Redis L2.
 
@@ -269,6 +278,26 @@ class MultiLayerCache:
         found: Found = (await self._async(path, stats))[0]
         return found
 
+    def lookup_for_fill(
+        self, key: str, *, stats: CacheStats | None = None
+    ) -> tuple[Found, FillTicket]:
+        """Like :meth:`lookup`, for a caller that computes the value itself on a miss (a
+        recorded stream): also a ticket to pass to :meth:`store`, which then writes
+        nothing if ``key`` was invalidated meanwhile, here or in any process, so a value
+        computed before an invalidation is never written back after it."""
+        since = self._generations.now()  # before anything is read
+        path = self._lookup(key, stats, check_l1=True, refresh_early=False, for_fill=True)
+        found, marker = self._sync(path, stats)
+        return found, FillTicket(since, marker)
+
+    async def alookup_for_fill(
+        self, key: str, *, stats: CacheStats | None = None
+    ) -> tuple[Found, FillTicket]:
+        since = self._generations.now()
+        path = self._lookup(key, stats, check_l1=True, refresh_early=False, for_fill=True)
+        found, marker = await self._async(path, stats)
+        return found, FillTicket(since, marker)
+
     def store(
         self,
         key: str,
@@ -277,9 +306,12 @@ class MultiLayerCache:
         ttl: float | None = None,
         compute_seconds: float = 0.0,
         stats: CacheStats | None = None,
+        ticket: FillTicket | None = None,
     ) -> None:
-        """Write ``value`` to both layers under ``key`` (a full key)."""
-        self._sync(self._store(key, value, ttl, compute_seconds, stats), stats)
+        """Write ``value`` to both layers under ``key`` (a full key). Without a ticket the
+        write supersedes any fill in flight; with one (from :meth:`lookup_for_fill`) it
+        is a fill's, and is dropped if ``key`` was invalidated since that lookup."""
+        self._sync(self._store_path(key, value, ttl, compute_seconds, stats, ticket), stats)
 
     async def astore(
         self,
@@ -289,8 +321,24 @@ class MultiLayerCache:
         ttl: float | None = None,
         compute_seconds: float = 0.0,
         stats: CacheStats | None = None,
+        ticket: FillTicket | None = None,
     ) -> None:
-        await self._async(self._store(key, value, ttl, compute_seconds, stats), stats)
+        path = self._store_path(key, value, ttl, compute_seconds, stats, ticket)
+        await self._async(path, stats)
+
+    def _store_path(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        compute_seconds: float,
+        stats: CacheStats | None,
+        ticket: FillTicket | None,
+    ) -> Generator[Op, Any, None]:
+        if ticket is None:
+            return self._store(key, value, ttl, compute_seconds, stats)
+        since, marker = ticket
+        return self._store(key, value, ttl, compute_seconds, stats, since=since, marker=marker)
 
     @property
     def l1(self) -> LocalCache:
