@@ -156,6 +156,32 @@ def test_a_value_larger_than_the_bound_is_not_kept_in_l1_but_still_in_l2() -> No
     assert len(cache.l1) == 1
 
 
+def test_a_payload_larger_than_l2_max_bytes_is_not_sent_to_redis() -> None:
+    # It reached Redis whatever its size: one 1 GB value, refused there, counted as a
+    # Redis failure for every key's breaker.
+    redis_client = fakeredis.FakeRedis()
+    cache = MultiLayerCache(redis_client, namespace="values", l2_max_bytes=1000)
+    cache.set("small", "x" * 10)
+    cache.set("big", "x" * 2000)
+    assert cache.get("big") == "x" * 2000  # L1 keeps it
+    assert redis_client.exists(cache.key("small")) == 1
+    assert redis_client.exists(cache.key("big")) == 0
+    assert cache.stats()["l2_refused"] == 1
+    assert cache.stats()["l2_errors"] == 0
+    assert cache.breaker.state == "closed"
+    cache.set("small", "y" * 2000)  # a value grown too large drops the older L2 entry
+    assert redis_client.exists(cache.key("small")) == 0
+    cache.l1.clear()
+    assert cache.get("small") is None
+
+
+def test_the_l2_bound_is_16_mib_by_default_and_must_be_a_positive_int() -> None:
+    assert MultiLayerCache(None).l2_max_bytes == 16 * 1024 * 1024
+    for bad in (0, -1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match=r"l2_max_bytes must be an int >= 1, got "):
+            MultiLayerCache(None, l2_max_bytes=bad)  # type: ignore[arg-type]
+
+
 def test_the_default_bound_refuses_a_value_of_more_than_64_mib() -> None:
     assert DEFAULT_L1_MAX_BYTES == 64 * 1024 * 1024
     cache = MultiLayerCache(None, namespace="values")

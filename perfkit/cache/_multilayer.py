@@ -27,6 +27,7 @@ from typing import Any, Literal, NamedTuple
 import redis.exceptions
 
 from perfkit._clock import Clock, RealClock
+from perfkit._validation import check_count
 from perfkit.cache._breaker import CircuitBreaker
 from perfkit.cache._generations import Generations
 from perfkit.cache._keys import entry_name, key_prefix
@@ -109,6 +110,11 @@ class Found(NamedTuple):
 MISS = Found(False)
 
 
+DEFAULT_L2_MAX_BYTES = 16 * 1024 * 1024
+"""The largest payload a cache writes to Redis by default (16 MiB; Redis takes up to
+512 MB, but a value that large holds its single thread, and every client, for seconds)."""
+
+
 class FillTicket(NamedTuple):
     """What a lookup for a fill saw before the value was computed: the invalidation epoch
     and ``key``'s L2 invalidation marker. A store given the ticket writes nothing if the
@@ -149,11 +155,13 @@ class MultiLayerCache:
         lock_poll: float = 0.05,
         seed: int | None = None,
         l2_timeout: float = DEFAULT_L2_TIMEOUT,
+        l2_max_bytes: int = DEFAULT_L2_MAX_BYTES,
     ) -> None:
         self.clock: Clock = clock if clock is not None else RealClock()
         self.namespace = _check_namespace(namespace)
         self.version = _check_version(version)
         self.prefix = key_prefix(self.namespace, self.version)
+        self.l2_max_bytes = check_count("l2_max_bytes", l2_max_bytes)
         self.invalidation_channel = f"{self.prefix}invalidations"
         self.ttl = _check_ttl("ttl", ttl)
         self.l1_ttl = None if l1_ttl is None else _check_ttl("l1_ttl", l1_ttl)
@@ -707,6 +715,13 @@ class MultiLayerCache:
             # The caller still gets its value (and L1 keeps it); L2 cannot, and saying so
             # loudly beats a cache that silently never shares.
             warnings.warn(CacheWarning(f"{key}: not stored in L2: {error}"), stacklevel=4)
+            return
+        if len(payload) > self.l2_max_bytes:
+            # Redis would refuse it or stall on it, and the error would count against Redis
+            # for every key's breaker; the entry of an older value goes, L1 keeps the new.
+            self._count("l2_refused", stats)
+            if self._l2_allowed(stats):
+                yield Op("delete", key)
             return
         if since is None:
             stamp = _HEADER.pack(_MAGIC, self._stamp() + seconds, compute_seconds, _ANY_MARKER)

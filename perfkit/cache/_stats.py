@@ -30,6 +30,8 @@ class CacheStatsSnapshot:
     """Entries L1 dropped, least recently used first, to stay within its bounds."""
     l1_refused: int = 0
     """Values L1 did not keep: larger than ``l1_max_bytes``, or impossible to copy."""
+    l2_refused: int = 0
+    """Values not written to L2: their payload is larger than ``l2_max_bytes``."""
 
     @property
     def hits(self) -> int:
