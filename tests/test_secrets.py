@@ -227,3 +227,27 @@ def test_a_url_with_credentials_in_an_agents_options_is_shown_hidden() -> None:
     assert "'base_url': 'https://alice:***@llm.example'" in repr(agent.client_options)
     assert shown_in_assertion(agent.client_options["base_url"]) == "https://alice:***@llm.example"
     assert "pa55word" not in repr(shown_in_assertion({"base_url": url}))
+
+
+def test_an_agents_base_url_credentials_are_sent_as_basic_auth_and_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The SDK (DEBUG) and httpx2 (INFO) log every request's URL, userinfo included.
+    import asyncio
+    import base64
+
+    from perfkit import VirtualClock
+
+    clock = VirtualClock()
+    agent = NaiveAgent(
+        client_options={"base_url": "https://alice:pa55word@llm.example", "api_key": API_KEY}
+    )
+    simulator = AnthropicSimulator(base_url="https://llm.example", clock=clock)
+    with simulator, caplog.at_level("DEBUG"):
+        clock.run(agent.chat("ann", "Hi"))
+    basic = base64.b64encode(b"alice:pa55word").decode()
+    assert simulator.last_request.headers["authorization"] == f"Basic {basic}"
+    assert "llm.example/v1/messages" in caplog.text
+    assert "pa55word" not in caplog.text
+    assert basic not in caplog.text
+    asyncio.run(agent.aclose())

@@ -160,10 +160,14 @@ class Agent:
 
     def _new_client(self) -> anthropic.AsyncAnthropic:
         """An SDK client on the SDK's default HTTP client, counting the SDK's retries."""
+        options = dict(self.client_options)
+        base_url, auth = _credentials_apart(options.get("base_url"))
+        if auth is not None:
+            options["base_url"] = base_url
         http_client = anthropic.DefaultAsyncHttpxClient(
-            event_hooks={"request": [self._count_retry]}
+            event_hooks={"request": [self._count_retry]}, auth=auth
         )
-        client = anthropic.AsyncAnthropic(http_client=http_client, **self.client_options)
+        client = anthropic.AsyncAnthropic(http_client=http_client, **options)
         track_connections(client, self.connections)
         return client
 
@@ -311,6 +315,18 @@ class _Session:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def _credentials_apart(url: object) -> tuple[object, httpx2.BasicAuth | None]:
+    """``url`` without its credentials (``https://user:password@host``), and them as basic
+    auth: what httpx2 sends for them anyway, but the SDK and httpx2 log every request's
+    URL, which then held the password."""
+    if not isinstance(url, (str, httpx2.URL)):
+        return url, None
+    parsed = httpx2.URL(url)
+    if not (parsed.username or parsed.password):
+        return url, None
+    return str(parsed.copy_with(userinfo=b"")), httpx2.BasicAuth(parsed.username, parsed.password)
 
 
 def _text_of(content: list[dict[str, Any]]) -> str:
