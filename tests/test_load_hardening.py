@@ -963,3 +963,17 @@ def test_metrics_answered_just_inside_the_deadline_twice_never_prolong_the_run(
     (warning,) = outcome.result["warnings"]
     allowed = float(warning.partition("did not answer within ")[2].removesuffix(" s"))
     assert allowed <= METRICS_DEADLINE * 0.7
+
+
+def test_users_the_generator_could_not_start_in_time_are_reported(
+    servers: LoopbackServers,
+) -> None:
+    from perfkit.load import ClosedModel
+
+    url = servers.start(plain_ok(servers))
+    # Starting 2,000 users (a connection each) takes far longer than a millisecond.
+    result = run(url, ClosedModel(users=2000), duration=0.001, request_timeout=TIMEOUT)
+    (warning,) = [w for w in result.warnings if "users never sent a request" in w]
+    idle = int(warning.partition(" users")[0].replace(",", ""))
+    assert idle > 0
+    assert result.requests >= 2000 - idle  # each user that started sent at least once

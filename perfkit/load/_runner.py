@@ -59,6 +59,7 @@ class _Recorder:
         self.errors: Counter[str] = Counter()
         self.requests = self.successes = self.warmup_requests = self.sent = 0
         self.in_flight = 0
+        self.idle_users = 0  # closed-model users the generator started only after the end
 
     def record_unsent(self, count: int) -> None:
         """``count`` measured requests the generator fell too far behind to send."""
@@ -233,6 +234,8 @@ async def _closed(run: _Run, model: ClosedModel) -> None:
     numbers = iter(range(1 << 62))
 
     async def user() -> None:
+        if run.loop.time() >= run.end:
+            run.recorder.idle_users += 1
         while run.loop.time() < run.end:
             await run.send(run.factory(next(numbers)), run.loop.time())
             if model.think_time:
@@ -349,6 +352,12 @@ def _warnings(recorder: _Recorder, cpu: float, wall: float, *, virtual: bool) ->
             f"this process used {share:.0%} of a CPU during the test: the generator (and an "
             "in-process app) was saturated, so latencies include its own queueing; lower "
             "the rate, or spread the load over more processes (Locust's workers)"
+        )
+    if recorder.idle_users:
+        found.append(
+            f"{recorder.idle_users:,} users never sent a request: the generator could not "
+            "start them all before the end of the test; use fewer users, a longer test, or "
+            "more processes"
         )
     lag = recorder.send_lag.percentile(99)
     if recorder.send_lag.count and lag > LAG_TOLERATED:
