@@ -42,6 +42,23 @@ def test_hits_by_layer_misses_errors_and_breaker_state_are_exposed() -> None:
     assert found[("perfkit_cache_breaker_open", (("cache", "writer"),))] == 0
 
 
+def test_the_byte_bounds_refusals_evictions_and_l1_bytes_are_exposed() -> None:
+    cache = MultiLayerCache(
+        fakeredis.FakeRedis(), namespace="big", l1_max_bytes=3000, l2_max_bytes=2000
+    )
+    cache.set("a", "x" * 1000)
+    cache.set("b", "x" * 1000)
+    cache.set("c", "x" * 1500)  # L2 takes it; L1 evicts "a" to make room
+    cache.set("d", "x" * 5000)  # neither layer takes it
+    registry = CollectorRegistry()
+    register_cache_metrics({"big": cache}, registry=registry)
+    found = samples(registry)
+    assert found[("perfkit_cache_refused_total", (("cache", "big"), ("layer", "l1")))] == 1
+    assert found[("perfkit_cache_refused_total", (("cache", "big"), ("layer", "l2")))] == 1
+    assert found[("perfkit_cache_l1_evictions_total", (("cache", "big"),))] == 1
+    assert found[("perfkit_cache_l1_bytes", (("cache", "big"),))] == cache.l1.bytes > 0
+
+
 def test_the_collector_reads_live_counters_at_each_scrape() -> None:
     cache = MultiLayerCache(None, namespace="live")
     registry = CollectorRegistry()

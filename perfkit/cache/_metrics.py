@@ -53,6 +53,17 @@ class CacheCollector(Collector):
             "L2 errors, calls skipped by the open breaker, corrupt and rejected payloads",
             labels=["cache", "kind"],
         )
+        refused = CounterMetricFamily(
+            f"{p}_refused",
+            "Values a layer did not keep: over its byte bound (or, L1, impossible to copy)",
+            labels=["cache", "layer"],
+        )
+        evictions = CounterMetricFamily(
+            f"{p}_l1_evictions", "Entries L1 dropped to stay within its bounds", labels=["cache"]
+        )
+        l1_bytes = GaugeMetricFamily(
+            f"{p}_l1_bytes", "Bytes of the values L1 keeps now", labels=["cache"]
+        )
         breaker = GaugeMetricFamily(
             f"{p}_breaker_open",
             "1 while the L2 circuit breaker is open or probing",
@@ -67,8 +78,12 @@ class CacheCollector(Collector):
             coalesced.add_metric([name], stats.coalesced)
             for kind in ERROR_KINDS:
                 errors.add_metric([name, kind], getattr(stats, kind))
+            refused.add_metric([name, "l1"], stats.l1_refused)
+            refused.add_metric([name, "l2"], stats.l2_refused)
+            evictions.add_metric([name], stats.l1_evictions)
+            l1_bytes.add_metric([name], cache.l1.bytes)
             breaker.add_metric([name], 0.0 if cache.breaker.state == "closed" else 1.0)
-        yield from (hits, misses, writes, coalesced, errors, breaker)
+        yield from (hits, misses, writes, coalesced, errors, refused, evictions, l1_bytes, breaker)
 
 
 def register_cache_metrics(
