@@ -792,6 +792,20 @@ def test_a_request_head_over_the_limit_is_refused_431(base: type[Any]) -> None:
 
 
 @pytest.mark.parametrize("base", PROTOCOLS)
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\n"])
+def test_a_request_head_over_the_limit_sent_in_one_write_is_refused_431(
+    base: type[Any], line_end: bytes
+) -> None:
+    fields = b"".join(b"x-%d: y%s" % (n, line_end) for n in range(4000))  # 40+ KB
+    head = b"GET /healthz HTTP/1.1%sHost: s%s%s%s" % (line_end, line_end, fields, line_end)
+    with guarded(base) as port, socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(head)
+        received, _ = read_until_closed(connection)
+    assert len(head) > QUICK.max_head_bytes
+    assert received.split(b"\r\n", 1)[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
+
+
+@pytest.mark.parametrize("base", PROTOCOLS)
 def test_a_large_body_sent_with_its_head_is_not_a_large_head(base: type[Any]) -> None:
     body = json.dumps({"user_id": "ann", "message": "é" * 30_000}, ensure_ascii=False).encode()
     head = f"POST /chat HTTP/1.1\r\nHost: s\r\ncontent-length: {len(body)}\r\n"

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -152,6 +153,7 @@ def _descriptor_limit() -> int:
 # --- the guard on uvicorn's HTTP protocol ----------------------------------------------
 
 _HEAD, _BODY, _ANSWER = "head", "body", "answer"
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -229,6 +231,7 @@ def guarded_protocol(limits: ServiceLimits, base: type[Any] | None = None) -> ty
     class Guarded(base):  # type: ignore[misc,valid-type]
         guard_since = 0.0
         guard_head_bytes = 0
+        _guard_tail = b""  # the last bytes of a head still arriving, which may begin its end
         guard_stalled_since = math.inf  # since when the client has not read what is sent
         _guard_state: tuple[str, int] = (_HEAD, 0)
 
@@ -255,13 +258,19 @@ def guarded_protocol(limits: ServiceLimits, base: type[Any] | None = None) -> ty
             self.guard_stalled_since = math.inf
 
         def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            # Counted once parsed: bytes that completed a head (and a body with it) are not
-            # a head still growing.
             if not self.transport.is_closing() and self.guard_phase(self.loop.time()) == _HEAD:
-                self.guard_head_bytes += len(data)
+                # Counted before parsing (a head sent in one write is a head too), up to the
+                # blank line that ends it: a body sent with its head is not head.
+                seen = self._guard_tail + data
+                end = _HEAD_END.search(seen)
+                self.guard_head_bytes += (
+                    len(data) if end is None else end.end() - len(self._guard_tail)
+                )
+                self._guard_tail = seen[-3:] if end is None else b""
                 if self.guard_head_bytes > limits.max_head_bytes:
                     self.guard_close(_TOO_LARGE)
+                    return
+            super().data_received(data)
 
         def guard_phase(self, now: float) -> str:
             """What the connection waits for: a request head, its body, or the answer;
@@ -279,6 +288,7 @@ def guarded_protocol(limits: ServiceLimits, base: type[Any] | None = None) -> ty
             self._guard_state = (phase, id(self.cycle))
             self.guard_since = now
             self.guard_head_bytes = 0
+            self._guard_tail = b""
             if phase == _HEAD:
                 guard.waiting(self)
 
