@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import re
 from collections.abc import Callable
@@ -242,6 +243,23 @@ def test_perf_times_a_sync_callable_on_the_clock() -> None:
     assert len(perf.result.wall) == len(perf.result.cpu) == 4
     assert perf.result.name == "test_stub"
     assert perf.result.clock == "virtual"
+
+
+def test_a_round_is_not_charged_for_collecting_what_the_run_made_before_it() -> None:
+    # A full collection inside a round scanned every object of the test run (modules,
+    # earlier tests' leftovers): by chance one benchmark's CPU tripled in a whole-suite
+    # run. What was alive before the round is frozen out of the collector during it.
+    heap = [[index] for index in range(200_000)]  # the run's objects, before the round
+    perf = Perf(StubBenchmark(), VirtualClock())
+    seen: list[int] = []
+
+    def work() -> None:
+        seen.append(gc.get_freeze_count())
+        gc.collect()  # a full collection, as allocation may trigger one
+
+    perf(work, rounds=3)
+    assert min(seen) >= len(heap)
+    assert gc.get_freeze_count() == 0  # and back within reach after it
 
 
 def test_perf_runs_a_coroutine_function_in_virtual_time() -> None:
