@@ -271,7 +271,7 @@ CACHE_NEVER_HITS = """\
 from perfkit.cache._multilayer import MultiLayerCache
 
 
-def _store(self, key, value, ttl, compute_seconds, stats):
+def _store(self, key, value, ttl, compute_seconds, stats, **fill):
     # The regression: a cache that never keeps what it is given, so it never hits.
     return
     yield
