@@ -163,16 +163,16 @@ class MultiLayerCache:
         self.prefix = key_prefix(self.namespace, self.version)
         self.l2_max_bytes = check_count("l2_max_bytes", l2_max_bytes)
         self.invalidation_channel = f"{self.prefix}invalidations"
-        self.ttl = _check_ttl("ttl", ttl)
-        self.l1_ttl = None if l1_ttl is None else _check_ttl("l1_ttl", l1_ttl)
+        self.ttl = check_timeout("ttl", ttl)
+        self.l1_ttl = None if l1_ttl is None else check_timeout("l1_ttl", l1_ttl)
         self.ttl_jitter = _check_fraction("ttl_jitter", ttl_jitter)
         if not 0 <= early_refresh < math.inf:
             raise ValueError(f"early_refresh must be a finite number >= 0, got {early_refresh!r}")
         self.early_refresh = float(early_refresh)
         self.lock_timeout = (
-            None if lock_timeout is None else _check_ttl("lock_timeout", lock_timeout)
+            None if lock_timeout is None else check_timeout("lock_timeout", lock_timeout)
         )
-        self.lock_poll = _check_ttl("lock_poll", lock_poll)
+        self.lock_poll = check_timeout("lock_poll", lock_poll)
         self.serializer: Serializer = serializer if serializer is not None else default_serializer()
         self.breaker = breaker if breaker is not None else CircuitBreaker(clock=self.clock)
         if _decodes_responses(redis_client):
@@ -697,7 +697,7 @@ class MultiLayerCache:
         nothing is written; in L2 the payload carries the marker, so that it is a miss if
         an invalidation anywhere moved the marker meanwhile. A caller's own write (no
         ``since``) supersedes the fills in flight, and its payload fits any marker."""
-        seconds = self._jittered(self.ttl if ttl is None else _check_ttl("ttl", ttl))
+        seconds = self._jittered(self.ttl if ttl is None else check_timeout("ttl", ttl))
 
         def write_l1() -> None:
             self._l1.set(key, value, ttl=self._l1_ttl(seconds), cost=compute_seconds)
@@ -1010,16 +1010,6 @@ def _check_version(version: int | str) -> int | str:
     if isinstance(version, bool) or not isinstance(version, (int, str)) or version == "":
         raise ValueError(f"version must be an int or a non-empty str, got {version!r}")
     return version
-
-
-def _check_ttl(name: str, seconds: float) -> float:
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not 0 < seconds < math.inf
-    ):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {seconds!r}")
-    return float(seconds)
 
 
 def _check_fraction(name: str, value: float) -> float:
