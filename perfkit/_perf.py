@@ -324,11 +324,11 @@ class Perf:
             if setup is not None:
                 self._call(setup, (), {})
             before = self.counters.snapshot()
-            # The objects alive before the round (the whole test run's: modules, fixtures,
+            # The objects made before the round (the whole test run's: modules, fixtures,
             # earlier tests' leftovers) are frozen out of the collector's reach, so a full
             # collection that falls inside the round costs what the round made, not what
             # the run made before it (one such collection tripled a benchmark's CPU).
-            gc.collect()
+            # Freezing costs nothing; collecting first would cost a full collection.
             gc.freeze()
             self._recording = True
             start_modeled = self.clock.now()
