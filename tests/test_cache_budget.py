@@ -22,7 +22,6 @@ from perfkit._clock import RealClock
 from perfkit._errors import RedisServerError
 from perfkit.cache import (
     DEFAULT_L2_TIMEOUT,
-    CacheWarning,
     CircuitBreaker,
     MultiLayerCache,
     cached,
@@ -157,8 +156,12 @@ class Timed:
 # -- the bound, from the first call on ---------------------------------------------------
 
 
-def test_a_sync_cache_over_connect_redis_costs_at_most_the_budget(bad_port: int) -> None:
-    client = connect_redis(f"redis://{LOOPBACK}:{bad_port}/0")
+@pytest.mark.parametrize("made_by", ["connect_redis", "redis-py defaults"])
+def test_a_sync_cache_costs_at_most_the_budget(bad_port: int, made_by: str) -> None:
+    url = f"redis://{LOOPBACK}:{bad_port}/0"
+    # redis-py's defaults are a 5 s socket timeout and 10 retries: the cache talks to the
+    # server through a pool of its own that keeps to the budget.
+    client = connect_redis(url) if made_by == "connect_redis" else redis.Redis.from_url(url)
     try:
         cache = make_cache(client)
         timed = Timed()
@@ -323,10 +326,29 @@ def test_a_bad_budget_is_refused_naming_it(timeout: Any) -> None:
         connect_redis("redis://127.0.0.1:1/0", timeout=timeout)
 
 
-def test_a_sync_client_without_a_socket_timeout_is_warned_about() -> None:
-    client = redis.Redis(host=LOOPBACK, port=1, socket_timeout=None)
-    try:
-        with pytest.warns(CacheWarning, match=r"no socket timeout.*connect_redis"):
-            MultiLayerCache(client)
-    finally:
-        client.close()
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"socket_timeout": None}, {"socket_timeout": 0.2}, {"retry": None}],
+    ids=["defaults", "no-timeout", "over-budget", "default-retries"],
+)
+def test_a_sync_client_over_budget_is_not_changed_the_cache_gets_its_own_pool(
+    options: dict[str, Any],
+) -> None:
+    client = redis.Redis(host=LOOPBACK, port=1, db=3, password="pw", **options)
+    before = dict(client.connection_pool.connection_kwargs)
+    cache = MultiLayerCache(client, l2_timeout=0.05)
+    assert cache.redis is not client
+    assert client.connection_pool.connection_kwargs == before
+    own = cache.redis.connection_pool.connection_kwargs
+    assert (own["socket_timeout"], own["socket_connect_timeout"]) == (0.05, 0.05)
+    assert cache.redis.get_retry()._retries == 0
+    assert (own["host"], own["port"], own["db"], own["password"]) == (LOOPBACK, 1, 3, "pw")
+    client.close()
+
+
+def test_a_sync_client_within_budget_is_used_as_it_is() -> None:
+    client = connect_redis("redis://127.0.0.1:1/0", timeout=0.05)
+    assert MultiLayerCache(client, l2_timeout=0.05).redis is client
+    assert MultiLayerCache(client, l2_timeout=0.1).redis is client
+    assert MultiLayerCache(client, l2_timeout=0.01).redis is not client
+    client.close()

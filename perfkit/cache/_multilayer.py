@@ -32,7 +32,12 @@ from perfkit.cache._breaker import CircuitBreaker
 from perfkit.cache._generations import Generations
 from perfkit.cache._keys import entry_name, key_prefix
 from perfkit.cache._l1 import DEFAULT_L1_MAX_BYTES, Entry, LocalCache
-from perfkit.cache._redis import DEFAULT_L2_TIMEOUT, check_timeout, unbounded_sync_client
+from perfkit.cache._redis import (
+    DEFAULT_L2_TIMEOUT,
+    budgeted_sync_client,
+    check_timeout,
+    unbounded_sync_client,
+)
 from perfkit.cache._serialization import (
     CorruptPayloadError,
     RejectedPayloadError,
@@ -180,9 +185,13 @@ class MultiLayerCache:
                 "the Redis client decodes responses (decode_responses=True); the cache stores "
                 "bytes, so give it a client made with decode_responses=False"
             )
-        self.redis = redis_client
         self._async_redis = _is_async_client(redis_client)
         self.l2_timeout = check_timeout("l2_timeout", l2_timeout)
+        if not self._async_redis:
+            # Its sockets must keep to the budget: a pool of the cache's own if they
+            # do not (redis-py's defaults are a 5 s timeout and 10 retries).
+            redis_client = budgeted_sync_client(redis_client, self.l2_timeout)
+        self.redis = redis_client
         if not self._async_redis and unbounded_sync_client(redis_client):
             warnings.warn(
                 CacheWarning(

@@ -55,14 +55,76 @@ def check_timeout(name: str, seconds: float) -> float:
     return float(seconds)
 
 
+_POOL_OWN = frozenset(
+    {
+        # A pool's own machinery and what the budget replaces: not copied to the cache's.
+        "maint_notifications_pool_handler",
+        "maint_notifications_config",
+        "orig_host_address",
+        "orig_socket_timeout",
+        "orig_socket_connect_timeout",
+        "retry",
+        "socket_timeout",
+        "socket_connect_timeout",
+    }
+)
+
+
+def budgeted_sync_client(client: Any, timeout: float) -> Any:
+    """``client`` itself if its connections already keep to ``timeout`` (socket and
+    connect timeouts within it, no retries), else a client of the same server on a pool
+    of the cache's own that does. A blocking socket read cannot be interrupted, so the
+    budget must be the socket's; the user's client is left as it is, since it may serve
+    other work, like blocking commands, that needs its own timeouts.
+
+    Only plain pools are copied; a cluster or sentinel client, or fakeredis (no sockets),
+    is returned as it is (see :func:`unbounded_sync_client`).
+    """
+    pool: Any = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict) or _is_fake(pool) or _within_budget(client, timeout):
+        return client
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
+        return client
+    options = {name: value for name, value in kwargs.items() if name not in _POOL_OWN}
+    own_pool = type(pool)(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        **options,
+    )
+    return redis.Redis(connection_pool=own_pool)
+
+
 def unbounded_sync_client(client: Any) -> bool:
     """Whether a sync client's connections may wait on a socket for ever (no socket
-    timeout): the cache cannot interrupt a blocking read, so it says so."""
+    timeout), and the cache could not give itself a pool of its own."""
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
     if not isinstance(kwargs, dict) or _is_fake(pool):
         return False
     return kwargs.get("socket_timeout") is None
+
+
+def _within_budget(client: Any, timeout: float) -> bool:
+    kwargs = client.connection_pool.connection_kwargs
+    socket_timeout = kwargs.get("socket_timeout")
+    connect_timeout = kwargs.get("socket_connect_timeout") or socket_timeout
+    retry = kwargs.get("retry")
+    retries = getattr(retry, "_retries", 0) if retry is not None else 0
+    return (
+        socket_timeout is not None
+        and socket_timeout <= timeout
+        and connect_timeout is not None
+        and connect_timeout <= timeout
+        and retries == 0
+    )
 
 
 def _is_fake(pool: Any) -> bool:
