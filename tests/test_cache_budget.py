@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from test_cache_faults import silent_listener
 
 from perfkit._clock import RealClock
 from perfkit._errors import RedisServerError
@@ -40,15 +41,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((LOOPBACK, 0))
         return int(probe.getsockname()[1])
-
-
-@contextmanager
-def silent_listener() -> Iterator[int]:
-    """A loopback port whose listener completes connections but never reads or replies."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind((LOOPBACK, 0))
-        listener.listen(64)
-        yield int(listener.getsockname()[1])
 
 
 class DelayingProxy:
