@@ -328,7 +328,7 @@ class MultiLayerCache:
         """Write ``value`` to both layers under ``key`` (a full key). Without a ticket the
         write supersedes any fill in flight; with one (from :meth:`lookup_for_fill`) it
         is a fill's, and is dropped if ``key`` was invalidated since that lookup."""
-        self._sync(self._store_path(key, value, ttl, compute_seconds, stats, ticket), stats)
+        self._sync(self._store(key, value, ttl, compute_seconds, stats, ticket=ticket), stats)
 
     async def astore(
         self,
@@ -340,22 +340,8 @@ class MultiLayerCache:
         stats: CacheStats | None = None,
         ticket: FillTicket | None = None,
     ) -> None:
-        path = self._store_path(key, value, ttl, compute_seconds, stats, ticket)
+        path = self._store(key, value, ttl, compute_seconds, stats, ticket=ticket)
         await self._async(path, stats)
-
-    def _store_path(
-        self,
-        key: str,
-        value: Any,
-        ttl: float | None,
-        compute_seconds: float,
-        stats: CacheStats | None,
-        ticket: FillTicket | None,
-    ) -> Generator[Op, Any, None]:
-        if ticket is None:
-            return self._store(key, value, ttl, compute_seconds, stats)
-        since, marker = ticket
-        return self._store(key, value, ttl, compute_seconds, stats, since=since, marker=marker)
 
     @property
     def l1(self) -> LocalCache:
@@ -452,7 +438,8 @@ class MultiLayerCache:
                     keep_error(error)
                 raise
             elapsed = self.clock.elapsed(start)
-            yield from self._store(key, value, ttl, elapsed, stats, since=since, marker=marker)
+            ticket = FillTicket(since, marker)
+            yield from self._store(key, value, ttl, elapsed, stats, ticket=ticket)
         finally:  # after the store: waiting processes then find the value
             if lock:
                 yield from self._release_lock(key, token)
@@ -698,14 +685,14 @@ class MultiLayerCache:
         compute_seconds: float,
         stats: CacheStats | None,
         *,
-        since: int | None = None,
-        marker: Any = _UNASKED,
+        ticket: FillTicket | None = None,
     ) -> Generator[Op, Any, None]:
-        """Write ``value`` to both layers. A fill passes the epoch (``since``) and the L2
+        """Write ``value`` to both layers. A fill passes its ticket, the epoch and the L2
         marker it read before computing: if ``key`` was invalidated since in this process,
         nothing is written; in L2 the payload carries the marker, so that it is a miss if
         an invalidation anywhere moved the marker meanwhile. A caller's own write (no
-        ``since``) supersedes the fills in flight, and its payload fits any marker."""
+        ticket) supersedes the fills in flight, and its payload fits any marker."""
+        since, marker = (None, _UNASKED) if ticket is None else ticket
         seconds = self._jittered(self.ttl if ttl is None else check_timeout("ttl", ttl))
 
         def write_l1() -> None:
