@@ -1,0 +1,326 @@
+"""Prompt caching as the Messages API accounts for it: breakpoints, prefixes and TTLs.
+
+The rules follow Anthropic's prompt-caching documentation
+(platform.claude.com/docs/en/build-with-claude/prompt-caching) and the installed SDK's
+types (``cache_control_ephemeral_param.py``, ``usage.py``, ``cache_creation.py``,
+``message_create_params.py``):
+
+- The prompt is one sequence of blocks in the order tools, system, messages. A block
+  marked ``cache_control: {"type": "ephemeral", "ttl": "5m" | "1h"}`` (``ttl`` defaults
+  to ``"5m"``) is a breakpoint: the prefix up to and including it is cached. A top-level
+  ``cache_control`` marks the last cacheable block of the request.
+- A hit needs the identical prefix, on the same model. For each breakpoint the server
+  looks for an entry at the breakpoint and the block boundaries before it, 20 positions
+  in all; the longest prefix found is read.
+- Blocks past the read are written at every breakpoint whose prefix reaches the model's
+  minimum cacheable length; shorter prefixes are not cached, without an error.
+- A hit refreshes the entry's TTL. With mixed TTLs the write is split as the docs bill
+  it: 1-hour tokens up to the last 1-hour breakpoint, 5-minute tokens after it.
+- ``input_tokens`` is the uncached rest: input + cache creation + cache read is the
+  whole prompt.
+- ``tool_choice`` and the thinking settings are part of the message blocks' prefix
+  (the docs' "what invalidates the cache": changing them invalidates message blocks
+  only).
+
+The request's validity (at most 4 breakpoints, 1-hour breakpoints before 5-minute ones,
+the ``ttl`` values) is checked before a request gets here; accounting only keeps going
+on a request it would refuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any, Literal
+
+from perfkit._validation import check_count
+
+Section = Literal["tools", "system", "messages"]
+
+TTL_SECONDS: Mapping[str, float] = {"5m": 300.0, "1h": 3600.0}
+"""The cache lifetimes ``cache_control.ttl`` may ask for (cache_control_ephemeral_param.py)."""
+
+MAX_BREAKPOINTS = 4
+"""At most this many blocks may carry ``cache_control`` (the API refuses a fifth)."""
+
+LOOKBACK_BLOCKS = 20
+"""Block positions checked for a hit at each breakpoint: the breakpoint and 19 before it."""
+
+DEFAULT_MAX_ENTRIES = 10_000
+"""Cache entries a simulator keeps before it forgets the least recently used."""
+
+DEFAULT_MINIMUM_TOKENS = 1024
+"""The minimum cacheable prompt length of a model the table below does not know."""
+
+# Model id prefixes, most specific first, and their minimum cacheable prompt length.
+# Sources: the prompt-caching docs as quoted in anthropic-sdk-python issue #1194
+# (4096: Opus 4.6, Opus 4.5, Haiku 4.5; 1024: Sonnet 4.6, Sonnet 4.5, Opus 4.1, Opus 4,
+# Sonnet 4, Sonnet 3.7; 2048: Haiku 3.5, Haiku 3); Opus 4.7 and Mythos Preview 4096,
+# Opus 4.8 and Sonnet 5 1024, Opus 5, Fable 5 and Mythos 5 512 (later editions of the
+# same docs, as quoted by LiteLLM's and others' prompt-caching pages).
+_MINIMUM_TOKENS: tuple[tuple[str, int], ...] = (
+    ("claude-opus-4-8", 1024),
+    ("claude-opus-4-7", 4096),
+    ("claude-opus-4-6", 4096),
+    ("claude-opus-4-5", 4096),
+    ("claude-opus-4-1", 1024),
+    ("claude-opus-4", 1024),
+    ("claude-opus-5", 512),
+    ("claude-fable-5", 512),
+    ("claude-mythos-5", 512),
+    ("claude-mythos-preview", 4096),
+    ("claude-sonnet-5", 1024),
+    ("claude-sonnet-4", 1024),
+    ("claude-3-7-sonnet", 1024),
+    ("claude-3-5-sonnet", 1024),
+    ("claude-haiku-4-5", 4096),
+    ("claude-3-5-haiku", 2048),
+    ("claude-3-haiku", 2048),
+    ("claude-3-opus", 1024),
+)
+
+
+def minimum_cacheable_tokens(model: str) -> int:
+    """The shortest prefix, in tokens, that ``model`` caches.
+
+    >>> minimum_cacheable_tokens("claude-haiku-4-5-20251001")
+    4096
+    """
+    return next(
+        (n for prefix, n in _MINIMUM_TOKENS if model.startswith(prefix)), DEFAULT_MINIMUM_TOKENS
+    )
+
+
+@dataclass(frozen=True)
+class PromptBlock:
+    """One block of the prompt in cache order, as sent, with its breakpoint TTL if marked."""
+
+    section: Section
+    content: Any
+    ttl: str | None = None
+    starts_message: str | None = None
+    """The role of the message this block opens; ``None`` inside a message."""
+
+
+def prompt_blocks(body: Mapping[str, Any]) -> list[PromptBlock]:
+    """The request's prompt as the cache sees it: tools, then system, then messages.
+
+    A string system prompt or message content is one block; anything that is not a
+    list is one block as it is, so every part of the request is counted once."""
+    blocks: list[PromptBlock] = []
+    for section in ("tools", "system"):
+        value = body.get(section)
+        if value:
+            items = value if isinstance(value, list) else [value]
+            blocks.extend(PromptBlock(section, item, _ttl_of(item)) for item in items)
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else [messages] if messages else []:
+        content = message.get("content") if isinstance(message, dict) else message
+        role = str(message.get("role")) if isinstance(message, dict) else ""
+        items = content if isinstance(content, list) else [content]
+        for position, item in enumerate(items):
+            opens = role if position == 0 else None
+            blocks.append(PromptBlock("messages", item, _ttl_of(item), opens))
+    automatic = _automatic_ttl(body.get("cache_control"))
+    if automatic is not None:
+        last = next((i for i in reversed(range(len(blocks))) if _cacheable(blocks[i])), None)
+        if last is not None and blocks[last].ttl is None:
+            block = blocks[last]
+            blocks[last] = PromptBlock(
+                block.section, block.content, automatic, block.starts_message
+            )
+    return blocks
+
+
+def _ttl_of(item: object) -> str | None:
+    """The TTL of the breakpoint ``item`` marks, or ``None``.
+
+    A ``cache_control`` inside a ``tool_result``'s content marks the tool result."""
+    if not isinstance(item, dict):
+        return None
+    ttl = _automatic_ttl(item.get("cache_control"))
+    if ttl is None and isinstance(item.get("content"), list):
+        ttls = [_ttl_of(inner) for inner in item["content"]]
+        return max((t for t in ttls if t), key=TTL_SECONDS.__getitem__, default=None)
+    return ttl
+
+
+def _automatic_ttl(control: object) -> str | None:
+    if not isinstance(control, dict) or control.get("type") != "ephemeral":
+        return None
+    ttl = control.get("ttl", "5m")
+    return ttl if isinstance(ttl, str) and ttl in TTL_SECONDS else None
+
+
+def _cacheable(block: PromptBlock) -> bool:
+    # Thinking blocks cannot carry cache_control (the docs' "what can be cached").
+    content = block.content
+    return not (
+        isinstance(content, dict) and content.get("type") in ("thinking", "redacted_thinking")
+    )
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """The input token accounting of one request: what was read, written, and the rest."""
+
+    input_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+    @property
+    def total_input_tokens(self) -> int:
+        """The whole prompt: the uncached rest, the cache write and the cache read."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    def usage_fields(self) -> dict[str, Any]:
+        """The input fields of the API's ``usage`` object (usage.py, cache_creation.py)."""
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.ephemeral_5m_input_tokens,
+                "ephemeral_1h_input_tokens": self.ephemeral_1h_input_tokens,
+            },
+        }
+
+
+@dataclass(slots=True)
+class _Entry:
+    expires: float
+    ttl: float
+
+
+class PromptCache:
+    """The prompt cache of one simulated server: entries keyed by model and exact prefix.
+
+    >>> cache = PromptCache()
+    >>> body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": [
+    ...     {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]}]}
+    >>> count = lambda block: 2000
+    >>> cache.account(body, count=count, now=0.0).cache_creation_input_tokens
+    2000
+    >>> cache.account(body, count=count, now=60.0).cache_read_input_tokens
+    2000
+    """
+
+    def __init__(self, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.max_entries = check_count("max_entries", max_entries, minimum=1)
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def account(
+        self,
+        body: Mapping[str, Any],
+        *,
+        count: Callable[[PromptBlock], int],
+        now: float,
+        model: str | None = None,
+    ) -> CacheUsage:
+        """Account request ``body`` at time ``now``, reading and writing entries as the
+        API does; ``count`` gives a block's tokens, ``model`` the id the cache is kept
+        under (default: the body's ``model``)."""
+        blocks = prompt_blocks(body)
+        tokens = [count(block) for block in blocks]
+        total = sum(tokens)
+        marks = [i for i, block in enumerate(blocks) if block.ttl is not None]
+        if not marks:
+            return CacheUsage(total)
+        model = model if model is not None else str(body.get("model", ""))
+        upto = list(accumulate(tokens))
+        keys = _prefix_keys(model, body, blocks[: marks[-1] + 1])
+        minimum = minimum_cacheable_tokens(model)
+        with self._lock:
+            hit = self._longest_hit(keys, marks, now)
+            read = upto[hit] if hit >= 0 else 0
+            writes = [q for q in marks if q > hit and upto[q] >= minimum]
+            for q in writes:
+                self._store(keys[q], TTL_SECONDS[str(blocks[q].ttl)], now)
+        if not writes:
+            return CacheUsage(total - read, 0, read)
+        last_1h = max((q for q in writes if blocks[q].ttl == "1h"), default=None)
+        written_1h = upto[last_1h] - read if last_1h is not None else 0
+        written_5m = upto[writes[-1]] - read - written_1h
+        created = written_1h + written_5m
+        return CacheUsage(total - read - created, created, read, written_5m, written_1h)
+
+    def _longest_hit(self, keys: list[bytes], marks: list[int], now: float) -> int:
+        """The last block of the longest live cached prefix (-1: none); its TTL restarts."""
+        hit = -1
+        for mark in marks:
+            for position in range(mark, max(mark - LOOKBACK_BLOCKS, hit), -1):
+                entry = self._entries.get(keys[position])
+                if entry is None:
+                    continue
+                if entry.expires <= now:
+                    del self._entries[keys[position]]
+                    continue
+                hit = position
+                break
+        if hit >= 0:
+            entry = self._entries[keys[hit]]
+            entry.expires = now + entry.ttl
+            self._entries.move_to_end(keys[hit])
+        return hit
+
+    def _store(self, key: bytes, ttl: float, now: float) -> None:
+        self._entries[key] = _Entry(now + ttl, ttl)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"PromptCache(entries={len(self)}, max_entries={self.max_entries})"
+
+
+def _prefix_keys(model: str, body: Mapping[str, Any], blocks: list[PromptBlock]) -> list[bytes]:
+    """One key per block: a hash of the model and every block up to and including it,
+    with the ``cache_control`` markers left out (moving a breakpoint keeps the prefix)."""
+    digest = hashlib.sha256(_canonical(["model", model]))
+    keys: list[bytes] = []
+    section: Section | None = None
+    for block in blocks:
+        if block.section != section:
+            section = block.section
+            settings = (
+                [body.get("tool_choice"), body.get("thinking")] if section == "messages" else []
+            )
+            digest.update(_canonical(["section", section, settings]))
+        if block.starts_message is not None:
+            digest.update(_canonical(["message", block.starts_message]))
+        digest.update(_canonical(_unmarked(_as_block(block.content))))
+        keys.append(digest.copy().digest())
+    return keys
+
+
+def _as_block(content: object) -> object:
+    # A string is shorthand for one text block (message_create_params.py).
+    return {"type": "text", "text": content} if isinstance(content, str) else content
+
+
+def _unmarked(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _unmarked(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_unmarked(item) for item in value]
+    return value
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr).encode()
