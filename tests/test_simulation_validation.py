@@ -1,0 +1,645 @@
+"""Request validation as the real API does it: one case per rule, status, error type and message."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from perfkit.simulation.anthropic._validation import (
+    Refusal,
+    check_count_tokens_request,
+    check_headers,
+    check_messages_request,
+    parse_body,
+)
+
+HEADERS = {"x-api-key": "sk-test", "anthropic-version": "2023-06-01"}
+TOOL = {"name": "lookup", "input_schema": {"type": "object", "properties": {}}}
+UNMATCHED = (
+    "unexpected `tool_use_id` found in `tool_result` blocks: toolu_x. Each `tool_result` block"
+    " must have a corresponding `tool_use` block in the previous message."
+)
+
+
+def valid() -> dict[str, Any]:
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 2048,
+        "messages": [{"role": "user", "content": "Hello"}],
+    }
+
+
+def tool_loop(*result_blocks: dict[str, Any], thinking: bool = False) -> dict[str, Any]:
+    """A conversation whose assistant called tool toolu_a and whose last user turn is given."""
+    assistant: list[dict[str, Any]] = [
+        {"type": "tool_use", "id": "toolu_a", "name": "lookup", "input": {}}
+    ]
+    if thinking:
+        assistant.insert(0, {"type": "thinking", "thinking": "hmm", "signature": "sig"})
+    body = valid()
+    body["tools"] = [TOOL]
+    body["messages"] = [
+        {"role": "user", "content": "Look it up"},
+        {"role": "assistant", "content": assistant},
+        {"role": "user", "content": list(result_blocks)},
+    ]
+    return body
+
+
+def result(tool_use_id: str = "toolu_a") -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": "42"}
+
+
+def with_(**fields: Any) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        body = valid()
+        for name, value in fields.items():
+            if value is _DROP:
+                del body[name]
+            else:
+                body[name] = value
+        return body
+
+    return build
+
+
+def messages(*items: Any) -> Callable[[], dict[str, Any]]:
+    return with_(messages=list(items))
+
+
+def user(content: Any) -> dict[str, Any]:
+    return {"role": "user", "content": content}
+
+
+def assistant(content: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": content}
+
+
+_DROP = object()
+BAD = "invalid_request_error"
+
+# (rule id, body builder, expected message); every refusal here is a 400 invalid_request_error.
+BODY_RULES: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
+    # Top level [SDK message_create_params.py]
+    ("unknown-field", with_(foo=1), "foo: Extra inputs are not permitted"),
+    ("model-required", with_(model=_DROP), "model: Field required"),
+    ("model-string", with_(model=7), "model: Input should be a valid string"),
+    ("max-tokens-required", with_(max_tokens=_DROP), "max_tokens: Field required"),
+    ("max-tokens-bool", with_(max_tokens=True), "max_tokens: Input should be a valid integer"),
+    ("max-tokens-float", with_(max_tokens=1.5), "max_tokens: Input should be a valid integer"),
+    (
+        "max-tokens-negative",
+        with_(max_tokens=-1),
+        "max_tokens: Input should be greater than or equal to 0",
+    ),
+    ("stream-bool", with_(stream="yes"), "stream: Input should be a valid boolean"),
+    (
+        "service-tier-literal",
+        with_(service_tier="fast"),
+        "service_tier: Input should be 'auto' or 'standard_only'",
+    ),
+    ("speed-literal", with_(speed="warp"), "speed: Input should be 'standard' or 'fast'"),
+    (
+        "stop-sequences-list",
+        with_(stop_sequences="END"),
+        "stop_sequences: Input should be a valid list",
+    ),
+    (
+        "stop-sequences-strings",
+        with_(stop_sequences=["END", 3]),
+        "stop_sequences.1: Input should be a valid string",
+    ),
+    (
+        "metadata-extra",
+        with_(metadata={"session": "x"}),
+        "metadata.session: Extra inputs are not permitted",
+    ),
+    (
+        "metadata-user-id",
+        with_(metadata={"user_id": 5}),
+        "metadata.user_id: Input should be a valid string",
+    ),
+    (
+        "temperature-range",
+        with_(temperature=1.5),
+        "temperature: Input should be less than or equal to 1",
+    ),
+    ("top-p-range", with_(top_p=-0.1), "top_p: Input should be greater than or equal to 0"),
+    ("top-k-integer", with_(top_k="3"), "top_k: Input should be a valid integer"),
+    (
+        "cache-control-type",
+        with_(cache_control={"type": "forever"}),
+        "cache_control.type: Input should be 'ephemeral'",
+    ),
+    (
+        "cache-control-ttl",
+        with_(cache_control={"type": "ephemeral", "ttl": "1d"}),
+        "cache_control.ttl: Input should be '5m' or '1h'",
+    ),
+    (
+        "output-config-effort",
+        with_(output_config={"effort": "extreme"}),
+        "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'",
+    ),
+    (
+        "output-format-schema",
+        with_(output_config={"format": {"type": "json_schema"}}),
+        "output_config.format.schema: Field required",
+    ),
+    # System prompt [SDK: Union[str, Iterable[TextBlockParam]]]
+    ("system-type", with_(system=3), "system: Input should be a valid string or a valid list"),
+    (
+        "system-text-blocks",
+        with_(system=[{"type": "image", "source": {}}]),
+        "system.0.type: Input should be 'text'",
+    ),
+    (
+        "system-empty-text",
+        with_(system=[{"type": "text", "text": ""}]),
+        "system: text content blocks must be non-empty",
+    ),
+    # Thinking [SDK thinking_config_*_param.py; REC]
+    (
+        "thinking-tag",
+        with_(thinking={"type": "on"}),
+        "thinking: Input tag 'on' found using 'type' does not match any of the expected tags:"
+        " 'enabled', 'disabled', 'between_tools', 'adaptive'",
+    ),
+    (
+        "thinking-budget-required",
+        with_(thinking={"type": "enabled"}),
+        "thinking.enabled.budget_tokens: Field required",
+    ),
+    (
+        "thinking-budget-minimum",
+        with_(thinking={"type": "enabled", "budget_tokens": 1000}),
+        "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+    ),
+    (
+        "thinking-budget-below-max-tokens",
+        with_(thinking={"type": "enabled", "budget_tokens": 2048}),
+        "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our"
+        " documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+        "#max-tokens-and-context-window-size",
+    ),
+    (
+        "thinking-extra",
+        with_(thinking={"type": "disabled", "budget_tokens": 2000}),
+        "thinking.disabled.budget_tokens: Extra inputs are not permitted",
+    ),
+    # Tools [SDK tool_param.py, tool_union_param.py; REC]
+    ("tools-list", with_(tools={"name": "x"}), "tools: Input should be a valid list"),
+    (
+        "tool-input-schema-required",
+        with_(tools=[{"name": "lookup"}]),
+        "tools.0.custom.input_schema: Field required",
+    ),
+    (
+        "tool-name-required",
+        with_(tools=[{"input_schema": {"type": "object"}}]),
+        "tools.0.custom.name: Field required",
+    ),
+    (
+        "tool-name-pattern",
+        with_(tools=[{**TOOL, "name": "caldav.list"}]),
+        "tools.0.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'",
+    ),
+    (
+        "tool-name-length",
+        with_(tools=[{**TOOL, "name": "x" * 129}]),
+        "tools.0.custom.name: String should have at most 128 characters",
+    ),
+    (
+        "tool-schema-object",
+        with_(tools=[{**TOOL, "input_schema": {"type": "array"}}]),
+        "tools.0.custom.input_schema.type: Input should be 'object'",
+    ),
+    (
+        "tool-extra-field",
+        with_(tools=[{**TOOL, "parameters": {}}]),
+        "tools.0.custom.parameters: Extra inputs are not permitted",
+    ),
+    ("tool-names-unique", with_(tools=[TOOL, TOOL]), "tools: Tool names must be unique."),
+    (
+        "tool-server-type",
+        with_(tools=[{"type": "web_search_2020", "name": "web_search"}]),
+        "tools.0: Input tag 'web_search_2020' found using 'type' does not match any of the"
+        " expected tags: 'custom', ",
+    ),
+    # tool_choice [SDK tool_choice_*_param.py]
+    (
+        "tool-choice-tag",
+        with_(tools=[TOOL], tool_choice={"type": "required"}),
+        "tool_choice: Input tag 'required' found using 'type' does not match any of the expected"
+        " tags: 'auto', 'any', 'tool', 'none'",
+    ),
+    (
+        "tool-choice-needs-tools",
+        with_(tool_choice={"type": "any"}),
+        "tool_choice: tool_choice.type 'any' may only be specified while providing tools",
+    ),
+    (
+        "tool-choice-name-required",
+        with_(tools=[TOOL], tool_choice={"type": "tool"}),
+        "tool_choice.tool.name: Field required",
+    ),
+    (
+        "tool-choice-known-tool",
+        with_(tools=[TOOL], tool_choice={"type": "tool", "name": "other"}),
+        "tool_choice: tool 'other' is not one of the provided tools",
+    ),
+    # Messages [SDK message_param.py; REC]
+    ("messages-required", with_(messages=_DROP), "messages: Field required"),
+    ("messages-list", with_(messages="Hi"), "messages: Input should be a valid list"),
+    ("messages-non-empty", messages(), "messages: at least one message is required"),
+    ("message-object", messages("Hi"), "messages.0: Input should be a valid dictionary"),
+    ("message-role-required", messages({"content": "Hi"}), "messages.0.role: Field required"),
+    (
+        "message-role-literal",
+        messages({"role": "tool", "content": "Hi"}),
+        "messages.0.role: Input should be 'user' or 'assistant'",
+    ),
+    (
+        "message-role-system",
+        messages({"role": "system", "content": "Be brief"}, user("Hi")),
+        'messages: Unexpected role "system". The Messages API accepts a top-level `system`'
+        ' parameter, not "system" as an input message role.',
+    ),
+    (
+        "message-extra",
+        messages({"role": "user", "content": "Hi", "name": "bob"}),
+        "messages.0.name: Extra inputs are not permitted",
+    ),
+    (
+        "message-content-type",
+        messages(user(42)),
+        "messages.0.content: Input should be a valid string or a valid list",
+    ),
+    (
+        "message-content-non-empty",
+        messages(user(""), assistant("ok"), user("Hi")),
+        "messages.0: all messages must have non-empty content except for the optional final"
+        " assistant message",
+    ),
+    # Content blocks [SDK *_block_param.py; REC]
+    (
+        "block-type-required",
+        messages(user([{"text": "Hi"}])),
+        "messages.0.content.0.type: Field required",
+    ),
+    (
+        "block-type-known",
+        messages(user([{"type": "video", "url": "x"}])),
+        "messages.0.content.0: Input tag 'video' found using 'type' does not match any of the"
+        " expected tags: 'text', ",
+    ),
+    (
+        "block-field-required",
+        messages(user([{"type": "image"}])),
+        "messages.0.content.0.image.source: Field required",
+    ),
+    (
+        "block-field-type",
+        messages(user([{"type": "text", "text": 5}])),
+        "messages.0.content.0.text.text: Input should be a valid string",
+    ),
+    (
+        "block-extra-field",
+        messages(
+            user("Hi"),
+            assistant(
+                [{"type": "tool_use", "id": "toolu_a", "name": "n", "input": {}, "text": "x"}]
+            ),
+        ),
+        "messages.1.content.0.tool_use.text: Extra inputs are not permitted",
+    ),
+    (
+        "tool-use-id-pattern",
+        messages(user("Hi"), assistant([{"type": "tool_use", "id": "", "name": "n", "input": {}}])),
+        "messages.1.content.0.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'",
+    ),
+    (
+        "block-cache-control",
+        messages(
+            user(
+                [
+                    {
+                        "type": "text",
+                        "text": "Hi",
+                        "cache_control": {"type": "ephemeral", "ttl": "2h"},
+                    }
+                ]
+            )
+        ),
+        "messages.0.content.0.text.cache_control.ttl: Input should be '5m' or '1h'",
+    ),
+    (
+        "tool-result-content",
+        lambda: tool_loop({**result(), "content": 42}),
+        "messages.2.content.0.tool_result.content: Input should be a valid string or a valid list",
+    ),
+    (
+        "text-non-empty",
+        messages(user([{"type": "text", "text": ""}])),
+        "messages: text content blocks must be non-empty",
+    ),
+    (
+        "text-non-whitespace",
+        messages(user("   ")),
+        "messages: text content blocks must contain non-whitespace text",
+    ),
+    # The conversation [REC]
+    (
+        "tool-result-unmatched",
+        messages(user([{"type": "text", "text": "Hi"}, result("toolu_x")])),
+        f"messages.0.content.1: {UNMATCHED}",
+    ),
+    (
+        "tool-result-wrong-id",
+        lambda: tool_loop(result("toolu_a"), result("toolu_x")),
+        f"messages.2.content.1: {UNMATCHED}",
+    ),
+    (
+        "tool-use-unanswered",
+        lambda: tool_loop({"type": "text", "text": "never mind"}),
+        "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after:"
+        " toolu_a. Each `tool_use` block must have a corresponding `tool_result` block in the next"
+        " message.",
+    ),
+    (
+        "tool-use-final",
+        messages(
+            user("Hi"), assistant([{"type": "tool_use", "id": "toolu_a", "name": "n", "input": {}}])
+        ),
+        "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after:"
+        " toolu_a. Each `tool_use` block must have a corresponding `tool_result` block in the next"
+        " message.",
+    ),
+    (
+        "tool-results-first",
+        lambda: tool_loop({"type": "text", "text": "here"}, result()),
+        "messages.2: Did not find 1 `tool_result` block(s) at the beginning of this message."
+        " Messages following `tool_use` blocks must begin with a matching number of `tool_result`"
+        " blocks.",
+    ),
+    (
+        "tool-use-ids-unique",
+        messages(
+            user("Hi"),
+            assistant([{"type": "tool_use", "id": "toolu_a", "name": "n", "input": {}}]),
+            user([result()]),
+            assistant([{"type": "tool_use", "id": "toolu_a", "name": "n", "input": {}}]),
+            user([result()]),
+        ),
+        "messages.3.content.0: `tool_use` ids must be unique",
+    ),
+    (
+        "prefill-trailing-whitespace",
+        messages(user("Hi"), assistant("The answer is ")),
+        "messages: final assistant content cannot end with trailing whitespace",
+    ),
+    (
+        "prefill-thinking-disabled",
+        messages(user("Hi"), assistant([{"type": "thinking", "thinking": "hm", "signature": "s"}])),
+        "messages.1.content.0: When thinking is disabled, an `assistant` message in the final"
+        " position cannot contain `thinking`. To use thinking blocks, enable `thinking` in your"
+        " request.",
+    ),
+    (
+        "thinking-final-assistant-first",
+        lambda: {**tool_loop(result()), "thinking": {"type": "enabled", "budget_tokens": 1024}},
+        "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found"
+        " `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a"
+        " thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We"
+        " recommend you include thinking blocks from previous turns. To avoid this requirement,"
+        " disable `thinking`. Please consult our documentation at"
+        " https://docs.claude.com/en/docs/build-with-claude/extended-thinking",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), [pytest.param(b, m, id=i) for i, b, m in BODY_RULES])
+def test_each_rule_refuses_with_the_real_status_type_and_message(
+    build: Callable[[], dict[str, Any]], message: str
+) -> None:
+    refusal = check_messages_request(build(), HEADERS)
+    assert refusal is not None
+    assert (refusal.status, refusal.error_type) == (400, BAD)
+    if message.endswith(", "):  # a long list of tags: its start is the point
+        assert refusal.message.startswith(message), refusal.message
+    else:
+        assert refusal.message == message
+
+
+VALID_CASES: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+    ("plain", valid),
+    ("assistant-first", messages(assistant("Hi, how can I help?"), user("Hello"))),
+    ("consecutive-user-turns", messages(user("Hello"), user("again"))),
+    ("prefill", messages(user("Hi"), assistant("The answer is"))),
+    ("empty-final-assistant", messages(user("Hi"), assistant(""))),
+    ("tool-loop", lambda: tool_loop(result())),
+    ("tool-loop-text-after-results", lambda: tool_loop(result(), {"type": "text", "text": "ok"})),
+    (
+        "tool-results-in-consecutive-users",
+        lambda: {
+            **tool_loop(result()),
+            "messages": [*tool_loop(result())["messages"], user("and?")],
+        },
+    ),
+    ("max-tokens-zero", with_(max_tokens=0)),
+    ("thinking", with_(thinking={"type": "enabled", "budget_tokens": 1024})),
+    (
+        "thinking-tool-loop",
+        lambda: {
+            **tool_loop(result(), thinking=True),
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+        },
+    ),
+    ("adaptive-thinking", with_(thinking={"type": "adaptive"})),
+    ("sampling", with_(temperature=0.0, top_p=1, top_k=5)),
+    ("server-tool", with_(tools=[TOOL, {"type": "web_search_20250305", "name": "web_search"}])),
+    ("tool-choice-tool", with_(tools=[TOOL], tool_choice={"type": "tool", "name": "lookup"})),
+    ("tool-choice-auto-no-tools", with_(tool_choice={"type": "auto"})),
+    (
+        "system-blocks",
+        with_(
+            system=[
+                {
+                    "type": "text",
+                    "text": "Be brief",
+                    "cache_control": {"type": "ephemeral", "ttl": "1h"},
+                }
+            ]
+        ),
+    ),
+    (
+        "reply-content-passed-back",
+        messages(
+            user("Hi"),
+            assistant(
+                [
+                    {"type": "text", "text": "Let me look.", "citations": None},
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_a",
+                        "name": "lookup",
+                        "input": {},
+                        "caller": None,
+                    },
+                ]
+            ),
+            user([result()]),
+        ),
+    ),
+    ("stream-and-metadata", with_(stream=True, metadata={"user_id": None}, stop_sequences=["END"])),
+]
+
+
+@pytest.mark.parametrize(("build"), [pytest.param(b, id=i) for i, b in VALID_CASES])
+def test_what_the_real_api_accepts_passes(build: Callable[[], dict[str, Any]]) -> None:
+    assert check_messages_request(build(), HEADERS) is None
+
+
+def test_the_checks_do_not_change_the_body() -> None:
+    body = tool_loop(result())
+    before = copy.deepcopy(body)
+    check_messages_request(body, HEADERS)
+    assert body == before
+
+
+def test_max_tokens_above_the_models_output_limit_is_refused() -> None:
+    body = {**valid(), "max_tokens": 10**9}
+    refusal = check_messages_request(body, HEADERS, max_output_tokens=64_000)
+    assert refusal == Refusal(
+        400,
+        BAD,
+        "max_tokens: 1000000000 > 64000, which is the maximum allowed number of output tokens for"
+        " claude-sonnet-4-5",
+    )
+    assert (
+        check_messages_request({**valid(), "max_tokens": 64_000}, HEADERS, max_output_tokens=64_000)
+        is None
+    )
+
+
+def test_interleaved_thinking_lets_the_budget_exceed_max_tokens() -> None:
+    body = {**valid(), "thinking": {"type": "enabled", "budget_tokens": 4096}}
+    assert check_messages_request(body, HEADERS) is not None
+    beta = {**HEADERS, "anthropic-beta": "interleaved-thinking-2025-05-14"}
+    assert check_messages_request(body, beta) is None
+
+
+def test_beta_fields_only_on_the_beta_endpoint() -> None:
+    body = {**valid(), "context_management": {"edits": []}}
+    refusal = check_messages_request(body, HEADERS)
+    assert refusal is not None
+    assert refusal.message == "context_management: Extra inputs are not permitted"
+    assert check_messages_request(body, HEADERS, beta=True) is None
+
+
+# -- headers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param(
+            {"anthropic-version": "2023-06-01"},
+            Refusal(401, "authentication_error", "x-api-key header is required"),
+            id="no-credential",
+        ),
+        pytest.param(
+            {"x-api-key": " ", "anthropic-version": "2023-06-01"},
+            Refusal(401, "authentication_error", "x-api-key header is required"),
+            id="blank-key",
+        ),
+        pytest.param(
+            {"Authorization": "Basic abc", "anthropic-version": "2023-06-01"},
+            Refusal(401, "authentication_error", "x-api-key header is required"),
+            id="not-bearer",
+        ),
+        pytest.param(
+            {"X-Api-Key": "sk-test"},
+            Refusal(400, BAD, "anthropic-version: header is required"),
+            id="no-version",
+        ),
+        pytest.param(
+            {"Authorization": "Bearer tok", "Anthropic-Version": "2023-06-01"}, None, id="bearer"
+        ),
+        pytest.param(HEADERS, None, id="api-key"),
+    ],
+)
+def test_header_rules(headers: dict[str, str], expected: Refusal | None) -> None:
+    assert check_headers(headers) == expected
+    assert check_messages_request(valid(), headers) == expected
+
+
+def test_credentials_are_checked_before_the_body() -> None:
+    refusal = check_messages_request({"foo": 1}, {})
+    assert refusal is not None
+    assert refusal.status == 401
+
+
+# -- the body itself --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b"{nope", "invalid JSON body: ", id="invalid-json"),
+        pytest.param(b"[1, 2]", "the request body must be a JSON object", id="not-an-object"),
+    ],
+)
+def test_body_level_errors(content: bytes, message: str) -> None:
+    refusal = parse_body(content)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.status, refusal.error_type) == (400, BAD)
+    assert refusal.message.startswith(message)
+
+
+def test_a_json_object_body_parses() -> None:
+    assert parse_body(b'{"model": "m"}') == {"model": "m"}
+
+
+# -- count_tokens -----------------------------------------------------------------------------
+
+
+def test_count_tokens_takes_the_fields_without_max_tokens() -> None:
+    body = valid()
+    refusal = check_count_tokens_request(body, HEADERS)
+    assert refusal == Refusal(400, BAD, "max_tokens: Extra inputs are not permitted")
+    del body["max_tokens"]
+    assert check_count_tokens_request(body, HEADERS) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("stream", True), ("metadata", {}), ("stop_sequences", []), ("service_tier", "auto")],
+)
+def test_count_tokens_refuses_create_only_fields(field: str, value: Any) -> None:
+    body = {**valid(), field: value}
+    del body["max_tokens"]
+    refusal = check_count_tokens_request(body, HEADERS)
+    assert refusal == Refusal(400, BAD, f"{field}: Extra inputs are not permitted")
+
+
+def test_count_tokens_applies_the_conversation_rules() -> None:
+    body = tool_loop(result("toolu_x"))
+    del body["max_tokens"]
+    refusal = check_count_tokens_request(body, HEADERS)
+    assert refusal is not None
+    assert refusal.message == f"messages.2.content.0: {UNMATCHED}"
+    budget = {**valid(), "thinking": {"type": "enabled", "budget_tokens": 512}}
+    del budget["max_tokens"]
+    refusal = check_count_tokens_request(budget, HEADERS)
+    assert refusal is not None
+    assert (
+        refusal.message
+        == "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    )
+    assert check_count_tokens_request(budget, {}) == Refusal(
+        401, "authentication_error", "x-api-key header is required"
+    )
