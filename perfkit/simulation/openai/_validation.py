@@ -1,0 +1,259 @@
+"""Request validation for the simulated Chat Completions API: what the real API refuses
+with 400 ``invalid_request_error``, with its messages, ``param`` and ``code``.
+
+Sources, rule by rule: the parameters the installed SDK sends
+(``openai/types/chat/completion_create_params.py``) and their docstrings ("Up to 4
+sequences" for ``stop``, "Only set this when you set ``stream: true``" for
+``stream_options``); the wording of the API's answers as users recorded them in issue
+threads: "Invalid 'messages': empty array. Expected an array with minimum length 1, but
+got an empty array instead." (code ``empty_array``), "Missing required parameter:
+'messages'." (``missing_required_parameter``), "Invalid parameter: messages with role
+'tool' must be a response to a preceeding message with 'tool_calls'." (param
+``messages.[N].role``), "Invalid parameter: 'tool_call_id' of '...' not found in
+'tool_calls' of previous message.", and "An assistant message with 'tool_calls' must be
+followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids
+did not have response messages: ...".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+"""The roles the API accepts, in the order its ``invalid_value`` message lists them
+(``function`` is the deprecated one; the SDK still has its message type)."""
+
+PARAMETERS = frozenset(
+    {
+        "audio",
+        "frequency_penalty",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "messages",
+        "metadata",
+        "modalities",
+        "model",
+        "moderation",
+        "n",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "stop",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
+    }
+)
+"""Every top-level parameter of ``chat.completions.create`` in the installed SDK."""
+
+MAX_STOP_SEQUENCES = 4
+
+
+@dataclass(frozen=True)
+class RequestError:
+    """A request the API refuses: the fields of its error body, and the status."""
+
+    message: str
+    param: str | None = None
+    code: str | None = None
+    status: int = 400
+    type: str = "invalid_request_error"
+
+
+def validate(body: Mapping[str, Any]) -> RequestError | None:
+    """The first rule ``body`` breaks, or None if the API would accept it."""
+    return next(_problems(body), None)
+
+
+def _problems(body: Mapping[str, Any]) -> Iterator[RequestError]:
+    for name in body:
+        if name not in PARAMETERS:
+            yield RequestError(f"Unrecognized request argument supplied: {name}")
+    if not body.get("model"):
+        yield RequestError("you must provide a model parameter")
+    yield from _check_messages(body.get("messages"))
+    yield from _check_options(body)
+
+
+def _check_messages(messages: Any) -> Iterator[RequestError]:
+    if messages is None:
+        yield _missing("messages")
+        return
+    if not isinstance(messages, list):
+        yield _wrong_type("messages", "an array", messages)
+        return
+    if not messages:
+        yield RequestError(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+            "but got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
+        return
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            yield _wrong_type(where, "an object", message)
+            return
+        role = message.get("role")
+        if role is None:
+            yield _missing(f"{where}.role")
+            return
+        if role not in ROLES:
+            supported = ", ".join(f"'{name}'" for name in ROLES[:-1])
+            yield RequestError(
+                f"Invalid value: {_quote(role)}. Supported values are: {supported}, "
+                f"and '{ROLES[-1]}'.",
+                param=f"{where}.role",
+                code="invalid_value",
+            )
+            return
+        if role == "tool" and "tool_call_id" not in message:
+            yield _missing(f"{where}.tool_call_id")
+            return
+        for number, call in enumerate(message.get("tool_calls") or ()):
+            if not isinstance(call, dict) or not call.get("id"):
+                yield _missing(f"{where}.tool_calls[{number}].id")
+                return
+    yield from _check_tool_pairing(messages)
+
+
+def _check_tool_pairing(messages: list[dict[str, Any]]) -> Iterator[RequestError]:
+    """Each tool message answers a call of the assistant message before the run of tool
+    messages it is in, and every call of that assistant message is answered there."""
+    pending: dict[str, None] = {}  # the calls of the open assistant turn, in order
+    called: set[str] = set()
+    opened_at: int | None = None  # the index of the assistant message with tool_calls
+    for index, message in enumerate(messages):
+        role = message["role"]
+        if role == "tool":
+            if opened_at is None:
+                yield RequestError(
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",
+                    param=f"messages.[{index}].role",
+                )
+                return
+            call_id = message["tool_call_id"]
+            if call_id not in called:
+                yield RequestError(
+                    f"Invalid parameter: 'tool_call_id' of {_quote(call_id)} not found in "
+                    "'tool_calls' of previous message.",
+                    param=f"messages.[{index}].tool_call_id",
+                )
+                return
+            pending.pop(call_id, None)
+            continue
+        if opened_at is not None and pending:
+            yield _unanswered(opened_at, pending)
+            return
+        ids = [call["id"] for call in message.get("tool_calls") or ()]
+        opened_at = index if role == "assistant" and ids else None
+        pending, called = dict.fromkeys(ids), set(ids)
+    if opened_at is not None and pending:
+        yield _unanswered(opened_at, pending)
+
+
+def _unanswered(index: int, pending: dict[str, None]) -> RequestError:
+    return RequestError(
+        "An assistant message with 'tool_calls' must be followed by tool messages responding "
+        "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+        + ", ".join(pending),
+        param=f"messages.[{index}].role",
+    )
+
+
+def _check_options(body: Mapping[str, Any]) -> Iterator[RequestError]:
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        yield _wrong_type("stream", "a boolean", stream)
+    if body.get("stream_options") is not None and not stream:
+        yield RequestError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            yield _wrong_type(name, "an integer", value)
+        elif value < 1:
+            yield RequestError(
+                f"Invalid '{name}': integer below minimum value. Expected a value >= 1, "
+                f"but got {value} instead.",
+                param=name,
+                code="integer_below_min_value",
+            )
+    stop = body.get("stop")
+    if isinstance(stop, list) and len(stop) > MAX_STOP_SEQUENCES:
+        yield RequestError(
+            f"Invalid 'stop': array too long. Expected an array with maximum length "
+            f"{MAX_STOP_SEQUENCES}, but got an array with length {len(stop)} instead.",
+            param="stop",
+            code="array_above_max_length",
+        )
+    n = body.get("n")
+    if n is not None and n != 1:
+        yield RequestError(
+            f"n={n!r} is not supported by the simulator: it renders one choice per "
+            "request (n=1). Ask for one choice, or send n requests.",
+            param="n",
+            code="unsupported_value",
+        )
+
+
+def _missing(param: str) -> RequestError:
+    return RequestError(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
+def _wrong_type(param: str, expected: str, value: Any) -> RequestError:
+    return RequestError(
+        f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _quote(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else repr(value)

@@ -1,0 +1,463 @@
+"""Tests of the simulated OpenAI Chat Completions API: its wire format (compared with
+streams recorded from the real API), its request validation, and the official openai
+SDK served by it on the simulator's clock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from perfkit.simulation._latency import LLMLatency
+from perfkit.simulation.openai._validation import RequestError, validate
+from perfkit.simulation.openai._wire import (
+    RenderedCompletion,
+    count_prompt_tokens,
+    render,
+    stream_chunks,
+)
+from perfkit.simulation.server import Reply, TextBlock, ToolUseBlock, count_tokens
+
+RECORDINGS = Path(__file__).parent / "data" / "openai_recordings"
+ADDED_SINCE_RECORDED = {"service_tier", "usage"}
+"""Chunk fields the SDK's ChatCompletionChunk documents that the 2024 recordings lack."""
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "What's the weather like in SF?"}],
+    }
+    request.update(overrides)
+    return request
+
+
+def completion(reply: Reply, **overrides: Any) -> RenderedCompletion:
+    return render(reply, body(**overrides), completion_id="chatcmpl-sim000001", created=1)
+
+
+def events(data: bytes) -> list[Any]:
+    """The ``data:`` payloads of a stream, JSON decoded ("[DONE]" kept as the string)."""
+    assert data.endswith(b"\n\n")
+    payloads = []
+    for frame in data.decode().split("\n\n")[:-1]:
+        assert frame.startswith("data: ")
+        assert "\n" not in frame
+        payload = frame.removeprefix("data: ")
+        payloads.append(payload if payload == "[DONE]" else json.loads(payload))
+    return payloads
+
+
+def streamed(rendered: RenderedCompletion, **options: Any) -> list[Any]:
+    plan = LLMLatency().plan(rendered.completion_tokens)
+    stream = stream_chunks(rendered, plan, **options)
+    return events(b"".join(data for _, data in stream.chunks))
+
+
+def recorded(name: str) -> list[Any]:
+    return events((RECORDINGS / name).read_bytes())
+
+
+def shape(value: Any) -> Any:
+    """The structure of a JSON value: keys in order and value types, not the values."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(item) for item in value[:1]]
+    return type(value).__name__
+
+
+def without_additions(chunk: Any) -> Any:
+    if isinstance(chunk, dict):
+        return {key: value for key, value in chunk.items() if key not in ADDED_SINCE_RECORDED}
+    return chunk
+
+
+# -- the wire format, against the recordings --------------------------------------------
+
+
+def test_a_text_stream_has_the_recorded_structure() -> None:
+    mine = streamed(completion(Reply.text("I'm unable to help")), include_usage=True)
+    real = recorded("text_stream.txt")
+    # first chunk, content chunks, the finishing chunk, the usage chunk, [DONE]
+    assert [shape(without_additions(c)) for c in mine[:2]] == [shape(c) for c in real[:2]]
+    assert shape(without_additions(mine[-3])) == shape(real[-3])
+    assert mine[-1] == real[-1] == "[DONE]"
+    assert mine[-2]["choices"] == real[-2]["choices"] == []
+    assert set(real[-2]["usage"]) <= set(mine[-2]["usage"])
+    assert mine[0]["choices"][0]["delta"] == real[0]["choices"][0]["delta"]
+    assert mine[-3]["choices"][0]["delta"] == {}
+    assert mine[-3]["choices"][0]["finish_reason"] == ("stop")
+
+
+def test_a_tool_call_stream_has_the_recorded_structure() -> None:
+    reply = Reply.tool_use("get_weather", {"city": "New York City"}, id="call_5uxEBMFy")
+    mine = streamed(completion(reply), include_usage=True)
+    real = recorded("tool_call_stream.txt")
+    first, real_first = mine[0]["choices"][0]["delta"], real[0]["choices"][0]["delta"]
+    assert shape(first) == shape(real_first)
+    assert first["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": ""}
+    assert shape(without_additions(mine[1])) == shape(real[1])
+    finish_reasons = [chunk["choices"][0]["finish_reason"] for chunk in mine[:-2]]
+    assert finish_reasons == [None] * (len(mine) - 3) + ["tool_calls"]
+    assert shape(without_additions(mine[-3])) == shape(real[-3])
+    pieces = [
+        c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for c in mine[1:-3]
+    ]
+    assert json.loads("".join(pieces)) == {"city": "New York City"}
+
+
+def test_every_chunk_parses_as_the_sdks_chunk_and_the_body_as_its_completion() -> None:
+    reply = Reply.tool_use("get_weather", {"city": "Paris"}, text="Let me look.")
+    rendered = completion(reply)
+    parsed = ChatCompletion.model_validate(rendered.to_json())
+    assert parsed.choices[0].message.content == "Let me look."
+    assert parsed.choices[0].message.tool_calls is not None
+    assert parsed.choices[0].message.tool_calls[0].function.arguments == '{"city": "Paris"}'
+    assert parsed.choices[0].finish_reason == "tool_calls"
+    assert parsed.usage is not None
+    assert parsed.usage.completion_tokens == reply.output_tokens
+    for chunk in streamed(rendered, include_usage=True)[:-1]:
+        ChatCompletionChunk.model_validate(chunk)
+
+
+def test_usage_null_on_every_chunk_and_a_usage_chunk_only_with_include_usage() -> None:
+    rendered = completion(Reply.text("One two three"))
+    with_usage = streamed(rendered, include_usage=True)
+    without = streamed(rendered)
+    assert all(chunk["usage"] is None for chunk in with_usage[:-2])
+    assert with_usage[-2]["usage"]["completion_tokens"] == 3
+    assert all("usage" not in chunk for chunk in without[:-1])
+    assert len(with_usage) == len(without) + 1
+
+
+def test_a_tool_call_without_text_has_null_content_and_one_after_text_streams_its_header() -> None:
+    only_call = completion(Reply.tool_use("lookup", {"q": "x"}))
+    assert only_call.message()["content"] is None
+    after_text = streamed(completion(Reply.tool_use("lookup", {"q": "x"}, text="Sure.")))
+    header_chunk = after_text[2]["choices"][0]["delta"]["tool_calls"][0]
+    assert header_chunk == {
+        "index": 0,
+        "id": "call_sim000001_0",
+        "type": "function",
+        "function": {"name": "lookup", "arguments": ""},
+    }
+
+
+def test_two_tool_calls_are_indexed_in_order() -> None:
+    reply = Reply(ToolUseBlock("a", {"x": 1}), ToolUseBlock("b", {"y": 2}))
+    chunks = streamed(completion(reply))
+    indexes = [
+        call["index"]
+        for chunk in chunks[1:-2]
+        for call in chunk["choices"][0]["delta"].get("tool_calls", [])
+    ]
+    assert indexes[0] == 0
+    assert indexes[-1] == 1
+    assert sorted(indexes) == indexes
+    assert [call["id"] for call in completion(reply).message()["tool_calls"]] == [
+        "call_sim000001_0",
+        "call_sim000001_1",
+    ]
+
+
+# -- timing -----------------------------------------------------------------------------
+
+
+def test_the_first_token_waits_ttft_after_the_response_starts_then_one_gap_per_token() -> None:
+    rendered = completion(Reply.of_tokens(10))
+    plan = LLMLatency(ttft=0.3, per_token=0.02, connect=0.1).plan(rendered.completion_tokens)
+    stream = stream_chunks(rendered, plan)
+    waits = [wait for wait, _ in stream.chunks]
+    assert waits == [0.0, 0.3, *[0.02] * 9, 0.0]
+    assert stream.tokens == [0, *range(1, 11), 10]
+
+
+# -- max tokens, stop sequences ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["max_completion_tokens", "max_tokens"])
+def test_output_beyond_the_budget_is_cut_with_finish_reason_length(name: str) -> None:
+    rendered = completion(Reply.of_tokens(10), **{name: 4})
+    assert rendered.content == "token token token token"
+    assert rendered.finish_reason == "length"
+    assert rendered.usage()["completion_tokens"] == 4
+
+
+def test_max_completion_tokens_wins_over_max_tokens() -> None:
+    rendered = completion(Reply.of_tokens(10), max_completion_tokens=3, max_tokens=6)
+    assert rendered.completion_tokens == 3
+
+
+def test_a_tool_call_cut_by_the_budget_keeps_the_arguments_that_fit_streamed_or_not() -> None:
+    reply = Reply.tool_use("lookup", {"query": "a b c d e f"})
+    rendered = completion(reply, max_completion_tokens=3)
+    arguments = rendered.message()["tool_calls"][0]["function"]["arguments"]
+    assert rendered.finish_reason == "length"
+    assert count_tokens(arguments) == 3
+    pieces = [
+        call["function"]["arguments"]
+        for chunk in streamed(rendered)[1:-2]
+        for call in chunk["choices"][0]["delta"].get("tool_calls", [])
+    ]
+    assert "".join(pieces) == arguments
+
+
+def test_a_budget_spent_on_text_drops_the_tool_call() -> None:
+    reply = Reply.tool_use("lookup", {"q": 1}, text="one two three")
+    rendered = completion(reply, max_completion_tokens=3)
+    assert rendered.finish_reason == "length"
+    assert rendered.tool_calls == ()
+
+
+@pytest.mark.parametrize("stop", ["STOP", ["nothing", "STOP"]])
+def test_text_stops_before_a_stop_sequence(stop: str | list[str]) -> None:
+    rendered = completion(Reply.tool_use("t", {}, text="one two STOP three"), stop=stop)
+    assert rendered.content == "one two "
+    assert rendered.finish_reason == "stop"
+    assert rendered.tool_calls == ()
+
+
+def test_usage_counts_the_prompt_with_the_simulators_tokenizer() -> None:
+    request = body(
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hello there"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny and warm"},
+        ]
+    )
+    expected = sum(map(count_tokens, ["Be brief.", "Hello there", "f", "{}", "sunny and warm"]))
+    assert count_prompt_tokens(request) == expected
+    rendered = render(Reply.text("ok"), request, completion_id="chatcmpl-x", created=0)
+    assert rendered.usage()["prompt_tokens"] == expected
+    assert rendered.usage()["total_tokens"] == expected + 1
+    scripted = render(Reply("ok", input_tokens=99), request, completion_id="x", created=0)
+    assert scripted.prompt_tokens == 99
+
+
+def test_text_blocks_join_into_one_content() -> None:
+    rendered = completion(Reply(TextBlock("Hello"), TextBlock(" world")))
+    assert rendered.content == "Hello world"
+
+
+# -- validation -------------------------------------------------------------------------
+
+TOOL_TURN: list[dict[str, Any]] = [
+    {"role": "user", "content": "weather?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+            {"id": "call_b", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_a", "content": "sunny"},
+    {"role": "tool", "tool_call_id": "call_b", "content": "rain"},
+]
+
+INVALID: dict[str, tuple[dict[str, Any], RequestError]] = {
+    "unknown-parameter": (
+        body(temprature=0.5),
+        RequestError("Unrecognized request argument supplied: temprature"),
+    ),
+    "no-model": (
+        {"messages": body()["messages"]},
+        RequestError("you must provide a model parameter"),
+    ),
+    "no-messages": (
+        {"model": "gpt-4o"},
+        RequestError(
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter",
+        ),
+    ),
+    "messages-not-a-list": (
+        body(messages="Hi"),
+        RequestError(
+            "Invalid type for 'messages': expected an array, but got a string instead.",
+            param="messages",
+            code="invalid_type",
+        ),
+    ),
+    "empty-messages": (
+        body(messages=[]),
+        RequestError(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but "
+            "got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        ),
+    ),
+    "message-not-an-object": (
+        body(messages=["Hi"]),
+        RequestError(
+            "Invalid type for 'messages[0]': expected an object, but got a string instead.",
+            param="messages[0]",
+            code="invalid_type",
+        ),
+    ),
+    "no-role": (
+        body(messages=[{"content": "Hi"}]),
+        RequestError(
+            "Missing required parameter: 'messages[0].role'.",
+            param="messages[0].role",
+            code="missing_required_parameter",
+        ),
+    ),
+    "unknown-role": (
+        body(messages=[{"role": "bot", "content": "Hi"}]),
+        RequestError(
+            "Invalid value: 'bot'. Supported values are: 'system', 'assistant', 'user', "
+            "'function', 'tool', and 'developer'.",
+            param="messages[0].role",
+            code="invalid_value",
+        ),
+    ),
+    "tool-message-without-tool-call-id": (
+        body(messages=[*TOOL_TURN[:2], {"role": "tool", "content": "sunny"}]),
+        RequestError(
+            "Missing required parameter: 'messages[2].tool_call_id'.",
+            param="messages[2].tool_call_id",
+            code="missing_required_parameter",
+        ),
+    ),
+    "tool-call-without-id": (
+        body(
+            messages=[
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "tool_calls": [{"type": "function"}]},
+            ]
+        ),
+        RequestError(
+            "Missing required parameter: 'messages[1].tool_calls[0].id'.",
+            param="messages[1].tool_calls[0].id",
+            code="missing_required_parameter",
+        ),
+    ),
+    "tool-message-after-a-user-message": (
+        body(messages=[{"role": "user", "content": "Hi"}, TOOL_TURN[2]]),
+        RequestError(
+            "Invalid parameter: messages with role 'tool' must be a response to a "
+            "preceeding message with 'tool_calls'.",
+            param="messages.[1].role",
+        ),
+    ),
+    "tool-message-answering-an-unknown-call": (
+        body(messages=[*TOOL_TURN[:2], {"role": "tool", "tool_call_id": "call_z", "content": ""}]),
+        RequestError(
+            "Invalid parameter: 'tool_call_id' of 'call_z' not found in 'tool_calls' of "
+            "previous message.",
+            param="messages.[2].tool_call_id",
+        ),
+    ),
+    "unanswered-tool-call": (
+        body(messages=[*TOOL_TURN[:3], {"role": "user", "content": "and?"}]),
+        RequestError(
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+            "response messages: call_b",
+            param="messages.[1].role",
+        ),
+    ),
+    "tool-calls-last-and-unanswered": (
+        body(messages=TOOL_TURN[:2]),
+        RequestError(
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+            "response messages: call_a, call_b",
+            param="messages.[1].role",
+        ),
+    ),
+    "stream-not-a-boolean": (
+        body(stream="yes"),
+        RequestError(
+            "Invalid type for 'stream': expected a boolean, but got a string instead.",
+            param="stream",
+            code="invalid_type",
+        ),
+    ),
+    "stream-options-without-stream": (
+        body(stream_options={"include_usage": True}),
+        RequestError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        ),
+    ),
+    "max-tokens-zero": (
+        body(max_tokens=0),
+        RequestError(
+            "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but "
+            "got 0 instead.",
+            param="max_tokens",
+            code="integer_below_min_value",
+        ),
+    ),
+    "max-completion-tokens-not-an-integer": (
+        body(max_completion_tokens="10"),
+        RequestError(
+            "Invalid type for 'max_completion_tokens': expected an integer, but got a "
+            "string instead.",
+            param="max_completion_tokens",
+            code="invalid_type",
+        ),
+    ),
+    "five-stop-sequences": (
+        body(stop=["a", "b", "c", "d", "e"]),
+        RequestError(
+            "Invalid 'stop': array too long. Expected an array with maximum length 4, but "
+            "got an array with length 5 instead.",
+            param="stop",
+            code="array_above_max_length",
+        ),
+    ),
+    "n-above-one": (
+        body(n=3),
+        RequestError(
+            "n=3 is not supported by the simulator: it renders one choice per request "
+            "(n=1). Ask for one choice, or send n requests.",
+            param="n",
+            code="unsupported_value",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize(("request_body", "expected"), INVALID.values(), ids=INVALID.keys())
+def test_validation_refuses_what_the_api_refuses(
+    request_body: dict[str, Any], expected: RequestError
+) -> None:
+    assert validate(request_body) == expected
+
+
+VALID: dict[str, dict[str, Any]] = {
+    "minimal": body(),
+    "a-whole-tool-turn": body(messages=TOOL_TURN),
+    "every-role": body(
+        messages=[
+            {"role": "developer", "content": "d"},
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "u"},
+            {"role": "assistant", "content": "a"},
+            {"role": "user", "content": "u"},
+        ]
+    ),
+    "streamed-with-usage": body(stream=True, stream_options={"include_usage": True}),
+    "options": body(n=1, max_completion_tokens=5, stop=["a", "b", "c", "d"], temperature=0),
+}
+
+
+@pytest.mark.parametrize("request_body", VALID.values(), ids=VALID.keys())
+def test_validation_accepts_valid_requests(request_body: dict[str, Any]) -> None:
+    assert validate(request_body) is None
