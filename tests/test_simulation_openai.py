@@ -4,14 +4,21 @@ SDK served by it on the simulator's clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from perfkit import VirtualClock
 from perfkit.simulation._latency import LLMLatency
+from perfkit.simulation.openai import DEFAULT_BASE_URL, OpenAISimulator
 from perfkit.simulation.openai._validation import RequestError, validate
 from perfkit.simulation.openai._wire import (
     RenderedCompletion,
@@ -19,7 +26,7 @@ from perfkit.simulation.openai._wire import (
     render,
     stream_chunks,
 )
-from perfkit.simulation.server import Reply, TextBlock, ToolUseBlock, count_tokens
+from perfkit.simulation.server import Fault, Reply, TextBlock, ToolUseBlock, count_tokens
 
 RECORDINGS = Path(__file__).parent / "data" / "openai_recordings"
 ADDED_SINCE_RECORDED = {"service_tier", "usage"}
@@ -461,3 +468,382 @@ VALID: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("request_body", VALID.values(), ids=VALID.keys())
 def test_validation_accepts_valid_requests(request_body: dict[str, Any]) -> None:
     assert validate(request_body) is None
+
+
+# -- the openai SDK, served on the simulator's clock -------------------------------------
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[OpenAISimulator]:
+    with OpenAISimulator(clock=clock) as simulator:
+        yield simulator
+
+
+def sdk(**options: Any) -> openai.OpenAI:
+    return openai.OpenAI(api_key="sk-test", **options)
+
+
+def async_sdk(**options: Any) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(api_key="sk-test", **options)
+
+
+def ask(question: str = "Hi", **overrides: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": question}], **overrides}
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def test_the_sync_client_gets_a_completion_at_the_modeled_time(
+    sim: OpenAISimulator, clock: VirtualClock
+) -> None:
+    sim.latency = LLMLatency(ttft=0.3, per_token=0.02)
+    sim.enqueue(Reply.of_tokens(10))
+    with sdk() as client:
+        start = clock.now()
+        completion = client.chat.completions.create(**ask())
+        assert clock.elapsed(start) == 0.48  # 0.3 + 9 x 0.02
+    assert completion.choices[0].message.content == " ".join(["token"] * 10)
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.id == "chatcmpl-sim000000"
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (1, 10)
+    assert completion._request_id == "req_sim000000"
+    assert sim.last_request.url == "https://api.openai.com/v1/chat/completions"
+    assert sim.last_request.duration == 0.48
+    assert sim.output_tokens == 10
+
+
+def test_the_async_client_gets_a_completion_at_the_modeled_time(
+    sim: OpenAISimulator, clock: VirtualClock
+) -> None:
+    sim.latency = LLMLatency(ttft=0.3, per_token=0.02)
+
+    async def main() -> tuple[list[str | None], float]:
+        async with async_sdk() as client:
+            start = clock.now()
+            completions = await asyncio.gather(
+                *(client.chat.completions.create(**ask(f"question {n}")) for n in range(3))
+            )
+            return [c.choices[0].message.content for c in completions], clock.elapsed(start)
+
+    contents, elapsed = clock.run(main())
+    assert contents == [f"Simulated answer to: question {n}" for n in range(3)]
+    assert elapsed == 0.38  # three at once, 6 tokens each: 0.3 + 5 x 0.02
+    assert sim.call_count == 3
+
+
+@pytest.mark.parametrize("include_usage", [True, False], ids=["with-usage", "without-usage"])
+def test_a_streamed_completion_arrives_token_by_token(
+    sim: OpenAISimulator, clock: VirtualClock, include_usage: bool
+) -> None:
+    sim.latency = LLMLatency(ttft=0.3, per_token=0.02)
+    sim.enqueue(Reply.of_tokens(10))
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    with sdk() as client:
+        start = clock.now()
+        stream = client.chat.completions.create(**ask(stream=True, **options))
+        arrivals, pieces, usages = [], [], []
+        for chunk in stream:
+            arrivals.append(clock.elapsed(start))
+            usages.append(chunk.usage)
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+    assert "".join(pieces) == " ".join(["token"] * 10)
+    content_arrivals = arrivals[1:11]
+    assert content_arrivals[0] == 0.3
+    assert content_arrivals[-1] == 0.48
+    assert arrivals[-1] == 0.48
+    if include_usage:
+        assert usages[-1] is not None
+        assert usages[-1].completion_tokens == 10
+        assert all(usage is None for usage in usages[:-1])
+    else:
+        assert all(usage is None for usage in usages)
+    assert sim.last_request.ttft == 0.3
+    assert sim.last_request.duration == 0.48
+    assert sim.last_request.completed
+
+
+def test_an_async_stream_arrives_on_the_same_schedule(
+    sim: OpenAISimulator, clock: VirtualClock
+) -> None:
+    sim.latency = LLMLatency(ttft=0.3, per_token=0.02)
+    sim.enqueue(Reply.of_tokens(10))
+
+    async def main() -> list[float]:
+        async with async_sdk() as client:
+            start = clock.now()
+            stream = await client.chat.completions.create(**ask(stream=True))
+            return [
+                clock.elapsed(start)
+                async for chunk in stream
+                if chunk.choices and chunk.choices[0].delta.content
+            ]
+
+    arrivals = clock.run(main())
+    assert arrivals == [round(0.3 + n * 0.02, 6) for n in range(10)]
+
+
+def test_a_tool_call_round_trip(sim: OpenAISimulator) -> None:
+    sim.enqueue(Reply.tool_use("get_weather", {"city": "Paris"}, id="call_1"), Reply.text("Sunny."))
+    with sdk() as client:
+        first = client.chat.completions.create(**ask("Weather?", tools=[WEATHER_TOOL]))
+        message = first.choices[0].message
+        assert first.choices[0].finish_reason == "tool_calls"
+        assert message.content is None
+        assert message.tool_calls is not None
+        call = message.tool_calls[0]
+        assert call.type == "function"
+        assert (call.id, call.function.name) == ("call_1", "get_weather")
+        assert json.loads(call.function.arguments) == {"city": "Paris"}
+        messages: list[Any] = [
+            {"role": "user", "content": "Weather?"},
+            message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "22 C, sunny"},
+        ]
+        second = client.chat.completions.create(
+            model="gpt-4o", messages=messages, tools=[WEATHER_TOOL]
+        )
+    assert second.choices[0].message.content == "Sunny."
+    assert [r.status for r in sim.requests] == [200, 200]
+
+
+def test_streamed_tool_call_arguments_arrive_in_pieces(
+    sim: OpenAISimulator, clock: VirtualClock
+) -> None:
+    sim.latency = LLMLatency(ttft=0.5, per_token=0.1)
+    reply = Reply.tool_use("get_weather", {"city": "San Francisco", "unit": "c"}, text="Checking.")
+    sim.enqueue(reply)
+
+    async def main() -> tuple[list[tuple[float, str]], str | None, str | None]:
+        async with async_sdk() as client:
+            start = clock.now()
+            stream = await client.chat.completions.create(
+                **ask("Weather?", tools=[WEATHER_TOOL], stream=True)
+            )
+            pieces, name, finish = [], None, None
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                finish = chunk.choices[0].finish_reason or finish
+                for call in chunk.choices[0].delta.tool_calls or []:
+                    assert call.index == 0
+                    name = call.function.name if call.function and call.function.name else name
+                    if call.function and call.function.arguments:
+                        pieces.append((clock.elapsed(start), call.function.arguments))
+            return pieces, name, finish
+
+    pieces, name, finish = clock.run(main())
+    assert name == "get_weather"
+    assert finish == "tool_calls"
+    assert json.loads("".join(piece for _, piece in pieces)) == {
+        "city": "San Francisco",
+        "unit": "c",
+    }
+    assert len(pieces) > 1
+    # "Checking." is the first token; every argument piece is one more token.
+    assert [at for at, _ in pieces] == [round(0.5 + n * 0.1, 6) for n in range(1, len(pieces) + 1)]
+    assert sim.last_request.output_tokens == reply.output_tokens
+
+
+def test_the_sdks_stream_helper_accumulates_the_completion(sim: OpenAISimulator) -> None:
+    sim.enqueue(Reply.tool_use("get_weather", {"city": "Paris"}, text="Let me check."))
+    with (
+        sdk() as client,
+        client.chat.completions.stream(**ask("Weather?", tools=[WEATHER_TOOL])) as stream,
+    ):
+        final = stream.get_final_completion()
+    message = final.choices[0].message
+    assert message.content == "Let me check."
+    assert message.tool_calls is not None
+    assert json.loads(message.tool_calls[0].function.arguments) == {"city": "Paris"}
+
+
+def test_max_completion_tokens_cuts_the_reply_with_finish_reason_length(
+    sim: OpenAISimulator,
+) -> None:
+    sim.enqueue(Reply.of_tokens(10))
+    with sdk() as client:
+        completion = client.chat.completions.create(**ask(max_completion_tokens=4))
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 4
+
+
+def test_the_default_reply_answers_the_last_user_message(sim: OpenAISimulator) -> None:
+    with sdk() as client:
+        completion = client.chat.completions.create(**ask("How far is the moon?"))
+    assert completion.choices[0].message.content == "Simulated answer to: How far is the moon?"
+
+
+def test_a_base_url_of_an_openai_compatible_endpoint(clock: VirtualClock) -> None:
+    with OpenAISimulator(clock=clock, base_url="http://llm.internal:8000/v1") as sim:
+        with sdk(base_url="http://llm.internal:8000/v1") as client:
+            client.chat.completions.create(**ask())
+        assert sim.last_request.url == "http://llm.internal:8000/v1/chat/completions"
+
+
+# -- request errors and faults through the SDK ------------------------------------------
+
+
+def test_an_invalid_request_is_a_bad_request_error_with_openais_body(sim: OpenAISimulator) -> None:
+    with sdk() as client, pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=[])
+    assert caught.value.status_code == 400
+    assert caught.value.body == {
+        "message": INVALID["empty-messages"][1].message,
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "empty_array",
+    }
+    assert caught.value.code == "empty_array"
+    assert caught.value.param == "messages"
+    assert sim.call_count == 1  # a 400 is not retried
+
+
+def test_a_body_that_is_not_json_gets_openais_parse_error(sim: OpenAISimulator) -> None:
+    with httpx.Client() as client:
+        response = client.post(f"{DEFAULT_BASE_URL}/chat/completions", content=b"{not json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"].startswith("We could not parse the JSON body of your request.")
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", None, None)
+
+
+def test_a_rate_limit_is_retried_after_its_retry_after(
+    sim: OpenAISimulator, clock: VirtualClock
+) -> None:
+    sim.latency = 0.3
+    sim.enqueue(Fault.rate_limit(retry_after=1), Fault.rate_limit(retry_after_ms=2500))
+    wall = time.perf_counter()
+    with sdk() as client:
+        start = clock.now()
+        client.chat.completions.create(**ask())
+        assert clock.elapsed(start) == 3.8
+    assert time.perf_counter() - wall < 3.5  # time.sleep was not really called
+    assert [r.status for r in sim.requests] == [429, 429, 200]
+    assert [r.retry_count for r in sim.requests] == [0, 1, 2]
+    assert [r.sent_at for r in sim.requests] == [0.0, 1.0, 3.5]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "body"),
+    [
+        (
+            Fault.rate_limit(retry_after=1),
+            openai.RateLimitError,
+            {"type": "requests", "code": "rate_limit_exceeded"},
+        ),
+        (Fault.server_error(), openai.InternalServerError, {"type": "server_error", "code": None}),
+        (
+            Fault.http_error(401, "authentication_error", "Incorrect API key provided"),
+            openai.AuthenticationError,
+            {"type": "invalid_request_error", "code": "invalid_api_key"},
+        ),
+    ],
+    ids=["429", "500", "401"],
+)
+def test_a_fault_is_the_sdks_status_error_with_openais_body(
+    sim: OpenAISimulator,
+    clock: VirtualClock,
+    fault: Fault,
+    error: type[openai.APIStatusError],
+    body: dict[str, Any],
+) -> None:
+    sim.enqueue(fault)
+
+    async def main() -> None:
+        async with async_sdk(max_retries=0) as client:
+            await client.chat.completions.create(**ask())
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        clock.run(main())
+    assert type(caught.value) is error
+    assert caught.value.status_code == fault.status
+    assert caught.value.body == {"message": fault.message, "param": None, **body}
+    assert caught.value.request_id == "req_sim000000"
+    assert dict(fault.headers).items() <= caught.value.response.headers.items()
+
+
+def test_a_server_error_is_retried_with_the_sdks_seeded_backoff(sim: OpenAISimulator) -> None:
+    sim.enqueue(Fault.server_error(503))
+    with sdk() as client:
+        client.chat.completions.create(**ask())
+    failed, succeeded = sim.requests
+    assert (failed.status, succeeded.status, succeeded.retry_count) == (503, 200, 1)
+    # No retry-after: the SDK backs off 0.5 s less up to 25% jitter (seeded).
+    assert 0.375 <= succeeded.sent_at - failed.sent_at <= 0.5
+
+
+def test_a_connection_error_and_a_timeout_in_modeled_time(
+    sim: OpenAISimulator, clock: VirtualClock
+) -> None:
+    sim.latency = LLMLatency(connect=0.25, ttft=1.0)
+    sim.enqueue(Fault.connection_error(), Fault.timeout())
+    with sdk(max_retries=0, timeout=5) as client:
+        start = clock.now()
+        with pytest.raises(openai.APIConnectionError) as connection:
+            client.chat.completions.create(**ask())
+        assert type(connection.value) is openai.APIConnectionError
+        assert clock.elapsed(start) == 0.25
+        with pytest.raises(openai.APITimeoutError):
+            client.chat.completions.create(**ask())
+        assert clock.elapsed(start) == 0.25 + 0.25 + 5.0
+
+
+def test_an_error_in_the_middle_of_a_stream_raises_the_sdks_api_error(
+    sim: OpenAISimulator,
+) -> None:
+    sim.enqueue(Fault.stream_error(after_tokens=3, reply=Reply.of_tokens(10)))
+    pieces: list[str] = []
+
+    def read(stream: Iterable[ChatCompletionChunk]) -> None:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+
+    with sdk() as client:
+        stream = client.chat.completions.create(**ask(stream=True))
+        with pytest.raises(openai.APIError) as caught:
+            read(stream)
+    assert len(pieces) == 3
+    assert caught.value.body == {
+        "message": "Overloaded",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+    assert sim.last_request.output_tokens == 3
+
+
+def test_a_stream_error_on_a_request_not_streamed_is_a_500(sim: OpenAISimulator) -> None:
+    sim.enqueue(Fault.stream_error(after_tokens=3))
+    with sdk(max_retries=0) as client, pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(**ask())
+    assert caught.value.body == {
+        "message": "The server had an error while processing your request. Sorry about that!",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+
+
+def test_the_same_core_modeled_connections(clock: VirtualClock) -> None:
+    with OpenAISimulator(clock=clock, handshake=0.1, latency=0.2) as sim, sdk() as client:
+        start = clock.now()
+        for _ in range(3):
+            client.chat.completions.create(**ask())
+        assert clock.elapsed(start) == 0.7  # one handshake, three replies
+        assert sim.connections_opened == 1

@@ -1,0 +1,240 @@
+"""The simulated OpenAI Chat Completions API, on the simulated-server core."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import respx
+
+from perfkit._clock import Clock
+from perfkit.simulation._latency import LatencyModel, LLMLatency
+from perfkit.simulation.openai._validation import RequestError, validate
+from perfkit.simulation.openai._wire import (
+    RenderedCompletion,
+    RenderedStream,
+    error_body,
+    render,
+    stream_chunks,
+    user_texts,
+)
+from perfkit.simulation.server import (
+    DEFAULT_MAX_LOGGED,
+    DELIVERY_KEY,
+    Delivery,
+    Fault,
+    Reply,
+    ScheduledStream,
+    SimRequest,
+    SimulatedServer,
+    tokenize,
+)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+"""The openai SDK's default base URL (``OPENAI_BASE_URL`` unset)."""
+VIRTUAL_EPOCH = 1_767_225_600
+"""``created`` on the virtual clock counts from here (2026-01-01T00:00:00Z), so that the
+same run gives the same bodies; on the real clock it is the Unix time."""
+API_VERSION = "2020-10-01"
+"""The ``openai-version`` header the API sends."""
+
+UNPARSABLE_BODY = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
+    "contact us through our help center at help.openai.com.)"
+)
+SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+
+FAULT_TYPES: dict[str, tuple[str, str | None]] = {
+    "rate_limit_error": ("requests", "rate_limit_exceeded"),
+    "overloaded_error": ("server_error", None),
+    "api_error": ("server_error", None),
+    "authentication_error": ("invalid_request_error", "invalid_api_key"),
+    "permission_error": ("invalid_request_error", None),
+    "not_found_error": ("invalid_request_error", None),
+    "request_too_large": ("invalid_request_error", None),
+}
+"""A :class:`Fault`'s error type (the core's names) -> OpenAI's ``type`` and ``code``: a
+429 says ``"type": "requests", "code": "rate_limit_exceeded"``, a 5xx ``server_error``,
+a wrong key ``invalid_api_key``. Other types are sent as given."""
+
+
+class OpenAISimulator(SimulatedServer):
+    """A simulated OpenAI Chat Completions API for tests and benchmarks.
+
+    It answers ``POST {base_url}/chat/completions`` for the openai SDK (sync and async,
+    streamed or not, with tool calls) and any httpx client, after modeled latency on
+    ``clock``: the same scripts, faults, latency models, modeled connections and request
+    log as :class:`~perfkit.simulation.AnthropicSimulator`.
+
+    >>> import openai
+    >>> from perfkit import VirtualClock
+    >>> clock = VirtualClock()
+    >>> with OpenAISimulator(latency=LLMLatency(ttft=0.3), clock=clock) as sim:
+    ...     sim.enqueue(Reply.text("Hello!"))
+    ...     client = openai.OpenAI(api_key="test")
+    ...     start = clock.now()
+    ...     completion = client.chat.completions.create(
+    ...         model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    ...     client.close()
+    >>> completion.choices[0].message.content, clock.elapsed(start), sim.call_count
+    ('Hello!', 0.3, 1)
+
+    A :class:`Reply`'s text becomes the message's ``content`` and its tool-use blocks its
+    ``tool_calls``. Only ``n=1`` is simulated (a request for more choices gets a 400 that
+    says so); streamed chunks carry no ``obfuscation`` field, as with
+    ``stream_options.include_obfuscation`` false.
+    """
+
+    default_base_url = DEFAULT_BASE_URL
+    sdk_base_clients = ("openai._base_client",)
+
+    def __init__(
+        self,
+        *,
+        latency: LLMLatency | LatencyModel | float = 0.0,
+        clock: Clock | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        seed: int = 0,
+        handshake: LatencyModel | float = 0.0,
+        max_logged: int | None = DEFAULT_MAX_LOGGED,
+    ) -> None:
+        super().__init__(
+            latency=latency,
+            clock=clock,
+            base_url=base_url,
+            seed=seed,
+            handshake=handshake,
+            max_logged=max_logged,
+        )
+        self.completions_route: respx.Route = self.add_route(
+            "POST", "/chat/completions", self._answer_completions, name="chat_completions"
+        )
+
+    # -- the Chat Completions API ----------------------------------------------------
+
+    def _answer_completions(self, logged: SimRequest, request: httpx.Request) -> httpx.Response:
+        problem = RequestError(UNPARSABLE_BODY) if logged.body_error else validate(logged.body)
+        if problem is not None:
+            logged.status = problem.status
+            body = error_body(problem.message, problem.type, param=problem.param, code=problem.code)
+            return self.json_response(problem.status, _dumps(body), logged, delay=0.0)
+        answer = self.next_answer(logged)
+        logged.answer = answer
+        if isinstance(answer, Fault):
+            return self.fault_response(answer, logged, request)
+        return self._reply_response(answer, logged)
+
+    def default_reply(self, body: dict[str, Any]) -> Reply:
+        return default_reply(body)
+
+    def error_body(
+        self, status: int, error_type: str, message: str, logged: SimRequest | None
+    ) -> Any:
+        openai_type, code = FAULT_TYPES.get(error_type, (error_type, None))
+        return error_body(message, openai_type, code=code)
+
+    def base_headers(self, logged: SimRequest | None) -> dict[str, str]:
+        index = logged.index if logged is not None else 0
+        return {"x-request-id": f"req_sim{index:06d}", "openai-version": API_VERSION}
+
+    def _render(self, reply: Reply, logged: SimRequest) -> RenderedCompletion:
+        return render(
+            reply,
+            logged.body,
+            completion_id=f"chatcmpl-sim{logged.index:06d}",
+            created=self._created(),
+        )
+
+    def _created(self) -> int:
+        if self.clock.mode == "virtual":
+            return VIRTUAL_EPOCH + int(self.clock.now())
+        return int(time.time())
+
+    def _reply_response(self, reply: Reply, logged: SimRequest) -> httpx.Response:
+        completion = self._render(reply, logged)
+        plan = (reply.latency or self._latency).plan(completion.completion_tokens)
+        logged.status = 200
+        if not logged.stream:
+            logged.output_tokens = completion.completion_tokens
+            self._log.add_output(completion.completion_tokens)
+            processing = {"openai-processing-ms": str(round(plan.total * 1000))}
+            return self.json_response(
+                200, _dumps(completion.to_json()), logged, delay=plan.total, headers=processing
+            )
+        stream = stream_chunks(completion, plan, include_usage=_include_usage(logged.body))
+        return self._stream_response(logged, plan.connect, stream)
+
+    def _stream_response(
+        self, logged: SimRequest, delay: float, stream: RenderedStream
+    ) -> httpx.Response:
+        delivered = stream.tokens
+        received = 0
+
+        def on_chunk(index: int) -> None:
+            nonlocal received
+            received = delivered[index]
+            if received and logged.first_token_at is None:
+                logged.first_token_at = self.clock.now()
+
+        def on_close(finished: bool) -> None:
+            logged.completed_at = self.clock.now()
+            logged.completed = finished
+            logged.output_tokens = received
+            self._log.add_output(received)
+
+        body = ScheduledStream(stream.chunks, self.clock, on_chunk=on_chunk, on_close=on_close)
+        headers = {
+            **self.base_headers(logged),
+            "content-type": "text/event-stream; charset=utf-8",
+            "openai-processing-ms": str(round(delay * 1000)),
+        }
+        return httpx.Response(
+            200,
+            headers=headers,
+            stream=body,
+            extensions={DELIVERY_KEY: Delivery(self.clock, delay)},
+        )
+
+    def fault_response(
+        self, fault: Fault, logged: SimRequest, request: httpx.Request
+    ) -> httpx.Response:
+        if fault.kind == "stream_error":
+            if not logged.stream:  # not streamed: the error arrives as a 500
+                return super().fault_response(
+                    Fault.http_error(500, "api_error", SERVER_ERROR), logged, request
+                )
+            reply = fault.reply or default_reply(logged.body)
+            completion = self._render(reply, logged)
+            sent = min(fault.after_tokens, completion.completion_tokens)
+            plan = (reply.latency or self._latency).plan(sent + 1)
+            error = FAULT_TYPES.get(fault.error_type, (fault.error_type, None))[0]
+            stream = stream_chunks(
+                completion,
+                plan,
+                include_usage=_include_usage(logged.body),
+                error_after_tokens=sent,
+                error=(error, fault.message),
+            )
+            logged.status = 200
+            return self._stream_response(logged, plan.connect, stream)
+        return super().fault_response(fault, logged, request)
+
+
+def _include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def default_reply(body: dict[str, Any]) -> Reply:
+    """The reply when nothing is scripted: deterministic, and different per question."""
+    question = next(iter(user_texts(body)), "")
+    snippet = "".join(tokenize(question)[:24]).strip()
+    return Reply.text(f"Simulated answer to: {snippet}" if snippet else "Simulated answer.")
