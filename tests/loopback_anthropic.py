@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from perfkit.simulation import LLMLatency, SimRequest, SimulatedAssistant
-from perfkit.simulation._wire import render, stream_chunks
+from perfkit.simulation.anthropic import render, stream_chunks
 
 
 def fake_anthropic_app(assistant: SimulatedAssistant, latency: LLMLatency) -> Starlette:

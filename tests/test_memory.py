@@ -266,7 +266,7 @@ def test_a_simulator_keeps_a_bounded_number_of_failures_and_counts_the_rest() ->
     # An unmatched request (or a failing responder) is kept until taken, with its
     # traceback's frames: a long-running process whose requests keep failing kept all.
     from perfkit._errors import UnmatchedRequestError
-    from perfkit.simulation._intercept import MAX_FAILURES_KEPT
+    from perfkit.simulation.server import MAX_FAILURES_KEPT
 
     simulator = AnthropicSimulator().start()
     with httpx.Client() as client:

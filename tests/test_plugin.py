@@ -340,7 +340,7 @@ def test_the_simulator_stops_after_the_test(project: pytest.Pytester) -> None:
     result = run(
         project,
         """
-from perfkit.simulation._intercept import REGISTRY
+from perfkit.simulation.server import REGISTRY
 
 seen = []
 

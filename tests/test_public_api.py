@@ -125,6 +125,7 @@ EXPECTED_SIMULATION = [
     "SimRequest",
     "SimulatedAssistant",
     "SimulatedNetwork",
+    "SimulatedServer",
     "TextBlock",
     "ToolUseBlock",
     "Uniform",

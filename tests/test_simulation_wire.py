@@ -1,4 +1,4 @@
-"""Tests of perfkit.simulation._wire and _replies: rendering replies, tokens and SSE streams."""
+"""Tests of the Anthropic wire format and the core's replies: rendering, tokens, SSE streams."""
 
 from __future__ import annotations
 
@@ -9,21 +9,21 @@ from typing import Any
 import pytest
 
 from perfkit.simulation._latency import LatencyPlan, LLMLatency
-from perfkit.simulation._replies import (
-    Fault,
-    Reply,
-    TextBlock,
-    ToolUseBlock,
-    count_tokens,
-    tokenize,
-)
-from perfkit.simulation._wire import (
+from perfkit.simulation.anthropic import (
     RenderedMessage,
     count_input_tokens,
     error_body,
     render,
     sse_event,
     stream_chunks,
+)
+from perfkit.simulation.server import (
+    Fault,
+    Reply,
+    TextBlock,
+    ToolUseBlock,
+    count_tokens,
+    tokenize,
 )
 
 Event = tuple[str, dict[str, Any]]

@@ -1,10 +1,9 @@
-"""The simulation layer: a simulated Anthropic API, latency models and Redis for tests."""
+"""The simulation layer: simulated LLM APIs (Anthropic's Messages API on a
+provider-neutral simulated-server core), latency models, a simulated network and Redis
+for tests."""
 
 from __future__ import annotations
 
-from perfkit.simulation._anthropic import AnthropicSimulator, SimRequest, default_reply
-from perfkit.simulation._assistant import SimulatedAssistant
-from perfkit.simulation._intercept import is_loopback
 from perfkit.simulation._latency import (
     Fixed,
     LatencyModel,
@@ -22,12 +21,16 @@ from perfkit.simulation._redis import (
     fake_redis,
     find_redis_server_binary,
 )
-from perfkit.simulation._replies import (
+from perfkit.simulation.anthropic import AnthropicSimulator, SimulatedAssistant, default_reply
+from perfkit.simulation.server import (
     Fault,
     Reply,
+    SimRequest,
+    SimulatedServer,
     TextBlock,
     ToolUseBlock,
     count_tokens,
+    is_loopback,
     tokenize,
 )
 
@@ -46,6 +49,7 @@ __all__ = [
     "SimRequest",
     "SimulatedAssistant",
     "SimulatedNetwork",
+    "SimulatedServer",
     "TextBlock",
     "ToolUseBlock",
     "Uniform",

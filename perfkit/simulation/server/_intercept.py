@@ -25,10 +25,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
-from unittest import mock
 
-import httpcore
-import httpcore2
 import httpx
 import respx
 from respx.models import AllMockedAssertionError, PassThrough
@@ -37,6 +34,7 @@ from perfkit._clock import Clock
 from perfkit._errors import UnmatchedRequestError
 from perfkit._secrets import Secret, hide_secrets, is_secret_name
 from perfkit._url import redact_url
+from perfkit.simulation.server._patches import install_patches
 
 DELIVERY_KEY = "perfkit.delivery"
 """The response extension holding a :class:`Delivery`."""
@@ -202,37 +200,14 @@ class _Registry:
 
 REGISTRY = _Registry()
 
-_FLAVORS: tuple[ModuleType, ...] = (httpcore, httpcore2)
-_POOL_CLASSES: dict[ModuleType, tuple[Any, Any]] = {
-    httpcore: (httpcore.ConnectionPool, httpcore.AsyncConnectionPool),
-    httpcore2: (httpcore2.ConnectionPool, httpcore2.AsyncConnectionPool),
-}
-
 
 def _install_patches() -> ExitStack:
-    stack = ExitStack()
-    for flavor in _FLAVORS:
-        sync_pool, async_pool = _POOL_CLASSES[flavor]
-        stack.enter_context(
-            mock.patch.object(
-                sync_pool, "handle_request", _sync_entry(flavor, sync_pool.handle_request)
-            )
-        )
-        stack.enter_context(
-            mock.patch.object(
-                async_pool,
-                "handle_async_request",
-                _async_entry(flavor, async_pool.handle_async_request),
-            )
-        )
-        for pool_class, name in ((sync_pool, "close"), (async_pool, "aclose")):
-            stack.enter_context(
-                mock.patch.object(pool_class, name, _closing(getattr(pool_class, name)))
-            )
-    return stack
+    return install_patches(
+        {"sync_entry": _sync_entry, "async_entry": _async_entry, "close": _closing}
+    )
 
 
-def _closing(original: Callable[..., Any]) -> Callable[..., Any]:
+def _closing(_flavor: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
     """A pool's ``close`` (or ``aclose``), noting the pool in :data:`CLOSED_POOLS` first."""
 
     def close(pool: Any) -> Any:

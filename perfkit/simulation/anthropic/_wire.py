@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfkit.simulation._latency import LatencyPlan
-from perfkit.simulation._replies import Reply, TextBlock, count_tokens, tokenize
+from perfkit.simulation.server import Reply, TextBlock, count_tokens, tokenize
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import random
 from typing import Any
 
 from perfkit._validation import check_count
-from perfkit.simulation._anthropic import SimRequest, user_texts
 from perfkit.simulation._latency import Fixed, LLMLatency, LogNormal
-from perfkit.simulation._replies import Reply, TextBlock, ToolUseBlock, tokenize
+from perfkit.simulation.anthropic._simulator import user_texts
+from perfkit.simulation.server import Reply, SimRequest, TextBlock, ToolUseBlock, tokenize
 
 _WORDS = (
     "the", "agent", "checks", "this", "against", "the", "latest", "data", "and", "the",
