@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import anthropic
+import httpx
 import pytest
 
+from perfkit import VirtualClock
+from perfkit.simulation import AnthropicSimulator, Fault, Reply
 from perfkit.simulation.anthropic._validation import (
     Refusal,
     check_count_tokens_request,
     check_headers,
     check_messages_request,
-    parse_body,
 )
 
 HEADERS = {"x-api-key": "sk-test", "anthropic-version": "2023-06-01"}
@@ -532,12 +535,14 @@ def test_interleaved_thinking_lets_the_budget_exceed_max_tokens() -> None:
     assert check_messages_request(body, beta) is None
 
 
-def test_beta_fields_only_on_the_beta_endpoint() -> None:
+def test_beta_fields_only_with_a_beta_header_or_url() -> None:
     body = {**valid(), "context_management": {"edits": []}}
     refusal = check_messages_request(body, HEADERS)
     assert refusal is not None
     assert refusal.message == "context_management: Extra inputs are not permitted"
     assert check_messages_request(body, HEADERS, beta=True) is None
+    beta = {**HEADERS, "anthropic-beta": "context-management-2025-06-27"}
+    assert check_messages_request(body, beta) is None
 
 
 # -- headers ----------------------------------------------------------------------------------
@@ -583,27 +588,6 @@ def test_credentials_are_checked_before_the_body() -> None:
     assert refusal.status == 401
 
 
-# -- the body itself --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        pytest.param(b"{nope", "invalid JSON body: ", id="invalid-json"),
-        pytest.param(b"[1, 2]", "the request body must be a JSON object", id="not-an-object"),
-    ],
-)
-def test_body_level_errors(content: bytes, message: str) -> None:
-    refusal = parse_body(content)
-    assert isinstance(refusal, Refusal)
-    assert (refusal.status, refusal.error_type) == (400, BAD)
-    assert refusal.message.startswith(message)
-
-
-def test_a_json_object_body_parses() -> None:
-    assert parse_body(b'{"model": "m"}') == {"model": "m"}
-
-
 # -- count_tokens -----------------------------------------------------------------------------
 
 
@@ -643,3 +627,213 @@ def test_count_tokens_applies_the_conversation_rules() -> None:
     assert check_count_tokens_request(budget, {}) == Refusal(
         401, "authentication_error", "x-api-key header is required"
     )
+
+
+# -- through the simulator and the SDK --------------------------------------------------------
+
+URL = "https://api.anthropic.com/v1/messages"
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
+    with AnthropicSimulator(clock=clock) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def lenient(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
+    with AnthropicSimulator(clock=clock, strict=False) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def client() -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(api_key="test") as sdk:
+        yield sdk
+
+
+def stray_result() -> list[dict[str, Any]]:
+    return [user([{"type": "text", "text": "Hi"}, result("toolu_x")])]
+
+
+@pytest.mark.usefixtures("sim")
+def test_sdk_gets_bad_request_for_an_unmatched_tool_result(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=stray_result())
+    error = caught.value
+    assert error.status_code == 400
+    assert error.request_id == "req_sim_000000"
+    assert isinstance(error.body, dict)
+    assert error.body["type"] == "error"
+    assert error.body["error"] == {
+        "type": "invalid_request_error",
+        "message": f"messages.0.content.1: {UNMATCHED}",
+    }
+
+
+@pytest.mark.usefixtures("sim")
+def test_sdk_streaming_request_is_refused_before_the_stream(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="Input should be greater than or equal"):
+        client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=4096,
+            messages=[user("Hi")],
+            thinking={"type": "enabled", "budget_tokens": 512},
+            stream=True,
+        )
+
+
+@pytest.mark.usefixtures("sim")
+def test_sdk_without_an_api_key_gets_authentication_error() -> None:
+    with (
+        anthropic.Anthropic(
+            api_key="unused", default_headers={"Authorization": anthropic.Omit()}
+        ) as sdk,
+        pytest.raises(anthropic.AuthenticationError) as caught,
+    ):
+        sdk.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[user("Hi")])
+    assert caught.value.status_code == 401
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["error"] == {
+        "type": "authentication_error",
+        "message": "x-api-key header is required",
+    }
+
+
+@pytest.mark.usefixtures("sim")
+def test_sdk_auth_token_is_a_credential() -> None:
+    with anthropic.Anthropic(auth_token="oauth-token") as sdk:
+        message = sdk.messages.create(
+            model="claude-sonnet-4-5", max_tokens=64, messages=[user("Hi")]
+        )
+    assert message.content
+
+
+def test_max_tokens_above_the_models_or_any_models_limit_is_refused(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    limits = {"claude-sonnet-5": 64_000, "claude-simulated": 128_000}  # the latter: the largest
+    for model, limit in limits.items():
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            client.messages.create(
+                model=model, max_tokens=limit + 1, messages=[user("Hi")], stream=True
+            )
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["error"]["message"] == (
+            f"max_tokens: {limit + 1} > {limit}, which is the maximum allowed number of output"
+            f" tokens for {model}"
+        )
+    assert [logged.status for logged in sim.requests] == [400, 400]
+
+
+def test_an_invalid_request_consumes_no_scripted_answer(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    sim.enqueue(Reply.text("scripted"))
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=stray_result())
+    message = client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=64, messages=[user("Hi")]
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "scripted"
+    assert sim.requests[0].answer is None
+
+
+def test_an_invalid_request_gets_its_400_before_an_injected_fault(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    sim.inject(Fault.overloaded(), rate=1.0)
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=stray_result())
+    with pytest.raises(anthropic.InternalServerError):
+        client.with_options(max_retries=0).messages.create(
+            model="claude-sonnet-4-5", max_tokens=64, messages=[user("Hi")]
+        )
+    assert [logged.status for logged in sim.requests] == [400, 529]
+
+
+@pytest.mark.usefixtures("lenient")
+def test_strict_false_accepts_what_the_real_api_refuses(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=64, messages=stray_result()
+    )
+    assert message.content
+    with anthropic.Anthropic(
+        api_key="unused", default_headers={"Authorization": anthropic.Omit()}
+    ) as sdk:
+        assert sdk.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[user("Hi")])
+
+
+@pytest.mark.usefixtures("lenient")
+def test_strict_false_keeps_the_minimal_checks() -> None:
+    with httpx.Client() as plain:
+        response = plain.post(URL, json={"model": "m", "messages": [user("Hi")]})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "max_tokens: Field required"
+
+
+@pytest.mark.usefixtures("sim")
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        pytest.param({}, 401, "x-api-key header is required", id="no-key"),
+        pytest.param(
+            {"x-api-key": "k"}, 400, "anthropic-version: header is required", id="no-version"
+        ),
+    ],
+)
+def test_plain_httpx_posts_need_the_headers(
+    headers: dict[str, str], status: int, message: str
+) -> None:
+    with httpx.Client() as plain:
+        response = plain.post(URL, json=valid(), headers=headers)
+    assert response.status_code == status
+    assert response.json()["error"]["message"] == message
+
+
+@pytest.mark.usefixtures("sim")
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b"{nope", "invalid JSON body: ", id="invalid-json"),
+        pytest.param(b"[1, 2]", "the body must be a JSON object", id="not-an-object"),
+    ],
+)
+def test_body_level_errors(content: bytes, message: str) -> None:
+    with httpx.Client() as plain:
+        response = plain.post(URL, content=content, headers=HEADERS)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == BAD
+    assert response.json()["error"]["message"].startswith(message)
+
+
+@pytest.mark.usefixtures("sim")
+def test_beta_endpoint_takes_beta_fields(client: anthropic.Anthropic) -> None:
+    message = client.beta.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=64,
+        messages=[user("Hi")],
+        context_management={"edits": []},
+        betas=["context-management-2025-06-27"],
+    )
+    assert message.content
+    with pytest.raises(anthropic.BadRequestError, match="context_management: Extra inputs"):
+        client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=64,
+            messages=[user("Hi")],
+            extra_body={"context_management": {"edits": []}},
+        )
+
+
+@pytest.mark.perfkit_sim(strict=False)
+def test_the_fixture_takes_strict_from_its_marker(anthropic_sim: AnthropicSimulator) -> None:
+    assert anthropic_sim.strict is False
+    with httpx.Client() as plain:
+        assert plain.post(URL, json=valid()).status_code == 200

@@ -12,6 +12,8 @@ import respx
 
 from perfkit._clock import Clock
 from perfkit.simulation._latency import LatencyModel, LLMLatency
+from perfkit.simulation.anthropic._models import MODELS, resolve
+from perfkit.simulation.anthropic._validation import Refusal, check_messages_request
 from perfkit.simulation.anthropic._wire import error_body, render, stream_chunks
 from perfkit.simulation.server import (
     DEFAULT_MAX_LOGGED,
@@ -48,6 +50,13 @@ class AnthropicSimulator(SimulatedServer):
     >>> message.content[0].text, clock.elapsed(start), sim.call_count
     ('Hello!', 0.3, 1)
 
+    Requests are checked as the real API checks them (``strict=True``, the default):
+    credentials and ``anthropic-version``, every field, and the conversation (each
+    ``tool_result`` answers a ``tool_use`` of the turn before, ...), refused with the API's
+    status, error type and message before any scripted answer or fault is used up.
+    ``strict=False`` keeps only the old minimal checks (``model``, ``max_tokens`` and
+    ``messages`` present), for clients that cannot send what the real API asks.
+
     The log (:attr:`requests`, and respx's call lists of :attr:`router`) keeps the
     newest ``max_logged`` requests, or every one with ``max_logged=None``;
     :attr:`call_count` and :attr:`output_tokens` count them all.
@@ -65,7 +74,12 @@ class AnthropicSimulator(SimulatedServer):
         seed: int = 0,
         handshake: LatencyModel | float = 0.0,
         max_logged: int | None = DEFAULT_MAX_LOGGED,
+        strict: bool = True,
     ) -> None:
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
+        self.strict = strict
+        """Whether requests are validated as the real API validates them."""
         super().__init__(
             latency=latency,
             clock=clock,
@@ -81,15 +95,29 @@ class AnthropicSimulator(SimulatedServer):
     # -- the Messages API ------------------------------------------------------------
 
     def _answer_messages(self, logged: SimRequest, request: httpx.Request) -> httpx.Response:
-        problem = logged.body_error or _validate(logged.body)
-        if problem:
-            logged.status = 400
-            return self.error_response(400, "invalid_request_error", problem, logged)
+        refusal = self._refusal(logged, request)
+        if refusal is not None:
+            logged.status = refusal.status
+            return self.error_response(refusal.status, refusal.error_type, refusal.message, logged)
         answer = self.next_answer(logged)
         logged.answer = answer
         if isinstance(answer, Fault):
             return self.fault_response(answer, logged, request)
         return self._reply_response(answer, logged)
+
+    def _refusal(self, logged: SimRequest, request: httpx.Request) -> Refusal | None:
+        """The error a request gets instead of an answer, checked before the scripts."""
+        if logged.body_error is not None:
+            return Refusal(400, "invalid_request_error", logged.body_error)
+        if not self.strict:
+            problem = _validate(logged.body)
+            return None if problem is None else Refusal(400, "invalid_request_error", problem)
+        return check_messages_request(
+            logged.body,
+            request.headers,
+            beta=_beta(request),
+            max_output_tokens=_output_limit(logged.body.get("model")),
+        )
 
     def default_reply(self, body: dict[str, Any]) -> Reply:
         return default_reply(body)
@@ -163,6 +191,20 @@ class AnthropicSimulator(SimulatedServer):
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+def _beta(request: httpx.Request) -> bool:
+    return bool(request.url.params.get("beta") == "true")
+
+
+_LARGEST_OUTPUT = max(model.max_output_tokens for model in MODELS)
+
+
+def _output_limit(model: object) -> int:
+    """The model's output limit; for a model the catalog does not know, the largest of any
+    model's (so ``max_tokens=10**9`` is refused whatever the model is called)."""
+    found = resolve(model) if isinstance(model, str) else None
+    return found.max_output_tokens if found is not None else _LARGEST_OUTPUT
 
 
 def default_reply(body: dict[str, Any]) -> Reply:

@@ -34,7 +34,6 @@ Deliberate choices where the sources disagree or are silent:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +44,6 @@ __all__ = [
     "check_count_tokens_request",
     "check_headers",
     "check_messages_request",
-    "parse_body",
 ]
 
 INVALID = "invalid_request_error"
@@ -89,17 +87,6 @@ def _join(*parts: object) -> str:
 
 
 # -- body and headers -------------------------------------------------------------------------
-
-
-def parse_body(content: bytes) -> dict[str, Any] | Refusal:
-    """The request body as a JSON object, or the 400 for one not JSON or not an object [PYD]."""
-    try:
-        parsed = json.loads(content or b"{}")
-    except ValueError as error:
-        return Refusal(400, INVALID, f"invalid JSON body: {error}")
-    if not isinstance(parsed, dict):
-        return Refusal(400, INVALID, "the request body must be a JSON object")
-    return parsed
 
 
 def check_headers(headers: Mapping[str, str]) -> Refusal | None:
@@ -280,8 +267,10 @@ def check_messages_request(
 ) -> Refusal | None:
     """The refusal the real API gives a ``POST /v1/messages``, or ``None`` for a valid request.
 
-    ``beta`` admits the beta endpoint's extra fields (``?beta=true``); ``max_output_tokens`` is
-    the model's output limit when the caller knows it.
+    The beta fields (``context_management``, ``mcp_servers``, ...) are admitted with an
+    ``anthropic-beta`` header or ``beta=True`` (a ``?beta=true`` URL); without, the API answers
+    "context_management: Extra inputs are not permitted" [REC: anthropics/claude-code#14135].
+    ``max_output_tokens`` is the model's output limit when the caller knows it.
 
     >>> ok = {"model": "claude-sonnet-4-5", "max_tokens": 64,
     ...       "messages": [{"role": "user", "content": "Hi"}]}
@@ -291,6 +280,7 @@ def check_messages_request(
     refusal = check_headers(headers)
     if refusal is not None:
         return refusal
+    beta = beta or bool(_header(headers, "anthropic-beta"))
     try:
         _check_request(body, _CREATE_FIELDS | (_BETA_FIELDS if beta else frozenset()), beta=beta)
         _check_create_only(body, headers, max_output_tokens)
@@ -307,6 +297,7 @@ def check_count_tokens_request(
     refusal = check_headers(headers)
     if refusal is not None:
         return refusal
+    beta = beta or bool(_header(headers, "anthropic-beta"))
     try:
         _check_request(body, _COUNT_FIELDS | (_BETA_FIELDS if beta else frozenset()), beta=beta)
     except _Refused as refused:
