@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import ssl
+from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import pytest
 
 from perfkit import VirtualClock
+from perfkit.simulation import AnthropicSimulator, Fault, LLMLatency, Reply
 from perfkit.simulation.anthropic._batches import (
     EXPIRY_SECONDS,
     Answer,
-    BatchError,
     BatchStore,
+    Refused,
     check_requests,
 )
 
@@ -117,16 +121,16 @@ def test_an_ended_batch_cannot_be_canceled_and_one_in_progress_cannot_be_deleted
     clock = VirtualClock()
     store = BatchStore(clock)
     batch = store.create(answers(1.0))
-    with pytest.raises(BatchError, match="still in_progress") as deleting:
+    with pytest.raises(Refused, match="still in_progress") as deleting:
         store.delete(batch.id)
     assert (deleting.value.status, deleting.value.error_type) == (400, "invalid_request_error")
-    with pytest.raises(BatchError, match="not ended yet"):
+    with pytest.raises(Refused, match="not ended yet"):
         store.results(batch.id)
     clock.advance(1.0)
-    with pytest.raises(BatchError, match="already ended"):
+    with pytest.raises(Refused, match="already ended"):
         store.cancel(batch.id)
     assert store.delete(batch.id) == {"id": batch.id, "type": "message_batch_deleted"}
-    with pytest.raises(BatchError, match="not found") as missing:
+    with pytest.raises(Refused, match="not found") as missing:
         store.view(batch.id)
     assert (missing.value.status, missing.value.error_type) == (404, "not_found_error")
 
@@ -153,7 +157,7 @@ def test_the_list_is_newest_first_and_pages_both_ways() -> None:
 
 @pytest.mark.parametrize("limit", [0, 1001, "5", True])
 def test_a_limit_outside_1_to_1000_is_refused(limit: Any) -> None:
-    with pytest.raises(BatchError, match=r"limit: must be an integer from 1 to 1000"):
+    with pytest.raises(Refused, match=r"limit: must be an integer from 1 to 1000"):
         BatchStore(VirtualClock()).page(limit=limit)
 
 
@@ -172,6 +176,177 @@ def test_a_limit_outside_1_to_1000_is_refused(limit: Any) -> None:
     ],
 )
 def test_a_malformed_batch_is_refused(body: dict[str, Any], message: str) -> None:
-    with pytest.raises(BatchError, match=message) as refused:
+    with pytest.raises(Refused, match=message) as refused:
         check_requests(body)
     assert (refused.value.status, refused.value.error_type) == (400, "invalid_request_error")
+
+
+# -- through the SDK -----------------------------------------------------------------------
+
+MODEL = "claude-simulated"
+TLS = ssl.create_default_context()
+LATENCY = LLMLatency(ttft=0.5, per_token=0.1)
+
+
+def sdk() -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key="test", http_client=anthropic.DefaultHttpxClient(verify=TLS))
+
+
+def async_sdk() -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        api_key="test", http_client=anthropic.DefaultAsyncHttpxClient(verify=TLS)
+    )
+
+
+def request(custom_id: str, question: str = "Hi", **params: Any) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "params": {
+            "model": MODEL,
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": question}],
+            **params,
+        },
+    }
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
+    with AnthropicSimulator(clock=clock, latency=LATENCY) as sim:
+        yield sim
+
+
+def test_a_batch_end_to_end(sim: AnthropicSimulator, clock: VirtualClock) -> None:
+    sim.batches.concurrency = 1
+    sim.enqueue(Reply.of_tokens(3), Fault.rate_limit(), Reply.text("second"))
+    with sdk() as client:
+        created = client.messages.batches.create(
+            requests=[request("first"), request("failed"), request("second")]
+        )
+        start = clock.now()
+        assert created.id.startswith("msgbatch_")
+        assert created.processing_status == "in_progress"
+        assert created.request_counts.processing == 3
+        assert created.results_url is None
+        with pytest.raises(anthropic.AnthropicError, match="finished processing"):
+            client.messages.batches.results(created.id)
+        # One worker: 3 tokens (0.5 + 2 x 0.1), then the fault, then 1 token (0.5).
+        clock.advance(1.0)
+        assert client.messages.batches.retrieve(created.id).processing_status == "in_progress"
+        while client.messages.batches.retrieve(created.id).processing_status != "ended":
+            clock.advance(0.1)
+        ended = client.messages.batches.retrieve(created.id)
+        results = {
+            line.custom_id: line.result for line in client.messages.batches.results(ended.id)
+        }
+    assert ended.ended_at is not None
+    assert ended.ended_at > ended.created_at
+    assert clock.elapsed(start) >= 0.7 + 0.5
+    assert ended.request_counts.succeeded == 2
+    assert ended.request_counts.errored == 1
+    assert ended.results_url is not None
+    first, failed, second = results["first"], results["failed"], results["second"]
+    assert first.type == "succeeded"
+    assert first.message.content[0].text == "token token token"  # type: ignore[union-attr]
+    assert first.message.usage.output_tokens == 3  # type: ignore[union-attr]
+    assert second.type == "succeeded"
+    assert second.message.content[0].text == "second"  # type: ignore[union-attr]
+    assert failed.type == "errored"
+    assert failed.error.error.type == "rate_limit_error"  # type: ignore[union-attr]
+
+
+def test_a_batch_result_is_what_messages_would_answer(sim: AnthropicSimulator) -> None:
+    question = "Name three rivers"
+    with sdk() as client:
+        direct = client.messages.create(
+            model=MODEL, max_tokens=64, messages=[{"role": "user", "content": question}]
+        )
+        batch = client.messages.batches.create(requests=[request("q", question)])
+        sim.clock.advance(60.0)
+        (line,) = list(client.messages.batches.results(batch.id))
+    assert line.result.type == "succeeded"
+    message = line.result.message
+    assert message.content == direct.content
+    assert message.usage.input_tokens == direct.usage.input_tokens
+    assert message.model == direct.model
+
+
+def test_an_invalid_request_in_a_batch_is_errored_not_the_batch(sim: AnthropicSimulator) -> None:
+    with sdk() as client:
+        batch = client.messages.batches.create(
+            requests=[request("ok"), request("bad", messages=[])]
+        )
+        sim.clock.advance(60.0)
+        results = {
+            line.custom_id: line.result for line in client.messages.batches.results(batch.id)
+        }
+    assert results["ok"].type == "succeeded"
+    assert results["bad"].type == "errored"
+    assert results["bad"].error.error.type == "invalid_request_error"  # type: ignore[union-attr]
+
+
+def test_cancel_a_batch_through_the_sdk(sim: AnthropicSimulator, clock: VirtualClock) -> None:
+    sim.batches.concurrency = 1
+    with sdk() as client:
+        batch = client.messages.batches.create(requests=[request(f"r{i}") for i in range(4)])
+        clock.advance(0.1)  # r0 in progress
+        canceling = client.messages.batches.cancel(batch.id)
+        assert canceling.processing_status == "canceling"
+        assert canceling.cancel_initiated_at is not None
+        clock.advance(60.0)
+        ended = client.messages.batches.retrieve(batch.id)
+        results = {
+            line.custom_id: line.result.type for line in client.messages.batches.results(batch.id)
+        }
+        deleted = client.messages.batches.delete(batch.id)
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.batches.retrieve(batch.id)
+    assert ended.processing_status == "ended"
+    assert (ended.request_counts.succeeded, ended.request_counts.canceled) == (1, 3)
+    assert results == {"r0": "succeeded", "r1": "canceled", "r2": "canceled", "r3": "canceled"}
+    assert deleted.type == "message_batch_deleted"
+
+
+def test_batches_async_and_list_pagination(sim: AnthropicSimulator, clock: VirtualClock) -> None:
+    async def main() -> tuple[list[str], list[str], list[str]]:
+        async with async_sdk() as client:
+            created = [
+                (await client.messages.batches.create(requests=[request(f"b{i}")])).id
+                for i in range(5)
+            ]
+            listed = [batch.id async for batch in client.messages.batches.list(limit=2)]
+            await clock.asleep(60.0)
+            results = [
+                line.result.type async for line in await client.messages.batches.results(created[0])
+            ]
+        return created, listed, results
+
+    created, listed, results = clock.run(main())
+    assert listed == created[::-1]  # newest first, through three pages
+    assert results == ["succeeded"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda client: client.messages.batches.retrieve("msgbatch_nope"),
+        lambda client: client.messages.batches.cancel("msgbatch_nope"),
+        lambda client: client.messages.batches.delete("msgbatch_nope"),
+    ],
+)
+def test_an_unknown_batch_is_404_not_found(sim: AnthropicSimulator, call: Any) -> None:
+    with sdk() as client, pytest.raises(anthropic.NotFoundError) as missing:
+        call(client)
+    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    assert "msgbatch_nope" in missing.value.message
+
+
+def test_a_malformed_batch_is_400(sim: AnthropicSimulator) -> None:
+    with sdk() as client, pytest.raises(anthropic.BadRequestError, match="custom_id"):
+        client.messages.batches.create(requests=[request("a"), request("a")])
+    assert sim.batches.page()["data"] == []

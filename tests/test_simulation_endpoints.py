@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+import ssl
 import typing
+from collections.abc import Iterator
+from typing import Any
 
+import anthropic
+import pytest
 from anthropic.types import Model
 from anthropic.types import ModelInfo as SDKModelInfo
 
+from perfkit import VirtualClock
+from perfkit.simulation import AnthropicSimulator, LLMLatency, Reply
 from perfkit.simulation.anthropic._models import MODELS, model_id, resolve
 
 SDK_MODEL_NAMES: tuple[str, ...] = typing.get_args(typing.get_args(Model)[0])
@@ -38,3 +45,166 @@ def test_each_model_is_a_valid_sdk_model_info() -> None:
         assert parsed.max_tokens == model.max_output_tokens
         assert parsed.max_input_tokens == model.context_window
         assert 0 < model.min_cacheable_tokens < model.context_window
+
+
+# -- through the SDK -----------------------------------------------------------------------
+
+MODEL = "claude-simulated"
+TLS = ssl.create_default_context()
+TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+]
+IMAGE = {
+    "type": "image",
+    "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+}
+REQUESTS: dict[str, dict[str, Any]] = {
+    "text": {"messages": [{"role": "user", "content": "What is the capital of France?"}]},
+    "system": {
+        "system": "You are a terse geographer.",
+        "messages": [{"role": "user", "content": "Capital of Peru?"}],
+    },
+    "system blocks": {
+        "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Be kind."}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}],
+    },
+    "tools": {
+        "tools": TOOLS,
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_1",
+                        "name": "get_weather",
+                        "input": {"city": "Paris"},
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny"}],
+            },
+        ],
+    },
+    "image": {
+        "messages": [{"role": "user", "content": [IMAGE, {"type": "text", "text": "What?"}]}]
+    },
+    "alias": {
+        "model": "claude-haiku-4-5",
+        "messages": [{"role": "user", "content": "Hi"}],
+    },
+}
+
+
+def sdk() -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key="test", http_client=anthropic.DefaultHttpxClient(verify=TLS))
+
+
+def async_sdk() -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        api_key="test", http_client=anthropic.DefaultAsyncHttpxClient(verify=TLS)
+    )
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
+    with AnthropicSimulator(clock=clock, latency=LLMLatency(ttft=0.4, per_token=0.01)) as sim:
+        yield sim
+
+
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+def test_count_tokens_equals_the_input_tokens_of_the_same_request(
+    sim: AnthropicSimulator, name: str
+) -> None:
+    request = {"model": MODEL, **REQUESTS[name]}
+    with sdk() as client:
+        counted = client.messages.count_tokens(**request)
+        message = client.messages.create(max_tokens=256, **request)
+    assert counted.input_tokens > 0
+    assert counted.input_tokens == message.usage.input_tokens
+
+
+def test_count_tokens_async(sim: AnthropicSimulator, clock: VirtualClock) -> None:
+    request = {"model": MODEL, **REQUESTS["tools"]}
+
+    async def main() -> tuple[int, int]:
+        async with async_sdk() as client:
+            counted = await client.messages.count_tokens(**request)
+            message = await client.messages.create(max_tokens=256, **request)
+        return counted.input_tokens, message.usage.input_tokens
+
+    counted, used = clock.run(main())
+    assert counted == used
+
+
+def test_count_tokens_consumes_no_scripted_reply(sim: AnthropicSimulator) -> None:
+    sim.enqueue(Reply.text("scripted"))
+    with sdk() as client:
+        client.messages.count_tokens(model=MODEL, **REQUESTS["text"])
+        message = client.messages.create(model=MODEL, max_tokens=64, **REQUESTS["text"])
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "scripted"
+
+
+def test_count_tokens_validates_like_messages_but_takes_no_max_tokens(
+    sim: AnthropicSimulator,
+) -> None:
+    with sdk() as client:
+        with pytest.raises(anthropic.BadRequestError) as no_messages:
+            client.messages.count_tokens(model=MODEL, messages=[])
+        with pytest.raises(anthropic.BadRequestError) as max_tokens:
+            client.messages.count_tokens(
+                model=MODEL, extra_body={"max_tokens": 5}, **REQUESTS["text"]
+            )
+    assert no_messages.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "max_tokens" in max_tokens.value.message
+
+
+def test_models_list_pages_through_the_catalog(sim: AnthropicSimulator) -> None:
+    with sdk() as client:
+        listed = [model.id for model in client.models.list(limit=5)]  # auto-paginates
+        first = client.models.list(limit=2)
+        before = client.models.list(before_id=MODELS[3].id, limit=2)
+    assert listed == [model.id for model in MODELS]
+    assert [model.id for model in first.data] == [MODELS[0].id, MODELS[1].id]
+    assert (first.first_id, first.last_id, first.has_more) == (MODELS[0].id, MODELS[1].id, True)
+    assert [model.id for model in before.data] == [MODELS[1].id, MODELS[2].id]
+
+
+def test_models_retrieve_resolves_an_alias(sim: AnthropicSimulator, clock: VirtualClock) -> None:
+    with sdk() as client:
+        model = client.models.retrieve("claude-opus-4-5")
+    assert model.id == "claude-opus-4-5-20251101"
+    assert model.display_name == "Claude Opus 4.5"
+    assert model.type == "model"
+
+    async def main() -> str:
+        async with async_sdk() as client:
+            return (await client.models.retrieve("claude-haiku-4-5")).id
+
+    assert clock.run(main()) == "claude-haiku-4-5-20251001"
+
+
+def test_an_unknown_model_is_404_not_found(sim: AnthropicSimulator) -> None:
+    with sdk() as client, pytest.raises(anthropic.NotFoundError) as missing:
+        client.models.retrieve("claude-nonexistent")
+    assert missing.value.status_code == 404
+    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    assert "claude-nonexistent" in missing.value.message
+
+
+def test_a_bad_models_limit_is_400(sim: AnthropicSimulator) -> None:
+    with sdk() as client, pytest.raises(anthropic.BadRequestError, match="limit"):
+        client.models.list(limit=0)

@@ -57,8 +57,8 @@ _CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 ResultType = Literal["succeeded", "errored", "canceled", "expired"]
 
 
-class BatchError(Exception):
-    """A request about batches the API refuses: its status, error type and message."""
+class Refused(Exception):
+    """A request the API refuses: its status, error type and message."""
 
     def __init__(self, status: int, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -221,7 +221,7 @@ class BatchStore:
         with self._lock:
             batch = self._get(batch_id)
             if batch.ended(now):
-                raise BatchError(
+                raise Refused(
                     400,
                     "invalid_request_error",
                     f"Message Batch {batch_id} has already ended and cannot be canceled.",
@@ -236,7 +236,7 @@ class BatchStore:
         with self._lock:
             batch = self._get(batch_id)
             if not batch.ended(now):
-                raise BatchError(
+                raise Refused(
                     400,
                     "invalid_request_error",
                     f"Message Batch {batch_id} is still {batch.status(now)}: only a batch "
@@ -250,7 +250,7 @@ class BatchStore:
         now = self.clock.now()
         batch = self._get(batch_id)
         if not batch.ended(now):
-            raise BatchError(
+            raise Refused(
                 400,
                 "invalid_request_error",
                 f"Message Batch {batch_id} has not ended yet ({batch.status(now)}): "
@@ -275,18 +275,12 @@ class BatchStore:
         items, has_more = paginate(
             newest_first, limit=limit, after_id=after_id, before_id=before_id, key=_batch_id
         )
-        data = [self._view(batch, now) for batch in items]
-        return {
-            "data": data,
-            "has_more": has_more,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        }
+        return page_body([self._view(batch, now) for batch in items], has_more)
 
     def _get(self, batch_id: str) -> Batch:
         batch = self._batches.get(batch_id)
         if batch is None:
-            raise BatchError(404, "not_found_error", f"Message Batch {batch_id!r} not found.")
+            raise Refused(404, "not_found_error", f"Message Batch {batch_id!r} not found.")
         return batch
 
     def _view(self, batch: Batch, now: float) -> dict[str, Any]:
@@ -342,7 +336,7 @@ def paginate(
     An unknown cursor id gives an empty page."""
     check_limit(limit)
     if after_id is not None and before_id is not None:
-        raise BatchError(
+        raise Refused(
             400, "invalid_request_error", "Only one of after_id and before_id may be given."
         )
     ids = [key(item) for item in items]
@@ -356,10 +350,20 @@ def paginate(
     return list(items[start : start + limit]), start + limit < len(items)
 
 
+def page_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """A list endpoint's page, as ``anthropic/pagination.py``'s ``SyncPage`` reads it."""
+    return {
+        "data": data,
+        "has_more": has_more,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
 def check_limit(limit: object) -> int:
     """``limit`` if it is an int from 1 to 1,000; a 400 ``invalid_request_error`` if not."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise BatchError(
+        raise Refused(
             400,
             "invalid_request_error",
             f"limit: must be an integer from 1 to {MAX_LIMIT}, got {limit!r}",
@@ -373,16 +377,14 @@ def check_requests(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     letters, digits, ``_`` or ``-`` (the batch processing guide's rules)."""
     unknown = sorted(set(body) - {"requests"})
     if unknown:
-        raise BatchError(
-            400, "invalid_request_error", f"{unknown[0]}: Extra inputs are not permitted"
-        )
+        raise Refused(400, "invalid_request_error", f"{unknown[0]}: Extra inputs are not permitted")
     requests = body.get("requests")
     if not isinstance(requests, list) or not requests:
-        raise BatchError(
+        raise Refused(
             400, "invalid_request_error", "requests: must be a non-empty list of requests"
         )
     if len(requests) > MAX_REQUESTS:
-        raise BatchError(
+        raise Refused(
             400,
             "invalid_request_error",
             f"requests: a batch holds at most {MAX_REQUESTS} requests, got {len(requests)}",
@@ -391,29 +393,29 @@ def check_requests(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     for index, request in enumerate(requests):
         where = f"requests.{index}"
         if not isinstance(request, dict):
-            raise BatchError(400, "invalid_request_error", f"{where}: must be an object")
+            raise Refused(400, "invalid_request_error", f"{where}: must be an object")
         custom_id = request.get("custom_id")
         if not isinstance(custom_id, str) or not _CUSTOM_ID.fullmatch(custom_id):
-            raise BatchError(
+            raise Refused(
                 400,
                 "invalid_request_error",
                 f"{where}.custom_id: must be 1 to 64 letters, digits, '_' or '-', "
                 f"got {custom_id!r}",
             )
         if custom_id in seen:
-            raise BatchError(
+            raise Refused(
                 400,
                 "invalid_request_error",
                 f"{where}.custom_id: {custom_id!r} is not unique in this batch",
             )
         seen.add(custom_id)
         if not isinstance(request.get("params"), dict):
-            raise BatchError(
+            raise Refused(
                 400, "invalid_request_error", f"{where}.params: Field required (an object)"
             )
         extra = sorted(set(request) - {"custom_id", "params"})
         if extra:
-            raise BatchError(
+            raise Refused(
                 400, "invalid_request_error", f"{where}.{extra[0]}: Extra inputs are not permitted"
             )
     return requests
