@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import ssl
+from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import pytest
 
+from perfkit import VirtualClock
+from perfkit.simulation import AnthropicSimulator, Reply, count_tokens
 from perfkit.simulation.anthropic._prompt_cache import (
     LOOKBACK_BLOCKS,
     CacheUsage,
@@ -152,6 +158,13 @@ def test_caches_are_per_model() -> None:
     assert account(cache, other, 1.0) == WRITE_5M
 
 
+def test_an_alias_shares_the_cache_of_its_dated_model() -> None:
+    cache = PromptCache()
+    account(cache, request(model="claude-haiku-4-5-20251001", system=[marked(5000)]), 0.0)
+    alias = request(model="claude-haiku-4-5", system=[marked(5000)])
+    assert account(cache, alias, 1.0) == CacheUsage(10, 0, 5000)
+
+
 def test_a_changed_earlier_block_misses_and_a_change_after_the_breakpoint_does_not() -> None:
     cache = PromptCache()
     system = [text(1500, "a"), marked(500, "b")]
@@ -288,3 +301,132 @@ def test_usage_fields_carry_the_ttl_breakdown() -> None:
 def test_max_entries_must_be_a_positive_int(bad: object) -> None:
     with pytest.raises(ValueError, match="max_entries must be an int >= 1"):
         PromptCache(max_entries=bad)  # type: ignore[arg-type]
+
+
+# --- through the anthropic SDK, on the simulator's clock ----------------------------------------
+
+TLS = ssl.create_default_context()
+SYSTEM = words(1500, "policy")  # 1,500 simulator tokens
+QUESTION = "What does the policy say?"  # 5
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
+    with AnthropicSimulator(clock=clock) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def client() -> Iterator[anthropic.Anthropic]:
+    sdk = anthropic.Anthropic(
+        api_key="test", http_client=anthropic.DefaultHttpxClient(verify=TLS), max_retries=0
+    )
+    yield sdk
+    sdk.close()
+
+
+def cached_system(ttl: str | None = None) -> dict[str, Any]:
+    control: dict[str, Any] = (
+        {"type": "ephemeral"} if ttl is None else {"type": "ephemeral", "ttl": ttl}
+    )
+    return {
+        "model": SONNET,
+        "max_tokens": 64,
+        "system": [{"type": "text", "text": SYSTEM, "cache_control": control}],
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+
+
+def counts(usage: Any) -> tuple[int, int, int, int, int]:
+    """input, cache creation, cache read, and the 5-minute and 1-hour creation breakdown."""
+    return (
+        usage.input_tokens,
+        usage.cache_creation_input_tokens,
+        usage.cache_read_input_tokens,
+        usage.cache_creation.ephemeral_5m_input_tokens,
+        usage.cache_creation.ephemeral_1h_input_tokens,
+    )
+
+
+SDK_WRITE_5M = (5, 1500, 0, 1500, 0)
+SDK_READ = (5, 0, 1500, 0, 0)
+
+
+def test_the_sdk_sees_a_write_a_read_within_five_minutes_and_a_write_after(
+    sim: AnthropicSimulator, clock: VirtualClock, client: anthropic.Anthropic
+) -> None:
+    assert counts(client.messages.create(**cached_system()).usage) == SDK_WRITE_5M
+    clock.advance(FIVE_MINUTES - 1)
+    assert counts(client.messages.create(**cached_system()).usage) == SDK_READ
+    clock.advance(FIVE_MINUTES + 1)
+    assert counts(client.messages.create(**cached_system()).usage) == SDK_WRITE_5M
+
+
+def test_a_one_hour_breakpoint_is_read_after_five_minutes_and_written_after_an_hour(
+    sim: AnthropicSimulator, clock: VirtualClock, client: anthropic.Anthropic
+) -> None:
+    written = (5, 1500, 0, 0, 1500)
+    assert counts(client.messages.create(**cached_system("1h")).usage) == written
+    clock.advance(FIVE_MINUTES + 1)
+    assert counts(client.messages.create(**cached_system("1h")).usage) == SDK_READ
+    clock.advance(ONE_HOUR + 1)
+    assert counts(client.messages.create(**cached_system("1h")).usage) == written
+
+
+def test_a_stream_reports_the_cache_counts_in_message_start_and_the_final_message(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    client.messages.create(**cached_system())
+    events = list(client.messages.create(stream=True, **cached_system()))
+    start = events[0]
+    assert start.type == "message_start"
+    assert counts(start.message.usage) == SDK_READ
+    with client.messages.stream(**cached_system()) as stream:
+        final = stream.get_final_message()
+    assert counts(final.usage) == SDK_READ
+
+
+def test_a_tools_breakpoint_caches_the_tool_definitions(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    tools = [
+        {**tool("lookup", 1200), "cache_control": {"type": "ephemeral"}},
+    ]
+    tokens = count_tokens(json.dumps(tools[0], sort_keys=True))
+    body = {
+        "model": SONNET,
+        "max_tokens": 64,
+        "tools": tools,
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+    assert counts(client.messages.create(**body).usage) == (5, tokens, 0, tokens, 0)
+    assert counts(client.messages.create(**body).usage) == (5, 0, tokens, 0, 0)
+
+
+def test_reset_forgets_the_prompt_cache(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    client.messages.create(**cached_system())
+    sim.reset()
+    assert counts(client.messages.create(**cached_system()).usage) == SDK_WRITE_5M
+
+
+def test_a_scripted_input_count_is_kept_beside_the_cache_counts(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    sim.enqueue(Reply.text("ok", input_tokens=7))
+    assert counts(client.messages.create(**cached_system()).usage) == (7, 1500, 0, 1500, 0)
+
+
+def test_without_breakpoints_everything_is_input(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    body = cached_system()
+    del body["system"][0]["cache_control"]
+    for _ in range(2):
+        assert counts(client.messages.create(**body).usage) == (1505, 0, 0, 0, 0)

@@ -196,6 +196,7 @@ def test_render_a_text_reply_as_the_api_does() -> None:
             "output_tokens": 3,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
         },
     }
     assert message.blocks[0].pieces == ("Hello", " there,", " friend")

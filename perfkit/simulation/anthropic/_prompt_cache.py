@@ -39,6 +39,7 @@ from itertools import accumulate
 from typing import Any, Literal
 
 from perfkit._validation import check_count
+from perfkit.simulation.anthropic._models import model_id, resolve
 
 Section = Literal["tools", "system", "messages"]
 
@@ -55,44 +56,35 @@ DEFAULT_MAX_ENTRIES = 10_000
 """Cache entries a simulator keeps before it forgets the least recently used."""
 
 DEFAULT_MINIMUM_TOKENS = 1024
-"""The minimum cacheable prompt length of a model the table below does not know."""
+"""The minimum cacheable prompt length of a model neither table knows."""
 
-# Model id prefixes, most specific first, and their minimum cacheable prompt length.
-# Sources: the prompt-caching docs as quoted in anthropic-sdk-python issue #1194
-# (4096: Opus 4.6, Opus 4.5, Haiku 4.5; 1024: Sonnet 4.6, Sonnet 4.5, Opus 4.1, Opus 4,
-# Sonnet 4, Sonnet 3.7; 2048: Haiku 3.5, Haiku 3); Opus 4.7 and Mythos Preview 4096,
-# Opus 4.8 and Sonnet 5 1024, Opus 5, Fable 5 and Mythos 5 512 (later editions of the
-# same docs, as quoted by LiteLLM's and others' prompt-caching pages).
-_MINIMUM_TOKENS: tuple[tuple[str, int], ...] = (
-    ("claude-opus-4-8", 1024),
-    ("claude-opus-4-7", 4096),
-    ("claude-opus-4-6", 4096),
-    ("claude-opus-4-5", 4096),
-    ("claude-opus-4-1", 1024),
+# Models the catalog does not list (older ones), by id prefix, most specific first, and
+# their minimum cacheable prompt length: the prompt-caching guide's table as quoted in
+# anthropic-sdk-python issue #1194 (1024: Sonnet 4.5, Opus 4.1, Opus 4, Sonnet 4, Sonnet
+# 3.7; 2048: Haiku 3.5, Haiku 3) and its earlier editions (1024: Sonnet 3.5, Opus 3).
+_OLDER_MODELS: tuple[tuple[str, int], ...] = (
     ("claude-opus-4", 1024),
-    ("claude-opus-5", 512),
-    ("claude-fable-5", 512),
-    ("claude-mythos-5", 512),
-    ("claude-mythos-preview", 4096),
-    ("claude-sonnet-5", 1024),
     ("claude-sonnet-4", 1024),
     ("claude-3-7-sonnet", 1024),
     ("claude-3-5-sonnet", 1024),
-    ("claude-haiku-4-5", 4096),
+    ("claude-3-opus", 1024),
     ("claude-3-5-haiku", 2048),
     ("claude-3-haiku", 2048),
-    ("claude-3-opus", 1024),
 )
 
 
 def minimum_cacheable_tokens(model: str) -> int:
-    """The shortest prefix, in tokens, that ``model`` caches.
+    """The shortest prefix, in tokens, that ``model`` caches: the model catalog's figure,
+    else the guide's for an older model, else :data:`DEFAULT_MINIMUM_TOKENS`.
 
-    >>> minimum_cacheable_tokens("claude-haiku-4-5-20251001")
-    4096
+    >>> minimum_cacheable_tokens("claude-haiku-4-5"), minimum_cacheable_tokens("claude-3-haiku")
+    (4096, 2048)
     """
+    info = resolve(model)
+    if info is not None:
+        return info.min_cacheable_tokens
     return next(
-        (n for prefix, n in _MINIMUM_TOKENS if model.startswith(prefix)), DEFAULT_MINIMUM_TOKENS
+        (n for prefix, n in _OLDER_MODELS if model.startswith(prefix)), DEFAULT_MINIMUM_TOKENS
     )
 
 
@@ -223,18 +215,17 @@ class PromptCache:
         *,
         count: Callable[[PromptBlock], int],
         now: float,
-        model: str | None = None,
     ) -> CacheUsage:
         """Account request ``body`` at time ``now``, reading and writing entries as the
-        API does; ``count`` gives a block's tokens, ``model`` the id the cache is kept
-        under (default: the body's ``model``)."""
+        API does; ``count`` gives a block's tokens. Entries are kept under the model's id
+        (an alias shares its dated model's cache)."""
         blocks = prompt_blocks(body)
         tokens = [count(block) for block in blocks]
         total = sum(tokens)
         marks = [i for i, block in enumerate(blocks) if block.ttl is not None]
         if not marks:
             return CacheUsage(total)
-        model = model if model is not None else str(body.get("model", ""))
+        model = model_id(str(body.get("model", "")))
         upto = list(accumulate(tokens))
         keys = _prefix_keys(model, body, blocks[: marks[-1] + 1])
         minimum = minimum_cacheable_tokens(model)

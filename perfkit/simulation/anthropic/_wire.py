@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfkit.simulation._latency import LatencyPlan
+from perfkit.simulation.anthropic._prompt_cache import CacheUsage, PromptBlock, prompt_blocks
 from perfkit.simulation.server import Reply, TextBlock, count_tokens, tokenize
 
 
@@ -29,17 +30,19 @@ class RenderedMessage:
     stop_reason: str
     stop_sequence: str | None
     input_tokens: int
+    cache: CacheUsage | None = None
 
     @property
     def output_tokens(self) -> int:
         return sum(len(block.pieces) for block in self.blocks)
 
     def usage(self, output_tokens: int | None = None) -> dict[str, Any]:
+        """The ``usage`` object, its keys in the recorded order."""
+        cache = self.cache if self.cache is not None else CacheUsage(self.input_tokens)
         return {
+            **cache.usage_fields(),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens if output_tokens is None else output_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -56,10 +59,19 @@ class RenderedMessage:
         }
 
 
-def render(reply: Reply, body: Mapping[str, Any], *, message_id: str) -> RenderedMessage:
+def render(
+    reply: Reply,
+    body: Mapping[str, Any],
+    *,
+    message_id: str,
+    cache: CacheUsage | None = None,
+) -> RenderedMessage:
     """Render ``reply`` as the answer to request ``body``, honouring ``max_tokens`` and
     ``stop_sequences`` the way the API does. A tool call cut by ``max_tokens`` streams the
-    part of its input JSON that fits; its parsed ``input`` is then empty."""
+    part of its input JSON that fits; its parsed ``input`` is then empty.
+
+    ``cache`` is the prompt cache's accounting of the request: ``input_tokens`` is then
+    the uncached rest (unless the reply pins it)."""
     budget = body.get("max_tokens")
     budget = budget if isinstance(budget, int) and budget > 0 else None
     stops = [s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s]
@@ -97,9 +109,10 @@ def render(reply: Reply, body: Mapping[str, Any], *, message_id: str) -> Rendere
             blocks.append(RenderedBlock(content, tuple(pieces)))
             if stop_reason == "max_tokens":
                 break
-    input_tokens = (
-        reply.input_tokens if reply.input_tokens is not None else count_input_tokens(body)
-    )
+    if reply.input_tokens is not None:
+        input_tokens = reply.input_tokens
+    else:
+        input_tokens = cache.input_tokens if cache is not None else count_input_tokens(body)
     return RenderedMessage(
         id=message_id,
         model=str(body.get("model", "claude-simulated")),
@@ -107,6 +120,7 @@ def render(reply: Reply, body: Mapping[str, Any], *, message_id: str) -> Rendere
         stop_reason=stop_reason,
         stop_sequence=stop_sequence,
         input_tokens=input_tokens,
+        cache=cache,
     )
 
 
@@ -116,12 +130,18 @@ def _first_stop(text: str, stops: list[str]) -> str | None:
 
 
 def count_input_tokens(body: Mapping[str, Any]) -> int:
-    """A deterministic input token count: simulator tokens of system, messages and tools."""
+    """A deterministic input token count: simulator tokens of system, messages and tools,
+    the sum of the prompt's blocks (so the prompt cache's counts add up to it)."""
+    return sum(prompt_block_tokens(block) for block in prompt_blocks(body))
+
+
+def prompt_block_tokens(block: PromptBlock) -> int:
+    """The simulator tokens of one block of the prompt: a tool's definition as JSON, the
+    text of a system or message block (a tool call's input as JSON)."""
+    if block.section == "tools":
+        return count_tokens(json.dumps(block.content, sort_keys=True))
     parts: list[str] = []
-    _collect_text(body.get("system"), parts)
-    _collect_text(body.get("messages"), parts)
-    if body.get("tools"):
-        parts.append(json.dumps(body["tools"], sort_keys=True))
+    _collect_text(block.content, parts)
     return sum(count_tokens(part) for part in parts)
 
 
