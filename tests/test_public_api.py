@@ -119,6 +119,7 @@ EXPECTED_SIMULATION = [
     "LatencyPlan",
     "LogNormal",
     "Normal",
+    "OpenAISimulator",
     "RedisServer",
     "Replay",
     "Reply",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -847,3 +849,12 @@ def test_the_same_core_modeled_connections(clock: VirtualClock) -> None:
             client.chat.completions.create(**ask())
         assert clock.elapsed(start) == 0.7  # one handshake, three replies
         assert sim.connections_opened == 1
+
+
+def test_perfkit_simulation_exports_the_simulator_without_importing_the_openai_sdk() -> None:
+    probe = (
+        "import sys, perfkit.simulation as s\n"
+        "assert s.OpenAISimulator.__module__ == 'perfkit.simulation.openai._simulator'\n"
+        "assert 'openai' not in sys.modules, 'the openai SDK was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)

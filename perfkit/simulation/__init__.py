@@ -1,6 +1,6 @@
-"""The simulation layer: simulated LLM APIs (Anthropic's Messages API on a
-provider-neutral simulated-server core), latency models, a simulated network and Redis
-for tests."""
+"""The simulation layer: simulated LLM APIs (Anthropic's Messages API and OpenAI's Chat
+Completions API on a provider-neutral simulated-server core), latency models, a simulated
+network and Redis for tests."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from perfkit.simulation._redis import (
     find_redis_server_binary,
 )
 from perfkit.simulation.anthropic import AnthropicSimulator, SimulatedAssistant, default_reply
+from perfkit.simulation.openai import OpenAISimulator
 from perfkit.simulation.server import (
     Fault,
     Reply,
@@ -43,6 +44,7 @@ __all__ = [
     "LatencyPlan",
     "LogNormal",
     "Normal",
+    "OpenAISimulator",
     "RedisServer",
     "Replay",
     "Reply",

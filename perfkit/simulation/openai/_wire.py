@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfkit.simulation._latency import LatencyPlan
-from perfkit.simulation.server import Reply, TextBlock, count_tokens, tokenize
+from perfkit.simulation.server import Reply, TextBlock, ToolUseBlock, count_tokens, tokenize
 
 SYSTEM_FINGERPRINT = "fp_perfkitsim"
 """Stands in for the backend fingerprint the API reports (``fp_`` and a hex digest)."""
@@ -155,7 +155,7 @@ def render(
     the API sent them in a recorded answer with two tool calls."""
     budget = max_output_tokens(body)
     texts = [block.text for block in reply.blocks if isinstance(block, TextBlock)]
-    calls = [block for block in reply.blocks if not isinstance(block, TextBlock)]
+    calls = [block for block in reply.blocks if isinstance(block, ToolUseBlock)]
     finish_reason = "tool_calls" if calls else "stop"
     content_pieces: tuple[str, ...] | None = None
     used = 0
