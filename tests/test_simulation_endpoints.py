@@ -208,3 +208,22 @@ def test_an_unknown_model_is_404_not_found(sim: AnthropicSimulator) -> None:
 def test_a_bad_models_limit_is_400(sim: AnthropicSimulator) -> None:
     with sdk() as client, pytest.raises(anthropic.BadRequestError, match="limit"):
         client.models.list(limit=0)
+
+
+def test_count_tokens_counts_the_whole_prompt_when_part_of_it_is_cached(
+    sim: AnthropicSimulator,
+) -> None:
+    # MessageTokensCount.input_tokens is "the total number of tokens across the provided
+    # list of messages, system prompt, and tools"; a response's usage.input_tokens is only
+    # the uncached rest, beside cache_creation_input_tokens and cache_read_input_tokens.
+    system = [{"type": "text", "text": "word " * 5000, "cache_control": {"type": "ephemeral"}}]
+    request: dict[str, Any] = {"model": "claude-sonnet-4-6", "system": system, **REQUESTS["text"]}
+    with sdk() as client:
+        counted = client.messages.count_tokens(**request).input_tokens
+        usages = [client.messages.create(max_tokens=64, **request).usage for _ in range(2)]
+    written, read = usages
+    assert written.cache_creation_input_tokens
+    assert read.cache_read_input_tokens
+    for usage in usages:
+        cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+        assert counted == usage.input_tokens + cached
