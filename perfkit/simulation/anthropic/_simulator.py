@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import respx
 
 from perfkit._clock import Clock
-from perfkit.simulation._latency import LatencyModel, LLMLatency
+from perfkit.simulation._latency import LatencyModel, LLMLatency, to_microseconds
+from perfkit.simulation.anthropic._batches import (
+    DEFAULT_LIMIT,
+    DEFAULT_ORIGIN,
+    Answer,
+    BatchStore,
+    Refused,
+    check_limit,
+    check_requests,
+    page_body,
+    paginate,
+)
 from perfkit.simulation.anthropic._models import MODELS, resolve
 from perfkit.simulation.anthropic._prompt_cache import PromptCache
-from perfkit.simulation.anthropic._validation import Refusal, check_messages_request
+from perfkit.simulation.anthropic._validation import (
+    Refusal,
+    check_count_tokens_request,
+    check_headers,
+    check_messages_request,
+)
 from perfkit.simulation.anthropic._wire import (
     RenderedMessage,
+    count_input_tokens,
     error_body,
     prompt_block_tokens,
     render,
@@ -99,6 +120,10 @@ class AnthropicSimulator(SimulatedServer):
         self.messages_route: respx.Route = self.add_route(
             "POST", "/v1/messages", self._answer_messages, name="messages"
         )
+        self.batches = BatchStore(self.clock, base_url=self.base_url, origin=_origin(self.clock))
+        """The message batches created so far (``batches.concurrency`` sets how many requests
+        of a batch are processed at once)."""
+        self._add_endpoints()
 
     # -- the Messages API ------------------------------------------------------------
 
@@ -209,6 +234,138 @@ class AnthropicSimulator(SimulatedServer):
             return self._stream_response(logged, plan.connect, chunks)
         return super().fault_response(fault, logged, request)
 
+    # -- token counting, models and message batches ----------------------------------
+
+    def _add_endpoints(self) -> None:
+        batch = r"/v1/messages/batches/[^/?]+"
+        for method, path, answer, name in (
+            ("POST", r"/v1/messages/count_tokens", self._answer_count_tokens, "count_tokens"),
+            ("GET", r"/v1/models", self._answer_models, "models"),
+            ("GET", r"/v1/models/[^/?]+", self._answer_model, "model"),
+            ("POST", r"/v1/messages/batches", self._answer_create_batch, "batches_create"),
+            ("GET", r"/v1/messages/batches", self._answer_list_batches, "batches_list"),
+            ("GET", batch, self._answer_batch, "batches_retrieve"),
+            ("DELETE", batch, self._answer_delete_batch, "batches_delete"),
+            ("POST", batch + "/cancel", self._answer_cancel_batch, "batches_cancel"),
+            ("GET", batch + "/results", self._answer_batch_results, "batches_results"),
+        ):
+            self.add_route(method, re.compile(path), self._endpoint(answer), name=name)
+
+    def _endpoint(
+        self, answer: Callable[[SimRequest, httpx.Request], Any]
+    ) -> Callable[[SimRequest, httpx.Request], httpx.Response]:
+        """A route handler for ``answer``: headers checked first (when :attr:`strict`); a
+        :class:`Refusal` it returns or a :class:`Refused` it raises answered as the API's
+        error, JSON (or the response it makes) otherwise, after one modeled time to first
+        byte (``latency.connect``)."""
+
+        def handle(logged: SimRequest, request: httpx.Request) -> httpx.Response:
+            delay = to_microseconds(self._latency.connect.sample())
+            result = check_headers(request.headers) if self.strict else None
+            if result is None and logged.body_error is not None:
+                result = Refusal(400, "invalid_request_error", logged.body_error)
+            if result is None:
+                try:
+                    result = answer(logged, request)
+                except Refused as refused:
+                    result = Refusal(refused.status, refused.error_type, refused.message)
+            if isinstance(result, Refusal):
+                logged.status = result.status
+                return self.error_response(
+                    result.status, result.error_type, result.message, logged, delay=delay
+                )
+            logged.status = 200
+            if isinstance(result, httpx.Response):
+                return result
+            return self.json_response(200, _dumps(result), logged, delay=delay)
+
+        return handle
+
+    def _answer_count_tokens(self, logged: SimRequest, request: httpx.Request) -> Any:
+        """``{"input_tokens": N}``: the whole prompt (system, messages and tools), as
+        ``MessageTokensCount`` documents it. It is the ``usage.input_tokens`` the same
+        request gets from ``POST /v1/messages`` unless a reply scripts its own count; with
+        prompt caching, that ``input_tokens`` is only the uncached rest, and ``N`` equals
+        input + cache creation + cache read tokens. No scripted answer is consumed."""
+        if self.strict:
+            refusal = check_count_tokens_request(logged.body, request.headers, beta=_beta(request))
+            if refusal is not None:
+                return refusal
+        return {"input_tokens": count_input_tokens(logged.body)}
+
+    def _answer_models(self, logged: SimRequest, request: httpx.Request) -> Any:
+        """A page of the model catalog, newest first (``limit``, ``after_id``, ``before_id``)."""
+        items, has_more = paginate(MODELS, **_page_params(request), key=lambda model: model.id)
+        return page_body([model.to_json() for model in items], has_more)
+
+    def _answer_model(self, logged: SimRequest, request: httpx.Request) -> Any:
+        """One model by id or alias (an alias answers with its dated id); 404 if unknown."""
+        name = _last_segment(request)
+        model = resolve(name)
+        if model is None:
+            return Refusal(404, "not_found_error", f"model: {name}")
+        return model.to_json()
+
+    def _answer_create_batch(self, logged: SimRequest, request: httpx.Request) -> Any:
+        """A new batch: each request answered now as ``POST /v1/messages`` would answer it
+        (scripts, responder, default reply, validation), its result shown once the batch's
+        modeled processing reaches it (see :class:`BatchStore`)."""
+        requests = check_requests(logged.body)
+        answers = [
+            self._batch_answer(item, position, logged, request)
+            for position, item in enumerate(requests)
+        ]
+        return self.batches.view(self.batches.create(answers).id)
+
+    def _batch_answer(
+        self, item: Mapping[str, Any], position: int, logged: SimRequest, request: httpx.Request
+    ) -> Answer:
+        """One request of a batch, answered by the messages route itself, unlogged: the
+        result is its JSON (a message, its id made unique in the batch, or the error body),
+        the duration its modeled delivery time. A transport fault (connection error,
+        timeout) errors as ``api_error``; streaming is refused, as the batch API takes only
+        non-streaming parameters (``MessageCreateParamsNonStreaming``)."""
+        custom_id, params = item["custom_id"], dict(item["params"])
+        if params.get("stream") is not None:
+            error = error_body(
+                "invalid_request_error", "stream: streaming is not supported in a message batch"
+            )
+            return Answer(custom_id, {"type": "errored", "error": error}, 0.0)
+        url = f"{self.base_url}/v1/messages" + ("?beta=true" if _beta(request) else "")
+        single = httpx.Request("POST", url, headers=request.headers, json=params)
+        one = dataclasses.replace(
+            logged, url=url, body=params, body_error=None, answer=None, status=None
+        )
+        response = self._answer_messages(one, single)
+        delivery = response.extensions[DELIVERY_KEY]
+        if delivery.error is not None:
+            error = error_body("api_error", "Internal server error")
+            return Answer(custom_id, {"type": "errored", "error": error}, delivery.delay)
+        content = json.loads(response.read())
+        if response.status_code == 200:
+            content["id"] = f"{content['id']}_{position}"  # one batch, many messages
+            return Answer(custom_id, {"type": "succeeded", "message": content}, delivery.delay)
+        return Answer(custom_id, {"type": "errored", "error": content}, delivery.delay)
+
+    def _answer_list_batches(self, logged: SimRequest, request: httpx.Request) -> Any:
+        return self.batches.page(**_page_params(request))
+
+    def _answer_batch(self, logged: SimRequest, request: httpx.Request) -> Any:
+        return self.batches.view(_last_segment(request))
+
+    def _answer_delete_batch(self, logged: SimRequest, request: httpx.Request) -> Any:
+        return self.batches.delete(_last_segment(request))
+
+    def _answer_cancel_batch(self, logged: SimRequest, request: httpx.Request) -> Any:
+        return self.batches.cancel(_last_segment(request, 1))
+
+    def _answer_batch_results(self, logged: SimRequest, request: httpx.Request) -> Any:
+        content = self.batches.results(_last_segment(request, 1))
+        delay = to_microseconds(self._latency.connect.sample())
+        # The SDK asks for the results with ``Accept: application/binary``.
+        headers = {"content-type": "application/binary"}
+        return self.json_response(200, content, logged, delay=delay, headers=headers)
+
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value).encode()
@@ -216,6 +373,30 @@ def _dumps(value: Any) -> bytes:
 
 def _beta(request: httpx.Request) -> bool:
     return bool(request.url.params.get("beta") == "true")
+
+
+def _origin(clock: Clock) -> datetime:
+    """The date and time of the clock's time 0: a fixed date on a virtual clock (so runs
+    are identical), the wall clock's reading on a real one."""
+    if clock.mode == "virtual":
+        return DEFAULT_ORIGIN
+    return datetime.now(UTC) - timedelta(seconds=clock.now())
+
+
+def _last_segment(request: httpx.Request, back: int = 0) -> str:
+    """A path segment counted from the end (the id in ``/v1/models/{id}``), decoded."""
+    return unquote(request.url.path.split("/")[-1 - back])
+
+
+def _page_params(request: httpx.Request) -> dict[str, Any]:
+    params = request.url.params
+    raw = params.get("limit")
+    limit: object = DEFAULT_LIMIT if raw is None else int(raw) if raw.isdigit() else raw
+    return {
+        "limit": check_limit(limit),
+        "after_id": params.get("after_id"),
+        "before_id": params.get("before_id"),
+    }
 
 
 _LARGEST_OUTPUT = max(model.max_output_tokens for model in MODELS)
