@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import pytest
 from anthropic.types import Model
 from anthropic.types import ModelInfo as SDKModelInfo
@@ -227,3 +228,25 @@ def test_count_tokens_counts_the_whole_prompt_when_part_of_it_is_cached(
     for usage in usages:
         cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
         assert counted == usage.input_tokens + cached
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/claude-opus-4-5"),
+        ("POST", "/v1/messages/count_tokens"),
+        ("GET", "/v1/messages/batches"),
+    ],
+)
+def test_the_endpoints_check_the_credential_unless_relaxed(
+    clock: VirtualClock, method: str, path: str
+) -> None:
+    body = {"model": MODEL, **REQUESTS["text"]} if method == "POST" else None
+    url = f"https://api.anthropic.com{path}"
+    for strict, status in ((True, 401), (False, 200)):
+        with AnthropicSimulator(clock=clock, strict=strict), httpx.Client(verify=TLS) as client:
+            response = client.request(method, url, json=body)
+        assert response.status_code == status, response.text
+        if status == 401:
+            assert response.json()["error"]["type"] == "authentication_error"
