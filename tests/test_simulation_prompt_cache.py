@@ -391,6 +391,20 @@ def test_a_stream_reports_the_cache_counts_in_message_start_and_the_final_messag
     assert counts(final.usage) == SDK_READ
 
 
+def test_count_tokens_is_the_whole_prompt_input_plus_creation_plus_read(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    body = {key: value for key, value in cached_system().items() if key != "max_tokens"}
+    total = client.messages.count_tokens(**body).input_tokens
+    assert total == 1505
+    for _ in range(2):
+        usage = client.messages.create(**cached_system()).usage
+        assert (
+            usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+            == total
+        )
+
+
 def test_a_tools_breakpoint_caches_the_tool_definitions(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
