@@ -12,15 +12,23 @@ Sources, cited per field:
   The models the SDK lists alone (``claude-opus-4-6`` and later) have no dated snapshot:
   their id is what they are called.
 - ``lifecycle`` and ``retires_at`` follow the SDK's ``anthropic/_data/deprecated_models.py``.
-- ``created_at`` is the release date where it is published (below, per model); otherwise
-  the Unix epoch, as ``ModelInfo.created_at``'s docstring allows ("May be set to an epoch
-  value if the release date is unknown"). The catalog's order, not ``created_at``, is the
-  order ``GET /v1/models`` lists them in ("More recently released models are listed
-  first", ``anthropic/resources/models.py``).
-- ``context_window`` and ``max_output_tokens`` follow Anthropic's published model tables
-  where they name the model; ``min_cacheable_tokens`` follows the prompt-caching guide's
-  table of minimum cacheable prompt lengths. A model those tables do not name yet takes
-  its line's newest published figures (said so below).
+- ``created_at`` is the public release date where one is reported (Haiku 4.5, Opus 4.5,
+  Opus 4.6, Sonnet 4.6, Opus 4.8); otherwise the Unix epoch, as
+  ``ModelInfo.created_at``'s docstring allows ("May be set to an epoch value if the
+  release date is unknown"). The catalog's order, not ``created_at``, is the order
+  ``GET /v1/models`` lists them in ("More recently released models are listed first",
+  ``anthropic/resources/models.py``).
+- ``context_window`` and ``max_output_tokens``: Anthropic's models overview as quoted in
+  May 2026 (Opus 4.7 1M/128k, Sonnet 4.6 1M/64k, Haiku 4.5 200k/64k; tygartmedia.com,
+  "Claude Context Window Size 2026"), the Opus 4.8 launch (1M/128k; 24-ai.news,
+  2026-05-28), and the 4.5 models' 200k/64k.
+- ``min_cacheable_tokens``: the prompt-caching guide's table, as quoted in the SDK's issue
+  anthropics/anthropic-sdk-python#1194 (4,096 for Opus 4.6, Opus 4.5 and Haiku 4.5; 1,024
+  for Sonnet 4.6) and, for later models, in "Claude's prompt cache fails silently below
+  1,024 tokens" (dev.to; 512 for Opus 5, Fable 5 and Mythos 5; 1,024 for Opus 4.8 and
+  Sonnet 5; 2,048 for Opus 4.7).
+- A figure none of these gives is assumed from the newest published model of the same
+  line (said so in the table).
 
 A model name the catalog does not know (``"claude-simulated"``) is no error for the
 simulator: :func:`resolve` returns None and the simulator echoes the name as given.
@@ -89,6 +97,7 @@ _TABLE: tuple[tuple[str, str, str, int, int, int], ...] = (
     ("claude-opus-4-7", "Claude Opus 4.7", EPOCH, 128_000, _M, 2_048),
     # Limits assumed (a research preview, not in the published tables).
     ("claude-mythos-preview", "Claude Mythos Preview", EPOCH, 128_000, _M, 4_096),
+    # Limits assumed as Opus 4.7's (the quoted tables no longer list Opus 4.6).
     ("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z", 128_000, _M, 4_096),
     ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", 64_000, _M, 1_024),
     (
