@@ -858,3 +858,26 @@ def test_perfkit_simulation_exports_the_simulator_without_importing_the_openai_s
         "assert 'openai' not in sys.modules, 'the openai SDK was imported'\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_not_strict_accepts_what_the_api_refuses_but_not_what_it_cannot_answer(
+    clock: VirtualClock,
+) -> None:
+    unanswered = INVALID["tool-calls-last-and-unanswered"][0]
+    assert validate(unanswered, strict=False) is None
+    assert validate(INVALID["unknown-parameter"][0], strict=False) is None
+    assert validate(INVALID["n-above-one"][0], strict=False) == INVALID["n-above-one"][1]
+    with OpenAISimulator(clock=clock, strict=False) as sim, sdk() as client:
+        client.chat.completions.create(**unanswered)
+        assert sim.last_request.status == 200
+    with pytest.raises(TypeError, match="strict must be True or False, got 'no'"):
+        OpenAISimulator(strict="no")  # type: ignore[arg-type]
+
+
+def test_a_refused_request_uses_up_no_scripted_answer(sim: OpenAISimulator) -> None:
+    sim.enqueue(Reply.text("kept for the next request"))
+    with sdk() as client:
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="gpt-4o", messages=[])
+        completion = client.chat.completions.create(**ask())
+    assert completion.choices[0].message.content == "kept for the next request"

@@ -87,6 +87,10 @@ class OpenAISimulator(SimulatedServer):
     ``tool_calls``. Only ``n=1`` is simulated (a request for more choices gets a 400 that
     says so); streamed chunks carry no ``obfuscation`` field, as with
     ``stream_options.include_obfuscation`` false.
+
+    Requests are checked as the real API checks them (``strict=True``, the default): a
+    refused request gets the API's 400 before any scripted answer is used up.
+    ``strict=False`` accepts whatever the simulator can answer.
     """
 
     default_base_url = DEFAULT_BASE_URL
@@ -101,7 +105,11 @@ class OpenAISimulator(SimulatedServer):
         seed: int = 0,
         handshake: LatencyModel | float = 0.0,
         max_logged: int | None = DEFAULT_MAX_LOGGED,
+        strict: bool = True,
     ) -> None:
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
+        self.strict = strict
         super().__init__(
             latency=latency,
             clock=clock,
@@ -117,7 +125,11 @@ class OpenAISimulator(SimulatedServer):
     # -- the Chat Completions API ----------------------------------------------------
 
     def _answer_completions(self, logged: SimRequest, request: httpx.Request) -> httpx.Response:
-        problem = RequestError(UNPARSABLE_BODY) if logged.body_error else validate(logged.body)
+        problem = (
+            RequestError(UNPARSABLE_BODY)
+            if logged.body_error
+            else validate(logged.body, strict=self.strict)
+        )
         if problem is not None:
             logged.status = problem.status
             body = error_body(problem.message, problem.type, param=problem.param, code=problem.code)

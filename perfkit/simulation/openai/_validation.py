@@ -82,9 +82,10 @@ class RequestError:
     type: str = "invalid_request_error"
 
 
-def validate(body: Mapping[str, Any]) -> RequestError | None:
-    """The first rule ``body`` breaks, or None if the API would accept it."""
-    return next(_problems(body), None)
+def validate(body: Mapping[str, Any], *, strict: bool = True) -> RequestError | None:
+    """The first rule ``body`` breaks, or None if the API would accept it. Not ``strict``,
+    only what the simulator cannot answer is refused (more than one choice)."""
+    return next(_problems(body) if strict else _unsupported(body), None)
 
 
 def _problems(body: Mapping[str, Any]) -> Iterator[RequestError]:
@@ -95,6 +96,7 @@ def _problems(body: Mapping[str, Any]) -> Iterator[RequestError]:
         yield RequestError("you must provide a model parameter")
     yield from _check_messages(body.get("messages"))
     yield from _check_options(body)
+    yield from _unsupported(body)
 
 
 def _check_messages(messages: Any) -> Iterator[RequestError]:
@@ -215,6 +217,10 @@ def _check_options(body: Mapping[str, Any]) -> Iterator[RequestError]:
             param="stop",
             code="array_above_max_length",
         )
+
+
+def _unsupported(body: Mapping[str, Any]) -> Iterator[RequestError]:
+    """What the real API accepts but the simulator cannot answer."""
     n = body.get("n")
     if n is not None and n != 1:
         yield RequestError(
