@@ -128,6 +128,7 @@ EXPECTED_SIMULATION = [
     "SimulatedNetwork",
     "SimulatedServer",
     "TextBlock",
+    "ThinkingBlock",
     "ToolUseBlock",
     "Uniform",
     "count_tokens",

@@ -741,6 +741,7 @@ def test_without_retries_the_sdk_raises_the_status_error(
     assert caught.value.body == {
         "type": "error",
         "error": {"type": fault.error_type, "message": fault.message},
+        "request_id": "req_sim_000000",
     }
     assert caught.value.request_id == "req_sim_000000"
     assert sim.call_count == 1

@@ -77,7 +77,7 @@ def request(recorded: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 def ask(**extra: Any) -> dict[str, Any]:
     return {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-haiku-4-5",
         "max_tokens": 1024,
         "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
         **extra,
@@ -198,12 +198,7 @@ def test_the_recorded_ratelimit_headers_are_the_twelve_checked() -> None:
 
 # --- the simulator against the recordings ------------------------------------------------------
 
-XFAIL_WIRE = pytest.mark.xfail(
-    strict=True, reason="the simulator's wire format does not match the recordings yet"
-)
 
-
-@XFAIL_WIRE
 def test_a_streamed_text_reply_is_structured_as_recorded(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -213,7 +208,6 @@ def test_a_streamed_text_reply_is_structured_as_recorded(
     assert compare_streams(events, exchange_stream("sdk_runner_stream_exchange.json", 1)) == []
 
 
-@XFAIL_WIRE
 def test_a_streamed_text_reply_has_its_ping_where_the_sdk_recording_has_it(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -229,7 +223,6 @@ def test_a_streamed_text_reply_has_its_ping_where_the_sdk_recording_has_it(
     ]
 
 
-@XFAIL_WIRE
 def test_a_streamed_tool_call_is_structured_as_recorded(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -239,7 +232,6 @@ def test_a_streamed_tool_call_is_structured_as_recorded(
     assert compare_streams(events, exchange_stream("sdk_runner_stream_exchange.json", 0)) == []
 
 
-@XFAIL_WIRE
 def test_text_then_a_tool_call_streamed_is_structured_as_recorded(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -253,7 +245,6 @@ def test_text_then_a_tool_call_streamed_is_structured_as_recorded(
     assert compare_streams(events, recorded, allow_extra_keys=True) == []
 
 
-@XFAIL_WIRE
 def test_a_tool_call_cut_by_max_tokens_streams_as_recorded(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -265,7 +256,6 @@ def test_a_tool_call_cut_by_max_tokens_streams_as_recorded(
     assert compare_streams(events, recorded, allow_extra_keys=True) == []
 
 
-@XFAIL_WIRE
 def test_a_tool_call_cut_by_max_tokens_has_the_same_input_streamed_and_not(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -279,18 +269,20 @@ def test_a_tool_call_cut_by_max_tokens_has_the_same_input_streamed_and_not(
     assert whole.content[1].input == final.content[1].input != {}  # type: ignore[union-attr]
 
 
-@XFAIL_WIRE
 def test_a_message_is_structured_as_recorded_and_names_the_dated_model(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
-    recorded = exchange("sdk_parse_exchange.json", 0)
+    recorded = exchange("sdk_parse_exchange.json", 0)["response"]["body"]
     sim.enqueue(Reply.text('{"product_name": "Green Tea", "price": 5.50, "quantity": 2}'))
-    body, _ = answered(client, **request(recorded))
-    assert compare_bodies(body, recorded["response"]["body"]) == []
-    assert body["model"] == recorded["response"]["body"]["model"] == "claude-sonnet-4-5-20250929"
+    body, _ = answered(client, **ask(model="claude-haiku-4-5"))
+    assert compare_bodies(body, recorded) == []
+    # A request for the alias is answered with the dated id, as recorded.
+    streamed_exchange = exchange("sdk_runner_stream_exchange.json", 0)
+    assert streamed_exchange["request"]["body"]["model"] == "claude-haiku-4-5"
+    assert body["model"] == "claude-haiku-4-5-20251001"
+    assert '"model":"claude-haiku-4-5-20251001"' in streamed_exchange["response"]["body"]
 
 
-@XFAIL_WIRE
 def test_a_tool_call_message_is_structured_as_recorded(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -303,7 +295,6 @@ def test_a_tool_call_message_is_structured_as_recorded(
     assert compare_bodies(headers["request-id"], recorded["headers"]["request-id"]) == []
 
 
-@XFAIL_WIRE
 def test_every_response_carries_the_recorded_ratelimit_headers(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -316,7 +307,6 @@ def test_every_response_carries_the_recorded_ratelimit_headers(
         assert ratelimit_header_differences(headers) == []
 
 
-@XFAIL_WIRE
 def test_error_bodies_carry_the_request_id_and_say_whether_to_retry(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -336,7 +326,6 @@ def test_error_bodies_carry_the_request_id_and_say_whether_to_retry(
     )
 
 
-@XFAIL_WIRE
 def test_a_thinking_reply_streams_as_recorded(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
@@ -352,7 +341,6 @@ def test_a_thinking_reply_streams_as_recorded(
     assert compare_streams(events, recorded, allow_extra_keys=True) == []
 
 
-@XFAIL_WIRE
 def test_a_thinking_reply_is_structured_as_recorded(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:

@@ -62,7 +62,9 @@ def test_retry_after_is_finite(retry_after: float) -> None:
 def test_a_reply_needs_a_block_and_takes_only_blocks() -> None:
     with pytest.raises(ValueError, match="at least one content block"):
         Reply()
-    with pytest.raises(TypeError, match="a reply block must be a str, TextBlock or ToolUseBlock"):
+    with pytest.raises(
+        TypeError, match="a reply block must be a str, TextBlock, ToolUseBlock or ThinkingBlock"
+    ):
         Reply(42)  # type: ignore[arg-type]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,10 +18,19 @@ from perfkit.simulation.anthropic import (
     sse_event,
     stream_chunks,
 )
+from perfkit.simulation.anthropic._wire import (
+    RateLimit,
+    rate_limit_headers,
+    should_retry,
+    thinking_budget,
+    tokens_in,
+    unlimited,
+)
 from perfkit.simulation.server import (
     Fault,
     Reply,
     TextBlock,
+    ThinkingBlock,
     ToolUseBlock,
     count_tokens,
     tokenize,
@@ -193,10 +203,12 @@ def test_render_a_text_reply_as_the_api_does() -> None:
         "stop_sequence": None,
         "usage": {
             "input_tokens": 1,
-            "output_tokens": 3,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": 3,
+            "service_tier": "standard",
+            "inference_geo": "not_available",
         },
     }
     assert message.blocks[0].pieces == ("Hello", " there,", " friend")
@@ -263,6 +275,7 @@ def test_render_tool_use_blocks() -> None:
             "id": "toolu_sim_000003_1",
             "name": "get_weather",
             "input": {"city": "Paris", "units": "C"},
+            "caller": {"type": "direct"},
         },
     ]
     assert message.stop_reason == "tool_use"
@@ -331,8 +344,8 @@ def test_stream_events_come_in_the_api_order() -> None:
     events = stream_events(message, plan_for(3))
     assert names(events) == [
         "message_start",
-        "ping",
         "content_block_start",
+        "ping",
         "content_block_delta",
         "content_block_delta",
         "content_block_delta",
@@ -345,7 +358,7 @@ def test_stream_events_come_in_the_api_order() -> None:
     assert start["stop_reason"] is None
     assert start["id"] == "msg_1"
     assert start["usage"]["output_tokens"] == 1
-    assert events[2][1] == {
+    assert events[1][1] == {
         "type": "content_block_start",
         "index": 0,
         "content_block": {"type": "text", "text": ""},
@@ -360,7 +373,12 @@ def test_stream_events_come_in_the_api_order() -> None:
     assert events[7][1] == {
         "type": "message_delta",
         "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-        "usage": {"output_tokens": 3},
+        "usage": {
+            "input_tokens": 1,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 3,
+        },
     }
 
 
@@ -369,7 +387,7 @@ def test_message_delta_reports_cumulative_output_over_all_blocks() -> None:
     message = render(reply, body(), message_id="msg_1")
     events = stream_events(message, plan_for(message.output_tokens))
     final = dict(events)["message_delta"]
-    assert final["usage"] == {"output_tokens": message.output_tokens}
+    assert final["usage"]["output_tokens"] == message.output_tokens
     assert final["delta"]["stop_reason"] == "tool_use"
 
 
@@ -393,6 +411,7 @@ def test_tool_input_streams_as_json_pieces_that_rejoin() -> None:
             "id": "toolu_sim_000001_1",
             "name": "forecast",
             "input": {},
+            "caller": {"type": "direct"},
         },
     }
     pieces = [
@@ -405,7 +424,8 @@ def test_tool_input_streams_as_json_pieces_that_rejoin() -> None:
         for name, data in events
         if name == "content_block_delta" and data["index"] == 1
     )
-    assert len(pieces) > 1
+    assert pieces[0] == ""  # as recorded: every tool block's input opens empty
+    assert len(pieces) > 2
     assert json.loads("".join(pieces)) == tool_input
     assert names(events).count("content_block_stop") == 2
 
@@ -415,8 +435,12 @@ def test_first_token_waits_the_ttft_then_each_gap() -> None:
     plan = LatencyPlan(connect=0.1, ttft=0.5, gaps=(0.02, 0.03))
     chunks = stream_chunks(message, plan)
     assert [delay for delay, _ in chunks] == [0.0, 0.5, 0.02, 0.03, 0.0, 0.0]
-    assert names(parse_sse(chunks[0][1])) == ["message_start", "ping"]
-    assert names(parse_sse(chunks[1][1])) == ["content_block_start", "content_block_delta"]
+    assert names(parse_sse(chunks[0][1])) == ["message_start"]
+    assert names(parse_sse(chunks[1][1])) == [
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+    ]
     assert names(parse_sse(chunks[2][1])) == ["content_block_delta"]
     assert names(parse_sse(chunks[4][1])) == ["content_block_stop"]
     assert names(parse_sse(chunks[5][1])) == ["message_delta", "message_stop"]
@@ -449,8 +473,8 @@ def test_an_error_event_replaces_the_rest_after_n_tokens() -> None:
     events = parse_sse(b"".join(data for _, data in chunks))
     assert names(events) == [
         "message_start",
-        "ping",
         "content_block_start",
+        "ping",
         "content_block_delta",
         "content_block_delta",
         "content_block_delta",
@@ -464,8 +488,8 @@ def test_an_error_before_any_token_comes_after_the_ttft() -> None:
     message = render(Reply.of_tokens(5), body(), message_id="msg_1")
     chunks = stream_chunks(message, plan_for(1), error_after_tokens=0)
     assert [delay for delay, _ in chunks] == [0.0, 0.5]
-    assert names(parse_sse(chunks[1][1])) == ["content_block_start", "error"]
-    assert parse_sse(chunks[1][1])[1][1]["error"]["type"] == "overloaded_error"
+    assert names(parse_sse(chunks[1][1])) == ["content_block_start", "ping", "error"]
+    assert parse_sse(chunks[1][1])[2][1]["error"]["type"] == "overloaded_error"
 
 
 def test_an_error_after_the_whole_reply_still_replaces_the_end() -> None:
@@ -510,3 +534,189 @@ def test_message_start_has_no_stop_fields_even_when_the_reply_stops_on_a_sequenc
     assert (started["stop_reason"], started["stop_sequence"]) == (None, None)
     delta = next(data for name, data in events if name == "message_delta")
     assert delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "STOP"}
+
+
+# --- as recorded: usage, tool calls cut short, thinking, headers -----------------------------
+
+
+def thinking_body(budget: int = 2048, **overrides: Any) -> dict[str, Any]:
+    return body(thinking={"type": "enabled", "budget_tokens": budget}, **overrides)
+
+
+def test_message_delta_repeats_the_input_and_cache_counts() -> None:
+    message = render(Reply.text("one two"), body(), message_id="msg_1")
+    final = dict(stream_events(message, plan_for(2)))["message_delta"]
+    assert final["usage"] == {
+        "input_tokens": 1,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 2,
+    }
+
+
+def test_server_tool_use_is_reported_only_when_a_server_tool_is_offered() -> None:
+    plain = render(Reply.text("x"), body(tools=[{"name": "w", "input_schema": {}}]), message_id="m")
+    assert "server_tool_use" not in plain.usage()
+    search = {"type": "web_search_20250305", "name": "web_search"}
+    offered = render(Reply.text("x"), body(tools=[search]), message_id="m")
+    assert offered.usage()["server_tool_use"] == {"web_search_requests": 0, "web_fetch_requests": 0}
+    assert offered.delta_usage()["server_tool_use"] == offered.usage()["server_tool_use"]
+
+
+def test_the_model_answered_with_can_differ_from_the_request() -> None:
+    message = render(Reply.text("x"), body(), message_id="m", model="claude-test-model-20250101")
+    assert message.to_json()["model"] == "claude-test-model-20250101"
+
+
+def test_a_tool_call_cut_by_max_tokens_keeps_the_input_the_sdk_accumulates() -> None:
+    tool_input = {"city": "Paris", "days": 3, "note": "two words and more"}
+    reply = Reply.tool_use("forecast", tool_input)
+    full = tokenize(ToolUseBlock("forecast", tool_input).input_json())
+    cut_at = next(i for i, piece in enumerate(full) if "two" in piece)  # inside "note"
+    message = render(reply, body(max_tokens=cut_at + 1), message_id="msg_1")
+    tool = message.blocks[0]
+    assert (message.stop_reason, tool.complete) == ("max_tokens", False)
+    # What the SDK accumulates from the streamed JSON, parsed as it parses it.
+    from jiter import from_json
+
+    streamed = "".join(tool.pieces)
+    assert tool.content["input"] == from_json(streamed.encode(), partial_mode=True)
+    assert tool.content["input"] == {"city": "Paris", "days": 3}
+
+
+def test_a_tool_call_cut_by_max_tokens_is_not_closed_in_the_stream() -> None:
+    reply = Reply.tool_use("lookup", {"query": "one two three four five"}, text="Let me check")
+    message = render(reply, body(max_tokens=5), message_id="msg_cut")
+    events = stream_events(message, plan_for(5))
+    # As recorded (sdk_incomplete_partial_json_response.txt): the text block is closed, the
+    # cut tool block is not; message_delta says max_tokens.
+    assert [data["index"] for name, data in events if name == "content_block_stop"] == [0]
+    assert names(events)[-2:] == ["message_delta", "message_stop"]
+    assert dict(events)["message_delta"]["delta"]["stop_reason"] == "max_tokens"
+
+
+def test_thinking_blocks_show_only_when_the_request_enables_thinking() -> None:
+    reply = Reply(ThinkingBlock("Let me think it over."), "The answer.")
+    assert [b.content["type"] for b in render(reply, body(), message_id="m").blocks] == ["text"]
+    disabled = body(thinking={"type": "disabled"})
+    assert [b.content["type"] for b in render(reply, disabled, message_id="m").blocks] == ["text"]
+    shown = render(reply, thinking_body(), message_id="m")
+    assert [b.content["type"] for b in shown.blocks] == ["thinking", "text"]
+    assert shown.blocks[0].content["thinking"] == "Let me think it over."
+    assert thinking_budget(thinking_body(1500)) == 1500
+    assert thinking_budget(body()) is None
+
+
+def test_thinking_counts_as_output_and_is_capped_by_its_budget() -> None:
+    thought = " ".join(f"w{i}" for i in range(40))
+    reply = Reply(ThinkingBlock(thought), "one two three")
+    message = render(reply, thinking_body(10), message_id="m")
+    thinking = message.blocks[0]
+    assert len(thinking.pieces) == 10
+    assert thinking.content["thinking"] == "".join(tokenize(thought)[:10])
+    assert message.output_tokens == message.usage()["output_tokens"] == 10 + 3
+    # max_tokens counts thinking too: 12 leaves 2 tokens of text.
+    cut = render(reply, thinking_body(10, max_tokens=12), message_id="m")
+    assert cut.blocks[1].content["text"] == "one two"
+    assert cut.stop_reason == "max_tokens"
+
+
+def test_a_thinking_block_is_signed_deterministically_unless_a_signature_is_given() -> None:
+    message = render(Reply(ThinkingBlock("Hmm."), "x"), thinking_body(), message_id="m")
+    again = render(Reply(ThinkingBlock("Hmm."), "x"), thinking_body(), message_id="m2")
+    signature = message.blocks[0].content["signature"]
+    assert isinstance(signature, str)
+    assert len(signature) > 40
+    assert signature == again.blocks[0].content["signature"]
+    given = render(Reply(ThinkingBlock("Hmm.", "sig_1"), "x"), thinking_body(), message_id="m")
+    assert given.blocks[0].content == {"type": "thinking", "thinking": "Hmm.", "signature": "sig_1"}
+
+
+def test_thinking_streams_before_the_text_with_one_signature_delta() -> None:
+    reply = Reply(ThinkingBlock("First this, then that.", "sig_1"), "Done.")
+    message = render(reply, thinking_body(), message_id="m")
+    events = stream_events(message, plan_for(message.output_tokens))
+    assert names(events) == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * 4,
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    deltas = [data["delta"] for name, data in events if name == "content_block_delta"]
+    assert deltas[:5] == [
+        {"type": "thinking_delta", "thinking": "First"},
+        {"type": "thinking_delta", "thinking": " this,"},
+        {"type": "thinking_delta", "thinking": " then"},
+        {"type": "thinking_delta", "thinking": " that."},
+        {"type": "signature_delta", "signature": "sig_1"},
+    ]
+    assert deltas[5] == {"type": "text_delta", "text": "Done."}
+
+
+def test_thinking_tokens_are_decoded_before_the_first_text_token() -> None:
+    reply = Reply(ThinkingBlock("a b c"), "x y")
+    message = render(reply, thinking_body(), message_id="m")
+    plan = LatencyPlan(connect=0.0, ttft=0.5, gaps=(0.1, 0.2, 0.3, 0.4))
+    chunks = stream_chunks(message, plan)
+    token_waits = [delay for delay, data in chunks if tokens_in(data)]
+    assert token_waits == [0.5, 0.1, 0.2, 0.3, 0.4]
+    first_text = next(i for i, (_, data) in enumerate(chunks) if b"text_delta" in data)
+    assert round(sum(delay for delay, _ in chunks[: first_text + 1]), 6) == 0.5 + 0.1 + 0.2 + 0.3
+
+
+def test_tokens_in_counts_the_token_deltas_of_a_chunk() -> None:
+    reply = Reply(ThinkingBlock("a b", "sig"), ToolUseBlock("t", {"k": "v"}))
+    message = render(reply, thinking_body(), message_id="m")
+    chunks = stream_chunks(message, plan_for(message.output_tokens))
+    assert sum(tokens_in(data) for _, data in chunks) == message.output_tokens == 2 + 2
+    assert tokens_in(sse_event("ping", {"type": "ping"})) == 0
+
+
+def test_error_bodies_carry_the_request_id_when_given() -> None:
+    assert error_body("not_found_error", "gone", request_id="req_1") == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "gone"},
+        "request_id": "req_1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "retry"),
+    [
+        (400, False),
+        (401, False),
+        (404, False),
+        (408, True),
+        (409, True),
+        (413, False),
+        (429, True),
+        (500, True),
+        (503, True),
+        (529, True),
+    ],
+)
+def test_should_retry_as_the_api_says(status: int, retry: bool) -> None:
+    assert should_retry(status) is retry
+
+
+def test_rate_limit_headers_are_the_recorded_twelve() -> None:
+    now = datetime(2026, 2, 25, 20, 2, 37, 475893, tzinfo=UTC)
+    headers = rate_limit_headers(unlimited(now))
+    assert len(headers) == 12
+    assert headers["anthropic-ratelimit-requests-limit"] == "4000"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "4000"
+    assert headers["anthropic-ratelimit-tokens-reset"] == "2026-02-25T20:02:37Z"
+    limits = {"requests": RateLimit(50, 49, now)}
+    assert rate_limit_headers(limits) == {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "49",
+        "anthropic-ratelimit-requests-reset": "2026-02-25T20:02:37Z",
+    }

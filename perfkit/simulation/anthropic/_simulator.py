@@ -27,7 +27,7 @@ from perfkit.simulation.anthropic._batches import (
     page_body,
     paginate,
 )
-from perfkit.simulation.anthropic._models import MODELS, resolve
+from perfkit.simulation.anthropic._models import MODELS, model_id, resolve
 from perfkit.simulation.anthropic._prompt_cache import PromptCache
 from perfkit.simulation.anthropic._validation import (
     Refusal,
@@ -36,12 +36,18 @@ from perfkit.simulation.anthropic._validation import (
     check_messages_request,
 )
 from perfkit.simulation.anthropic._wire import (
+    RateLimit,
     RenderedMessage,
     count_input_tokens,
     error_body,
     prompt_block_tokens,
+    rate_limit_headers,
     render,
+    should_retry,
     stream_chunks,
+    thinking_budget,
+    tokens_in,
+    unlimited,
 )
 from perfkit.simulation.server import (
     DEFAULT_MAX_LOGGED,
@@ -52,6 +58,8 @@ from perfkit.simulation.server import (
     ScheduledStream,
     SimRequest,
     SimulatedServer,
+    TextBlock,
+    ThinkingBlock,
     tokenize,
 )
 
@@ -158,11 +166,37 @@ class AnthropicSimulator(SimulatedServer):
     def error_body(
         self, status: int, error_type: str, message: str, logged: SimRequest | None
     ) -> Any:
-        return error_body(error_type, message)
+        return error_body(error_type, message, request_id=_request_id(logged))
 
     def base_headers(self, logged: SimRequest | None) -> dict[str, str]:
-        index = logged.index if logged is not None else 0
-        return {"request-id": f"req_sim_{index:06d}"}
+        return {"request-id": _request_id(logged), **rate_limit_headers(self.rate_limits(logged))}
+
+    def rate_limits(self, logged: SimRequest | None) -> dict[str, RateLimit]:
+        """The rate limits every response reports in its ``anthropic-ratelimit-*`` headers
+        (a rate-limit model overrides this): generous, untouched, reset now on the clock."""
+        return unlimited(_origin(self.clock) + timedelta(seconds=self.clock.now()))
+
+    def error_response(
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        logged: SimRequest | None = None,
+        *,
+        headers: dict[str, str] | Any = None,
+        delay: float = 0.0,
+    ) -> httpx.Response:
+        """An error status with ``x-should-retry`` as the API sends it (a fault's own
+        headers win)."""
+        retry = {"x-should-retry": "true" if should_retry(status) else "false"}
+        return super().error_response(
+            status,
+            error_type,
+            message,
+            logged,
+            headers={**retry, **dict(headers or {})},
+            delay=delay,
+        )
 
     def reset(self) -> None:
         """Forget scripted answers, injected faults, the request log and the prompt cache."""
@@ -175,7 +209,13 @@ class AnthropicSimulator(SimulatedServer):
         usage = self._prompt_cache.account(
             logged.body, count=prompt_block_tokens, now=self.clock.now()
         )
-        return render(reply, logged.body, message_id=f"msg_sim_{logged.index:06d}", cache=usage)
+        return render(
+            reply,
+            logged.body,
+            message_id=f"msg_sim_{logged.index:06d}",
+            model=model_id(str(logged.body.get("model", "claude-simulated"))),
+            cache=usage,
+        )
 
     def _reply_response(self, reply: Reply, logged: SimRequest) -> httpx.Response:
         message = self._render(reply, logged)
@@ -192,9 +232,7 @@ class AnthropicSimulator(SimulatedServer):
     ) -> httpx.Response:
         # Tokens delivered once each chunk is sent: the client may stop reading early, and
         # the first chunk after message_start need not hold a token (an empty text block).
-        delivered = list(
-            accumulate(data.count(b"event: content_block_delta\n") for _, data in chunks)
-        )
+        delivered = list(accumulate(tokens_in(data) for _, data in chunks))
         received = 0
 
         def on_chunk(index: int) -> None:
@@ -202,6 +240,8 @@ class AnthropicSimulator(SimulatedServer):
             received = delivered[index]
             if received and logged.first_token_at is None:
                 logged.first_token_at = self.clock.now()
+            if logged.first_text_at is None and b'"type":"text_delta"' in chunks[index][1]:
+                logged.first_text_at = self.clock.now()
 
         def on_close(finished: bool) -> None:
             logged.completed_at = self.clock.now()
@@ -410,10 +450,24 @@ def _output_limit(model: object) -> int:
 
 
 def default_reply(body: dict[str, Any]) -> Reply:
-    """The reply when nothing is scripted: deterministic, and different per question."""
+    """The reply when nothing is scripted: deterministic, and different per question;
+    a thinking block first when the request enables extended thinking."""
     question = _last_user_text(body)
     snippet = "".join(tokenize(question)[:24]).strip()
-    return Reply.text(f"Simulated answer to: {snippet}" if snippet else "Simulated answer.")
+    answer = f"Simulated answer to: {snippet}" if snippet else "Simulated answer."
+    if thinking_budget(body) is None:
+        return Reply.text(answer)
+    thought = (
+        f"The user asks: {snippet}. A short, direct answer will do."
+        if snippet
+        else "There is no question to think about. A short answer will do."
+    )
+    return Reply(ThinkingBlock(thought), TextBlock(answer))
+
+
+def _request_id(logged: SimRequest | None) -> str:
+    """The request's id: its ``request-id`` header, and ``request_id`` in an error body."""
+    return f"req_sim_{logged.index if logged is not None else 0:06d}"
 
 
 def _last_user_text(body: dict[str, Any]) -> str:

@@ -40,6 +40,8 @@ class SimRequest:
     output_tokens: int = 0
     body_error: str | None = None
     """Why the body is not a JSON object (then :attr:`body` is empty), or None."""
+    first_text_at: float | None = None
+    """When the first text token was sent, for streamed replies (after any thinking)."""
 
     def __post_init__(self) -> None:
         self.headers = hide_secrets(self.headers)
@@ -72,7 +74,9 @@ class SimRequest:
 
     @property
     def ttft(self) -> float | None:
-        """Modeled seconds from arrival to the first content token, for streamed replies."""
+        """Modeled seconds from arrival to the first content token, for streamed replies:
+        of any block, so a thinking token when the reply thinks first (the first text token
+        is at :attr:`first_text_at`)."""
         if self.first_token_at is None:
             return None
         return round(self.first_token_at - self.sent_at, 6)

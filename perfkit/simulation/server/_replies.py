@@ -70,7 +70,29 @@ class ToolUseBlock:
         return json.dumps(dict(self.input), separators=(", ", ": "))
 
 
-Block = TextBlock | ToolUseBlock
+@dataclass(frozen=True)
+class ThinkingBlock:
+    """A ``thinking`` content block (extended thinking): the model's reasoning before it
+    answers. A provider shows it only to a request that enables thinking; ``signature``
+    is the value the API signs it with (None: the simulator derives a deterministic one).
+
+    >>> ThinkingBlock("The user wants the weather in Paris.").signature is None
+    True
+    """
+
+    thinking: str
+    signature: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.thinking, str):
+            raise TypeError(f"thinking must be a str, got {self.thinking!r}")
+        if self.signature is not None and not isinstance(self.signature, str):
+            raise TypeError(
+                f"a thinking block's signature must be a str or None, got {self.signature!r}"
+            )
+
+
+Block = TextBlock | ToolUseBlock | ThinkingBlock
 
 
 class Reply:
@@ -140,14 +162,18 @@ class Reply:
 
 
 def _check_block(block: object) -> Block:
-    if isinstance(block, (TextBlock, ToolUseBlock)):
+    if isinstance(block, (TextBlock, ToolUseBlock, ThinkingBlock)):
         return block
-    raise TypeError(f"a reply block must be a str, TextBlock or ToolUseBlock, got {block!r}")
+    raise TypeError(
+        f"a reply block must be a str, TextBlock, ToolUseBlock or ThinkingBlock, got {block!r}"
+    )
 
 
 def _block_tokens(block: Block) -> int:
     if isinstance(block, TextBlock):
         return count_tokens(block.text)
+    if isinstance(block, ThinkingBlock):
+        return count_tokens(block.thinking)
     return count_tokens(block.input_json())
 
 
