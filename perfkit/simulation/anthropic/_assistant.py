@@ -16,6 +16,7 @@ from typing import Any
 
 from perfkit._validation import check_count
 from perfkit.simulation._latency import Fixed, LLMLatency, LogNormal
+from perfkit.simulation.anthropic._output_format import output_schema, schema_instance
 from perfkit.simulation.anthropic._simulator import user_texts
 from perfkit.simulation.server import Reply, SimRequest, TextBlock, ToolUseBlock, tokenize
 
@@ -32,9 +33,10 @@ class SimulatedAssistant:
     A question is answered in ``reply_tokens`` (low, high) tokens. When the request
     offers tools, a share ``tool_rate`` of questions first get a short ``preamble`` and
     ``tools_per_turn`` (low, high) calls of the offered tools at once, and their answer
-    once the results arrive. Each reply's time to first token is drawn from a
-    log-normal with median ``ttft_median`` and shape ``ttft_sigma``; tokens follow
-    every ``per_token`` seconds.
+    once the results arrive. A request that asks for structured output
+    (``output_config.format``) is answered with a JSON document valid against its
+    schema. Each reply's time to first token is drawn from a log-normal with median
+    ``ttft_median`` and shape ``ttft_sigma``; tokens follow every ``per_token`` seconds.
 
     >>> from perfkit.simulation import AnthropicSimulator
     >>> assistant = SimulatedAssistant(seed=1)
@@ -92,6 +94,9 @@ class SimulatedAssistant:
                 for tool in asked.sample(tools, count)
             ]
             return Reply(TextBlock(self.preamble), *calls, latency=latency)
+        schema = output_schema(body)
+        if schema is not None:  # structured output: a JSON document valid against the schema
+            return Reply.text(json.dumps(schema_instance(schema)), latency=latency)
         tokens = asked.randint(*self.reply_tokens)
         return Reply.text(_answer(question, tokens, asked), latency=latency)
 

@@ -28,6 +28,7 @@ from perfkit.simulation.anthropic._batches import (
     paginate,
 )
 from perfkit.simulation.anthropic._models import MODELS, model_id, resolve
+from perfkit.simulation.anthropic._output_format import output_schema, schema_instance
 from perfkit.simulation.anthropic._prompt_cache import PromptCache
 from perfkit.simulation.anthropic._validation import (
     Refusal,
@@ -455,6 +456,9 @@ def default_reply(body: dict[str, Any]) -> Reply:
     question = _last_user_text(body)
     snippet = "".join(tokenize(question)[:24]).strip()
     answer = f"Simulated answer to: {snippet}" if snippet else "Simulated answer."
+    schema = output_schema(body)
+    if schema is not None:  # structured output: a JSON document valid against the schema
+        answer = json.dumps(schema_instance(schema))
     if thinking_budget(body) is None:
         return Reply.text(answer)
     thought = (
