@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from perfkit._validation import check_count
 from perfkit.simulation.anthropic._models import model_id, resolve
@@ -88,15 +88,14 @@ def minimum_cacheable_tokens(model: str) -> int:
     )
 
 
-@dataclass(frozen=True)
-class PromptBlock:
-    """One block of the prompt in cache order, as sent, with its breakpoint TTL if marked."""
+class PromptBlock(NamedTuple):
+    """One block of the prompt in cache order, as sent, with its breakpoint TTL if marked
+    and, on the first block of a message, the message's role."""
 
     section: Section
     content: Any
     ttl: str | None = None
     starts_message: str | None = None
-    """The role of the message this block opens; ``None`` inside a message."""
 
 
 def prompt_blocks(body: Mapping[str, Any]) -> list[PromptBlock]:
