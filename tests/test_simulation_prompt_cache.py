@@ -378,7 +378,7 @@ def test_a_one_hour_breakpoint_is_read_after_five_minutes_and_written_after_an_h
     assert counts(client.messages.create(**cached_system("1h")).usage) == written
 
 
-def test_a_stream_reports_the_cache_counts_in_message_start_and_the_final_message(
+def test_a_stream_reports_the_cache_counts_in_message_start_delta_and_final_message(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
     client.messages.create(**cached_system())
@@ -386,6 +386,12 @@ def test_a_stream_reports_the_cache_counts_in_message_start_and_the_final_messag
     start = events[0]
     assert start.type == "message_start"
     assert counts(start.message.usage) == SDK_READ
+    delta = next(event for event in events if event.type == "message_delta")
+    assert (
+        delta.usage.input_tokens,
+        delta.usage.cache_creation_input_tokens,
+        delta.usage.cache_read_input_tokens,
+    ) == SDK_READ[:3]
     with client.messages.stream(**cached_system()) as stream:
         final = stream.get_final_message()
     assert counts(final.usage) == SDK_READ
