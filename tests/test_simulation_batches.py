@@ -351,3 +351,12 @@ def test_a_malformed_batch_is_400(sim: AnthropicSimulator) -> None:
     with sdk() as client, pytest.raises(anthropic.BadRequestError, match="custom_id"):
         client.messages.batches.create(requests=[request("a"), request("a")])
     assert sim.batches.page()["data"] == []
+
+
+def test_reset_forgets_the_batches(sim: AnthropicSimulator) -> None:
+    with sdk() as client:
+        batch = client.messages.batches.create(requests=[request("a")])
+        sim.reset()
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.batches.retrieve(batch.id)
+        assert client.messages.batches.list().data == []

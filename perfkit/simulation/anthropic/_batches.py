@@ -195,6 +195,11 @@ class BatchStore:
             raise ValueError(f"concurrency must be an int >= 1, got {value!r}")
         self._concurrency = value
 
+    def clear(self) -> None:
+        """Forget every batch."""
+        with self._lock:
+            self._batches.clear()
+
     def create(self, answers: Sequence[Answer]) -> Batch:
         """A new batch of ``answers``, processing from now."""
         now = self.clock.now()

@@ -200,9 +200,11 @@ class AnthropicSimulator(SimulatedServer):
         )
 
     def reset(self) -> None:
-        """Forget scripted answers, injected faults, the request log and the prompt cache."""
+        """Forget scripted answers, injected faults, the request log, the prompt cache and
+        the message batches."""
         super().reset()
         self._prompt_cache.clear()
+        self.batches.clear()
 
     def _render(self, reply: Reply, logged: SimRequest) -> RenderedMessage:
         """``reply`` rendered for ``logged``, its input tokens accounted by the prompt cache
