@@ -334,6 +334,55 @@ INVALID: dict[str, tuple[dict[str, Any], RequestError]] = {
             code="invalid_value",
         ),
     ),
+    "user-message-without-content": (
+        body(messages=[{"role": "user"}]),
+        RequestError(
+            "Missing required parameter: 'messages[0].content'.",
+            param="messages[0].content",
+            code="missing_required_parameter",
+        ),
+    ),
+    "content-not-a-string-or-parts": (
+        body(messages=[{"role": "user", "content": 42}]),
+        RequestError(
+            "Invalid type for 'messages[0].content': expected one of a string or array of "
+            "objects, but got an integer instead.",
+            param="messages[0].content",
+            code="invalid_type",
+        ),
+    ),
+    "tools-not-a-list": (
+        body(tools={"type": "function"}),
+        RequestError(
+            "Invalid type for 'tools': expected an array, but got an object instead.",
+            param="tools",
+            code="invalid_type",
+        ),
+    ),
+    "tool-without-type": (
+        body(tools=[{"function": {"name": "f"}}]),
+        RequestError(
+            "Missing required parameter: 'tools[0].type'.",
+            param="tools[0].type",
+            code="missing_required_parameter",
+        ),
+    ),
+    "function-tool-without-function": (
+        body(tools=[{"type": "function"}]),
+        RequestError(
+            "Missing required parameter: 'tools[0].function'.",
+            param="tools[0].function",
+            code="missing_required_parameter",
+        ),
+    ),
+    "function-tool-without-name": (
+        body(tools=[{"type": "function", "function": {"parameters": {}}}]),
+        RequestError(
+            "Missing required parameter: 'tools[0].function.name'.",
+            param="tools[0].function.name",
+            code="missing_required_parameter",
+        ),
+    ),
     "tool-message-without-tool-call-id": (
         body(messages=[*TOOL_TURN[:2], {"role": "tool", "content": "sunny"}]),
         RequestError(
@@ -464,6 +513,10 @@ VALID: dict[str, dict[str, Any]] = {
     ),
     "streamed-with-usage": body(stream=True, stream_options={"include_usage": True}),
     "options": body(n=1, max_completion_tokens=5, stop=["a", "b", "c", "d"], temperature=0),
+    "text-parts-and-a-tool": body(
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    ),
 }
 
 

@@ -2,14 +2,15 @@
 with 400 ``invalid_request_error``, with its messages, ``param`` and ``code``.
 
 Sources, rule by rule: the parameters the installed SDK sends
-(``openai/types/chat/completion_create_params.py``) and their docstrings ("Up to 4
-sequences" for ``stop``, "Only set this when you set ``stream: true``" for
-``stream_options``); the wording of the API's answers as users recorded them in issue
-threads: "Invalid 'messages': empty array. Expected an array with minimum length 1, but
-got an empty array instead." (code ``empty_array``), "Missing required parameter:
-'messages'." (``missing_required_parameter``), "Invalid parameter: messages with role
-'tool' must be a response to a preceeding message with 'tool_calls'." (param
-``messages.[N].role``), "Invalid parameter: 'tool_call_id' of '...' not found in
+(``openai/types/chat/completion_create_params.py``), the fields its param types require
+(a message's ``role`` and ``content``, a tool's ``type`` and its function's ``name``) and
+their docstrings ("Up to 4 sequences" for ``stop``, "Only set this when you set
+``stream: true``" for ``stream_options``); the wording of the API's answers as users
+recorded them in issue threads: "Invalid 'messages': empty array. Expected an array with
+minimum length 1, but got an empty array instead." (code ``empty_array``), "Missing
+required parameter: 'messages'." (``missing_required_parameter``), "Invalid parameter:
+messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
+(param ``messages.[N].role``), "Invalid parameter: 'tool_call_id' of '...' not found in
 'tool_calls' of previous message.", and "An assistant message with 'tool_calls' must be
 followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids
 did not have response messages: ...".
@@ -95,6 +96,7 @@ def _problems(body: Mapping[str, Any]) -> Iterator[RequestError]:
     if not body.get("model"):
         yield RequestError("you must provide a model parameter")
     yield from _check_messages(body.get("messages"))
+    yield from _check_tools(body.get("tools"))
     yield from _check_options(body)
     yield from _unsupported(body)
 
@@ -131,6 +133,13 @@ def _check_messages(messages: Any) -> Iterator[RequestError]:
                 param=f"{where}.role",
                 code="invalid_value",
             )
+            return
+        content = message.get("content")
+        if content is None and role != "assistant":  # an assistant may only call tools
+            yield _missing(f"{where}.content")
+            return
+        if content is not None and not isinstance(content, (str, list)):
+            yield _wrong_type(f"{where}.content", "one of a string or array of objects", content)
             return
         if role == "tool" and "tool_call_id" not in message:
             yield _missing(f"{where}.tool_call_id")
@@ -185,6 +194,27 @@ def _unanswered(index: int, pending: dict[str, None]) -> RequestError:
         + ", ".join(pending),
         param=f"messages.[{index}].role",
     )
+
+
+def _check_tools(tools: Any) -> Iterator[RequestError]:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        yield _wrong_type("tools", "an array", tools)
+        return
+    for index, tool in enumerate(tools):
+        where = f"tools[{index}]"
+        if not isinstance(tool, dict):
+            yield _wrong_type(where, "an object", tool)
+        elif "type" not in tool:
+            yield _missing(f"{where}.type")
+        elif tool["type"] == "function" and not isinstance(tool.get("function"), dict):
+            yield _missing(f"{where}.function")
+        elif tool["type"] == "function" and not tool["function"].get("name"):
+            yield _missing(f"{where}.function.name")
+        else:
+            continue
+        return
 
 
 def _check_options(body: Mapping[str, Any]) -> Iterator[RequestError]:
