@@ -21,6 +21,11 @@ all ``processing`` until processing ends; results are JSON Lines of
 the order the requests finished (the API promises no order); a batch can be deleted only
 once it has ended. The list is newest first, paged with ``limit`` (1 to 1,000, 20 by
 default), ``after_id`` and ``before_id``, as ``anthropic/pagination.py`` reads it.
+
+No recording shows the API's answer to cancelling an ended batch, deleting one in
+progress or asking for results too early: the store answers each with a 400
+``invalid_request_error`` naming the batch and its status (the SDK itself refuses the
+last, seeing no ``results_url``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from perfkit._clock import Clock
 
@@ -53,8 +58,6 @@ DEFAULT_LIMIT, MAX_LIMIT = 20, 1_000
 """``limit`` of a list call: 20 by default, from 1 to 1,000 (``BatchListParams``)."""
 
 _CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-
-ResultType = Literal["succeeded", "errored", "canceled", "expired"]
 
 
 class Refused(Exception):
