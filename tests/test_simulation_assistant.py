@@ -117,3 +117,23 @@ def test_tool_use_ids_do_not_change_the_latency() -> None:
     first, later = assistant(after_tools("toolu_sim_000001")), assistant(after_tools("toolu_9"))
     assert first.latency == later.latency
     assert first.blocks == later.blocks
+
+
+def test_a_tool_call_echoed_with_its_caller_keeps_the_latency() -> None:
+    # Replies' tool_use blocks carry caller {"type": "direct"}; a client echoes the block
+    # (the agents send back the SDK's model_dump, where a reply without it dumped None).
+    assistant = SimulatedAssistant()
+
+    def after_tools(caller: dict[str, str] | None) -> SimRequest:
+        call = {"type": "tool_use", "id": "t", "name": "get_weather", "input": {}}
+        call["caller"] = caller
+        result = {"type": "tool_result", "tool_use_id": "t", "content": "sunny"}
+        return request(
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [result]},
+        )
+
+    echoed, dumped = assistant(after_tools({"type": "direct"})), assistant(after_tools(None))
+    assert echoed.latency == dumped.latency
+    assert echoed.blocks == dumped.blocks

@@ -131,8 +131,16 @@ def _question(body: dict[str, Any]) -> str:
 
 
 def _without_ids(value: Any) -> Any:
+    """``value`` as it seeds a reply: without tool-use ids, and with a tool call's
+    ``caller`` seeded as None whatever it says (the simulator's tool calls carry
+    ``{"type": "direct"}``, which clients echo back; the SDK dumped a reply without it
+    as None, so conversations seed as they did before the wire gained it)."""
     if isinstance(value, dict):
-        return {k: _without_ids(v) for k, v in value.items() if k not in ("id", "tool_use_id")}
+        return {
+            k: None if k == "caller" else _without_ids(v)
+            for k, v in value.items()
+            if k not in ("id", "tool_use_id")
+        }
     if isinstance(value, list):
         return [_without_ids(item) for item in value]
     return value
