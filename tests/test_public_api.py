@@ -120,6 +120,7 @@ EXPECTED_SIMULATION = [
     "LogNormal",
     "Normal",
     "OpenAISimulator",
+    "RedactedThinkingBlock",
     "RedisServer",
     "Replay",
     "Reply",

@@ -62,9 +62,7 @@ def test_retry_after_is_finite(retry_after: float) -> None:
 def test_a_reply_needs_a_block_and_takes_only_blocks() -> None:
     with pytest.raises(ValueError, match="at least one content block"):
         Reply()
-    with pytest.raises(
-        TypeError, match="a reply block must be a str, TextBlock, ToolUseBlock or ThinkingBlock"
-    ):
+    with pytest.raises(TypeError, match="a reply block must be a str, TextBlock, ToolUseBlock"):
         Reply(42)  # type: ignore[arg-type]
 
 

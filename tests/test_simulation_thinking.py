@@ -15,6 +15,7 @@ from perfkit import VirtualClock
 from perfkit.simulation import (
     AnthropicSimulator,
     LLMLatency,
+    RedactedThinkingBlock,
     Reply,
     ThinkingBlock,
     ToolUseBlock,
@@ -156,3 +157,17 @@ def test_thinking_is_capped_by_its_budget(
     message = client.messages.create(**ask(budget=1024))
     assert count_tokens(message.content[0].thinking) == 1024  # type: ignore[union-attr]
     assert message.usage.output_tokens == 1024 + count_tokens(ANSWER)
+
+
+def test_redacted_thinking_reaches_the_sdk_streamed_and_not(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    redacted = RedactedThinkingBlock("EmwKAhgBEgy3va3pzix/LafPsn4a")
+    sim.enqueue(Reply(redacted, ANSWER), Reply(redacted, ANSWER))
+    message = client.messages.create(**ask())
+    with client.messages.stream(**ask()) as stream:
+        final = stream.get_final_message()
+    for reply in (message, final):
+        assert [block.type for block in reply.content] == ["redacted_thinking", "text"]
+        assert reply.content[0].data == redacted.data  # type: ignore[union-attr]
+        assert reply.usage.output_tokens == count_tokens(ANSWER)

@@ -720,3 +720,25 @@ def test_rate_limit_headers_are_the_recorded_twelve() -> None:
         "anthropic-ratelimit-requests-remaining": "49",
         "anthropic-ratelimit-requests-reset": "2026-02-25T20:02:37Z",
     }
+
+
+def test_redacted_thinking_shows_its_data_whole_when_thinking_is_enabled() -> None:
+    from perfkit.simulation.server import RedactedThinkingBlock
+
+    reply = Reply(RedactedThinkingBlock("EmwKAhgBEgy3va3pzix/LafPsn4a"), "Done.")
+    assert [b.content["type"] for b in render(reply, body(), message_id="m").blocks] == ["text"]
+    message = render(reply, thinking_body(), message_id="m")
+    assert message.to_json()["content"][0] == {
+        "type": "redacted_thinking",
+        "data": "EmwKAhgBEgy3va3pzix/LafPsn4a",
+    }
+    assert message.output_tokens == 1  # its tokens are not known: only the text's count
+    events = stream_events(message, plan_for(1))
+    assert names(events)[:4] == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_stop",
+    ]
+    # As the SDK's RedactedThinkingBlock: the whole data in content_block_start, no delta.
+    assert events[1][1]["content_block"] == message.to_json()["content"][0]

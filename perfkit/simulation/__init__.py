@@ -25,6 +25,7 @@ from perfkit.simulation.anthropic import AnthropicSimulator, SimulatedAssistant,
 from perfkit.simulation.openai import OpenAISimulator
 from perfkit.simulation.server import (
     Fault,
+    RedactedThinkingBlock,
     Reply,
     SimRequest,
     SimulatedServer,
@@ -46,6 +47,7 @@ __all__ = [
     "LogNormal",
     "Normal",
     "OpenAISimulator",
+    "RedactedThinkingBlock",
     "RedisServer",
     "Replay",
     "Reply",

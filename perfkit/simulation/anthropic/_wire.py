@@ -17,6 +17,7 @@ from typing import Any
 from perfkit.simulation._latency import LatencyPlan
 from perfkit.simulation.anthropic._prompt_cache import CacheUsage, PromptBlock, prompt_blocks
 from perfkit.simulation.server import (
+    RedactedThinkingBlock,
     Reply,
     TextBlock,
     ThinkingBlock,
@@ -155,6 +156,9 @@ def render(
             blocks.append(RenderedBlock(content, tuple(pieces)))
             if stop_reason == "max_tokens":
                 break
+        elif isinstance(block, RedactedThinkingBlock):
+            if thinking is not None:
+                blocks.append(RenderedBlock({"type": "redacted_thinking", "data": block.data}, ()))
         elif isinstance(block, TextBlock):
             text = block.text
             hit = _first_stop(text, stops)
@@ -378,6 +382,8 @@ def _block_start(index: int, content: dict[str, Any]) -> bytes:
         empty = {"type": "text", "text": ""}
     elif content["type"] == "thinking":
         empty = {"type": "thinking", "thinking": "", "signature": ""}
+    elif content["type"] == "redacted_thinking":
+        empty = content  # streamed whole, in its start (RedactedThinkingBlock has no delta)
     else:
         empty = {**content, "input": {}}
     event = sse_event(

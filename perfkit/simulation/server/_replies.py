@@ -92,7 +92,20 @@ class ThinkingBlock:
             )
 
 
-Block = TextBlock | ToolUseBlock | ThinkingBlock
+@dataclass(frozen=True)
+class RedactedThinkingBlock:
+    """A ``redacted_thinking`` block: thinking the API returns encrypted (``data`` is
+    opaque). Shown, like a :class:`ThinkingBlock`, only when the request enables thinking;
+    its tokens are unknown, so it adds none to the reply's output."""
+
+    data: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, str) or not self.data:
+            raise TypeError(f"redacted thinking's data must be a non-empty str, got {self.data!r}")
+
+
+Block = TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
 
 
 class Reply:
@@ -162,10 +175,11 @@ class Reply:
 
 
 def _check_block(block: object) -> Block:
-    if isinstance(block, (TextBlock, ToolUseBlock, ThinkingBlock)):
+    if isinstance(block, (TextBlock, ToolUseBlock, ThinkingBlock, RedactedThinkingBlock)):
         return block
     raise TypeError(
-        f"a reply block must be a str, TextBlock, ToolUseBlock or ThinkingBlock, got {block!r}"
+        "a reply block must be a str, TextBlock, ToolUseBlock, ThinkingBlock or "
+        f"RedactedThinkingBlock, got {block!r}"
     )
 
 
@@ -174,6 +188,8 @@ def _block_tokens(block: Block) -> int:
         return count_tokens(block.text)
     if isinstance(block, ThinkingBlock):
         return count_tokens(block.thinking)
+    if isinstance(block, RedactedThinkingBlock):
+        return 0
     return count_tokens(block.input_json())
 
 
