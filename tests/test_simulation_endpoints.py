@@ -250,3 +250,30 @@ def test_the_endpoints_check_the_credential_unless_relaxed(
         assert response.status_code == status, response.text
         if status == 401:
             assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_the_other_endpoints_cost_one_route_per_method(clock: VirtualClock) -> None:
+    # respx builds mock call lists for each route: a route per endpoint made building a
+    # simulator several times dearer.
+    names = [route.name for route in AnthropicSimulator(clock=clock).router.routes]
+    assert names == ["messages", "post_endpoints", "get_endpoints", "delete_endpoints"]
+
+
+def test_the_endpoints_answer_under_a_base_url_with_a_path(clock: VirtualClock) -> None:
+    base_url = "https://gateway.example/anthropic"
+    with AnthropicSimulator(clock=clock, base_url=base_url):
+        client = anthropic.Anthropic(api_key="test", base_url=base_url)
+        with client:
+            assert client.models.retrieve("claude-opus-4-5").id == "claude-opus-4-5-20251101"
+            batch = client.messages.batches.create(
+                requests=[
+                    {
+                        "custom_id": "a",
+                        "params": {"max_tokens": 8, "model": MODEL, **REQUESTS["text"]},
+                    }
+                ]
+            )
+            clock.advance(60.0)
+            assert [line.result.type for line in client.messages.batches.results(batch.id)] == [
+                "succeeded"
+            ]

@@ -280,19 +280,29 @@ class AnthropicSimulator(SimulatedServer):
     # -- token counting, models and message batches ----------------------------------
 
     def _add_endpoints(self) -> None:
+        """One respx route per HTTP method for every endpoint besides messages: respx
+        builds mock call lists for each route, the bulk of a simulator's construction."""
         batch = r"/v1/messages/batches/[^/?]+"
-        for method, path, answer, name in (
-            ("POST", r"/v1/messages/count_tokens", self._answer_count_tokens, "count_tokens"),
-            ("GET", r"/v1/models", self._answer_models, "models"),
-            ("GET", r"/v1/models/[^/?]+", self._answer_model, "model"),
-            ("POST", r"/v1/messages/batches", self._answer_create_batch, "batches_create"),
-            ("GET", r"/v1/messages/batches", self._answer_list_batches, "batches_list"),
-            ("GET", batch, self._answer_batch, "batches_retrieve"),
-            ("DELETE", batch, self._answer_delete_batch, "batches_delete"),
-            ("POST", batch + "/cancel", self._answer_cancel_batch, "batches_cancel"),
-            ("GET", batch + "/results", self._answer_batch_results, "batches_results"),
-        ):
-            self.add_route(method, re.compile(path), self._endpoint(answer), name=name)
+        endpoints: dict[str, list[tuple[str, Callable[[SimRequest, httpx.Request], Any]]]] = {
+            "POST": [
+                (r"/v1/messages/count_tokens", self._answer_count_tokens),
+                (r"/v1/messages/batches", self._answer_create_batch),
+                (batch + "/cancel", self._answer_cancel_batch),
+            ],
+            "GET": [
+                (r"/v1/models", self._answer_models),
+                (r"/v1/models/[^/?]+", self._answer_model),
+                (r"/v1/messages/batches", self._answer_list_batches),
+                (batch, self._answer_batch),
+                (batch + "/results", self._answer_batch_results),
+            ],
+            "DELETE": [(batch, self._answer_delete_batch)],
+        }
+        prefix = re.escape(httpx.URL(self.base_url).path.rstrip("/"))
+        for method, table in endpoints.items():
+            paths = [(re.compile(prefix + path), self._endpoint(answer)) for path, answer in table]
+            pattern = re.compile("(?:" + "|".join(path for path, _ in table) + ")")
+            self.add_route(method, pattern, _dispatch(paths), name=f"{method.lower()}_endpoints")
 
     def _endpoint(
         self, answer: Callable[[SimRequest, httpx.Request], Any]
@@ -416,6 +426,18 @@ def _dumps(value: Any) -> bytes:
 
 def _beta(request: httpx.Request) -> bool:
     return bool(request.url.params.get("beta") == "true")
+
+
+def _dispatch(
+    paths: list[tuple[re.Pattern[str], Callable[[SimRequest, httpx.Request], httpx.Response]]],
+) -> Callable[[SimRequest, httpx.Request], httpx.Response]:
+    """A route handler that hands each request to the handler of the path it matches."""
+
+    def answer(logged: SimRequest, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        return next(handle for pattern, handle in paths if pattern.fullmatch(path))(logged, request)
+
+    return answer
 
 
 def _origin(clock: Clock) -> datetime:
