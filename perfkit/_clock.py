@@ -14,7 +14,7 @@ import looptime
 
 from perfkit._defaults import CLOCK_MODES, ClockMode
 from perfkit._errors import ClockError
-from perfkit._virtual_loop import is_virtual_loop
+from perfkit._virtual_loop import is_virtual_loop, skip_ahead, skip_idle_turns
 
 T = TypeVar("T")
 
@@ -143,11 +143,13 @@ class VirtualClock:
                 f"anthropic_sim or async_redis_client); this loop is a {type(loop).__name__} "
                 "in real time"
             )
-        await asyncio.sleep(seconds)
+        if not skip_ahead(loop, seconds):  # something else may run meanwhile
+            await asyncio.sleep(seconds)
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on a new virtual-time event loop; its elapsed time adds to this clock."""
         loop = looptime.new_event_loop(start=0.0, _enabled=True)
+        skip_idle_turns(loop)
         try:
             with self.following(loop):
                 return loop.run_until_complete(_with_offset(self, main))

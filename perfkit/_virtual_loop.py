@@ -1,4 +1,5 @@
-"""Switching a pytest-asyncio event loop to virtual time for one test (via looptime)."""
+"""Switching a pytest-asyncio event loop to virtual time for one test (via looptime), and
+moving virtual time on without the loop's idle turns where nothing can happen meanwhile."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import looptime
 
@@ -34,6 +36,7 @@ def virtual_time(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
         warnings.simplefilter("ignore", looptime.TimeWarning)
         patched = looptime.patch_event_loop(loop, _enabled=False)
         patched.setup_looptime(start=start, _enabled=False)
+    skip_idle_turns(patched)
     with patched.looptime_enabled():
         try:
             yield
@@ -51,3 +54,109 @@ def current_loop_of(policy: asyncio.AbstractEventLoopPolicy) -> asyncio.Abstract
     local = getattr(policy, "_local", None)
     loop = getattr(local, "_loop", None)
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+
+
+# looptime (0.9) keeps its virtual time in private fields, read and moved below. Should a
+# release rename them, nothing is skipped: every wait takes looptime's own path.
+_NOW = "_LoopTimeEventLoop__now"
+_TICKS_PER_SECOND = "_LoopTimeEventLoop__resolution_reciprocal"
+_END = "_LoopTimeEventLoop__end"
+_EXECUTOR_FUTURES = "_LoopTimeEventLoop__sync_futures"
+_IDLE_TURNS = "_LoopTimeEventLoop__noop_cycles"
+_SKIPS = "_perfkit_skips_idle_turns"
+_LONGEST_WAIT = 24 * 3600
+"""asyncio's longest wait on the selector at once (``base_events.MAXIMUM_SELECT_TIMEOUT``)."""
+
+
+def _has_internals(loop: asyncio.AbstractEventLoop) -> bool:
+    return (
+        isinstance(getattr(loop, _NOW, None), int)
+        and isinstance(getattr(loop, _TICKS_PER_SECOND, None), int)
+        and hasattr(loop, _EXECUTOR_FUTURES)
+    )
+
+
+def _closed_world(loop: Any) -> bool:
+    """Whether only the loop's own callbacks and timers can make anything happen: no
+    socket or pipe is watched but the loop's self-pipe (whose writers, other threads'
+    ``call_soon_threadsafe``, put their callback in the ready queue first), and no
+    executor job is running."""
+    jobs = getattr(loop, _EXECUTOR_FUTURES, None)
+    if jobs is None:
+        return False
+    for ref in tuple(jobs.data):  # a WeakSet's references (iterating it costs a guard)
+        job = ref()
+        if job is not None and not job.done():
+            return False
+    watched = loop._selector.get_map()
+    if len(watched) != 1:
+        return not watched
+    self_pipe = getattr(loop, "_ssock", None)
+    return self_pipe is not None and next(iter(watched)) == self_pipe.fileno()
+
+
+def skip_idle_turns(loop: asyncio.AbstractEventLoop) -> None:
+    """Let ``loop`` (a looptime loop) jump to its next timer as soon as it has nothing
+    ready, while nothing outside the loop can act (see :func:`_closed_world`).
+
+    Before each jump of virtual time, looptime turns the loop 42 more times, polling for
+    I/O, so that a thread or a socket has a moment of real time to act first. With
+    nothing to poll those turns change nothing, and they were most of the wall time of a
+    virtual-time run: one jump per streamed chunk. While a socket is watched or an
+    executor job runs, looptime's turns stay. Idempotent; a loop without looptime's
+    fields is left as it is."""
+    selector = getattr(loop, "_selector", None)
+    looptime_select = getattr(selector, "select", None)
+    if (
+        looptime_select is None
+        or getattr(looptime_select, _SKIPS, False)
+        or not _has_internals(loop)
+        or not isinstance(getattr(loop, _IDLE_TURNS, None), int)
+    ):
+        return
+    idle_turns = getattr(loop, _IDLE_TURNS)
+
+    def select(timeout: float | None) -> Any:
+        if timeout:  # nothing is ready, and a timer is due in ``timeout`` seconds
+            setattr(loop, _IDLE_TURNS, 0 if _closed_world(loop) else idle_turns)
+        return looptime_select(timeout)
+
+    setattr(select, _SKIPS, True)
+    selector.select = select  # type: ignore[union-attr]
+
+
+def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
+    """Move ``loop``'s virtual time on as ``await asyncio.sleep(delay)`` in the running task
+    would, without leaving the task, if nothing else would run before that sleep ended:
+    nothing ready, no timer due by then, no cancellation pending, nothing outside the
+    loop able to act. Returns whether it did; if not, nothing changed.
+
+    The end is reached in looptime's own steps (whole ticks, one more for a remainder
+    under a tick), so it is the very time at which the sleep would have ended."""
+    base: Any = loop
+    if delay <= 0 or base._ready or base._stopping or not is_virtual_loop(loop):
+        return False
+    now, ticks = getattr(loop, _NOW, None), getattr(loop, _TICKS_PER_SECOND, None)
+    if not isinstance(now, int) or not isinstance(ticks, int) or getattr(loop, _END, 0) is not None:
+        return False
+    task = asyncio.current_task(loop)
+    if task is None or task.cancelling() or not _closed_world(loop):
+        return False
+    resolution: float = base._clock_resolution
+    end = _timer_tick(now, ticks, now / ticks + delay, resolution)  # loop.time() is now / ticks
+    if base._scheduled and base._scheduled[0].when() < end / ticks + resolution:
+        return False  # another timer runs first, or in the same turn
+    setattr(loop, _NOW, end)
+    return True
+
+
+def _timer_tick(now: int, ticks: int, when: float, resolution: float) -> int:
+    """The tick at which a timer due at ``when`` runs, from tick ``now`` with nothing else
+    scheduled: asyncio waits ``when - time()`` (a day at most), which looptime steps in
+    whole ticks (one more for a wait under a tick), until the timer is due within the
+    clock's resolution."""
+    while when >= now / ticks + resolution:
+        timeout = min(when - now / ticks, _LONGEST_WAIT)
+        step = round(timeout * ticks)
+        now += step + 1 if timeout * ticks < 1 else step
+    return now
