@@ -935,9 +935,12 @@ def test_plain_httpx_gets_the_api_json(sim: AnthropicSimulator, clock: VirtualCl
         "stop_sequence": None,
         "usage": {
             "input_tokens": 1,
-            "output_tokens": 2,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": 2,
+            "service_tier": "standard",
+            "inference_geo": "not_available",
         },
     }
 
@@ -973,8 +976,8 @@ def test_plain_httpx_streaming_gets_sse_on_schedule(
     events = parse_sse(data)
     assert [name for name, _ in events] == [
         "message_start",
-        "ping",
         "content_block_start",
+        "ping",
         "content_block_delta",
         "content_block_delta",
         "content_block_delta",
