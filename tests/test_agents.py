@@ -23,6 +23,7 @@ from perfkit.agents import (
 )
 from perfkit.cache import MultiLayerCache
 from perfkit.pooling import connection_stats
+from perfkit.simulation import ToolUseBlock
 
 LATENCY = LLMLatency(ttft=0.5, per_token=0.02)
 CITY_SCHEMA = {
@@ -443,3 +444,24 @@ def test_demo_tools_wait_a_modeled_latency_the_same_for_the_same_input() -> None
     assert first[1] == "search_docs(pooling): result 1 of 1"
     with pytest.raises(ValueError, match=r"latency must be a \(low, high\) pair"):
         demo_tools(latency=(0.5, 0.1))
+
+
+@pytest.mark.parametrize("kind", AGENTS)
+def test_a_reply_cut_off_in_a_tool_call_leaves_a_history_the_api_accepts(kind: str) -> None:
+    # The tool call that max_tokens cut was never run: kept in the history, its tool_use
+    # would have no tool_result, and the API refuses every later question of the user.
+    clock = VirtualClock()
+    agent = make_agent(kind, clock, max_tokens=5)
+    long_city = "Paris, the capital of France, on the Seine"
+    with AnthropicSimulator(clock=clock) as sim:
+        sim.enqueue(Reply("Ok", ToolUseBlock("weather", {"city": long_city})))
+
+        async def scenario() -> tuple[AgentReply, AgentReply]:
+            return await agent.chat("ann", "Weather?"), await agent.chat("ann", "Tomorrow?")
+
+        cut, later = run(clock, agent, scenario)
+        assert (cut.stop_reason, later.stop_reason) == ("max_tokens", "end_turn")
+        assert [logged.status for logged in sim.requests] == [200, 200]
+        remembered = sim.requests[1].body["messages"][1]
+    assert remembered["role"] == "assistant"
+    assert [block["type"] for block in remembered["content"]] == ["text"]

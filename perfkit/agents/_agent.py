@@ -136,7 +136,7 @@ class Agent:
                 results = await self.tools.run(final["content"], parallel=self.parallel_tools)
                 tool_calls += len(results)
                 exchange.append({"role": "user", "content": results})
-        self._remember(user_id, exchange)
+        self._remember(user_id, _replayable(exchange))
         yield AgentReply(
             text=_text_of(final["content"]),
             turns=turns,
@@ -327,6 +327,21 @@ def _credentials_apart(url: object) -> tuple[object, httpx2.BasicAuth | None]:
     if not (parsed.username or parsed.password):
         return url, None
     return str(parsed.copy_with(userinfo=b"")), httpx2.BasicAuth(parsed.username, parsed.password)
+
+
+def _replayable(exchange: list[Message]) -> list[Message]:
+    """The exchange as later requests can send it again. A final reply cut off (by
+    ``max_tokens``) in a tool call keeps that ``tool_use``, which was never run: with no
+    ``tool_result`` after it the API refuses the request, as it refuses an empty text
+    block; both go, and a reply left with no content goes too."""
+    *earlier, reply = exchange
+    content = [
+        block
+        for block in reply["content"]
+        if block.get("type") != "tool_use"
+        and not (block.get("type") == "text" and not block.get("text", "").strip())
+    ]
+    return [*earlier, {**reply, "content": content}] if content else earlier
 
 
 def _text_of(content: list[dict[str, Any]]) -> str:
