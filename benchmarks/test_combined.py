@@ -95,9 +95,11 @@ WORKLOAD = Workload()
 _MEASURED: dict[str, tuple[list[float], list[float]]] = {}
 
 
-def make_agent(kind: str, clock: Clock) -> NaiveAgent | OptimizedAgent:
+def make_agent(
+    kind: str, clock: Clock, workload: Workload = WORKLOAD
+) -> NaiveAgent | OptimizedAgent:
     options: dict[str, Any] = {
-        "tools": demo_tools(latency=WORKLOAD.tool_latency, seed=WORKLOAD.seed),
+        "tools": demo_tools(latency=workload.tool_latency, seed=workload.seed),
         "system": SYSTEM_PROMPT,  # what perfkit serve's agents are told
         "client_options": {"api_key": "simulated"},
     }
@@ -108,9 +110,10 @@ def make_agent(kind: str, clock: Clock) -> NaiveAgent | OptimizedAgent:
 
 
 async def run_workload(
-    agent: NaiveAgent | OptimizedAgent, clock: Clock
+    agent: NaiveAgent | OptimizedAgent, clock: Clock, workload: Workload = WORKLOAD
 ) -> tuple[list[float], list[float]]:
-    """Play every session; the perceived and the complete latency of each reply."""
+    """Play every session of ``workload``; the perceived and the complete latency of each
+    reply."""
     perceived: list[float] = []
     complete: list[float] = []
 
@@ -128,14 +131,14 @@ async def run_workload(
             await asyncio.sleep(think)
 
     try:
-        await asyncio.gather(*(session(*s) for s in WORKLOAD.sessions()))
+        await asyncio.gather(*(session(*s) for s in workload.sessions()))
     finally:
         await agent.aclose()
     return perceived, complete
 
 
-def simulate(sim: AnthropicSimulator) -> None:
-    sim.respond_with(WORKLOAD.assistant())
+def simulate(sim: AnthropicSimulator, workload: Workload = WORKLOAD) -> None:
+    sim.respond_with(workload.assistant())
 
 
 @pytest.mark.perfkit_sim(handshake=WORKLOAD.handshake, seed=WORKLOAD.seed)
