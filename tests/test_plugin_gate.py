@@ -284,7 +284,7 @@ import pytest
 
 def test_misuse(anthropic_sim):
     with anthropic.Anthropic(api_key="x", max_retries=0) as client, pytest.raises(Exception):
-        client.models.list()
+        client.get("/v1/not-simulated", cast_to=object)
 """,
         "the simulated Anthropic API recorded a failure the test did not take: "
         "UnmatchedRequestError",
