@@ -72,3 +72,27 @@ async def test_a_replayed_stream_iterates_sync_and_async() -> None:
         assert list(replayed) == ["a", "b"]
     async with replayed:
         assert [event async for event in replayed] == ["a", "b"]
+
+
+def test_a_tool_call_cut_by_max_tokens_keeps_the_input_the_sdk_parses() -> None:
+    """A tool block cut by max_tokens gets no content_block_stop (the SDK's recorded
+    incomplete_partial_json stream): its input is what the SDK accumulates, the partial
+    JSON parsed leniently, not ``{}``."""
+    assembler = MessageAssembler()
+    tool = {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}
+    for event in [
+        {"type": "message_start", "message": {"id": "m", "content": [], "usage": {}}},
+        {"type": "content_block_start", "index": 0, "content_block": tool},
+        {"type": "content_block_delta", "index": 0, "delta": _json_delta("")},
+        {"type": "content_block_delta", "index": 0, "delta": _json_delta('{"city": "Paris", ')},
+        {"type": "content_block_delta", "index": 0, "delta": _json_delta('"days": 3, "unit": "ce')},
+        {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {}},
+        {"type": "message_stop"},
+    ]:
+        assembler.feed(event)
+    assert assembler.complete
+    assert assembler.message["content"][0]["input"] == {"city": "Paris", "days": 3}
+
+
+def _json_delta(piece: str) -> dict[str, Any]:
+    return {"type": "input_json_delta", "partial_json": piece}

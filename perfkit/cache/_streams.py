@@ -55,6 +55,11 @@ class MessageAssembler:
             counts = {k: v for k, v in (data.get("usage") or {}).items() if v is not None}
             self.message["usage"] = {**self.message.get("usage", {}), **counts}
         elif kind == "message_stop":
+            # A tool block cut by max_tokens gets no content_block_stop: its input is the
+            # partial JSON parsed leniently, as the SDK's own accumulator does.
+            for index in sorted(self._partial_json):
+                text = self._partial_json.pop(index)
+                self.message["content"][index]["input"] = _partial_input(text)
             self.complete = True
 
     def _apply_delta(self, index: int, delta: dict[str, Any]) -> None:
@@ -67,6 +72,14 @@ class MessageAssembler:
             block["thinking"] = block.get("thinking", "") + delta["thinking"]
         elif delta.get("type") == "signature_delta":
             block["signature"] = delta["signature"]
+
+
+def _partial_input(text: str) -> Any:
+    if not text:
+        return {}
+    from jiter import from_json  # the anthropic SDK's own dependency
+
+    return from_json(text.encode(), partial_mode=True)
 
 
 def replay_events(message: dict[str, Any]) -> list[dict[str, Any]]:
