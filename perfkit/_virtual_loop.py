@@ -84,15 +84,18 @@ def _closed_world(loop: Any) -> bool:
     jobs = getattr(loop, _EXECUTOR_FUTURES, None)
     if jobs is None:
         return False
-    for ref in tuple(jobs.data):  # a WeakSet's references (iterating it costs a guard)
-        job = ref()
-        if job is not None and not job.done():
-            return False
-    watched = loop._selector.get_map()
+    if jobs.data:  # a WeakSet's references (iterating the set itself costs a guard)
+        for ref in tuple(jobs.data):
+            job = ref()
+            if job is not None and not job.done():
+                return False
+    selector = loop._selector
+    # selectors' own table of watched descriptors; get_map() is a view of it
+    watched = getattr(selector, "_fd_to_key", None) or selector.get_map()
     if len(watched) != 1:
         return not watched
     self_pipe = getattr(loop, "_ssock", None)
-    return self_pipe is not None and next(iter(watched)) == self_pipe.fileno()
+    return self_pipe is not None and self_pipe.fileno() in watched
 
 
 def skip_idle_turns(loop: asyncio.AbstractEventLoop) -> None:
@@ -139,11 +142,17 @@ def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
     now, ticks = getattr(loop, _NOW, None), getattr(loop, _TICKS_PER_SECOND, None)
     if not isinstance(now, int) or not isinstance(ticks, int) or getattr(loop, _END, 0) is not None:
         return False
-    task = asyncio.current_task(loop)
+    task = asyncio.current_task()
     if task is None or task.cancelling() or not _closed_world(loop):
         return False
     resolution: float = base._clock_resolution
-    end = _timer_tick(now, ticks, now / ticks + delay, resolution)  # loop.time() is now / ticks
+    # The usual case of _timer_tick inline (one step of whole ticks), else _timer_tick.
+    time = now / ticks  # loop.time()
+    when = time + delay  # asyncio.sleep's timer
+    timeout = when - time
+    end = now + round(timeout * ticks)
+    if not 1 / ticks <= timeout <= _LONGEST_WAIT or when >= end / ticks + resolution:
+        end = _timer_tick(now, ticks, when, resolution)
     if base._scheduled and base._scheduled[0].when() < end / ticks + resolution:
         return False  # another timer runs first, or in the same turn
     setattr(loop, _NOW, end)
@@ -157,6 +166,5 @@ def _timer_tick(now: int, ticks: int, when: float, resolution: float) -> int:
     clock's resolution."""
     while when >= now / ticks + resolution:
         timeout = min(when - now / ticks, _LONGEST_WAIT)
-        step = round(timeout * ticks)
-        now += step + 1 if timeout * ticks < 1 else step
+        now += round(timeout * ticks) + (1 if timeout < 1 / ticks else 0)
     return now
