@@ -93,8 +93,9 @@ def check_headers(headers: Mapping[str, str]) -> Refusal | None:
     """The header checks every endpoint makes first: a credential, then ``anthropic-version``.
 
     - No ``x-api-key`` and no ``authorization: Bearer`` -> 401 ``authentication_error``
-      "x-api-key header is required" (the API's wording as commonly reported; the SDK's
-      ``auth_token`` sends the Bearer form, which the API also accepts).
+      "x-api-key header is required" (no recording of this answer was found: the wording is
+      ours, after the anthropic-version one). SDK 2.x sends its ``api_key`` and
+      ``auth_token`` both as ``Authorization: Bearer`` (``anthropic/_client.py``).
     - No ``anthropic-version`` -> 400 "anthropic-version: header is required"
       [REC: envoyproxy/ai-gateway#1909, PipedreamHQ/pipedream#9697].
     """
@@ -337,7 +338,7 @@ def _check_create_only(
         # [SDK] "Set to `0` to populate the prompt cache"
         raise _refuse("max_tokens", "Input should be greater than or equal to 0")
     if max_output_tokens is not None and max_tokens > max_output_tokens:
-        # [REC] wording as the API answers an over-limit max_tokens
+        # No recording found: the wording is the API's as remembered, not verified here.
         raise _refuse(
             "max_tokens",
             f"{max_tokens} > {max_output_tokens}, which is the maximum allowed number of output "
