@@ -412,6 +412,17 @@ BODY_RULES: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
         " request.",
     ),
     (
+        "cache-control-more-than-four-breakpoints",
+        lambda: {
+            **valid(),
+            "system": [
+                {"type": "text", "text": f"part {n}", "cache_control": {"type": "ephemeral"}}
+                for n in range(5)
+            ],
+        },
+        "A maximum of 4 blocks with cache_control may be provided. Found 5.",
+    ),
+    (
         "thinking-final-assistant-first",
         lambda: {**tool_loop(result()), "thinking": {"type": "enabled", "budget_tokens": 1024}},
         "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found"

@@ -328,6 +328,7 @@ def _check_request(body: Mapping[str, Any], allowed: frozenset[str], *, beta: bo
     _check_output_config(body.get("output_config"))
     _check_literal(body.get("speed"), "speed", ("standard", "fast"))
     _check_messages(body["messages"], thinking=_thinking_type(body) == "enabled")
+    _check_breakpoint_count(body)
 
 
 def _check_create_only(
@@ -471,6 +472,31 @@ def _check_cache_control(value: object, path: str) -> None:
         if name not in ("type", "ttl"):
             raise _refuse(_join(path, "ephemeral", name), "Extra inputs are not permitted")  # [REC]
     _check_literal(value.get("ttl"), _join(path, "ttl"), ("5m", "1h"))
+
+
+MAX_BREAKPOINTS = 4
+"""Blocks a request may mark with ``cache_control`` (the prompt-caching guide)."""
+
+
+def _check_breakpoint_count(body: Mapping[str, Any]) -> None:
+    """At most four blocks with ``cache_control`` in tools, system and messages. The wording
+    is the API's [REC: tghamm/Anthropic.SDK#50]. A top-level ``cache_control`` is not
+    counted: no source says whether the API counts it."""
+    marked = [body.get("tools"), body.get("system")]
+    for message in body.get("messages") or []:
+        if isinstance(message, Mapping):
+            marked.append(message.get("content"))
+    found = sum(
+        isinstance(block, Mapping) and block.get("cache_control") is not None
+        for blocks in marked
+        if isinstance(blocks, list)
+        for block in blocks
+    )
+    if found > MAX_BREAKPOINTS:
+        raise _Refused(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided."
+            f" Found {found}."
+        )
 
 
 def _thinking_type(body: Mapping[str, Any]) -> object:
