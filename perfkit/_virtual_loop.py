@@ -64,6 +64,8 @@ _END = "_LoopTimeEventLoop__end"
 _EXECUTOR_FUTURES = "_LoopTimeEventLoop__sync_futures"
 _IDLE_TURNS = "_LoopTimeEventLoop__noop_cycles"
 _SKIPS = "_perfkit_skips_idle_turns"
+_LONGEST_SLEEP = 1e12
+"""Seconds (about 31,700 years): a longer sleep, or NaN, takes asyncio's own path."""
 _LONGEST_WAIT = 24 * 3600
 """asyncio's longest wait on the selector at once (``base_events.MAXIMUM_SELECT_TIMEOUT``)."""
 
@@ -137,7 +139,7 @@ def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
     The end is reached in looptime's own steps (whole ticks, one more for a remainder
     under a tick), so it is the very time at which the sleep would have ended."""
     base: Any = loop
-    if delay <= 0 or base._ready or base._stopping or not is_virtual_loop(loop):
+    if not 0 < delay < _LONGEST_SLEEP or base._ready or base._stopping or not is_virtual_loop(loop):
         return False
     now, ticks = getattr(loop, _NOW, None), getattr(loop, _TICKS_PER_SECOND, None)
     if not isinstance(now, int) or not isinstance(ticks, int) or getattr(loop, _END, 0) is not None:

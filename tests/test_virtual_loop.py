@@ -5,6 +5,7 @@ the order plain looptime gives it."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import socket
 import threading
@@ -16,6 +17,7 @@ import looptime
 import pytest
 
 from perfkit._clock import VirtualClock
+from perfkit._virtual_loop import skip_ahead
 
 Trace = list[tuple[float, str]]
 
@@ -221,3 +223,14 @@ def test_random_sleepers_timers_and_waiters_keep_looptimes_times_and_order(seed:
     plain, ours = traced_both_ways(scenario)
     assert ours == plain
     assert len(ours) > 5
+
+
+@pytest.mark.parametrize("seconds", [math.inf, math.nan, -1.0, 0.0])
+def test_skip_ahead_leaves_an_endless_nan_negative_or_empty_sleep_to_asyncio(
+    seconds: float,
+) -> None:
+    async def main() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        return skip_ahead(loop, seconds), loop.time()
+
+    assert VirtualClock().run(main()) == (False, 0.0)

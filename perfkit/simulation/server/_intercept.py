@@ -30,7 +30,7 @@ import httpx
 import respx
 from respx.models import AllMockedAssertionError, PassThrough
 
-from perfkit._clock import Clock
+from perfkit._clock import Clock, sleep_at_once
 from perfkit._errors import UnmatchedRequestError
 from perfkit._secrets import Secret, hide_secrets, is_secret_name
 from perfkit._url import redact_url
@@ -98,8 +98,9 @@ class ScheduledStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         self.close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        at_once = sleep_at_once(self._clock)
         for delay, data in self._chunks[self._sent :]:
-            if delay:
+            if delay and not at_once(delay):
                 await self._clock.asleep(delay)
             yield self._advance(data)
         await self.aclose()
