@@ -10,6 +10,8 @@ import httpx
 import respx
 
 from perfkit._clock import Clock
+from perfkit._errors import UnmatchedRequestError
+from perfkit._url import redact_url
 from perfkit.simulation._latency import LatencyModel, LLMLatency
 from perfkit.simulation.openai._validation import RequestError, validate
 from perfkit.simulation.openai._wire import (
@@ -29,6 +31,7 @@ from perfkit.simulation.server import (
     ScheduledStream,
     SimRequest,
     SimulatedServer,
+    is_loopback,
     tokenize,
 )
 
@@ -121,6 +124,28 @@ class OpenAISimulator(SimulatedServer):
         self.completions_route: respx.Route = self.add_route(
             "POST", "/chat/completions", self._answer_completions, name="chat_completions"
         )
+        self._claim_loopback_host()
+
+    def _claim_loopback_host(self) -> None:
+        """On a loopback ``base_url`` (an OpenAI-compatible server such as vLLM's
+        ``http://localhost:8000/v1``), every other request to that host and port is an
+        :class:`UnmatchedRequestError` too: the core lets unrouted loopback requests through
+        to the network, where a client whose base_url lacks (or adds) ``/v1`` would reach
+        whatever really listens there."""
+        url = httpx.URL(self.base_url)
+        if not is_loopback(url.host):
+            return
+        route = self.router.route(scheme=url.scheme, host=url.host, port=url.port, name="host")
+
+        def unmatched(request: httpx.Request) -> httpx.Response:
+            raise UnmatchedRequestError(
+                f"perfkit simulator: no route for {request.method} "
+                f"{redact_url(str(request.url))}; this OpenAISimulator owns "
+                f"{url.host}:{url.port} and answers POST {self.base_url}/chat/completions "
+                "(is the client's base_url the simulator's, with the same /v1 or without?)"
+            )
+
+        route.side_effect = unmatched
 
     # -- the Chat Completions API ----------------------------------------------------
 
@@ -191,6 +216,8 @@ class OpenAISimulator(SimulatedServer):
             received = delivered[index]
             if received and logged.first_token_at is None:
                 logged.first_token_at = self.clock.now()
+            if index == stream.first_text:
+                logged.first_text_at = self.clock.now()
 
         def on_close(finished: bool) -> None:
             logged.completed_at = self.clock.now()

@@ -98,6 +98,9 @@ def _problems(body: Mapping[str, Any]) -> Iterator[RequestError]:
     yield from _check_messages(body.get("messages"))
     yield from _check_tools(body.get("tools"))
     yield from _check_options(body)
+    yield from _check_sampling(body)
+    yield from _check_tool_options(body)
+    yield from _check_response_format(body)
     yield from _unsupported(body)
 
 
@@ -249,8 +252,89 @@ def _check_options(body: Mapping[str, Any]) -> Iterator[RequestError]:
         )
 
 
+SAMPLING_RANGES = {"temperature": (0, 2), "top_p": (0, 1)}
+"""The SDK's docstrings: temperature "between 0 and 2", top_p a probability mass."""
+
+
+def _check_sampling(body: Mapping[str, Any]) -> Iterator[RequestError]:
+    """Out-of-range sampling parameters, worded as the API words its integer limits
+    (``integer_below_min_value``) with ``decimal`` for a number parameter."""
+    for name, (lowest, highest) in SAMPLING_RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            yield _wrong_type(name, "a number", value)
+        elif value > highest:
+            yield RequestError(
+                f"Invalid '{name}': decimal above maximum value. Expected a value <= "
+                f"{highest}, but got {value} instead.",
+                param=name,
+                code="decimal_above_max_value",
+            )
+        elif value < lowest:
+            yield RequestError(
+                f"Invalid '{name}': decimal below minimum value. Expected a value >= "
+                f"{lowest}, but got {value} instead.",
+                param=name,
+                code="decimal_below_min_value",
+            )
+
+
+def _check_tool_options(body: Mapping[str, Any]) -> Iterator[RequestError]:
+    """``tool_choice`` forcing a call (``required`` or a named function) and
+    ``parallel_tool_calls`` need ``tools``: "Invalid value for 'tool_choice': 'tool_choice'
+    is only allowed when 'tools' are specified." and the same for ``parallel_tool_calls``,
+    as users recorded the API's answers (writer/writer-framework#1013, Upsonic/Upsonic#323).
+    ``none`` and ``auto`` ask for no call, so they are let through."""
+    if body.get("tools"):
+        return
+    choice = body.get("tool_choice")
+    forced = {"tool_choice": choice is not None and choice not in ("none", "auto")}
+    forced["parallel_tool_calls"] = body.get("parallel_tool_calls") is not None
+    for name, refused in forced.items():
+        if refused:
+            yield RequestError(
+                f"Invalid value for '{name}': '{name}' is only allowed when 'tools' are specified.",
+                param=name,
+            )
+
+
+def _check_response_format(body: Mapping[str, Any]) -> Iterator[RequestError]:
+    """JSON mode needs the word in the conversation: the SDK's ``ResponseFormatJSONObject``
+    ("the model will not generate JSON without a system or user message instructing it
+    to do so"), and the API's answer as users quote it: "'messages' must contain the word
+    'json' in some form, to use 'response_format' of type 'json_object'."; ``param`` as the
+    Responses API's recorded body names its format parameter (``text.format``)."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_object":
+        return
+    messages = body.get("messages")
+    texts: list[str] = []
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p["text"] for p in content if isinstance(p, dict) and "text" in p)
+    if not any("json" in str(text).lower() for text in texts):
+        yield RequestError(
+            "'messages' must contain the word 'json' in some form, to use 'response_format' "
+            "of type 'json_object'.",
+            param="response_format",
+        )
+
+
 def _unsupported(body: Mapping[str, Any]) -> Iterator[RequestError]:
     """What the real API accepts but the simulator cannot answer."""
+    if body.get("logprobs"):
+        yield RequestError(
+            "logprobs=true is not supported by the simulator: it has no token "
+            "probabilities to report (the API would send choices[].logprobs). Leave "
+            "logprobs unset or false.",
+            param="logprobs",
+            code="unsupported_value",
+        )
     n = body.get("n")
     if n is not None and n != 1:
         yield RequestError(

@@ -149,13 +149,21 @@ def render(
     - output beyond ``max_completion_tokens`` (or ``max_tokens``) is cut, with
       ``finish_reason`` ``"length"``; a tool call cut short keeps the part of its
       arguments that fits, streamed or not (its arguments are a string on this API);
-    - otherwise ``"tool_calls"`` if the reply calls a tool, else ``"stop"``.
+    - otherwise ``"tool_calls"`` if the reply calls a tool, else ``"stop"``;
+    - ``tool_choice: "none"`` drops the reply's tool calls ("the model will not call any
+      tool and instead generates a message", the SDK's ``tool_choice`` docstring), and
+      ``parallel_tool_calls: false`` keeps only the first ("Whether to enable parallel
+      function calling during tool use").
 
     A tool call's arguments are its input as JSON with a space after ``:`` and ``,``, as
     the API sent them in a recorded answer with two tool calls."""
     budget = max_output_tokens(body)
     texts = [block.text for block in reply.blocks if isinstance(block, TextBlock)]
     calls = [block for block in reply.blocks if isinstance(block, ToolUseBlock)]
+    if body.get("tool_choice") == "none":
+        calls = []
+    elif body.get("parallel_tool_calls") is False:
+        calls = calls[:1]
     finish_reason = "tool_calls" if calls else "stop"
     content_pieces: tuple[str, ...] | None = None
     used = 0
@@ -260,11 +268,13 @@ Chunk = tuple[float, bytes]
 
 @dataclass(frozen=True)
 class RenderedStream:
-    """A completion's server-sent events on a latency plan: ``chunks``, and ``tokens``,
-    the output tokens delivered once each chunk is sent (a running total)."""
+    """A completion's server-sent events on a latency plan: ``chunks``, ``tokens``, the
+    output tokens delivered once each chunk is sent (a running total), and ``first_text``,
+    the index of the chunk with the first content token (None: no text is sent)."""
 
     chunks: list[Chunk]
     tokens: list[int]
+    first_text: int | None = None
 
 
 DONE = b"data: [DONE]\n\n"
@@ -333,9 +343,10 @@ def stream_chunks(
         tokens.append(sent)
         return True
 
+    first_text = len(chunks) if completion.content_pieces else None
     for piece in completion.content_pieces or ():
         if not send(event({"content": piece})):
-            return RenderedStream(chunks, tokens)
+            return RenderedStream(chunks, tokens, _sent_text(first_text, tokens))
     opened_with_call = "tool_calls" in opening
     for index, call in enumerate(completion.tool_calls):
         opened = index == 0 and opened_with_call
@@ -343,12 +354,12 @@ def stream_chunks(
         for piece in call.pieces:
             delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
             if not send(header + event(delta)):
-                return RenderedStream(chunks, tokens)
+                return RenderedStream(chunks, tokens, _sent_text(first_text, tokens))
             header = ""
     if error_after_tokens is not None:
         chunks.append((next(waits, 0.0), _error_event(error)))
         tokens.append(sent)
-        return RenderedStream(chunks, tokens)
+        return RenderedStream(chunks, tokens, _sent_text(first_text, tokens))
     finish = prefix + f'{{}},"logprobs":null,"finish_reason":"{completion.finish_reason}"}}]'
     ending = finish + (',"usage":null' if include_usage else "") + "}\n\n"
     if include_usage:
@@ -356,7 +367,14 @@ def stream_chunks(
         ending += f'data: {head[:-1]},"choices":[],"usage":{usage}}}\n\n'
     chunks.append((0.0, ending.encode() + DONE))
     tokens.append(sent)
-    return RenderedStream(chunks, tokens)
+    return RenderedStream(chunks, tokens, first_text)
+
+
+def _sent_text(first_text: int | None, tokens: list[int]) -> int | None:
+    """``first_text`` if that chunk carried a token (not the error that replaced it)."""
+    if first_text is None or first_text >= len(tokens) or tokens[first_text] == 0:
+        return None
+    return first_text
 
 
 def _call_header(index: int, call: RenderedToolCall) -> dict[str, Any]:

@@ -1,0 +1,243 @@
+"""The simulated Chat Completions API as a demanding openai SDK user meets it: sampling
+ranges, tool_choice and parallel_tool_calls, json_object, logprobs, the request log of
+streams, and a loopback base_url's other paths."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from perfkit import VirtualClock
+from perfkit._errors import UnmatchedRequestError
+from perfkit.simulation._latency import LLMLatency
+from perfkit.simulation.openai import OpenAISimulator
+from perfkit.simulation.openai._validation import RequestError, validate
+from perfkit.simulation.server import Reply, TextBlock, ToolUseBlock
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+TWO_CALLS = Reply(
+    TextBlock("Checking."),
+    ToolUseBlock("get_weather", {"city": "Paris"}),
+    ToolUseBlock("get_weather", {"city": "Oslo"}),
+)
+
+
+def ask(question: str = "Hi", **overrides: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": question}], **overrides}
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[OpenAISimulator]:
+    with OpenAISimulator(clock=clock, latency=LLMLatency(ttft=0.3, per_token=0.02)) as simulator:
+        yield simulator
+
+
+def sdk(**options: Any) -> openai.OpenAI:
+    return openai.OpenAI(api_key="sk-test", **options)
+
+
+# -- validation ---------------------------------------------------------------------------
+
+INVALID: dict[str, tuple[dict[str, Any], RequestError]] = {
+    "temperature-above-2": (
+        ask(temperature=3),
+        RequestError(
+            "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
+            "but got 3 instead.",
+            param="temperature",
+            code="decimal_above_max_value",
+        ),
+    ),
+    "temperature-below-0": (
+        ask(temperature=-0.5),
+        RequestError(
+            "Invalid 'temperature': decimal below minimum value. Expected a value >= 0, "
+            "but got -0.5 instead.",
+            param="temperature",
+            code="decimal_below_min_value",
+        ),
+    ),
+    "top-p-above-1": (
+        ask(top_p=1.5),
+        RequestError(
+            "Invalid 'top_p': decimal above maximum value. Expected a value <= 1, "
+            "but got 1.5 instead.",
+            param="top_p",
+            code="decimal_above_max_value",
+        ),
+    ),
+    "temperature-a-string": (
+        ask(temperature="hot"),
+        RequestError(
+            "Invalid type for 'temperature': expected a number, but got a string instead.",
+            param="temperature",
+            code="invalid_type",
+        ),
+    ),
+    "tool-choice-required-without-tools": (
+        ask(tool_choice="required"),
+        RequestError(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+            "are specified.",
+            param="tool_choice",
+        ),
+    ),
+    "tool-choice-named-without-tools": (
+        ask(tool_choice={"type": "function", "function": {"name": "get_weather"}}),
+        RequestError(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+            "are specified.",
+            param="tool_choice",
+        ),
+    ),
+    "parallel-tool-calls-without-tools": (
+        ask(parallel_tool_calls=False),
+        RequestError(
+            "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed "
+            "when 'tools' are specified.",
+            param="parallel_tool_calls",
+        ),
+    ),
+    "json-object-without-the-word-json": (
+        ask(response_format={"type": "json_object"}),
+        RequestError(
+            "'messages' must contain the word 'json' in some form, to use 'response_format' "
+            "of type 'json_object'.",
+            param="response_format",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize(("request_body", "expected"), INVALID.values(), ids=INVALID.keys())
+def test_validation_refuses_what_the_api_refuses(
+    request_body: dict[str, Any], expected: RequestError
+) -> None:
+    assert validate(request_body) == expected
+
+
+VALID: dict[str, dict[str, Any]] = {
+    "sampling-at-its-bounds": ask(temperature=2, top_p=0),
+    "sampling-lowest": ask(temperature=0.0, top_p=1.0),
+    "tool-choice-none-without-tools": ask(tool_choice="none"),
+    "json-object-with-json-in-the-system-message": {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "Answer in JSON."},
+            {"role": "user", "content": "Hi"},
+        ],
+        "response_format": {"type": "json_object"},
+    },
+    "tool-choice-named-with-tools": ask(
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        parallel_tool_calls=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("request_body", VALID.values(), ids=VALID.keys())
+def test_validation_accepts_valid_requests(request_body: dict[str, Any]) -> None:
+    assert validate(request_body) is None
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_logprobs_are_refused_as_unsupported_not_silently_null(strict: bool) -> None:
+    problem = validate(ask(logprobs=True, top_logprobs=2), strict=strict)
+    assert problem is not None
+    assert problem.param == "logprobs"
+    assert "not supported by the simulator" in problem.message
+    assert validate(ask(logprobs=False), strict=strict) is None
+
+
+# -- tool_choice and parallel_tool_calls shape the answer ----------------------------------
+
+
+def test_tool_choice_none_answers_the_scripted_text_without_its_tool_calls(
+    sim: OpenAISimulator,
+) -> None:
+    sim.enqueue(TWO_CALLS, TWO_CALLS)
+    with sdk() as client:
+        choice = client.chat.completions.create(
+            **ask(tools=[WEATHER_TOOL], tool_choice="none")
+        ).choices[0]
+        chunks = list(
+            client.chat.completions.create(
+                **ask(tools=[WEATHER_TOOL], tool_choice="none", stream=True)
+            )
+        )
+    assert (choice.message.content, choice.message.tool_calls) == ("Checking.", None)
+    assert choice.finish_reason == "stop"
+    assert not any(chunk.choices[0].delta.tool_calls for chunk in chunks if chunk.choices)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_parallel_tool_calls_false_sends_only_the_first_call(sim: OpenAISimulator) -> None:
+    sim.enqueue(TWO_CALLS, TWO_CALLS)
+    with sdk() as client:
+        message = (
+            client.chat.completions.create(**ask(tools=[WEATHER_TOOL], parallel_tool_calls=False))
+            .choices[0]
+            .message
+        )
+        chunks = list(
+            client.chat.completions.create(
+                **ask(tools=[WEATHER_TOOL], parallel_tool_calls=False, stream=True)
+            )
+        )
+    assert [call.function.arguments for call in message.tool_calls or []] == ['{"city": "Paris"}']
+    indexes = {call.index for chunk in chunks for call in chunk.choices[0].delta.tool_calls or []}
+    assert indexes == {0}
+
+
+# -- the request log of a stream -------------------------------------------------------
+
+
+def test_a_streams_log_entry_has_its_first_text_token_time(
+    sim: OpenAISimulator, clock: VirtualClock
+) -> None:
+    sim.enqueue(Reply.text("one two three"), Reply(ToolUseBlock("get_weather", {"city": "P"})))
+    with sdk() as client:
+        list(client.chat.completions.create(**ask(stream=True)))
+        list(client.chat.completions.create(**ask(tools=[WEATHER_TOOL], stream=True)))
+    text, call = sim.requests
+    assert text.first_text_at is not None
+    assert round(text.first_text_at - text.sent_at, 6) == text.ttft == 0.3
+    assert call.ttft == 0.3
+    assert call.first_text_at is None
+
+
+# -- a loopback base_url -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("served", "called"),
+    [
+        ("http://localhost:8000/v1", "http://localhost:8000"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000/v1"),
+    ],
+)
+def test_another_path_on_the_simulators_loopback_host_never_reaches_the_network(
+    clock: VirtualClock, served: str, called: str
+) -> None:
+    with OpenAISimulator(clock=clock, base_url=served) as sim:
+        client = sdk(base_url=called, max_retries=0)
+        with client, pytest.raises(UnmatchedRequestError, match="no route for POST"):
+            client.chat.completions.create(**ask())
+        assert [type(error) for error in sim.pop_failures()] == [UnmatchedRequestError]
+        with sdk(base_url=served) as client:
+            assert client.chat.completions.create(**ask()).choices[0].message.content
