@@ -9,9 +9,10 @@ from typing import Any
 
 import openai
 import pytest
+from pydantic import BaseModel
 
 from perfkit import VirtualClock
-from perfkit._errors import UnmatchedRequestError
+from perfkit._errors import SimulatorError, UnmatchedRequestError
 from perfkit.simulation._latency import LLMLatency
 from perfkit.simulation.openai import OpenAISimulator
 from perfkit.simulation.openai._validation import RequestError, validate
@@ -241,3 +242,29 @@ def test_another_path_on_the_simulators_loopback_host_never_reaches_the_network(
         assert [type(error) for error in sim.pop_failures()] == [UnmatchedRequestError]
         with sdk(base_url=served) as client:
             assert client.chat.completions.create(**ask()).choices[0].message.content
+
+
+# -- structured outputs ----------------------------------------------------------------
+
+
+class Answer(BaseModel):
+    answer: str
+
+
+def test_parse_with_a_json_schema_gets_the_scripted_json(sim: OpenAISimulator) -> None:
+    sim.enqueue(Reply.text('{"answer": "42"}'))
+    with sdk() as client:
+        completion = client.chat.completions.parse(**ask(), response_format=Answer)
+    assert completion.choices[0].message.parsed == Answer(answer="42")
+    assert sim.last_request.body["response_format"]["type"] == "json_schema"
+
+
+@pytest.mark.parametrize("scripted", [True, False], ids=["scripted-text", "default-reply"])
+def test_a_json_schema_request_answered_with_text_that_is_not_json_is_refused_clearly(
+    sim: OpenAISimulator, scripted: bool
+) -> None:
+    if scripted:
+        sim.enqueue(Reply.text("Forty-two."))
+    with sdk() as client, pytest.raises(SimulatorError, match=r"json_schema 'Answer'.*not JSON"):
+        client.chat.completions.parse(**ask(), response_format=Answer)
+    assert [type(error) for error in sim.pop_failures()] == [SimulatorError]

@@ -10,7 +10,7 @@ import httpx
 import respx
 
 from perfkit._clock import Clock
-from perfkit._errors import UnmatchedRequestError
+from perfkit._errors import SimulatorError, UnmatchedRequestError
 from perfkit._url import redact_url
 from perfkit.simulation._latency import LatencyModel, LLMLatency
 from perfkit.simulation.openai._validation import RequestError, validate
@@ -31,6 +31,7 @@ from perfkit.simulation.server import (
     ScheduledStream,
     SimRequest,
     SimulatedServer,
+    TextBlock,
     is_loopback,
     tokenize,
 )
@@ -192,6 +193,7 @@ class OpenAISimulator(SimulatedServer):
         return int(time.time())
 
     def _reply_response(self, reply: Reply, logged: SimRequest) -> httpx.Response:
+        _check_structured_output(reply, logged.body)
         completion = self._render(reply, logged)
         plan = (reply.latency or self._latency).plan(completion.completion_tokens)
         logged.status = 200
@@ -261,6 +263,32 @@ class OpenAISimulator(SimulatedServer):
             logged.status = 200
             return self._stream_response(logged, plan.connect, stream)
         return super().fault_response(fault, logged, request)
+
+
+def _check_structured_output(reply: Reply, body: dict[str, Any]) -> None:
+    """Refuse to answer a structured-output request (``response_format`` of type
+    ``json_schema``, what the SDK's ``chat.completions.parse(response_format=Model)``
+    sends) with text that is not JSON: the API's answer follows the schema (the SDK's
+    ``response_format`` docstring: Structured Outputs "ensures the model will match your
+    supplied JSON schema"), and the SDK would fail parsing it far from the cause. The
+    simulator does not invent a document from the schema: the test scripts one."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return
+    text = "".join(block.text for block in reply.blocks if isinstance(block, TextBlock))
+    if not text:
+        return
+    try:
+        json.loads(text)
+    except ValueError:
+        schema = response_format.get("json_schema")
+        name = schema.get("name") if isinstance(schema, dict) else None
+        raise SimulatorError(
+            f"the request asks for structured output (response_format json_schema "
+            f"{name!r}), but the reply's text is not JSON: {text[:80]!r}. The API would "
+            "answer with a JSON document that follows the schema: script one, e.g. "
+            "sim.enqueue(Reply.text(json.dumps({...})))"
+        ) from None
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
