@@ -121,6 +121,20 @@ INVALID: dict[str, tuple[dict[str, Any], RequestError]] = {
             param="response_format",
         ),
     ),
+    "assistant-without-content-or-tool-calls": (
+        {
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": None, "tool_calls": None},
+                {"role": "user", "content": "b"},
+            ],
+        },
+        RequestError(
+            "Invalid value for 'content': expected a string, got null.",
+            param="messages.[1].content",
+        ),
+    ),
 }
 
 

@@ -141,6 +141,14 @@ def _check_messages(messages: Any) -> Iterator[RequestError]:
         if content is None and role != "assistant":  # an assistant may only call tools
             yield _missing(f"{where}.content")
             return
+        if content is None and not (message.get("tool_calls") or message.get("function_call")):
+            # The SDK: an assistant's content is "Required unless `tool_calls` or
+            # `function_call` is specified"; the API's body as recorded in users' code.
+            yield RequestError(
+                "Invalid value for 'content': expected a string, got null.",
+                param=f"messages.[{index}].content",
+            )
+            return
         if content is not None and not isinstance(content, (str, list)):
             yield _wrong_type(f"{where}.content", "one of a string or array of objects", content)
             return
