@@ -132,7 +132,8 @@ def test_a_schema_instance_is_valid_against_its_schema(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["object", "arrays", "refs-and-nullables"])
 def test_the_default_reply_is_json_valid_against_the_schema(name: str) -> None:
-    with AnthropicSimulator(clock=VirtualClock()), sdk() as client:
+    # minItems 2 is beyond what the API supports: only a lenient simulator answers it.
+    with AnthropicSimulator(clock=VirtualClock(), strict=name != "arrays"), sdk() as client:
         message = client.messages.create(**structured(SCHEMAS[name]))
     jsonschema.Draft202012Validator(SCHEMAS[name]).validate(json.loads(message.content[0].text))
 

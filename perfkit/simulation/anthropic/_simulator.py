@@ -28,7 +28,11 @@ from perfkit.simulation.anthropic._batches import (
     paginate,
 )
 from perfkit.simulation.anthropic._models import MODELS, model_id, resolve
-from perfkit.simulation.anthropic._output_format import output_schema, schema_instance
+from perfkit.simulation.anthropic._output_format import (
+    output_format_problem,
+    output_schema,
+    schema_instance,
+)
 from perfkit.simulation.anthropic._prompt_cache import PromptCache
 from perfkit.simulation.anthropic._validation import (
     Refusal,
@@ -153,13 +157,19 @@ class AnthropicSimulator(SimulatedServer):
             return Refusal(400, "invalid_request_error", logged.body_error)
         if not self.strict:
             problem = _validate(logged.body)
-            return None if problem is None else Refusal(400, "invalid_request_error", problem)
-        return check_messages_request(
-            logged.body,
-            request.headers,
-            beta=_beta(request),
-            max_output_tokens=_output_limit(logged.body.get("model")),
-        )
+        else:
+            refusal = check_messages_request(
+                logged.body,
+                request.headers,
+                beta=_beta(request),
+                max_output_tokens=_output_limit(logged.body.get("model")),
+            )
+            if refusal is not None:
+                return refusal
+            problem = None
+        # An output schema the API does not support, or one no reply could satisfy.
+        problem = problem or output_format_problem(logged.body, strict=self.strict)
+        return None if problem is None else Refusal(400, "invalid_request_error", problem)
 
     def default_reply(self, body: dict[str, Any]) -> Reply:
         return default_reply(body)

@@ -1,0 +1,196 @@
+"""A review of the simulated Messages API against the real one, as a demanding user would
+probe it through the anthropic SDK: hostile output schemas, thinking round trips."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import jsonschema
+import pydantic
+import pytest
+
+from perfkit import VirtualClock
+from perfkit.simulation import AnthropicSimulator, LLMLatency, Reply
+from perfkit.simulation.anthropic._output_format import MAX_VALUES, schema_instance
+
+MODEL = "claude-sonnet-4-5"
+TLS = ssl.create_default_context()
+
+
+@pytest.fixture
+def client() -> Iterator[anthropic.Anthropic]:
+    sdk = anthropic.Anthropic(
+        api_key="test", http_client=anthropic.DefaultHttpxClient(verify=TLS), max_retries=0
+    )
+    yield sdk
+    sdk.close()
+
+
+def structured(schema: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": "Describe it"}],
+        "output_config": {"format": {"type": "json_schema", "schema": schema}},
+    }
+
+
+def _explosive(levels: int) -> dict[str, Any]:
+    """Each definition requires the next one twice: 2**levels values in the instance."""
+    defs = {
+        f"L{i}": {
+            "type": "object",
+            "properties": {"a": {"$ref": f"#/$defs/L{i + 1}"}, "b": {"$ref": f"#/$defs/L{i + 1}"}},
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        }
+        for i in range(levels)
+    }
+    defs[f"L{levels}"] = {"type": "integer"}
+    return {"$defs": defs, "$ref": "#/$defs/L0"}
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"c": schema}, "required": ["c"]}
+    return schema
+
+
+NODE = {
+    "type": "object",
+    "properties": {"next": {"$ref": "#/$defs/Node"}},
+    "required": ["next"],
+    "additionalProperties": False,
+}
+HOSTILE: dict[str, Any] = {
+    "recursive-required": {"$defs": {"Node": NODE}, "$ref": "#/$defs/Node"},
+    "ref-to-itself": {"$ref": "#"},
+    "ref-loop": {
+        "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}},
+        "$ref": "#/$defs/A",
+    },
+    "ref-nowhere": {"$ref": "#/$defs/Missing"},
+    "external-ref": {"$ref": "https://example.com/schema.json"},
+    "nested-200-deep": _deep(200),
+    "doubling-definitions": _explosive(25),
+    "huge-minLength": {"type": "string", "minLength": 10**9},
+    "huge-minItems": {"type": "array", "items": {"type": "string"}, "minItems": 10**7},
+    "false-schema": {"type": "object", "properties": {"a": False}, "required": ["a"]},
+    "empty-enum": {"enum": []},
+    "contradictory-allOf": {"allOf": [{"type": "integer"}, {"type": "string"}]},
+    "backreference": {"type": "string", "pattern": "^(a)\\1$"},
+    "lookahead": {"type": "string", "pattern": "^(?=x)x$"},
+}
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lenient"])
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_schema_gets_a_clear_400_not_a_crash(
+    name: str, strict: bool, client: anthropic.Anthropic
+) -> None:
+    with AnthropicSimulator(clock=VirtualClock(), strict=strict) as sim:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            client.messages.create(**structured(HOSTILE[name]))
+        assert sim.call_count == 1
+    message = refused.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith("output_config.format.schema")
+    assert len(message) < 20_000
+
+
+def test_the_value_budget_bounds_a_doubling_schema() -> None:
+    with pytest.raises(ValueError, match=f"more than {MAX_VALUES} values"):
+        schema_instance(_explosive(25))
+
+
+def test_an_infinite_bound_is_refused() -> None:
+    # Python's json reads 1e400 as inf; the SDK cannot send it, a plain client can.
+    with pytest.raises(ValueError, match="minimum: unusable bound inf"):
+        schema_instance({"type": "integer", "minimum": float("inf")})
+
+
+# The structured-outputs guide's JSON Schema limitations, which the SDK's transform strips.
+UNSUPPORTED: dict[str, Any] = {
+    "minimum": {"type": "integer", "minimum": 3},
+    "multipleOf": {"type": "number", "multipleOf": 2},
+    "minLength": {"type": "string", "minLength": 2},
+    "maxLength": {"type": "string", "maxLength": 2},
+    "minItems-2": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+    "maxItems": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+    "oneOf": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+    "additionalProperties-true": {"type": "object", "additionalProperties": True},
+    "format-unknown": {"type": "string", "format": "credit-card"},
+    "enum-of-objects": {"enum": [{"a": 1}]},
+    "recursive-optional": {
+        "$defs": {
+            "Node": {
+                "type": "object",
+                "properties": {"next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}},
+                "required": ["next"],
+                "additionalProperties": False,
+            }
+        },
+        "$ref": "#/$defs/Node",
+    },
+}
+
+
+@pytest.mark.parametrize("name", UNSUPPORTED)
+def test_an_unsupported_schema_is_refused_by_a_strict_simulator_only(
+    name: str, client: anthropic.Anthropic
+) -> None:
+    schema = UNSUPPORTED[name]
+    with AnthropicSimulator(clock=VirtualClock()):
+        with pytest.raises(anthropic.BadRequestError, match="output_config.format.schema"):
+            client.messages.create(**structured(schema))
+    if name in ("format-unknown", "enum-of-objects", "additionalProperties-true"):
+        return  # valid JSON Schema the lenient simulator answers with any fitting value
+    with AnthropicSimulator(clock=VirtualClock(), strict=False):
+        message = client.messages.create(**structured(schema))
+    jsonschema.Draft202012Validator(schema).validate(json.loads(message.content[0].text))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^[A-Z]{3}-\d{4}$",
+        r"^(?:foo|bar)+_[^a-z\s]\w*$",
+        r"^\S+@\S+\.[a-z]{2,}$",
+        r"v\d+\.\d+",
+        r"^[^aA0_ -]$",
+    ],
+)
+def test_a_pattern_gets_a_string_that_matches_it(pattern: str, client: anthropic.Anthropic) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": pattern}},
+        "required": ["code"],
+        "additionalProperties": False,
+    }
+    with AnthropicSimulator(clock=VirtualClock()):
+        message = client.messages.create(**structured(schema))
+    jsonschema.Draft202012Validator(schema).validate(json.loads(message.content[0].text))  # type: ignore[union-attr]
+
+
+class Tree(pydantic.BaseModel):
+    label: str
+    children: list[Tree]
+
+
+def test_a_recursive_pydantic_model_is_refused_as_the_guide_says(
+    client: anthropic.Anthropic,
+) -> None:
+    with (
+        AnthropicSimulator(clock=VirtualClock()),
+        pytest.raises(anthropic.BadRequestError, match="recursive schemas are not supported"),
+    ):
+        client.messages.parse(
+            model=MODEL,
+            max_tokens=1024,
+            messages=[{"role": "user", "content": "A tree"}],
+            output_format=Tree,
+        )
