@@ -282,3 +282,60 @@ def test_a_json_schema_request_answered_with_text_that_is_not_json_is_refused_cl
     with sdk() as client, pytest.raises(SimulatorError, match=r"json_schema 'Answer'.*not JSON"):
         client.chat.completions.parse(**ask(), response_format=Answer)
     assert [type(error) for error in sim.pop_failures()] == [SimulatorError]
+
+
+# -- the service tier the response reports --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("requested", "reported"),
+    [(None, "default"), ("auto", "default"), ("flex", "flex"), ("fast", "priority")],
+)
+def test_the_response_reports_the_tier_that_served_it(
+    sim: OpenAISimulator, requested: str | None, reported: str
+) -> None:
+    options = {} if requested is None else {"service_tier": requested}
+    with sdk() as client:
+        completion = client.chat.completions.create(**ask(), **options)
+        chunks = list(client.chat.completions.create(**ask(stream=True), **options))
+    assert completion.service_tier == reported
+    assert {chunk.service_tier for chunk in chunks} == {reported}
+
+
+# -- what held: modeled times and usage of streamed tool calls ---------------------------
+
+
+def test_streamed_parallel_tool_calls_on_a_new_connection_at_their_modeled_times(
+    clock: VirtualClock,
+) -> None:
+    latency = LLMLatency(ttft=0.3, per_token=0.02)
+    with OpenAISimulator(clock=clock, latency=latency, handshake=0.1) as sim:
+        sim.enqueue(TWO_CALLS, TWO_CALLS)
+        with sdk() as client:
+            start = clock.now()
+            stream = client.chat.completions.create(
+                **ask(tools=[WEATHER_TOOL], stream=True, stream_options={"include_usage": True})
+            )
+            arrivals = [(round(clock.elapsed(start), 6), chunk) for chunk in stream]
+            plain = client.chat.completions.create(**ask(tools=[WEATHER_TOOL]))
+    # a new connection (0.1 s handshake), then 1 text token and 2 x 2 argument tokens:
+    # the first at ttft, each next one per_token later
+    assert [request.handshake for request in sim.requests] == [0.1, 0.0]
+    assert arrivals[0][0] == 0.1
+    calls = [
+        (at, call.index, call.id is not None)
+        for at, chunk in arrivals
+        for call in (chunk.choices[0].delta.tool_calls or [] if chunk.choices else [])
+    ]
+    assert calls == [
+        (0.42, 0, True),
+        (0.42, 0, False),
+        (0.44, 0, False),
+        (0.46, 1, True),
+        (0.46, 1, False),
+        (0.48, 1, False),
+    ]
+    assert sim.requests[0].ttft == 0.3
+    assert sim.requests[1].duration == round(0.3 + 4 * 0.02, 6)
+    assert arrivals[-1][1].usage == plain.usage
+    assert sim.requests[0].output_tokens == plain.usage.completion_tokens == 5

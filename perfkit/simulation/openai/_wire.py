@@ -23,6 +23,10 @@ SYSTEM_FINGERPRINT = "fp_perfkitsim"
 """Stands in for the backend fingerprint the API reports (``fp_`` and a hex digest)."""
 SERVICE_TIER = "default"
 """What the API reports for a request served at the standard tier."""
+SERVED_TIERS = {"flex": "flex", "scale": "scale", "priority": "priority", "fast": "priority"}
+"""The tier a response reports for a requested ``service_tier`` (the SDK's docstring: the
+response shows ``priority`` for ``fast`` or ``priority``; ``auto`` and ``default`` are
+served at ``default``)."""
 DEFAULT_MODEL = "gpt-simulated"
 
 _COMPACT = (",", ":")
@@ -63,6 +67,7 @@ class RenderedCompletion:
     tool_calls: tuple[RenderedToolCall, ...]
     finish_reason: str
     prompt_tokens: int
+    service_tier: str = SERVICE_TIER
 
     @property
     def content(self) -> str | None:
@@ -113,7 +118,7 @@ class RenderedCompletion:
                 }
             ],
             "usage": self.usage(),
-            "service_tier": SERVICE_TIER,
+            "service_tier": self.service_tier,
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
 
@@ -203,6 +208,7 @@ def render(
         tool_calls=tuple(tool_calls),
         finish_reason=finish_reason,
         prompt_tokens=prompt_tokens,
+        service_tier=SERVED_TIERS.get(str(body.get("service_tier")), SERVICE_TIER),
     )
 
 
@@ -306,7 +312,7 @@ def stream_chunks(
             "object": "chat.completion.chunk",
             "created": completion.created,
             "model": completion.model,
-            "service_tier": SERVICE_TIER,
+            "service_tier": completion.service_tier,
             "system_fingerprint": SYSTEM_FINGERPRINT,
         },
         separators=_COMPACT,
