@@ -360,3 +360,19 @@ def test_reset_forgets_the_batches(sim: AnthropicSimulator) -> None:
         with pytest.raises(anthropic.NotFoundError):
             client.messages.batches.retrieve(batch.id)
         assert client.messages.batches.list().data == []
+
+
+def test_stream_false_is_accepted_in_a_batch_and_stream_true_is_errored(
+    sim: AnthropicSimulator,
+) -> None:
+    with sdk() as client:
+        batch = client.messages.batches.create(
+            requests=[request("plain", stream=False), request("streamed", stream=True)]
+        )
+        sim.clock.advance(60.0)
+        results = {
+            line.custom_id: line.result for line in client.messages.batches.results(batch.id)
+        }
+    assert results["plain"].type == "succeeded"
+    assert results["streamed"].type == "errored"
+    assert "stream" in results["streamed"].error.error.message  # type: ignore[union-attr]

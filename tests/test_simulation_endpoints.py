@@ -277,3 +277,11 @@ def test_the_endpoints_answer_under_a_base_url_with_a_path(clock: VirtualClock) 
             assert [line.result.type for line in client.messages.batches.results(batch.id)] == [
                 "succeeded"
             ]
+
+
+@pytest.mark.parametrize("name", ["a/b", "claude-opus-4-5?x=1", "%2F", "a b"])
+def test_an_odd_model_name_is_404_not_found(sim: AnthropicSimulator, name: str) -> None:
+    with sdk() as client, pytest.raises(anthropic.NotFoundError) as missing:
+        client.with_options(max_retries=0).models.retrieve(name)
+    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    assert sim.pop_failures() == []

@@ -70,6 +70,8 @@ from perfkit.simulation.server import (
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
+Handler = Callable[[SimRequest, httpx.Request], httpx.Response]
+
 
 class AnthropicSimulator(SimulatedServer):
     """A simulated Anthropic Messages API for tests and benchmarks.
@@ -312,11 +314,10 @@ class AnthropicSimulator(SimulatedServer):
         for method, table in endpoints.items():
             paths = [(re.compile(prefix + path), self._endpoint(answer)) for path, answer in table]
             pattern = re.compile("(?:" + "|".join(path for path, _ in table) + ")")
-            self.add_route(method, pattern, _dispatch(paths), name=f"{method.lower()}_endpoints")
+            handler = _dispatch(paths, otherwise=self._endpoint(_not_found))
+            self.add_route(method, pattern, handler, name=f"{method.lower()}_endpoints")
 
-    def _endpoint(
-        self, answer: Callable[[SimRequest, httpx.Request], Any]
-    ) -> Callable[[SimRequest, httpx.Request], httpx.Response]:
+    def _endpoint(self, answer: Callable[[SimRequest, httpx.Request], Any]) -> Handler:
         """A route handler for ``answer``: headers checked first (when :attr:`strict`); a
         :class:`Refusal` it returns or a :class:`Refused` it raises answered as the API's
         error, JSON (or the response it makes) otherwise, after one modeled time to first
@@ -389,7 +390,7 @@ class AnthropicSimulator(SimulatedServer):
         timeout) errors as ``api_error``; streaming is refused, as the batch API takes only
         non-streaming parameters (``MessageCreateParamsNonStreaming``)."""
         custom_id, params = item["custom_id"], dict(item["params"])
-        if params.get("stream") is not None:
+        if params.get("stream"):
             error = error_body(
                 "invalid_request_error", "stream: streaming is not supported in a message batch"
             )
@@ -438,16 +439,24 @@ def _beta(request: httpx.Request) -> bool:
     return bool(request.url.params.get("beta") == "true")
 
 
-def _dispatch(
-    paths: list[tuple[re.Pattern[str], Callable[[SimRequest, httpx.Request], httpx.Response]]],
-) -> Callable[[SimRequest, httpx.Request], httpx.Response]:
-    """A route handler that hands each request to the handler of the path it matches."""
+def _dispatch(paths: list[tuple[re.Pattern[str], Handler]], *, otherwise: Handler) -> Handler:
+    """A route handler that hands each request to the handler of the path it matches (as
+    sent, still percent-encoded), or to ``otherwise``."""
 
     def answer(logged: SimRequest, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        return next(handle for pattern, handle in paths if pattern.fullmatch(path))(logged, request)
+        path = _raw_path(request)
+        handle = next((handle for pattern, handle in paths if pattern.fullmatch(path)), otherwise)
+        return handle(logged, request)
 
     return answer
+
+
+def _not_found(logged: SimRequest, request: httpx.Request) -> Refusal:
+    return Refusal(404, "not_found_error", f"Not found: {_raw_path(request)}")
+
+
+def _raw_path(request: httpx.Request) -> str:
+    return request.url.raw_path.split(b"?", 1)[0].decode("ascii")
 
 
 def _origin(clock: Clock) -> datetime:
@@ -460,7 +469,7 @@ def _origin(clock: Clock) -> datetime:
 
 def _last_segment(request: httpx.Request, back: int = 0) -> str:
     """A path segment counted from the end (the id in ``/v1/models/{id}``), decoded."""
-    return unquote(request.url.path.split("/")[-1 - back])
+    return unquote(_raw_path(request).split("/")[-1 - back])
 
 
 def _page_params(request: httpx.Request) -> dict[str, Any]:
