@@ -376,3 +376,15 @@ def test_stream_false_is_accepted_in_a_batch_and_stream_true_is_errored(
     assert results["plain"].type == "succeeded"
     assert results["streamed"].type == "errored"
     assert "stream" in results["streamed"].error.error.message  # type: ignore[union-attr]
+
+
+def test_the_log_holds_the_batch_call_and_output_tokens_count_its_requests(
+    sim: AnthropicSimulator,
+) -> None:
+    sim.enqueue(Reply.of_tokens(4), Reply.of_tokens(2))
+    with sdk() as client:
+        client.messages.batches.create(requests=[request("a"), request("b")])
+    assert [logged.url for logged in sim.requests] == [
+        "https://api.anthropic.com/v1/messages/batches"
+    ]
+    assert sim.output_tokens == 4 + 2
