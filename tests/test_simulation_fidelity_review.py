@@ -194,3 +194,57 @@ def test_a_recursive_pydantic_model_is_refused_as_the_guide_says(
             messages=[{"role": "user", "content": "A tree"}],
             output_format=Tree,
         )
+
+
+# -- extended thinking ------------------------------------------------------------------------
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+
+
+def _turn(client: anthropic.Anthropic, messages: list[Any], *, stream: bool) -> Any:
+    ask: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 2048,
+        "tools": [WEATHER_TOOL],
+        "thinking": THINKING,
+        "messages": messages,
+    }
+    if not stream:
+        return client.messages.create(**ask)
+    with client.messages.stream(**ask) as events:
+        return events.get_final_message()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "streamed"])
+def test_a_scripted_reply_without_thinking_still_thinks_first_when_thinking_is_on(
+    stream: bool, client: anthropic.Anthropic
+) -> None:
+    """The API opens every reply with a thinking block when thinking is enabled, and refuses
+    a tool-use loop whose last assistant turn does not open with one; a scripted tool call
+    without a ThinkingBlock used to come back bare, and its own follow-up was refused."""
+    with AnthropicSimulator(clock=VirtualClock(), latency=LLMLatency(ttft=0.1)) as sim:
+        sim.enqueue(Reply.tool_use("get_weather", {"city": "Paris"}), Reply.text("Sunny."))
+        messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+        first = _turn(client, messages, stream=stream)
+        assert [block.type for block in first.content] == ["thinking", "tool_use"]
+        assert first.content[0].thinking and first.content[0].signature
+        assert first.usage.output_tokens == sim.last_request.output_tokens
+        call = first.content[1]
+        messages += [
+            {
+                "role": "assistant",
+                "content": [b.model_dump(exclude_none=True) for b in first.content],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],
+            },
+        ]
+        second = _turn(client, messages, stream=stream)
+    assert [block.type for block in second.content] == ["thinking", "text"]
+    assert second.content[1].text == "Sunny."

@@ -131,7 +131,9 @@ def render(
     input (its uncached rest is ``input_tokens``, unless the reply scripts them).
 
     Thinking blocks show only when the request enables thinking, capped at its
-    ``budget_tokens``; their tokens count toward ``max_tokens`` like any output. A tool call
+    ``budget_tokens``; their tokens count toward ``max_tokens`` like any output. With
+    thinking enabled, a reply scripted without any thinking block thinks first anyway (see
+    :func:`implied_thought`): the API opens every such reply with one. A tool call
     cut by ``max_tokens`` keeps the input the SDK accumulates from the JSON streamed so far
     (``jiter.from_json(..., partial_mode=True)``, as ``anthropic/lib/streaming/_messages.py``
     does), streamed or not, so both agree."""
@@ -142,7 +144,12 @@ def render(
     stop_reason, stop_sequence = reply.stop_reason, None
     blocks: list[RenderedBlock] = []
     used = 0
-    for block in reply.blocks:
+    replied = reply.blocks
+    if thinking is not None and not any(
+        isinstance(block, (ThinkingBlock, RedactedThinkingBlock)) for block in replied
+    ):
+        replied = (ThinkingBlock(implied_thought(reply)), *replied)
+    for block in replied:
         if isinstance(block, ThinkingBlock):
             if thinking is None:
                 continue
@@ -193,6 +200,21 @@ def render(
         server_tools=_offers_server_tool(body),
         cache=cache,
     )
+
+
+def implied_thought(reply: Reply) -> str:
+    """The thinking of a reply scripted without any, for a request that enables thinking.
+
+    The extended-thinking guide: with thinking enabled the response opens with a thinking
+    block, and the API refuses a tool-use loop whose last assistant turn does not ("a final
+    `assistant` message must start with a thinking block"), so a bare scripted tool call
+    would make the agent's next request fail where the real API's answer would not.
+
+    >>> implied_thought(Reply.tool_use("get_weather", {"city": "Paris"}))
+    'I should call get_weather.'
+    """
+    call = next((block for block in reply.blocks if isinstance(block, ToolUseBlock)), None)
+    return f"I should call {call.name}." if call is not None else "A direct answer will do."
 
 
 def _tool_block(
