@@ -214,7 +214,7 @@ def test_parallel_tool_calls_false_sends_only_the_first_call(sim: OpenAISimulato
                 **ask(tools=[WEATHER_TOOL], parallel_tool_calls=False, stream=True)
             )
         )
-    assert [call.function.arguments for call in message.tool_calls or []] == ['{"city": "Paris"}']
+    assert [call.function.arguments for call in message.tool_calls or []] == ['{"city":"Paris"}']
     indexes = {call.index for chunk in chunks for call in chunk.choices[0].delta.tool_calls or []}
     assert indexes == {0}
 
@@ -339,3 +339,30 @@ def test_streamed_parallel_tool_calls_on_a_new_connection_at_their_modeled_times
     assert sim.requests[1].duration == round(0.3 + 4 * 0.02, 6)
     assert arrivals[-1][1].usage == plain.usage
     assert sim.requests[0].output_tokens == plain.usage.completion_tokens == 5
+
+
+# -- tool-call arguments as the API writes them ------------------------------------------
+
+
+def test_a_single_calls_arguments_are_compact_and_parallel_calls_are_spaced(
+    sim: OpenAISimulator,
+) -> None:
+    one = Reply(ToolUseBlock("get_weather", {"city": "New York City", "note": "a, b: c"}))
+    sim.enqueue(one, one, TWO_CALLS)
+    with sdk() as client:
+        single = client.chat.completions.create(**ask(tools=[WEATHER_TOOL])).choices[0]
+        chunks = list(client.chat.completions.create(**ask(tools=[WEATHER_TOOL], stream=True)))
+        double = client.chat.completions.create(**ask(tools=[WEATHER_TOOL])).choices[0]
+    compact = '{"city":"New York City","note":"a, b: c"}'
+    assert (single.message.tool_calls or [])[0].function.arguments == compact
+    pieces = [
+        call.function.arguments
+        for chunk in chunks
+        for call in chunk.choices[0].delta.tool_calls or []
+        if call.function and call.function.arguments
+    ]
+    assert "".join(pieces) == compact
+    # as many tokens as the spaced form: the modeled time does not depend on the spacing
+    assert len(pieces) == sim.requests[0].output_tokens == one.output_tokens
+    spaced = [call.function.arguments for call in double.message.tool_calls or []]
+    assert spaced == ['{"city": "Paris"}', '{"city": "Oslo"}']

@@ -160,8 +160,9 @@ def render(
       ``parallel_tool_calls: false`` keeps only the first ("Whether to enable parallel
       function calling during tool use").
 
-    A tool call's arguments are its input as JSON with a space after ``:`` and ``,``, as
-    the API sent them in a recorded answer with two tool calls."""
+    A tool call's arguments are its input as JSON, compact for a lone call and with a
+    space after ``:`` and ``,`` for parallel calls, as the API sent them in recorded
+    answers (see :func:`_argument_pieces`)."""
     budget = max_output_tokens(body)
     texts = [block.text for block in reply.blocks if isinstance(block, TextBlock)]
     calls = [block for block in reply.blocks if isinstance(block, ToolUseBlock)]
@@ -185,7 +186,7 @@ def render(
     tool_calls = []
     suffix = completion_id.removeprefix("chatcmpl-")
     for number, call in enumerate(calls):
-        pieces = tokenize(call.input_json())
+        pieces = _argument_pieces(call, compact=len(calls) == 1)
         if budget is not None and used + len(pieces) > budget:
             finish_reason = "length"
             if used == budget:  # no room left for this call at all
@@ -210,6 +211,29 @@ def render(
         prompt_tokens=prompt_tokens,
         service_tier=SERVED_TIERS.get(str(body.get("service_tier")), SERVICE_TIER),
     )
+
+
+_SEPARATOR = "\x00"
+"""Marks the spaces ``json.dumps`` puts after ``,`` and ``:`` (never in its output
+otherwise: it escapes control characters inside strings)."""
+
+
+def _argument_pieces(call: ToolUseBlock, *, compact: bool) -> list[str]:
+    """A call's arguments JSON in token pieces. A lone call's is compact, as recorded
+    (``{"city":"New York City"}``, the SDK's ``test_allows_non_strict_tools_but_no_parsing``
+    and ``test_parse_pydantic_tool`` streams), parallel calls' spaced
+    (``{"city": "Edinburgh", ...}``, ``test_parse_multiple_pydantic_tools``). Compact or
+    not, the pieces are the spaced form's tokens (the simulator's tokenizer splits at
+    spaces), so the modeled time does not depend on the spacing."""
+    marked = json.dumps(dict(call.input), separators=("," + _SEPARATOR, ":" + _SEPARATOR))
+    pieces = tokenize(marked.replace(_SEPARATOR, " "))
+    if not compact:
+        return pieces
+    compacted, start = [], 0
+    for piece in pieces:
+        compacted.append(marked[start : start + len(piece)].replace(_SEPARATOR, ""))
+        start += len(piece)
+    return compacted
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:
