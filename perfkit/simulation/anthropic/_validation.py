@@ -28,8 +28,14 @@ Deliberate choices where the sources disagree or are silent:
 - ``max_tokens`` may be 0 ("Set to `0` to populate the prompt cache" [SDK]).
 - ``temperature``, ``top_k`` and ``top_p`` are no longer in SDK 2.x's parameters but the API has
   long accepted them; they are accepted with their documented ranges.
-- Server-side content blocks (``server_tool_use``, ``web_search_tool_result``, ...) and beta
-  requests' extra tool types are accepted without looking inside them.
+- Server-side content blocks (``server_tool_use``, ``web_search_tool_result``, ...), a
+  ``tool_result``'s ``browser_state`` content, and beta requests' extra block and tool types
+  (``compaction``, ``mcp_tool_use``, ...) are accepted without looking inside them.
+- Numbers are checked strictly: ``1024.0`` or ``"1024"`` for an integer, ``true`` for a number
+  are refused ("max_tokens: Input should be a valid integer" for a string, as quoted in
+  strands-agents/harness-sdk#588), although pydantic's lax mode would take them.
+- Every check tolerates any JSON value anywhere (a refusal, never an exception), in time linear
+  in the body.
 """
 
 from __future__ import annotations
@@ -196,8 +202,24 @@ _SERVER_BLOCKS = frozenset(
         "container_upload",
     }
 )
+# Blocks only beta requests take (beta/beta_content_block_param.py): accepted as they are.
+_BETA_BLOCKS = frozenset(
+    {
+        "advisor_tool_result",
+        "compaction",
+        "fallback",
+        "mcp_tool_listing",
+        "mcp_tool_result",
+        "mcp_tool_use",
+        "tool_addition",
+        "tool_removal",
+    }
+)
 _BLOCK_TAGS = (*_BLOCKS, *sorted(_SERVER_BLOCKS))
-_TOOL_RESULT_CONTENT = frozenset({"text", "image", "document", "search_result", "tool_reference"})
+# tool_result_block_param.py's Content
+_TOOL_RESULT_CONTENT = frozenset(
+    {"text", "image", "document", "search_result", "tool_reference", "browser_state"}
+)
 
 # tool_param.py (the custom tool) and the server tools of tool_union_param.py.
 _CUSTOM_TOOL_FIELDS = frozenset(
@@ -324,10 +346,10 @@ def _check_request(body: Mapping[str, Any], allowed: frozenset[str], *, beta: bo
     _check_tool_choice(body.get("tool_choice"), tool_names)
     _check_system(body.get("system"))
     _check_cache_control(body.get("cache_control"), "cache_control")
-    _check_thinking(body.get("thinking"))
-    _check_output_config(body.get("output_config"))
+    _check_thinking(body.get("thinking"), beta=beta)
+    _check_output_config(body.get("output_config"), beta=beta)
     _check_literal(body.get("speed"), "speed", ("standard", "fast"))
-    _check_messages(body["messages"], thinking=_thinking_type(body) == "enabled")
+    _check_messages(body["messages"], thinking=_thinking_type(body), beta=beta)
     _check_breakpoint_count(body)
 
 
@@ -339,7 +361,9 @@ def _check_create_only(
         # [SDK] "Set to `0` to populate the prompt cache"
         raise _refuse("max_tokens", "Input should be greater than or equal to 0")
     if max_output_tokens is not None and max_tokens > max_output_tokens:
-        # No recording found: the wording is the API's as remembered, not verified here.
+        # [REC] quoted in tensorzero/tensorzero (tensorzero-core/src/providers/
+        # gcp_vertex_anthropic.rs): "max_tokens: XXX > 64000, which is the maximum allowed
+        # number of output tokens for claude-3-7-sonnet-20250219".
         raise _refuse(
             "max_tokens",
             f"{max_tokens} > {max_output_tokens}, which is the maximum allowed number of output "
@@ -372,7 +396,7 @@ def _check_tools(tools: object, *, beta: bool) -> list[str]:
         kind = tool.get("type")
         if kind in (None, "custom"):
             names.append(_check_custom_tool(tool, _join("tools", index, "custom")))
-        elif kind in _SERVER_TOOLS or (beta and isinstance(kind, str)):
+        elif isinstance(kind, str) and (kind in _SERVER_TOOLS or beta):
             names.append(str(tool.get("name", kind)))
         else:
             raise _refuse(
@@ -431,17 +455,17 @@ def _check_tool_choice(choice: object, tool_names: Sequence[str]) -> None:
             _join("tool_choice", kind, "disable_parallel_tool_use"),
         )
     if kind in ("any", "tool") and not tool_names:
-        # Wording ours: a forced tool needs tools to choose from.
-        raise _Refused(
-            f"tool_choice: tool_choice.type '{kind}' may only be specified while providing tools"
-        )
+        # [REC] "tool_choice.any may only be specified while providing tools", as adapters of
+        # the API quote it (code search); no quote found for "auto" or "none" without tools,
+        # so those pass.
+        raise _Refused(f"tool_choice.{kind} may only be specified while providing tools")
     if kind == "tool":
         if "name" not in choice:
             raise _refuse("tool_choice.tool.name", "Field required")
         _expect(choice["name"], str, "tool_choice.tool.name")
         if choice["name"] not in tool_names:
-            # Wording ours.
-            raise _Refused(f"tool_choice: tool {choice['name']!r} is not one of the provided tools")
+            # [REC] "Tool 'web_search' not found in provided tools", as API adapters quote it.
+            raise _Refused(f"Tool '{choice['name']}' not found in provided tools")
 
 
 def _check_system(system: object) -> None:
@@ -504,7 +528,7 @@ def _thinking_type(body: Mapping[str, Any]) -> object:
     return thinking.get("type") if isinstance(thinking, Mapping) else None
 
 
-def _check_thinking(thinking: object) -> None:
+def _check_thinking(thinking: object, *, beta: bool) -> None:
     if thinking is None:
         return
     _expect(thinking, dict, "thinking")
@@ -515,13 +539,14 @@ def _check_thinking(thinking: object) -> None:
     allowed = {"type"} | ({"budget_tokens", "display"} if kind == "enabled" else set())
     if kind == "adaptive":
         allowed.add("display")
+    if beta and kind in ("enabled", "adaptive"):
+        allowed.add("block_binding")  # beta/beta_thinking_config_{enabled,adaptive}_param.py
     for name in thinking:
         if name not in allowed:
             raise _refuse(_join("thinking", kind, name), "Extra inputs are not permitted")
     if "display" in thinking:
-        _check_literal(
-            thinking["display"], _join("thinking", kind, "display"), ("summarized", "omitted")
-        )
+        displays = ("summarized", "omitted", "updates") if beta else ("summarized", "omitted")
+        _check_literal(thinking["display"], _join("thinking", kind, "display"), displays)
     if kind == "enabled":
         if "budget_tokens" not in thinking:
             raise _refuse("thinking.enabled.budget_tokens", "Field required")
@@ -533,13 +558,15 @@ def _check_thinking(thinking: object) -> None:
             )
 
 
-def _check_output_config(config: object) -> None:
+def _check_output_config(config: object, *, beta: bool) -> None:
     if config is None:
         return
     _expect(config, dict, "output_config")
     assert isinstance(config, dict)
+    # beta/beta_output_config_param.py adds task_budget
+    fields = ("effort", "format", "task_budget") if beta else ("effort", "format")
     for name in config:
-        if name not in ("effort", "format"):
+        if name not in fields:
             raise _refuse(_join("output_config", name), "Extra inputs are not permitted")
     _check_literal(
         config.get("effort"), "output_config.effort", ("low", "medium", "high", "xhigh", "max")
@@ -602,7 +629,7 @@ class _Turn:
     last: int
 
 
-def _check_messages(messages: object, *, thinking: bool) -> None:
+def _check_messages(messages: object, *, thinking: object, beta: bool) -> None:
     _expect(messages, list, "messages")
     assert isinstance(messages, list)
     if not messages:
@@ -611,7 +638,7 @@ def _check_messages(messages: object, *, thinking: bool) -> None:
         )  # [REC] hinthornw/promptimizer#19
     turns: list[_Turn] = []
     for index, message in enumerate(messages):
-        role, blocks = _check_message(message, index, final=index == len(messages) - 1)
+        role, blocks = _check_message(message, index, final=index == len(messages) - 1, beta=beta)
         if turns and turns[-1].role == role:
             turns[-1].blocks.extend(blocks)
             turns[-1].last = index
@@ -623,7 +650,7 @@ def _check_messages(messages: object, *, thinking: bool) -> None:
 
 
 def _check_message(
-    message: object, index: int, *, final: bool
+    message: object, index: int, *, final: bool, beta: bool
 ) -> tuple[str, list[tuple[int, int, Mapping[str, Any]]]]:
     path = _join("messages", index)
     _expect(message, dict, path)
@@ -650,7 +677,7 @@ def _check_message(
         ]
     elif isinstance(content, list):
         blocks = [
-            (index, position, _check_block(block, _join(path, "content", position)))
+            (index, position, _check_block(block, _join(path, "content", position), beta=beta))
             for position, block in enumerate(content)
         ]
     else:
@@ -667,15 +694,15 @@ def _check_message(
     return role, blocks if content else []
 
 
-def _check_block(block: object, path: str) -> Mapping[str, Any]:
+def _check_block(block: object, path: str, *, beta: bool) -> Mapping[str, Any]:
     _expect(block, dict, path)
     assert isinstance(block, dict)
     kind = block.get("type")
     if "type" not in block:
         raise _refuse(_join(path, "type"), "Field required")
-    if kind in _SERVER_BLOCKS:
+    if isinstance(kind, str) and (kind in _SERVER_BLOCKS or (beta and kind in _BETA_BLOCKS)):
         return block
-    if kind not in _BLOCKS:
+    if not isinstance(kind, str) or kind not in _BLOCKS:
         raise _refuse(path, _tag_message(kind, _BLOCK_TAGS))
     _check_block_fields(block, _BLOCKS[kind], _join(path, kind))
     if kind == "tool_use" and not _TOOL_ID.match(block["id"]):
@@ -714,7 +741,7 @@ def _check_tool_result_content(block: Mapping[str, Any], path: str) -> None:
         item_path = _join(path, "tool_result", "content", index)
         _expect(item, dict, item_path)
         kind = item.get("type")
-        if kind not in _TOOL_RESULT_CONTENT:
+        if not isinstance(kind, str) or kind not in _TOOL_RESULT_CONTENT:
             raise _refuse(item_path, _tag_message(kind, tuple(sorted(_TOOL_RESULT_CONTENT))))
         if kind in _BLOCKS:
             _check_block_fields(item, _BLOCKS[kind], _join(item_path, kind))
@@ -759,7 +786,7 @@ def _check_tool_pairing(turns: Sequence[_Turn]) -> None:
             if turn is turns[-1]:
                 _check_answered(turn, None, ids)
             continue
-        _check_results(turn, ids)
+        _check_results(turn, len(ids), set(ids))
         if calling is not None:
             _check_answered(calling, turn, ids)
         calling, ids = None, []
@@ -790,10 +817,11 @@ def _check_answered(turn: _Turn, following: _Turn | None, ids: Sequence[str]) ->
     }
     missing = [tool_id for tool_id in ids if tool_id not in answered]
     if missing:
+        unanswered = set(missing)
         message = next(
             index
             for index, _, block in turn.blocks
-            if block.get("type") == "tool_use" and block["id"] in missing
+            if block.get("type") == "tool_use" and block["id"] in unanswered
         )
         # [REC] anthropics/claude-code#5989, Kilo-Org/kilocode#5163
         raise _refuse(
@@ -805,7 +833,7 @@ def _check_answered(turn: _Turn, following: _Turn | None, ids: Sequence[str]) ->
         )
 
 
-def _check_results(turn: _Turn, tool_use_ids: Sequence[str]) -> None:
+def _check_results(turn: _Turn, calls: int, tool_use_ids: set[str]) -> None:
     leading = True
     for message, position, block in turn.blocks:
         if block.get("type") != "tool_result":
@@ -823,20 +851,23 @@ def _check_results(turn: _Turn, tool_use_ids: Sequence[str]) -> None:
             # [REC] anthropics/anthropic-sdk-typescript#653 (the wording for results not first)
             raise _refuse(
                 _join("messages", turn.first),
-                f"Did not find {len(tool_use_ids)} `tool_result` block(s) at the beginning of this"
+                f"Did not find {calls} `tool_result` block(s) at the beginning of this"
                 " message. Messages following `tool_use` blocks must begin with a matching number"
                 " of `tool_result` blocks.",
             )
 
 
-def _check_final_assistant(turns: Sequence[_Turn], *, thinking: bool) -> None:
+def _check_final_assistant(turns: Sequence[_Turn], *, thinking: object) -> None:
+    """A final assistant turn may hold thinking blocks only with thinking on (enabled,
+    adaptive or between tools); with ``enabled`` the turn a final answer continues must open
+    with one (the recordings show it for ``enabled``; none for the other kinds)."""
     final = turns[-1]
     if final.role == "assistant" and final.blocks:
         message, position, block = final.blocks[-1]
         if block.get("type") == "text" and block["text"] != block["text"].rstrip():
             # [REC] tailcallhq/forgecode#1872
             raise _Refused("messages: final assistant content cannot end with trailing whitespace")
-        if not thinking:
+        if thinking in (None, "disabled"):
             for message, position, block in final.blocks:
                 if block.get("type") in ("thinking", "redacted_thinking"):
                     # [REC] tailcallhq/forgecode#1853
@@ -846,7 +877,7 @@ def _check_final_assistant(turns: Sequence[_Turn], *, thinking: bool) -> None:
                         " cannot contain `thinking`. To use thinking blocks, enable `thinking` in"
                         " your request.",
                     )
-    if not thinking:
+    if thinking != "enabled":
         return
     assistant = _thinking_turn(turns)
     if assistant is not None and assistant.blocks:
