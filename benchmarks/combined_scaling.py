@@ -54,12 +54,18 @@ def run(combined: ModuleType, kind: str, users: int) -> Run:
     workload = dataclasses.replace(combined.WORKLOAD, users=users)
     clock = VirtualClock()
     gc.collect()
+    gc.freeze()  # as perf() measures a round: earlier runs' heap out of the collector's way
     wall, cpu = time.perf_counter(), time.process_time()
-    with AnthropicSimulator(clock=clock, handshake=workload.handshake, seed=workload.seed) as sim:
-        combined.simulate(sim, workload)
-        agent = combined.make_agent(kind, clock, workload)
-        perceived, _ = clock.run(combined.run_workload(agent, clock, workload))
-    return Run(time.perf_counter() - wall, time.process_time() - cpu, len(perceived))
+    try:
+        with AnthropicSimulator(
+            clock=clock, handshake=workload.handshake, seed=workload.seed
+        ) as sim:
+            combined.simulate(sim, workload)
+            agent = combined.make_agent(kind, clock, workload)
+            perceived, _ = clock.run(combined.run_workload(agent, clock, workload))
+        return Run(time.perf_counter() - wall, time.process_time() - cpu, len(perceived))
+    finally:
+        gc.unfreeze()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
