@@ -248,3 +248,40 @@ def test_a_scripted_reply_without_thinking_still_thinks_first_when_thinking_is_o
         second = _turn(client, messages, stream=stream)
     assert [block.type for block in second.content] == ["thinking", "text"]
     assert second.content[1].text == "Sunny."
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "streamed"])
+def test_omitted_thinking_is_signed_but_empty_and_still_takes_its_time(
+    stream: bool, client: anthropic.Anthropic
+) -> None:
+    """``display: "omitted"`` (ThinkingConfigEnabledParam: "thinking content is redacted but
+    a signature is returned"): an empty thinking block with its signature, no
+    thinking_delta, the thinking still billed and still decoded before the text."""
+    from perfkit.simulation import ThinkingBlock, count_tokens
+
+    thought, answer = "Paris is in France and it is sunny there today", "Sunny."
+    clock = VirtualClock()
+    ask: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 2048,
+        "thinking": {**THINKING, "display": "omitted"},
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+    }
+    latency = LLMLatency(ttft=0.5, per_token=0.02)
+    with AnthropicSimulator(clock=clock, latency=latency) as sim:
+        sim.enqueue(Reply(ThinkingBlock(thought), answer))
+        start = clock.now()
+        if stream:
+            with client.messages.stream(**ask) as events:
+                kinds = [event.type for event in events]
+                message = events.get_final_message()
+            assert "thinking" not in kinds and kinds.count("signature") == 1
+        else:
+            message = client.messages.create(**ask)
+        elapsed = clock.elapsed(start)
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.content[0].thinking == ""
+    assert message.content[0].signature
+    tokens = count_tokens(thought) + count_tokens(answer)
+    assert message.usage.output_tokens == tokens
+    assert elapsed == round(0.5 + (tokens - 1) * 0.02, 6)

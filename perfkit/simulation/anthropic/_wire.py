@@ -42,6 +42,8 @@ class RenderedBlock:
     content: dict[str, Any]
     pieces: tuple[str, ...]
     complete: bool = True
+    hidden: bool = False
+    """Thinking decoded (billed, and taking its time) but not shown: ``display: "omitted"``."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ def render(
     budget = body.get("max_tokens")
     budget = budget if isinstance(budget, int) and budget > 0 else None
     thinking = thinking_budget(body)
+    # ThinkingConfigEnabledParam.display: "omitted" redacts the thinking, keeps its signature.
+    omitted = thinking is not None and body["thinking"].get("display") == "omitted"
     stops = [s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s]
     stop_reason, stop_sequence = reply.stop_reason, None
     blocks: list[RenderedBlock] = []
@@ -159,8 +163,9 @@ def render(
                 stop_reason, stop_sequence = "max_tokens", None
             used += len(pieces)
             signature = block.signature or _signature(block.thinking)
-            content = {"type": "thinking", "thinking": "".join(pieces), "signature": signature}
-            blocks.append(RenderedBlock(content, tuple(pieces)))
+            shown = "".join(pieces) if not omitted else ""
+            content = {"type": "thinking", "thinking": shown, "signature": signature}
+            blocks.append(RenderedBlock(content, tuple(pieces), hidden=omitted))
             if stop_reason == "max_tokens":
                 break
         elif isinstance(block, RedactedThinkingBlock):
@@ -357,6 +362,18 @@ def stream_chunks(
     sent = 0
     for index, block in enumerate(message.blocks):
         pending = _block_start(index, block.content) + (_PING if index == 0 else b"")
+        if block.hidden:  # omitted thinking: decoded in modeled time, sent as its signature
+            thought = len(block.pieces)
+            if error_after_tokens is not None and sent + thought > error_after_tokens:
+                thought = error_after_tokens - sent
+            wait = sum(next(waits, 0.0) for _ in range(thought))
+            sent += thought
+            if sent == error_after_tokens:
+                chunks.append((wait, pending + _error_event(error)))
+                return chunks
+            stop = sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
+            chunks.append((wait, pending + _delta(index, block.content, None) + stop))
+            continue
         for piece in block.pieces:
             if sent == error_after_tokens:
                 chunks.append((next(waits, 0.0), pending + _error_event(error)))
