@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from perfkit import VirtualClock
 from perfkit._errors import SimulatorError, UnmatchedRequestError
 from perfkit.simulation._latency import LLMLatency
-from perfkit.simulation.openai import OpenAISimulator
+from perfkit.simulation.openai import DEFAULT_BASE_URL, OpenAISimulator
 from perfkit.simulation.openai._validation import RequestError, validate
 from perfkit.simulation.server import Reply, TextBlock, ToolUseBlock
 
@@ -366,3 +366,21 @@ def test_a_single_calls_arguments_are_compact_and_parallel_calls_are_spaced(
     assert len(pieces) == sim.requests[0].output_tokens == one.output_tokens
     spaced = [call.function.arguments for call in double.message.tool_calls or []]
     assert spaced == ['{"city": "Paris"}', '{"city": "Oslo"}']
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8000/v1", "https://gateway.example/openai/v1"])
+def test_the_default_base_url_is_the_sdks_own_openai_base_url_when_set(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    with OpenAISimulator(clock=clock) as sim, sdk(max_retries=0) as client:
+        client.chat.completions.create(**ask())
+    assert sim.base_url == url
+    assert sim.last_request.url == f"{url}/chat/completions"
+
+
+def test_a_base_url_given_wins_over_openai_base_url(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1")
+    assert OpenAISimulator(clock=clock, base_url=DEFAULT_BASE_URL).base_url == DEFAULT_BASE_URL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -38,6 +39,16 @@ from perfkit.simulation.server import (
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """The openai SDK's default base URL (``OPENAI_BASE_URL`` unset)."""
+
+
+def sdk_default_base_url() -> str:
+    """Where an openai client built without ``base_url`` sends its requests:
+    ``OPENAI_BASE_URL`` if set, else :data:`DEFAULT_BASE_URL` (the SDK's
+    ``lib/_client_auth.py``). The simulator's default follows it, so that such a client
+    is answered, not sent (for a loopback URL such as a local vLLM's) to the network."""
+    return os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+
+
 VIRTUAL_EPOCH = 1_767_225_600
 """``created`` on the virtual clock counts from here (2026-01-01T00:00:00Z), so that the
 same run gives the same bodies; on the real clock it is the Unix time."""
@@ -69,10 +80,11 @@ a wrong key ``invalid_api_key``. Other types are sent as given."""
 class OpenAISimulator(SimulatedServer):
     """A simulated OpenAI Chat Completions API for tests and benchmarks.
 
-    It answers ``POST {base_url}/chat/completions`` for the openai SDK (sync and async,
-    streamed or not, with tool calls) and any httpx client, after modeled latency on
-    ``clock``: the same scripts, faults, latency models, modeled connections and request
-    log as :class:`~perfkit.simulation.AnthropicSimulator`.
+    It answers ``POST {base_url}/chat/completions`` (``base_url`` by default the
+    openai SDK's: ``OPENAI_BASE_URL`` if set, else ``https://api.openai.com/v1``) for the
+    openai SDK (sync and async, streamed or not, with tool calls) and any httpx client,
+    after modeled latency on ``clock``: the same scripts, faults, latency models, modeled
+    connections and request log as :class:`~perfkit.simulation.AnthropicSimulator`.
 
     >>> import openai
     >>> from perfkit import VirtualClock
@@ -105,7 +117,7 @@ class OpenAISimulator(SimulatedServer):
         *,
         latency: LLMLatency | LatencyModel | float = 0.0,
         clock: Clock | None = None,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         seed: int = 0,
         handshake: LatencyModel | float = 0.0,
         max_logged: int | None = DEFAULT_MAX_LOGGED,
@@ -117,7 +129,7 @@ class OpenAISimulator(SimulatedServer):
         super().__init__(
             latency=latency,
             clock=clock,
-            base_url=base_url,
+            base_url=base_url if base_url is not None else sdk_default_base_url(),
             seed=seed,
             handshake=handshake,
             max_logged=max_logged,
