@@ -285,3 +285,53 @@ def test_omitted_thinking_is_signed_but_empty_and_still_takes_its_time(
     tokens = count_tokens(thought) + count_tokens(answer)
     assert message.usage.output_tokens == tokens
     assert elapsed == round(0.5 + (tokens - 1) * 0.02, 6)
+
+
+# -- prompt caching ---------------------------------------------------------------------------
+
+DOCUMENT = " ".join(["clause"] * 2000)  # 2,000 simulator tokens: above every minimum
+
+
+def _cached_question(question: str) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": 64,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": DOCUMENT, "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": question},
+                ],
+            }
+        ],
+    }
+
+
+def test_a_cache_write_is_read_only_once_its_response_has_begun() -> None:
+    """The prompt-caching guide: a cache entry is available only after the first response
+    begins, so parallel requests with the same prefix all write it. Here the response begins
+    with its first token, 2 s after the request; a request sent with it writes too, one
+    sent 2.5 s later (before the first response ends) reads."""
+    import asyncio
+
+    clock = VirtualClock()
+    latency = LLMLatency(ttft=2.0, per_token=0.1)
+
+    async def scenario() -> list[anthropic.types.Usage]:
+        async with anthropic.AsyncAnthropic(api_key="test", max_retries=0) as client:
+
+            async def ask(question: str, after: float) -> anthropic.types.Usage:
+                await clock.asleep(after)
+                reply = await client.messages.create(**_cached_question(question))
+                return reply.usage
+
+            return list(await asyncio.gather(ask("one", 0.0), ask("two", 0.0), ask("three", 2.5)))
+
+    with AnthropicSimulator(clock=clock, latency=latency) as sim:
+        for _ in range(3):
+            sim.enqueue(Reply.of_tokens(20))
+        first, alongside, later = clock.run(scenario())
+    assert (first.cache_creation_input_tokens, first.cache_read_input_tokens) == (2000, 0)
+    assert (alongside.cache_creation_input_tokens, alongside.cache_read_input_tokens) == (2000, 0)
+    assert (later.cache_creation_input_tokens, later.cache_read_input_tokens) == (0, 2000)

@@ -14,6 +14,9 @@ types (``cache_control_ephemeral_param.py``, ``usage.py``, ``cache_creation.py``
   in all; the longest prefix found is read.
 - Blocks past the read are written at every breakpoint whose prefix reaches the model's
   minimum cacheable length; shorter prefixes are not cached, without an error.
+- An entry is read only once the response that wrote it has begun (the guide: "a cache
+  entry is only available after the first response begins"; parallel requests sent
+  before then all write it). The simulator takes that moment as the writer's first token.
 - A hit refreshes the entry's TTL. With mixed TTLs the write is split as the docs bill
   it: 1-hour tokens up to the last 1-hour breakpoint, 5-minute tokens after it.
 - ``input_tokens`` is the uncached rest: input + cache creation + cache read is the
@@ -188,6 +191,7 @@ class CacheUsage:
 class _Entry:
     expires: float
     ttl: float
+    ready: float
 
 
 class PromptCache:
@@ -214,10 +218,12 @@ class PromptCache:
         *,
         count: Callable[[PromptBlock], int],
         now: float,
+        ready_after: float = 0.0,
     ) -> CacheUsage:
         """Account request ``body`` at time ``now``, reading and writing entries as the
-        API does; ``count`` gives a block's tokens. Entries are kept under the model's id
-        (an alias shares its dated model's cache)."""
+        API does; ``count`` gives a block's tokens. What it writes can be read from
+        ``ready_after`` seconds later on (when its response begins). Entries are kept under
+        the model's id (an alias shares its dated model's cache)."""
         blocks = prompt_blocks(body)
         tokens = [count(block) for block in blocks]
         total = sum(tokens)
@@ -233,7 +239,7 @@ class PromptCache:
             read = upto[hit] if hit >= 0 else 0
             writes = [q for q in marks if q > hit and upto[q] >= minimum]
             for q in writes:
-                self._store(keys[q], TTL_SECONDS[str(blocks[q].ttl)], now)
+                self._store(keys[q], TTL_SECONDS[str(blocks[q].ttl)], now, now + ready_after)
         if not writes:
             return CacheUsage(total - read, 0, read)
         last_1h = max((q for q in writes if blocks[q].ttl == "1h"), default=None)
@@ -253,6 +259,8 @@ class PromptCache:
                 if entry.expires <= now:
                     del self._entries[keys[position]]
                     continue
+                if entry.ready > now:  # still being written by a response not yet begun
+                    continue
                 hit = position
                 break
         if hit >= 0:
@@ -261,8 +269,11 @@ class PromptCache:
             self._entries.move_to_end(keys[hit])
         return hit
 
-    def _store(self, key: bytes, ttl: float, now: float) -> None:
-        self._entries[key] = _Entry(now + ttl, ttl)
+    def _store(self, key: bytes, ttl: float, now: float, ready: float) -> None:
+        earlier = self._entries.get(key)
+        if earlier is not None and earlier.expires > now:
+            ready = min(ready, earlier.ready)  # a parallel write started before this one
+        self._entries[key] = _Entry(now + ttl, ttl, ready)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -15,7 +15,7 @@ import httpx
 import respx
 
 from perfkit._clock import Clock
-from perfkit.simulation._latency import LatencyModel, LLMLatency, to_microseconds
+from perfkit.simulation._latency import LatencyModel, LatencyPlan, LLMLatency, to_microseconds
 from perfkit.simulation.anthropic._batches import (
     DEFAULT_LIMIT,
     DEFAULT_ORIGIN,
@@ -33,7 +33,7 @@ from perfkit.simulation.anthropic._output_format import (
     output_schema,
     schema_instance,
 )
-from perfkit.simulation.anthropic._prompt_cache import PromptCache
+from perfkit.simulation.anthropic._prompt_cache import CacheUsage, PromptCache
 from perfkit.simulation.anthropic._validation import (
     Refusal,
     check_count_tokens_request,
@@ -218,23 +218,32 @@ class AnthropicSimulator(SimulatedServer):
         self._prompt_cache.clear()
         self.batches.clear()
 
-    def _render(self, reply: Reply, logged: SimRequest) -> RenderedMessage:
-        """``reply`` rendered for ``logged``, its input tokens accounted by the prompt cache
-        at the time the request is answered."""
-        usage = self._prompt_cache.account(
-            logged.body, count=prompt_block_tokens, now=self.clock.now()
-        )
-        return render(
+    def _render(
+        self, reply: Reply, logged: SimRequest, tokens: Callable[[int], int] = lambda n: n
+    ) -> tuple[RenderedMessage, LatencyPlan]:
+        """``reply`` rendered for ``logged`` with its latency plan for ``tokens(output
+        tokens)`` tokens; its input tokens accounted by the prompt cache at the time the
+        request is answered, what it writes readable once its first token is out."""
+        message = render(
             reply,
             logged.body,
             message_id=f"msg_sim_{logged.index:06d}",
             model=model_id(str(logged.body.get("model", "claude-simulated"))),
-            cache=usage,
+            cache=_UNACCOUNTED,
         )
+        plan = (reply.latency or self._latency).plan(tokens(message.output_tokens))
+        usage = self._prompt_cache.account(
+            logged.body,
+            count=prompt_block_tokens,
+            now=self.clock.now(),
+            ready_after=plan.connect + plan.ttft,
+        )
+        scripted = reply.input_tokens
+        input_tokens = usage.input_tokens if scripted is None else scripted
+        return dataclasses.replace(message, cache=usage, input_tokens=input_tokens), plan
 
     def _reply_response(self, reply: Reply, logged: SimRequest) -> httpx.Response:
-        message = self._render(reply, logged)
-        plan = (reply.latency or self._latency).plan(message.output_tokens)
+        message, plan = self._render(reply, logged)
         logged.status = 200
         if not logged.stream:
             logged.output_tokens = message.output_tokens
@@ -279,9 +288,10 @@ class AnthropicSimulator(SimulatedServer):
     ) -> httpx.Response:
         if fault.kind == "stream_error" and logged.stream:
             reply = fault.reply or default_reply(logged.body)
-            message = self._render(reply, logged)
+            message, plan = self._render(
+                reply, logged, lambda tokens: min(fault.after_tokens, tokens) + 1
+            )
             sent = min(fault.after_tokens, message.output_tokens)
-            plan = (reply.latency or self._latency).plan(sent + 1)
             chunks = stream_chunks(
                 message, plan, error_after_tokens=sent, error=(fault.error_type, fault.message)
             )
@@ -484,6 +494,9 @@ def _page_params(request: httpx.Request) -> dict[str, Any]:
 
 
 _LARGEST_OUTPUT = max(model.max_output_tokens for model in MODELS)
+
+_UNACCOUNTED = CacheUsage(0)
+"""A draft's input accounting, replaced once the prompt cache accounts the request."""
 
 
 def _output_limit(model: object) -> int:
