@@ -26,6 +26,7 @@ from perfkit.simulation.anthropic._validation import (
 )
 
 HEADERS = {"x-api-key": "sk-test", "anthropic-version": "2023-06-01"}
+MAX_MESSAGES = 100_000  # "There is a limit of 100,000 messages in a single request." [SDK]
 TOOL = {"name": "lookup", "input_schema": {"type": "object", "properties": {}}}
 UNMATCHED = (
     "unexpected `tool_use_id` found in `tool_result` blocks: toolu_x. Each `tool_result` block"
@@ -264,6 +265,12 @@ BODY_RULES: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
     ("messages-required", with_(messages=_DROP), "messages: Field required"),
     ("messages-list", with_(messages="Hi"), "messages: Input should be a valid list"),
     ("messages-non-empty", messages(), "messages: at least one message is required"),
+    (
+        "messages-at-most-100000",
+        lambda: {**valid(), "messages": [user("Hi")] * (MAX_MESSAGES + 1)},
+        f"messages: List should have at most {MAX_MESSAGES} items after validation,"
+        f" not {MAX_MESSAGES + 1}",
+    ),
     ("message-object", messages("Hi"), "messages.0: Input should be a valid dictionary"),
     ("message-role-required", messages({"content": "Hi"}), "messages.0.role: Field required"),
     (
@@ -551,6 +558,12 @@ VALID_CASES: list[tuple[str, Callable[[], dict[str, Any]]]] = [
 @pytest.mark.parametrize(("build"), [pytest.param(b, id=i) for i, b in VALID_CASES])
 def test_what_the_real_api_accepts_passes(build: Callable[[], dict[str, Any]]) -> None:
     assert check_messages_request(build(), HEADERS) is None
+
+
+@pytest.mark.slow
+def test_the_largest_conversation_allowed_passes() -> None:
+    body = {**valid(), "messages": [user("Hi")] * MAX_MESSAGES}
+    assert check_messages_request(body, HEADERS) is None
 
 
 def test_the_checks_do_not_change_the_body() -> None:

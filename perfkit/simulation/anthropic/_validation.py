@@ -629,6 +629,10 @@ class _Turn:
     last: int
 
 
+MAX_MESSAGES = 100_000
+"""Messages a request may hold (``message_create_params.py``)."""
+
+
 def _check_messages(messages: object, *, thinking: object, beta: bool) -> None:
     _expect(messages, list, "messages")
     assert isinstance(messages, list)
@@ -636,6 +640,12 @@ def _check_messages(messages: object, *, thinking: object, beta: bool) -> None:
         raise _Refused(
             "messages: at least one message is required"
         )  # [REC] hinthornw/promptimizer#19
+    if len(messages) > MAX_MESSAGES:
+        # [SDK] "There is a limit of 100,000 messages in a single request."; [PYD] wording
+        raise _refuse(
+            "messages",
+            f"List should have at most {MAX_MESSAGES} items after validation, not {len(messages)}",
+        )
     turns: list[_Turn] = []
     for index, message in enumerate(messages):
         role, blocks = _check_message(message, index, final=index == len(messages) - 1, beta=beta)
