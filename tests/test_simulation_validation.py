@@ -445,7 +445,36 @@ BODY_RULES: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
         " disable `thinking`. Please consult our documentation at"
         " https://docs.claude.com/en/docs/build-with-claude/extended-thinking",
     ),
+    (
+        "thinking-opens-the-tool-loop",
+        lambda: two_step_loop(thinking_first=False, thinking_second=True),
+        "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found"
+        " `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a"
+        " thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We"
+        " recommend you include thinking blocks from previous turns. To avoid this requirement,"
+        " disable `thinking`. Please consult our documentation at"
+        " https://docs.claude.com/en/docs/build-with-claude/extended-thinking",
+    ),
 ]
+
+
+def two_step_loop(*, thinking_first: bool, thinking_second: bool) -> dict[str, Any]:
+    """One assistant turn continued over two tool calls (toolu_a, then toolu_b), thinking on."""
+    thought = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+    first = [{"type": "tool_use", "id": "toolu_a", "name": "lookup", "input": {}}]
+    second = [{"type": "tool_use", "id": "toolu_b", "name": "lookup", "input": {}}]
+    return {
+        **valid(),
+        "tools": [TOOL],
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [
+            user("Look it up twice"),
+            assistant([thought, *first] if thinking_first else first),
+            user([result("toolu_a")]),
+            assistant([thought, *second] if thinking_second else second),
+            user([result("toolu_b")]),
+        ],
+    }
 
 
 @pytest.mark.parametrize(("build", "message"), [pytest.param(b, m, id=i) for i, b, m in BODY_RULES])
@@ -486,6 +515,22 @@ VALID_CASES: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         },
     ),
     ("adaptive-thinking", with_(thinking={"type": "adaptive"})),
+    (
+        # Without interleaved thinking the model thinks once, before its first call: the
+        # calls after a tool result continue that turn and hold no thinking.
+        "thinking-tool-loop-thinking-once",
+        lambda: two_step_loop(thinking_first=True, thinking_second=False),
+    ),
+    (
+        "thinking-tool-loop-prefill",
+        lambda: {
+            **two_step_loop(thinking_first=True, thinking_second=False),
+            "messages": [
+                *two_step_loop(thinking_first=True, thinking_second=False)["messages"],
+                assistant("So the answer is"),
+            ],
+        },
+    ),
     (
         "adaptive-thinking-prefill-with-thinking",
         lambda: {

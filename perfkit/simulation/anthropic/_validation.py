@@ -900,13 +900,24 @@ def _check_final_assistant(turns: Sequence[_Turn], *, thinking: object) -> None:
 
 
 def _thinking_turn(turns: Sequence[_Turn]) -> _Turn | None:
-    """The assistant turn that must open with thinking: a final (prefill) one, or the one whose
-    tool calls the final user turn answers."""
-    final = turns[-1]
-    if final.role == "assistant":
-        return final
-    answers = any(block.get("type") == "tool_result" for _, _, block in final.blocks)
-    return turns[-2] if answers and len(turns) > 1 else None
+    """The assistant turn that must open with thinking: the one the request continues (a final
+    prefill, or the one whose tool calls the final user turn answers), traced back through the
+    tool loop it continues. Without interleaved thinking the model thinks once, before its
+    first call, and the messages after each tool result continue that turn with no thinking of
+    their own (the extended-thinking guide); every recorded refusal names ``messages.1``."""
+    if turns[-1].role == "assistant":
+        index = len(turns) - 1
+    elif len(turns) > 1 and _answers_tools(turns[-1]):
+        index = len(turns) - 2
+    else:
+        return None
+    while index >= 2 and _answers_tools(turns[index - 1]):
+        index -= 2  # roles alternate: turns[index - 2] is the assistant that called those tools
+    return turns[index]
+
+
+def _answers_tools(turn: _Turn) -> bool:
+    return any(block.get("type") == "tool_result" for _, _, block in turn.blocks)
 
 
 # -- small helpers ----------------------------------------------------------------------------
