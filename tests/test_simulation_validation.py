@@ -640,6 +640,25 @@ def test_interleaved_thinking_lets_the_budget_exceed_max_tokens() -> None:
     assert check_messages_request(body, beta) is None
 
 
+def test_beta_tools_without_a_name_are_not_duplicates_and_bring_tools_of_their_own() -> None:
+    """Two MCP toolsets (beta_mcp_toolset_param.py: no ``name``) are two tools, and the tools
+    they bring are named by their servers, unknown here: a ``tool_choice`` may name one."""
+    toolsets = [
+        {"type": "mcp_toolset", "mcp_server_name": "files"},
+        {"type": "mcp_toolset", "mcp_server_name": "search"},
+    ]
+    for choice in (None, {"type": "any"}, {"type": "tool", "name": "read_file"}):
+        body = {**valid(), "tools": toolsets} | ({"tool_choice": choice} if choice else {})
+        assert check_messages_request(body, HEADERS, beta=True) is None, choice
+    browser = {**valid(), "tools": [{"type": "browser_toolset_20260801"}]}
+    assert (
+        check_messages_request(
+            {**browser, "tool_choice": {"type": "tool", "name": "navigate"}}, HEADERS
+        )
+        is None
+    )
+
+
 def test_beta_fields_only_with_a_beta_header_or_url() -> None:
     body = {**valid(), "context_management": {"edits": []}}
     refusal = check_messages_request(body, HEADERS)

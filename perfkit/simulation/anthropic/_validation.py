@@ -342,8 +342,7 @@ def _check_request(body: Mapping[str, Any], allowed: frozenset[str], *, beta: bo
         if name not in body:
             raise _refuse(name, "Field required")  # [SDK] Required[...]
     _expect(body["model"], str, "model")
-    tool_names = _check_tools(body.get("tools"), beta=beta)
-    _check_tool_choice(body.get("tool_choice"), tool_names)
+    _check_tool_choice(body.get("tool_choice"), _check_tools(body.get("tools"), beta=beta))
     _check_system(body.get("system"))
     _check_cache_control(body.get("cache_control"), "cache_control")
     _check_thinking(body.get("thinking"), beta=beta)
@@ -385,19 +384,38 @@ def _check_create_only(
 # -- top-level fields -------------------------------------------------------------------------
 
 
-def _check_tools(tools: object, *, beta: bool) -> list[str]:
+@dataclass(frozen=True)
+class _Tools:
+    """The tools a request offers: their names, and whether a toolset (browser, computer, MCP:
+    no ``name`` of its own) brings tools whose names only its server knows."""
+
+    names: Sequence[str]
+    toolsets: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.names) or self.toolsets
+
+    def offers(self, name: str) -> bool:
+        return self.toolsets or name in self.names
+
+
+def _check_tools(tools: object, *, beta: bool) -> _Tools:
     if tools is None:
-        return []
+        return _Tools((), toolsets=False)
     _expect(tools, list, "tools")
     assert isinstance(tools, list)
     names: list[str] = []
+    toolsets = False
     for index, tool in enumerate(tools):
         _expect(tool, dict, _join("tools", index))
         kind = tool.get("type")
         if kind in (None, "custom"):
             names.append(_check_custom_tool(tool, _join("tools", index, "custom")))
         elif isinstance(kind, str) and (kind in _SERVER_TOOLS or beta):
-            names.append(str(tool.get("name", kind)))
+            if isinstance(tool.get("name"), str):
+                names.append(tool["name"])
+            else:  # a toolset (browser_toolset_*, computer_toolset_*, mcp_toolset)
+                toolsets = True
         else:
             raise _refuse(
                 _join("tools", index),
@@ -406,7 +424,7 @@ def _check_tools(tools: object, *, beta: bool) -> list[str]:
             )
     if len(set(names)) != len(names):
         raise _Refused("tools: Tool names must be unique.")  # [REC] danny-avila/LibreChat#13162
-    return names
+    return _Tools(names, toolsets=toolsets)
 
 
 def _check_custom_tool(tool: Mapping[str, Any], path: str) -> str:
@@ -434,7 +452,7 @@ def _check_custom_tool(tool: Mapping[str, Any], path: str) -> str:
     return name
 
 
-def _check_tool_choice(choice: object, tool_names: Sequence[str]) -> None:
+def _check_tool_choice(choice: object, tools: _Tools) -> None:
     if choice is None:
         return
     _expect(choice, dict, "tool_choice")
@@ -454,7 +472,7 @@ def _check_tool_choice(choice: object, tool_names: Sequence[str]) -> None:
             bool,
             _join("tool_choice", kind, "disable_parallel_tool_use"),
         )
-    if kind in ("any", "tool") and not tool_names:
+    if kind in ("any", "tool") and not tools:
         # [REC] "tool_choice.any may only be specified while providing tools", as adapters of
         # the API quote it (code search); no quote found for "auto" or "none" without tools,
         # so those pass.
@@ -463,7 +481,7 @@ def _check_tool_choice(choice: object, tool_names: Sequence[str]) -> None:
         if "name" not in choice:
             raise _refuse("tool_choice.tool.name", "Field required")
         _expect(choice["name"], str, "tool_choice.tool.name")
-        if choice["name"] not in tool_names:
+        if not tools.offers(choice["name"]):
             # [REC] "Tool 'web_search' not found in provided tools", as API adapters quote it.
             raise _Refused(f"Tool '{choice['name']}' not found in provided tools")
 
