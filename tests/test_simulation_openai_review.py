@@ -384,3 +384,42 @@ def test_a_base_url_given_wins_over_openai_base_url(
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1")
     assert OpenAISimulator(clock=clock, base_url=DEFAULT_BASE_URL).base_url == DEFAULT_BASE_URL
+
+
+# -- a forced tool call ----------------------------------------------------------------
+
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+@pytest.mark.parametrize("choice", ["required", NAMED], ids=["required", "named"])
+@pytest.mark.parametrize("scripted", [True, False], ids=["scripted-text", "default-reply"])
+def test_a_forced_tool_call_answered_without_one_is_refused_clearly(
+    sim: OpenAISimulator, choice: Any, scripted: bool
+) -> None:
+    if scripted:
+        sim.enqueue(Reply.text("No tool needed."))
+    with sdk() as client, pytest.raises(SimulatorError, match="tool_choice"):
+        client.chat.completions.create(**ask(tools=[WEATHER_TOOL], tool_choice=choice))
+    assert [type(error) for error in sim.pop_failures()] == [SimulatorError]
+
+
+def test_a_named_tool_choice_answered_with_another_function_is_refused_clearly(
+    sim: OpenAISimulator,
+) -> None:
+    other = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+    sim.enqueue(Reply(ToolUseBlock("get_time", {})))
+    with sdk() as client, pytest.raises(SimulatorError, match=r"'get_weather'.*get_time"):
+        client.chat.completions.create(**ask(tools=[WEATHER_TOOL, other], tool_choice=NAMED))
+    sim.pop_failures()
+
+
+def test_a_forced_tool_call_answered_with_one_is_served(sim: OpenAISimulator) -> None:
+    sim.enqueue(TWO_CALLS, TWO_CALLS)
+    with sdk() as client:
+        for choice in ("required", NAMED):
+            message = (
+                client.chat.completions.create(**ask(tools=[WEATHER_TOOL], tool_choice=choice))
+                .choices[0]
+                .message
+            )
+            assert len(message.tool_calls or []) == 2

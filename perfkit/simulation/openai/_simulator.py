@@ -33,6 +33,7 @@ from perfkit.simulation.server import (
     SimRequest,
     SimulatedServer,
     TextBlock,
+    ToolUseBlock,
     is_loopback,
     tokenize,
 )
@@ -206,6 +207,7 @@ class OpenAISimulator(SimulatedServer):
 
     def _reply_response(self, reply: Reply, logged: SimRequest) -> httpx.Response:
         _check_structured_output(reply, logged.body)
+        _check_forced_tool_call(reply, logged.body)
         completion = self._render(reply, logged)
         plan = (reply.latency or self._latency).plan(completion.completion_tokens)
         logged.status = 200
@@ -301,6 +303,30 @@ def _check_structured_output(reply: Reply, body: dict[str, Any]) -> None:
             "answer with a JSON document that follows the schema: script one, e.g. "
             "sim.enqueue(Reply.text(json.dumps({...})))"
         ) from None
+
+
+def _check_forced_tool_call(reply: Reply, body: dict[str, Any]) -> None:
+    """Refuse to answer a request that forces a tool call (``tool_choice`` ``required``,
+    or a named function) with a reply that makes none, or calls another function: the
+    SDK's ``tool_choice`` docstring says "the model must call one or more tools" and a
+    named function "forces the model to call that tool", so an agent tested against such
+    an answer would be tested against something the API never sends."""
+    choice = body.get("tool_choice")
+    if choice == "required":
+        wanted = None
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        wanted = choice["function"].get("name")
+    else:
+        return
+    called = [block.name for block in reply.blocks if isinstance(block, ToolUseBlock)]
+    if called and (wanted is None or all(name == wanted for name in called)):
+        return
+    forced = "a tool call" if wanted is None else f"a call of {wanted!r}"
+    raise SimulatorError(
+        f"the request forces {forced} (tool_choice {choice!r}), but the reply calls "
+        f"{', '.join(called) or 'no tool'}. Script the call, e.g. "
+        f"sim.enqueue(Reply.tool_use({(wanted or 'name')!r}, {{...}}))"
+    )
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
