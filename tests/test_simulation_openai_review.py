@@ -423,3 +423,29 @@ def test_a_forced_tool_call_answered_with_one_is_served(sim: OpenAISimulator) ->
                 .message
             )
             assert len(message.tool_calls or []) == 2
+
+
+# -- what held: a stream the client closes midway ---------------------------------------
+
+
+def test_a_stream_closed_midway_is_logged_as_cut_and_its_connection_not_reused(
+    clock: VirtualClock,
+) -> None:
+    latency = LLMLatency(ttft=0.3, per_token=0.02)
+    with OpenAISimulator(clock=clock, latency=latency, handshake=0.1) as sim:
+        sim.enqueue(Reply.of_tokens(20))
+        with sdk() as client:
+            stream = client.chat.completions.create(**ask(stream=True))
+            received = [chunk for chunk, _ in zip(stream, range(4), strict=False)]
+            stream.close()
+            start = clock.now()
+            client.chat.completions.create(**ask())
+            after_close = clock.elapsed(start)
+    cut, after = sim.requests
+    assert len(received) == 4  # the role chunk and 3 tokens
+    assert (cut.completed, cut.ttft) == (False, 0.3)
+    # the tokens sent before the close: those read, and any the SDK's reader took ahead
+    assert 3 <= cut.output_tokens < 20
+    assert after.handshake == 0.1  # a new connection: the cut one is not reused
+    assert after_close == round(0.1 + after.duration, 6)
+    assert sim.output_tokens == cut.output_tokens + after.output_tokens
