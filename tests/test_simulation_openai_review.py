@@ -121,6 +121,24 @@ INVALID: dict[str, tuple[dict[str, Any], RequestError]] = {
             param="response_format",
         ),
     ),
+    "tool-name-with-a-space": (
+        ask(tools=[{"type": "function", "function": {"name": "get weather"}}]),
+        RequestError(
+            "Invalid 'tools[0].function.name': string does not match pattern. Expected a "
+            "string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+            param="tools[0].function.name",
+            code="invalid_value",
+        ),
+    ),
+    "tool-name-too-long": (
+        ask(tools=[WEATHER_TOOL, {"type": "function", "function": {"name": "f" * 65}}]),
+        RequestError(
+            "Invalid 'tools[1].function.name': string too long. Expected a string with "
+            "maximum length 64, but got a string with length 65 instead.",
+            param="tools[1].function.name",
+            code="string_above_max_length",
+        ),
+    ),
     "assistant-without-content-or-tool-calls": (
         {
             "model": "gpt-4o",
@@ -157,6 +175,9 @@ VALID: dict[str, dict[str, Any]] = {
         ],
         "response_format": {"type": "json_object"},
     },
+    "tool-name-of-64-with-dashes": ask(
+        tools=[{"type": "function", "function": {"name": "get-weather_" + "x" * 52}}]
+    ),
     "tool-choice-named-with-tools": ask(
         tools=[WEATHER_TOOL],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},

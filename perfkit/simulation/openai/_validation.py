@@ -18,6 +18,7 @@ did not have response messages: ...".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -223,9 +224,41 @@ def _check_tools(tools: Any) -> Iterator[RequestError]:
             yield _missing(f"{where}.function")
         elif tool["type"] == "function" and not tool["function"].get("name"):
             yield _missing(f"{where}.function.name")
+        elif tool["type"] == "function" and (problem := _check_function_name(where, tool)):
+            yield problem
         else:
             continue
         return
+
+
+FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]+")
+MAX_FUNCTION_NAME = 64
+
+
+def _check_function_name(where: str, tool: dict[str, Any]) -> RequestError | None:
+    """A function's name: "Must be a-z, A-Z, 0-9, or contain underscores and dashes, with
+    a maximum length of 64" (the SDK's ``FunctionDefinition.name``); the pattern's
+    message as recorded from the API in users' code, the length's in its family's
+    wording (``array_above_max_length``)."""
+    name = tool["function"]["name"]
+    param = f"{where}.function.name"
+    if not isinstance(name, str):
+        return _wrong_type(param, "a string", name)
+    if len(name) > MAX_FUNCTION_NAME:
+        return RequestError(
+            f"Invalid '{param}': string too long. Expected a string with maximum length "
+            f"{MAX_FUNCTION_NAME}, but got a string with length {len(name)} instead.",
+            param=param,
+            code="string_above_max_length",
+        )
+    if not FUNCTION_NAME.fullmatch(name):
+        return RequestError(
+            f"Invalid '{param}': string does not match pattern. Expected a string that "
+            f"matches the pattern '^{FUNCTION_NAME.pattern}$'.",
+            param=param,
+            code="invalid_value",
+        )
+    return None
 
 
 def _check_options(body: Mapping[str, Any]) -> Iterator[RequestError]:
