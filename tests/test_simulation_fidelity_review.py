@@ -335,3 +335,26 @@ def test_a_cache_write_is_read_only_once_its_response_has_begun() -> None:
     assert (first.cache_creation_input_tokens, first.cache_read_input_tokens) == (2000, 0)
     assert (alongside.cache_creation_input_tokens, alongside.cache_read_input_tokens) == (2000, 0)
     assert (later.cache_creation_input_tokens, later.cache_read_input_tokens) == (0, 2000)
+
+
+def test_adaptive_thinking_shows_the_scripted_thinking(client: anthropic.Anthropic) -> None:
+    """``{"type": "adaptive"}``: "Claude decides when and how much to think"
+    (message_create_params.py). A scripted thinking block is what it decided; it used to be
+    dropped, as if thinking were off. Nothing is implied when the script has none."""
+    from perfkit.simulation import ThinkingBlock, count_tokens
+
+    thought = " ".join(["ponder"] * 1500)  # no budget_tokens caps adaptive thinking
+    ask: dict[str, Any] = {
+        "model": "claude-opus-4-6",
+        "max_tokens": 4096,
+        "thinking": {"type": "adaptive"},
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+    }
+    with AnthropicSimulator(clock=VirtualClock()) as sim:
+        sim.enqueue(Reply(ThinkingBlock(thought), "Sunny."), Reply.text("Sunny."))
+        thinking = client.messages.create(**ask)
+        plain = client.messages.create(**ask)
+    assert [block.type for block in thinking.content] == ["thinking", "text"]
+    assert thinking.content[0].thinking == thought
+    assert thinking.usage.output_tokens == count_tokens(thought) + 1
+    assert [block.type for block in plain.content] == ["text"]

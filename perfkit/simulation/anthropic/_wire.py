@@ -142,8 +142,15 @@ def render(
     budget = body.get("max_tokens")
     budget = budget if isinstance(budget, int) and budget > 0 else None
     thinking = thinking_budget(body)
-    # ThinkingConfigEnabledParam.display: "omitted" redacts the thinking, keeps its signature.
-    omitted = thinking is not None and body["thinking"].get("display") == "omitted"
+    settings = body.get("thinking")
+    mode = settings.get("type") if isinstance(settings, Mapping) else None
+    # "adaptive": "Claude decides when and how much to think" (message_create_params.py): a
+    # scripted thinking block is shown, uncapped by any budget, and none is implied.
+    shows_thinking = thinking is not None or mode == "adaptive"
+    # ThinkingConfig*Param.display: "omitted" redacts the thinking, keeps its signature.
+    omitted = (
+        shows_thinking and isinstance(settings, Mapping) and (settings.get("display") == "omitted")
+    )
     stops = [s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s]
     stop_reason, stop_sequence = reply.stop_reason, None
     blocks: list[RenderedBlock] = []
@@ -155,7 +162,7 @@ def render(
         replied = (ThinkingBlock(implied_thought(reply)), *replied)
     for block in replied:
         if isinstance(block, ThinkingBlock):
-            if thinking is None:
+            if not shows_thinking:
                 continue
             pieces = tokenize(block.thinking)[:thinking]
             if budget is not None and used + len(pieces) > budget:
@@ -169,7 +176,7 @@ def render(
             if stop_reason == "max_tokens":
                 break
         elif isinstance(block, RedactedThinkingBlock):
-            if thinking is not None:
+            if shows_thinking:
                 blocks.append(RenderedBlock({"type": "redacted_thinking", "data": block.data}, ()))
         elif isinstance(block, TextBlock):
             text = block.text
