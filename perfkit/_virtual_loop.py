@@ -144,7 +144,7 @@ def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
     now, ticks = getattr(loop, _NOW, None), getattr(loop, _TICKS_PER_SECOND, None)
     if not isinstance(now, int) or not isinstance(ticks, int) or getattr(loop, _END, 0) is not None:
         return False
-    task = asyncio.current_task()
+    task = asyncio.current_task(loop)
     if task is None or task.cancelling() or not _closed_world(loop):
         return False
     resolution: float = base._clock_resolution
