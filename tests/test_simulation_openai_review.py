@@ -16,7 +16,7 @@ from perfkit._errors import SimulatorError, UnmatchedRequestError
 from perfkit.simulation._latency import LLMLatency
 from perfkit.simulation.openai import DEFAULT_BASE_URL, OpenAISimulator
 from perfkit.simulation.openai._validation import RequestError, validate
-from perfkit.simulation.server import Reply, TextBlock, ToolUseBlock
+from perfkit.simulation.server import Fault, Reply, TextBlock, ToolUseBlock
 
 WEATHER_TOOL = {
     "type": "function",
@@ -470,3 +470,29 @@ def test_a_stream_closed_midway_is_logged_as_cut_and_its_connection_not_reused(
     assert after.handshake == 0.1  # a new connection: the cut one is not reused
     assert after_close == round(0.1 + after.duration, 6)
     assert sim.output_tokens == cut.output_tokens + after.output_tokens
+
+
+# -- rate-limit headers ------------------------------------------------------------------
+
+RATE_LIMIT_HEADERS = [
+    f"x-ratelimit-{field}-{kind}"
+    for field in ("limit", "remaining", "reset")
+    for kind in ("requests", "tokens")
+]
+
+
+def test_every_response_reports_untouched_generous_rate_limits(sim: OpenAISimulator) -> None:
+    sim.enqueue(Reply.text("a"), Reply.text("b"), Fault.http_error(400, "invalid_request_error"))
+    with sdk(max_retries=0) as client:
+        plain = client.chat.completions.with_raw_response.create(**ask())
+        with client.chat.completions.with_streaming_response.create(**ask(stream=True)) as raw:
+            streamed = raw.headers
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(**ask())
+    for headers in (plain.headers, streamed, refused.value.response.headers):
+        assert [name for name in headers if name.startswith("x-ratelimit-")] == RATE_LIMIT_HEADERS
+        for kind in ("requests", "tokens"):
+            limit = int(headers[f"x-ratelimit-limit-{kind}"])
+            assert limit > 0
+            assert int(headers[f"x-ratelimit-remaining-{kind}"]) == limit
+            assert headers[f"x-ratelimit-reset-{kind}"] == "0s"

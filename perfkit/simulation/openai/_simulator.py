@@ -64,6 +64,19 @@ UNPARSABLE_BODY = (
 )
 SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
+GENEROUS_LIMITS = {"requests": 10_000, "tokens": 30_000_000}
+"""Per-minute limits every response reports: generous, as for a high usage tier."""
+RATE_LIMIT_HEADERS = {
+    f"x-ratelimit-{field}-{kind}": value
+    for field in ("limit", "remaining", "reset")
+    for kind, limit in GENEROUS_LIMITS.items()
+    for value in [str(limit) if field != "reset" else "0s"]
+}
+"""The API's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers, in the
+order a recorded response has them (openai-php/client's test fixture of a response's
+headers; resets as durations, ``20ms``): untouched (remaining = limit) and
+reset at once, since the simulator limits nothing unless a fault says so."""
+
 FAULT_TYPES: dict[str, tuple[str, str | None]] = {
     "rate_limit_error": ("requests", "rate_limit_exceeded"),
     "overloaded_error": ("server_error", None),
@@ -190,7 +203,11 @@ class OpenAISimulator(SimulatedServer):
 
     def base_headers(self, logged: SimRequest | None) -> dict[str, str]:
         index = logged.index if logged is not None else 0
-        return {"x-request-id": f"req_sim{index:06d}", "openai-version": API_VERSION}
+        return {
+            "x-request-id": f"req_sim{index:06d}",
+            "openai-version": API_VERSION,
+            **RATE_LIMIT_HEADERS,
+        }
 
     def _render(self, reply: Reply, logged: SimRequest) -> RenderedCompletion:
         return render(
