@@ -144,9 +144,11 @@ def test_an_unsupported_schema_is_refused_by_a_strict_simulator_only(
     name: str, client: anthropic.Anthropic
 ) -> None:
     schema = UNSUPPORTED[name]
-    with AnthropicSimulator(clock=VirtualClock()):
-        with pytest.raises(anthropic.BadRequestError, match="output_config.format.schema"):
-            client.messages.create(**structured(schema))
+    with (
+        AnthropicSimulator(clock=VirtualClock()),
+        pytest.raises(anthropic.BadRequestError, match=r"output_config\.format\.schema"),
+    ):
+        client.messages.create(**structured(schema))
     if name in ("format-unknown", "enum-of-objects", "additionalProperties-true"):
         return  # valid JSON Schema the lenient simulator answers with any fitting value
     with AnthropicSimulator(clock=VirtualClock(), strict=False):
@@ -232,7 +234,8 @@ def test_a_scripted_reply_without_thinking_still_thinks_first_when_thinking_is_o
         messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
         first = _turn(client, messages, stream=stream)
         assert [block.type for block in first.content] == ["thinking", "tool_use"]
-        assert first.content[0].thinking and first.content[0].signature
+        assert first.content[0].thinking
+        assert first.content[0].signature
         assert first.usage.output_tokens == sim.last_request.output_tokens
         call = first.content[1]
         messages += [
@@ -275,7 +278,8 @@ def test_omitted_thinking_is_signed_but_empty_and_still_takes_its_time(
             with client.messages.stream(**ask) as events:
                 kinds = [event.type for event in events]
                 message = events.get_final_message()
-            assert "thinking" not in kinds and kinds.count("signature") == 1
+            assert "thinking" not in kinds
+            assert kinds.count("signature") == 1
         else:
             message = client.messages.create(**ask)
         elapsed = clock.elapsed(start)
@@ -358,3 +362,59 @@ def test_adaptive_thinking_shows_the_scripted_thinking(client: anthropic.Anthrop
     assert thinking.content[0].thinking == thought
     assert thinking.usage.output_tokens == count_tokens(thought) + 1
     assert [block.type for block in plain.content] == ["text"]
+
+
+# -- the SDK's types, streamed and not ----------------------------------------------------------
+
+
+def _extras(value: object, path: str = "message") -> list[str]:
+    """Fields the SDK's models do not declare, anywhere in a parsed response."""
+    if isinstance(value, pydantic.BaseModel):
+        found = [f"{path}: {sorted(value.__pydantic_extra__)}"] if value.__pydantic_extra__ else []
+        for name in type(value).model_fields:
+            found += _extras(getattr(value, name), f"{path}.{name}")
+        return found
+    if isinstance(value, list):
+        return [extra for i, item in enumerate(value) for extra in _extras(item, f"{path}[{i}]")]
+    return []
+
+
+def _cases() -> dict[str, tuple[Reply, dict[str, Any]]]:
+    from perfkit.simulation import RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolUseBlock
+
+    question = [{"role": "user", "content": "Weather in Paris?"}]
+    base: dict[str, Any] = {"model": MODEL, "max_tokens": 2048, "messages": question}
+    tools = {**base, "tools": [WEATHER_TOOL]}
+    thinking = {**base, "thinking": THINKING}
+    call = ToolUseBlock("get_weather", {"city": "Paris, France"})
+    return {
+        "text": (Reply.text("Sunny and warm"), base),
+        "tool": (Reply(TextBlock("Checking."), call), tools),
+        "thinking-tool": (Reply(ThinkingBlock("I need the tool"), call), {**tools, **thinking}),
+        "redacted": (Reply(RedactedThinkingBlock("EmwKAhgBEgy3"), "Sunny"), thinking),
+        "cut-text": (Reply.text("one two three four five"), {**base, "max_tokens": 3}),
+        "cut-tool": (Reply(call), {**tools, "max_tokens": 4}),
+        "stop-sequence": (Reply.text("one two STOP three"), {**base, "stop_sequences": ["STOP"]}),
+        "cached": (Reply.text("ok"), _cached_question("Summarise")),
+    }
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_a_stream_ends_in_the_message_create_returns_in_the_sdks_types_exactly(
+    case: str, client: anthropic.Anthropic
+) -> None:
+    reply, ask = _cases()[case]
+    with AnthropicSimulator(clock=VirtualClock()) as sim:
+        sim.enqueue(reply, reply, reply)
+        created = client.messages.create(**ask)
+        sim.reset()
+        sim.enqueue(reply, reply)
+        with client.messages.stream(**ask) as stream:
+            events = list(stream)
+            streamed = stream.get_final_message()
+        sim.reset()
+        sim.enqueue(reply)
+        raw = list(client.messages.create(**ask, stream=True))
+    assert streamed.model_dump(exclude={"parsed_output"}) == created.model_dump()
+    found = _extras(created) + _extras(streamed) + _extras(events) + _extras(raw)
+    assert found == []

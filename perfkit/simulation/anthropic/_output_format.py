@@ -127,7 +127,7 @@ def schema_instance(schema: Mapping[str, Any]) -> Any:
     return value
 
 
-MAX_VALUES = 100_000
+MAX_VALUES = 10_000
 """The most JSON values (objects, items, scalars) the simulator writes into one reply."""
 
 
