@@ -15,6 +15,8 @@ import pydantic
 import pytest
 import typing_extensions
 from anthropic._types import SequenceNotStr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from perfkit import VirtualClock
 from perfkit.simulation import AnthropicSimulator, Fault, Reply
@@ -1191,3 +1193,67 @@ def test_checking_parallel_tool_calls_costs_what_checking_as_many_text_blocks_co
         return min(times)
 
     assert best(paired) < 3 * best(plain)
+
+
+# -- conversations an agent builds ---------------------------------------------------------
+
+
+@st.composite
+def agent_conversations(draw: st.DrawFn) -> dict[str, Any]:
+    """A conversation as an agent builds it against the real API: questions, replies that may
+    think, write and call tools (in parallel), every call answered first thing in the next user
+    turn (in any order, maybe with more text after), turns maybe split in several messages, a
+    tool loop thinking once at its start, maybe a prefill at the end."""
+    thinking = draw(st.sampled_from([None, "enabled", "adaptive", "disabled"]))
+    words = st.text(alphabet="ab é🌍\n", min_size=1, max_size=6).filter(str.strip)
+    messages: list[dict[str, Any]] = []
+    ids = iter(f"toolu_{n:03d}" for n in range(1000))
+    pending: list[str] = []
+    opening = True  # the next assistant message opens a turn (not a tool loop's continuation)
+    for _ in range(draw(st.integers(1, 6))):
+        user_blocks: list[dict[str, Any]] = [
+            result(tool_id) for tool_id in draw(st.permutations(pending))
+        ]
+        if not pending or draw(st.booleans()):
+            user_blocks.append({"type": "text", "text": draw(words)})
+            opening = opening or not pending
+        opening = opening or not pending
+        messages.extend(_split(draw, "user", user_blocks))
+        blocks: list[dict[str, Any]] = []
+        if (thinking == "enabled" and opening) or (thinking == "adaptive" and draw(st.booleans())):
+            blocks.append({"type": "thinking", "thinking": draw(words), "signature": "sig"})
+        if draw(st.booleans()):
+            blocks.append({"type": "text", "text": draw(words)})
+        pending = [next(ids) for _ in range(draw(st.integers(0 if blocks else 1, 3)))]
+        blocks += [{"type": "tool_use", "id": i, "name": "lookup", "input": {}} for i in pending]
+        messages.extend(_split(draw, "assistant", blocks))
+        opening = not pending
+    messages.extend(
+        _split(draw, "user", [result(i) for i in pending] or [{"type": "text", "text": "ok"}])
+    )
+    if thinking != "enabled" and draw(st.booleans()):  # no prefill with thinking enabled
+        prefill = draw(words).rstrip()
+        messages.append(assistant(prefill if prefill else "So"))
+    body = {**valid(), "tools": [TOOL], "max_tokens": 4096, "messages": messages}
+    if thinking == "enabled":
+        body["thinking"] = {"type": "enabled", "budget_tokens": 1024}
+    elif thinking is not None:
+        body["thinking"] = {"type": thinking}
+    return body
+
+
+def _split(draw: st.DrawFn, role: str, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One turn's blocks as one message or several consecutive ones (the API combines them)."""
+    cut = (
+        draw(st.integers(1, len(blocks)))
+        if len(blocks) > 1 and draw(st.booleans())
+        else len(blocks)
+    )
+    parts = [blocks[:cut], blocks[cut:]] if cut < len(blocks) else [blocks]
+    return [{"role": role, "content": part} for part in parts]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(agent_conversations())
+def test_conversations_an_agent_builds_are_accepted(body: dict[str, Any]) -> None:
+    assert check_messages_request(body, HEADERS) is None
