@@ -230,6 +230,11 @@ BODY_RULES: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
         "tools.0.custom.input_schema.type: Input should be 'object'",
     ),
     (
+        "tool-input-schema-type-required",
+        with_(tools=[{**TOOL, "input_schema": {"anyOf": [{"type": "object"}]}}]),
+        "tools.0.custom.input_schema.type: Field required",
+    ),
+    (
         "tool-extra-field",
         with_(tools=[{**TOOL, "parameters": {}}]),
         "tools.0.custom.parameters: Extra inputs are not permitted",

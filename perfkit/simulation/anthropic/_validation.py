@@ -443,7 +443,11 @@ def _check_custom_tool(tool: Mapping[str, Any], path: str) -> str:
         raise _refuse(_join(path, "name"), f"String should match pattern '{_TOOL_NAME.pattern}'")
     schema = tool["input_schema"]
     _expect(schema, dict, _join(path, "input_schema"))
-    if schema.get("type") != "object":
+    if "type" not in schema:
+        # [REC] "tools.17.custom.input_schema.type: Field required", quoted in many projects'
+        # changelogs (a root anyOf schema has no type)
+        raise _refuse(_join(path, "input_schema", "type"), "Field required")
+    if schema["type"] != "object":
         # [SDK] InputSchemaTyped.type: Required[Literal["object"]]
         raise _refuse(_join(path, "input_schema", "type"), "Input should be 'object'")
     if "description" in tool:
