@@ -418,3 +418,60 @@ def test_a_stream_ends_in_the_message_create_returns_in_the_sdks_types_exactly(
     assert streamed.model_dump(exclude={"parsed_output"}) == created.model_dump()
     found = _extras(created) + _extras(streamed) + _extras(events) + _extras(raw)
     assert found == []
+
+
+class Constrained(pydantic.BaseModel):
+    count: int = pydantic.Field(ge=3, le=9)
+    tags: list[str] = pydantic.Field(min_length=2)
+    email: str = pydantic.Field(pattern=r"^\S+@\S+\.[a-z]+$", max_length=40)
+    code: str = pydantic.Field(min_length=12)
+
+
+def test_constraints_the_sdk_moves_into_descriptions_are_honoured(
+    client: anthropic.Anthropic,
+) -> None:
+    """messages.parse strips what the API does not support (ge, min_length, pattern, ...)
+    into each field's description, "{minimum: 3, maximum: 9}" (lib/_parse/_transform.py),
+    for the model to follow, and validates the reply against the pydantic model: the
+    model reads them, and so does the default reply, or parse fails where the API's
+    answer would pass."""
+    with AnthropicSimulator(clock=VirtualClock()):
+        message = client.messages.parse(
+            model=MODEL,
+            max_tokens=1024,
+            messages=[{"role": "user", "content": "Fill it in"}],
+            output_format=Constrained,
+        )
+    parsed = message.parsed_output
+    assert isinstance(parsed, Constrained)
+    assert parsed.count == 3
+    assert len(parsed.tags) == 2
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [
+        "{pattern: ^(?=x)x$}",
+        "{minLength: 1000000000}",
+        "{multipleOf: 0}",
+        "{minimum: inf}",
+        "{minItems: -3}",
+        "{minimum: 5, maximum: 1}",
+    ],
+)
+def test_a_description_hint_never_makes_a_request_fail(
+    hint: str, client: anthropic.Anthropic
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "description": hint},
+            "s": {"type": "string", "description": hint},
+            "a": {"type": "array", "items": {"type": "string"}, "description": hint},
+        },
+        "required": ["n", "s", "a"],
+        "additionalProperties": False,
+    }
+    with AnthropicSimulator(clock=VirtualClock()):
+        message = client.messages.create(**structured(schema))
+    jsonschema.Draft202012Validator(schema).validate(json.loads(message.content[0].text))  # type: ignore[union-attr]

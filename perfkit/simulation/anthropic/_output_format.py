@@ -152,6 +152,9 @@ class _Writer:
             return None
         if not isinstance(schema, Mapping):
             raise UnsupportedSchema(f"{path}: no value satisfies the schema {schema!r}")
+        hints = description_hints(schema.get("description"))
+        if hints:
+            schema = {**hints, **schema}
         if "$ref" in schema:
             ref = str(schema["$ref"])
             if ref in refs:
@@ -221,6 +224,58 @@ class _Writer:
                 return value
             merged.update(value)
         return merged
+
+
+_HINTED = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "pattern",
+)
+_HINT_BLOCK = re.compile(r"(?:\A|\n\n)\{(.*)\}\Z", re.DOTALL)
+_HINT_KEY = re.compile(r"(?:\A|, )(" + "|".join(_HINTED) + r"): ")
+
+
+def description_hints(description: object) -> dict[str, Any]:
+    """The constraints the SDK's transform moved into a description, for the model to
+    follow: a closing ``{key: value, ...}`` (``anthropic/lib/_parse/_transform.py``), of
+    which the simulator honours the numeric, length, ``minItems`` and ``pattern`` ones.
+
+    >>> description_hints("A count\\n\\n{minimum: 3, maximum: 9}")
+    {'minimum': 3, 'maximum': 9}
+    """
+    block = _HINT_BLOCK.search(description) if isinstance(description, str) else None
+    if block is None:
+        return {}
+    inner = block.group(1)
+    keys = list(_HINT_KEY.finditer(inner))
+    hints: dict[str, Any] = {}
+    for key, following in zip(keys, [*keys[1:], None], strict=True):
+        text = inner[key.end() : following.start() if following is not None else len(inner)]
+        if key.group(1) == "pattern":
+            try:
+                pattern_example(text)
+            except UnsupportedSchema:
+                continue  # a hint never makes a request fail
+            hints["pattern"] = text
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            continue
+        if not math.isfinite(number) or (key.group(1) == "multipleOf" and number <= 0):
+            continue
+        if key.group(1) in ("minLength", "maxLength", "minItems") and not (
+            number.is_integer() and 0 <= number <= MAX_SIZE
+        ):
+            continue
+        hints[key.group(1)] = int(number) if number.is_integer() else number
+    return hints
 
 
 def _enum(schema: Mapping[str, Any], path: str) -> Any:
