@@ -475,3 +475,27 @@ def test_a_description_hint_never_makes_a_request_fail(
     with AnthropicSimulator(clock=VirtualClock()):
         message = client.messages.create(**structured(schema))
     jsonschema.Draft202012Validator(schema).validate(json.loads(message.content[0].text))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("after", [0, 3, 10])
+def test_a_stream_error_inside_omitted_thinking_comes_when_it_would_if_shown(
+    after: int, client: anthropic.Anthropic
+) -> None:
+    from perfkit.simulation import Fault, ThinkingBlock
+
+    reply = Reply(ThinkingBlock(" ".join(["step"] * 10)), "x y z")
+    times = []
+    for display in ("summarized", "omitted"):
+        clock = VirtualClock()
+        with AnthropicSimulator(clock=clock, latency=LLMLatency(ttft=0.5, per_token=0.1)) as sim:
+            sim.enqueue(Fault.stream_error(after_tokens=after, reply=reply))
+            thinking = {**THINKING, "display": display}
+            ask = {"model": MODEL, "max_tokens": 2048, "thinking": thinking}
+            question = [{"role": "user", "content": "hi"}]
+            with (
+                pytest.raises(anthropic.APIStatusError, match="overloaded"),
+                client.messages.stream(**ask, messages=question) as stream,
+            ):
+                stream.until_done()
+            times.append(clock.now())
+    assert times[0] == times[1]

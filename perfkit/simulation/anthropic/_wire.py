@@ -371,13 +371,14 @@ def stream_chunks(
         pending = _block_start(index, block.content) + (_PING if index == 0 else b"")
         if block.hidden:  # omitted thinking: decoded in modeled time, sent as its signature
             thought = len(block.pieces)
-            if error_after_tokens is not None and sent + thought > error_after_tokens:
+            if error_after_tokens is not None and sent + thought >= error_after_tokens:
+                # The error comes a token's time after the last token, shown or not.
                 thought = error_after_tokens - sent
-            wait = sum(next(waits, 0.0) for _ in range(thought))
-            sent += thought
-            if sent == error_after_tokens:
+                wait = sum(next(waits, 0.0) for _ in range(thought + 1))
                 chunks.append((wait, pending + _error_event(error)))
                 return chunks
+            wait = sum(next(waits, 0.0) for _ in range(thought))
+            sent += thought
             stop = sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
             chunks.append((wait, pending + _delta(index, block.content, None) + stop))
             continue
