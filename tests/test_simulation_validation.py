@@ -902,6 +902,15 @@ def test_strict_false_accepts_what_the_real_api_refuses(client: anthropic.Anthro
 
 
 @pytest.mark.usefixtures("lenient")
+def test_strict_false_takes_max_tokens_zero() -> None:
+    """``max_tokens`` 0 populates the prompt cache (message_create_params.py): a lenient
+    simulator must not refuse what the strict one and the real API take."""
+    with httpx.Client() as plain:
+        response = plain.post(URL, json={**valid(), "max_tokens": 0})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.usefixtures("lenient")
 def test_strict_false_keeps_the_minimal_checks() -> None:
     with httpx.Client() as plain:
         response = plain.post(URL, json={"model": "m", "messages": [user("Hi")]})

@@ -554,8 +554,9 @@ def _validate(body: dict[str, Any]) -> str | None:
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
             return f"{name}: Field required"
-    if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
-        return f"max_tokens: must be a positive integer, got {body['max_tokens']!r}"
+    if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 0:
+        # 0 populates the prompt cache (message_create_params.py), as the strict checks allow
+        return f"max_tokens: must be a non-negative integer, got {body['max_tokens']!r}"
     if not isinstance(body["messages"], list):
         return "messages: must be a list"
     return None
