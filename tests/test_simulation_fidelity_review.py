@@ -249,8 +249,10 @@ def test_a_scripted_reply_without_thinking_still_thinks_first_when_thinking_is_o
             },
         ]
         second = _turn(client, messages, stream=stream)
-    assert [block.type for block in second.content] == ["thinking", "text"]
-    assert second.content[1].text == "Sunny."
+    # The answer to the tool result continues the turn: no new thinking without the
+    # interleaved-thinking beta (the guide's tool-use example).
+    assert [block.type for block in second.content] == ["text"]
+    assert second.content[0].text == "Sunny."
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "streamed"])

@@ -156,8 +156,10 @@ def render(
     blocks: list[RenderedBlock] = []
     used = 0
     replied = reply.blocks
-    if thinking is not None and not any(
-        isinstance(block, (ThinkingBlock, RedactedThinkingBlock)) for block in replied
+    if (
+        thinking is not None
+        and not _continues_tool_loop(body)
+        and not any(isinstance(b, (ThinkingBlock, RedactedThinkingBlock)) for b in replied)
     ):
         replied = (ThinkingBlock(implied_thought(reply)), *replied)
     for block in replied:
@@ -217,16 +219,29 @@ def render(
 def implied_thought(reply: Reply) -> str:
     """The thinking of a reply scripted without any, for a request that enables thinking.
 
-    The extended-thinking guide: with thinking enabled the response opens with a thinking
-    block, and the API refuses a tool-use loop whose last assistant turn does not ("a final
-    `assistant` message must start with a thinking block"), so a bare scripted tool call
-    would make the agent's next request fail where the real API's answer would not.
+    The extended-thinking guide: with thinking enabled an assistant turn opens with a
+    thinking block (the model thinks once per turn: an answer to tool results, continuing
+    the turn, has none unless interleaved thinking is on), and the API refuses a tool-use
+    loop whose turn does not ("a final `assistant` message must start with a thinking
+    block"), so a bare scripted tool call would make the agent's next request fail where
+    the real API's answer would not.
 
     >>> implied_thought(Reply.tool_use("get_weather", {"city": "Paris"}))
     'I should call get_weather.'
     """
     call = next((block for block in reply.blocks if isinstance(block, ToolUseBlock)), None)
     return f"I should call {call.name}." if call is not None else "A direct answer will do."
+
+
+def _continues_tool_loop(body: Mapping[str, Any]) -> bool:
+    """Whether the request answers tool results: its last message is a user turn holding
+    a ``tool_result``, so the reply continues the assistant turn that called the tools."""
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, Mapping) else None
+    return isinstance(content, list) and any(
+        isinstance(block, Mapping) and block.get("type") == "tool_result" for block in content
+    )
 
 
 def _tool_block(
