@@ -1271,3 +1271,29 @@ def _split(draw: st.DrawFn, role: str, blocks: list[dict[str, Any]]) -> list[dic
 @given(agent_conversations())
 def test_conversations_an_agent_builds_are_accepted(body: dict[str, Any]) -> None:
     assert check_messages_request(body, HEADERS) is None
+
+
+def _one_body_per_shape(beta: bool) -> list[dict[str, Any]]:
+    return [p.values[0][0] for p in _sdk_cases() if p.values[1] is beta and "tools" not in p.id]
+
+
+@pytest.mark.parametrize("endpoint", ["create", "count_tokens", "batch"])
+@pytest.mark.parametrize("beta", [False, True], ids=["messages", "beta-messages"])
+def test_every_shape_the_sdk_declares_passes_through_the_sdk(
+    sim: AnthropicSimulator, client: anthropic.Anthropic, beta: bool, endpoint: str
+) -> None:
+    """The SDK sends each shape and gets no error (a batch: every request succeeds)."""
+    resource: Any = client.beta.messages if beta else client.messages
+    betas = {"betas": ["a-beta-2025-01-01"]} if beta else {}
+    bodies = _one_body_per_shape(beta)
+    if endpoint == "batch":
+        requests = [{"custom_id": f"r{n}", "params": body} for n, body in enumerate(bodies)]
+        batch = resource.batches.create(requests=requests, **betas)
+        assert batch.request_counts.succeeded == len(bodies)
+    for body in bodies if endpoint != "batch" else ():
+        if endpoint == "create":
+            resource.create(**body, **betas)
+        else:
+            fields = ("model", "messages", "system", "tools")
+            resource.count_tokens(**{name: body[name] for name in fields if name in body}, **betas)
+    assert all(logged.status == 200 for logged in sim.requests)
