@@ -1078,6 +1078,8 @@ def _sdk_cases() -> Iterator[Any]:
                 {**valid(), "messages": _conversation(block)}
             )
         for tool in _sdk_instances(tools):
+            if tool.get("input_schema") == {"k": "v"}:  # a bare dict schema needs its type too
+                tool["input_schema"] = {"type": "object", "k": "v"}
             by_tag.setdefault(f"tools.{tool.get('type', 'custom')}", []).append(
                 {**valid(), "tools": [tool]}
             )
@@ -1094,7 +1096,10 @@ def _sdk_cases() -> Iterator[Any]:
             yield pytest.param(bodies, beta, id=f"{'beta-' if beta else ''}{tag}")
 
 
-@pytest.mark.parametrize(("bodies", "beta"), list(_sdk_cases()))
+SDK_CASES = list(_sdk_cases())
+
+
+@pytest.mark.parametrize(("bodies", "beta"), SDK_CASES)
 def test_every_shape_the_sdk_declares_is_accepted(bodies: list[dict[str, Any]], beta: bool) -> None:
     headers = {**HEADERS, "anthropic-beta": "a-beta-2025-01-01"} if beta else HEADERS
     create_only = {
@@ -1110,10 +1115,6 @@ def test_every_shape_the_sdk_declares_is_accepted(bodies: list[dict[str, Any]], 
         "fallbacks",
     }
     for body in bodies:
-        if isinstance(body.get("tools"), list) and body["tools"][0].get("input_schema") == {
-            "k": "v"
-        }:
-            body["tools"][0]["input_schema"] = {"type": "object", "k": "v"}  # InputSchemaTyped.type
         assert check_messages_request(body, headers) is None, body
         counted = {name: value for name, value in body.items() if name not in create_only}
         assert check_count_tokens_request(counted, headers) is None, counted
@@ -1274,7 +1275,7 @@ def test_conversations_an_agent_builds_are_accepted(body: dict[str, Any]) -> Non
 
 
 def _one_body_per_shape(beta: bool) -> list[dict[str, Any]]:
-    return [p.values[0][0] for p in _sdk_cases() if p.values[1] is beta and "tools" not in p.id]
+    return [p.values[0][0] for p in SDK_CASES if p.values[1] is beta and "tools" not in p.id]
 
 
 @pytest.mark.parametrize("endpoint", ["create", "count_tokens", "batch"])
