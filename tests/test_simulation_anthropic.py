@@ -1667,3 +1667,30 @@ def test_a_failing_responder_does_not_leave_a_connection_counted(clock: VirtualC
         clock.run(main())
         assert sim.open_connections == 0
         assert [str(e) for e in sim.pop_failures()] == ["responder bug"]
+
+
+def test_another_path_on_a_loopback_base_urls_host_never_reaches_the_network() -> None:
+    """A simulator on a loopback base_url owns that host and port: a client whose base_url
+    adds a path prefix gets an unmatched request, not whatever listens there."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        served = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with AnthropicSimulator(clock=VirtualClock(), base_url=served) as sim:
+            with (
+                anthropic.Anthropic(
+                    api_key="k", base_url=f"{served}/prefix", max_retries=0
+                ) as client,
+                pytest.raises(anthropic.APIConnectionError),
+            ):
+                client.messages.create(
+                    model="m", max_tokens=8, messages=[{"role": "user", "content": "Hi"}]
+                )
+            [failure] = sim.pop_failures()
+            assert isinstance(failure, UnmatchedRequestError)
+            assert "AnthropicSimulator owns 127.0.0.1" in str(failure)
+            with anthropic.Anthropic(api_key="k", base_url=served) as client:
+                reply = client.messages.create(
+                    model="m", max_tokens=8, messages=[{"role": "user", "content": "Hi"}]
+                )
+            assert reply.content

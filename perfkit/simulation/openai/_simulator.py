@@ -11,8 +11,7 @@ import httpx
 import respx
 
 from perfkit._clock import Clock
-from perfkit._errors import SimulatorError, UnmatchedRequestError
-from perfkit._url import redact_url
+from perfkit._errors import SimulatorError
 from perfkit.simulation._latency import LatencyModel, LLMLatency
 from perfkit.simulation.openai._validation import RequestError, validate
 from perfkit.simulation.openai._wire import (
@@ -34,7 +33,6 @@ from perfkit.simulation.server import (
     SimulatedServer,
     TextBlock,
     ToolUseBlock,
-    is_loopback,
     tokenize,
 )
 
@@ -151,28 +149,6 @@ class OpenAISimulator(SimulatedServer):
         self.completions_route: respx.Route = self.add_route(
             "POST", "/chat/completions", self._answer_completions, name="chat_completions"
         )
-        self._claim_loopback_host()
-
-    def _claim_loopback_host(self) -> None:
-        """On a loopback ``base_url`` (an OpenAI-compatible server such as vLLM's
-        ``http://localhost:8000/v1``), every other request to that host and port is an
-        :class:`UnmatchedRequestError` too: the core lets unrouted loopback requests through
-        to the network, where a client whose base_url lacks (or adds) ``/v1`` would reach
-        whatever really listens there."""
-        url = httpx.URL(self.base_url)
-        if not is_loopback(url.host):
-            return
-        route = self.router.route(scheme=url.scheme, host=url.host, port=url.port, name="host")
-
-        def unmatched(request: httpx.Request) -> httpx.Response:
-            raise UnmatchedRequestError(
-                f"perfkit simulator: no route for {request.method} "
-                f"{redact_url(str(request.url))}; this OpenAISimulator owns "
-                f"{url.host}:{url.port} and answers POST {self.base_url}/chat/completions "
-                "(is the client's base_url the simulator's, with the same /v1 or without?)"
-            )
-
-        route.side_effect = unmatched
 
     # -- the Chat Completions API ----------------------------------------------------
 

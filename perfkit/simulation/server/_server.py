@@ -20,7 +20,7 @@ import httpx
 import respx
 
 from perfkit._clock import Clock, RealClock
-from perfkit._errors import SimulatorError
+from perfkit._errors import SimulatorError, UnmatchedRequestError
 from perfkit._url import redact_url
 from perfkit.simulation._latency import (
     LatencyModel,
@@ -36,6 +36,7 @@ from perfkit.simulation.server._intercept import (
     REGISTRY,
     Delivery,
     Failures,
+    is_loopback,
 )
 from perfkit.simulation.server._log import RequestLog, Script, SimRequest
 from perfkit.simulation.server._replies import Fault, Reply
@@ -124,6 +125,7 @@ class SimulatedServer:
         self._lock = threading.Lock()
         self._active: ExitStack | None = None
         self._failures = Failures()
+        self._host_claimed = False
 
     # -- routes ----------------------------------------------------------------------
 
@@ -234,11 +236,36 @@ class SimulatedServer:
         if self._active is not None:
             raise SimulatorError("this simulator is already active")
         with ExitStack() as stack:
+            self._claim_loopback_host()
             REGISTRY.activate(self.router)
             stack.callback(self._deactivate)
             stack.enter_context(sdks_on_clock(self._sdk_modules(), self.clock, self.seed))
             self._active = stack.pop_all()
         return self
+
+    def _claim_loopback_host(self) -> None:
+        """On a loopback ``base_url`` (a local OpenAI-compatible server's, such as
+        ``http://localhost:8000/v1``), every other request to that host and port is an
+        :class:`UnmatchedRequestError` too. Unrouted loopback requests otherwise pass
+        through to the network, where a client whose base_url lacks (or adds) a path
+        prefix would reach whatever really listens there. Added once, after the
+        simulator's own routes (and the user's routes made before it starts)."""
+        url = httpx.URL(self.base_url)
+        if self._host_claimed or not is_loopback(url.host):
+            return
+        self._host_claimed = True
+        route = self.router.route(scheme=url.scheme, host=url.host, port=url.port, name="host")
+        routes = ", ".join(f"{r.pattern!r}" for r in self.router.routes if r is not route)
+
+        def unmatched(request: httpx.Request) -> httpx.Response:
+            raise UnmatchedRequestError(
+                f"perfkit simulator: no route for {request.method} "
+                f"{redact_url(str(request.url))}; this {type(self).__name__} owns "
+                f"{url.host}:{url.port} and routes only: {routes} (is the client's "
+                "base_url the simulator's, with the same path prefix?)"
+            )
+
+        route.side_effect = unmatched
 
     def stop(self, *, check: bool = True) -> None:
         """Stop intercepting requests.
