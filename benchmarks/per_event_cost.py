@@ -2,7 +2,7 @@
 :class:`~perfkit.AnthropicSimulator`, against what the anthropic SDK itself spends parsing
 the same bytes from a plain mock transport, measured side by side in one run.
 
-    python benchmarks/per_event_cost.py [--rounds 15] [--requests 2] [--tokens 400]
+    python benchmarks/per_event_cost.py [--rounds 31] [--requests 1] [--tokens 400]
     python benchmarks/per_event_cost.py --profile sync      # where the simulator's time goes
 
 The bytes are captured once from the simulator (a reply of ``--tokens`` tokens); the SDK
@@ -248,8 +248,9 @@ def profile(bench: Bench, path: Path, top: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15, help="rounds (default: 15)")
-    parser.add_argument("--requests", type=int, default=2, help="replies per path per round")
+    # Many short rounds: on a busy machine, more of them run undisturbed.
+    parser.add_argument("--rounds", type=int, default=31, help="rounds (default: 31)")
+    parser.add_argument("--requests", type=int, default=1, help="replies per path per round")
     parser.add_argument("--tokens", type=int, default=400, help="tokens per reply (default: 400)")
     parser.add_argument("--bound", type=float, default=1.5, help="the goal (default: 1.5x)")
     parser.add_argument("--reading", choices=READINGS, action="append", help="default: both")
