@@ -119,10 +119,6 @@ class AnthropicSimulator(SimulatedServer):
         max_logged: int | None = DEFAULT_MAX_LOGGED,
         strict: bool = True,
     ) -> None:
-        if not isinstance(strict, bool):
-            raise TypeError(f"strict must be True or False, got {strict!r}")
-        self.strict = strict
-        """Whether requests are validated as the real API validates them."""
         super().__init__(
             latency=latency,
             clock=clock,
@@ -130,6 +126,7 @@ class AnthropicSimulator(SimulatedServer):
             seed=seed,
             handshake=handshake,
             max_logged=max_logged,
+            strict=strict,
         )
         self._prompt_cache = PromptCache()
         self.messages_route: respx.Route = self.add_route(

@@ -135,9 +135,6 @@ class OpenAISimulator(SimulatedServer):
         max_logged: int | None = DEFAULT_MAX_LOGGED,
         strict: bool = True,
     ) -> None:
-        if not isinstance(strict, bool):
-            raise TypeError(f"strict must be True or False, got {strict!r}")
-        self.strict = strict
         super().__init__(
             latency=latency,
             clock=clock,
@@ -145,6 +142,7 @@ class OpenAISimulator(SimulatedServer):
             seed=seed,
             handshake=handshake,
             max_logged=max_logged,
+            strict=strict,
         )
         self.completions_route: respx.Route = self.add_route(
             "POST", "/chat/completions", self._answer_completions, name="chat_completions"

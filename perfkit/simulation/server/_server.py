@@ -101,7 +101,14 @@ class SimulatedServer:
         seed: int = 0,
         handshake: LatencyModel | float = 0.0,
         max_logged: int | None = DEFAULT_MAX_LOGGED,
+        strict: bool = True,
     ) -> None:
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
+        self.strict = strict
+        """Whether requests are checked as the real API checks them (a provider's
+        simulator refuses what its API refuses); ``False`` keeps only the checks the
+        simulator needs to answer at all."""
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         if max_logged is not None and (
