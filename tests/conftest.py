@@ -3,10 +3,17 @@ unless ``-n`` says otherwise."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from loopback_https import LoopbackHTTPS, running_https_server
+
+from perfkit import VirtualClock
+
+if TYPE_CHECKING:
+    import anthropic
 
 XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 """What pytest-xdist sets in a worker's environment. pytest-benchmark reads the first and
@@ -45,3 +52,26 @@ def https_server() -> Iterator[LoopbackHTTPS]:
     """A real HTTPS server on loopback speaking HTTP/1.1 and HTTP/2 (hypercorn)."""
     with running_https_server() as server:
         yield server
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    """A fresh virtual clock (a test module may define its own ``clock``)."""
+    return VirtualClock()
+
+
+SDK_TLS = ssl.create_default_context()
+"""One TLS context for the SDK clients of the tests: building one per client (the SDK's
+default) costs milliseconds of certificate loading each time."""
+
+
+@pytest.fixture
+def client() -> Iterator[anthropic.Anthropic]:
+    """An anthropic client without retries (a test module may define its own ``client``)."""
+    import anthropic
+
+    sdk = anthropic.Anthropic(
+        api_key="test", http_client=anthropic.DefaultHttpxClient(verify=SDK_TLS), max_retries=0
+    )
+    yield sdk
+    sdk.close()

@@ -204,11 +204,6 @@ async def async_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend
         yield opened
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
 def chapter_view(stats: dict[str, int | float]) -> dict[str, int | float]:
     return {name: stats[name] for name in CHAPTER_STATS}
 

@@ -101,11 +101,6 @@ def text_of(message: anthropic.types.Message) -> str:
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
     with AnthropicSimulator(clock=clock) as simulator:
         yield simulator

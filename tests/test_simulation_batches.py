@@ -212,11 +212,6 @@ def request(custom_id: str, question: str = "Hi", **params: Any) -> dict[str, An
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
     with AnthropicSimulator(clock=clock, latency=LATENCY) as sim:
         yield sim

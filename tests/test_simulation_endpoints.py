@@ -115,11 +115,6 @@ def async_sdk() -> anthropic.AsyncAnthropic:
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
     with AnthropicSimulator(clock=clock, latency=LLMLatency(ttft=0.4, per_token=0.01)) as sim:
         yield sim

@@ -4,8 +4,6 @@ probe it through the anthropic SDK: hostile output schemas, thinking round trips
 from __future__ import annotations
 
 import json
-import ssl
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -18,16 +16,6 @@ from perfkit.simulation import AnthropicSimulator, LLMLatency, Reply
 from perfkit.simulation.anthropic._output_format import MAX_VALUES, schema_instance
 
 MODEL = "claude-sonnet-4-5"
-TLS = ssl.create_default_context()
-
-
-@pytest.fixture
-def client() -> Iterator[anthropic.Anthropic]:
-    sdk = anthropic.Anthropic(
-        api_key="test", http_client=anthropic.DefaultHttpxClient(verify=TLS), max_retries=0
-    )
-    yield sdk
-    sdk.close()
 
 
 def structured(schema: Any) -> dict[str, Any]:

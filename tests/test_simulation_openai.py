@@ -530,11 +530,6 @@ def test_validation_accepts_valid_requests(request_body: dict[str, Any]) -> None
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[OpenAISimulator]:
     with OpenAISimulator(clock=clock) as simulator:
         yield simulator

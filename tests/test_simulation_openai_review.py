@@ -37,11 +37,6 @@ def ask(question: str = "Hi", **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[OpenAISimulator]:
     with OpenAISimulator(clock=clock, latency=LLMLatency(ttft=0.3, per_token=0.02)) as simulator:
         yield simulator

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -305,29 +304,14 @@ def test_max_entries_must_be_a_positive_int(bad: object) -> None:
 
 # --- through the anthropic SDK, on the simulator's clock ----------------------------------------
 
-TLS = ssl.create_default_context()
 SYSTEM = words(1500, "policy")  # 1,500 simulator tokens
 QUESTION = "What does the policy say?"  # 5
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
 
 
 @pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
     with AnthropicSimulator(clock=clock) as simulator:
         yield simulator
-
-
-@pytest.fixture
-def client() -> Iterator[anthropic.Anthropic]:
-    sdk = anthropic.Anthropic(
-        api_key="test", http_client=anthropic.DefaultHttpxClient(verify=TLS), max_retries=0
-    )
-    yield sdk
-    sdk.close()
 
 
 def cached_system(ttl: str | None = None) -> dict[str, Any]:

@@ -8,7 +8,6 @@ in structure with :mod:`tests.recordings`. The first tests check the comparison 
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +29,6 @@ from tests.recordings import (
     stream_pattern,
 )
 
-TLS = ssl.create_default_context()
 LATENCY = LLMLatency(ttft=0.5, per_token=0.02)
 
 STREAMS = {
@@ -50,23 +48,9 @@ STREAMS = {
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
     with AnthropicSimulator(latency=LATENCY, clock=clock) as simulator:
         yield simulator
-
-
-@pytest.fixture
-def client() -> Iterator[anthropic.Anthropic]:
-    sdk = anthropic.Anthropic(
-        api_key="test", http_client=anthropic.DefaultHttpxClient(verify=TLS), max_retries=0
-    )
-    yield sdk
-    sdk.close()
 
 
 def request(recorded: dict[str, Any], **changes: Any) -> dict[str, Any]:

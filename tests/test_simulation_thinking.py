@@ -4,7 +4,6 @@ decoded in modeled time like any output. Every test runs on a VirtualClock."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,30 +21,15 @@ from perfkit.simulation import (
     count_tokens,
 )
 
-TLS = ssl.create_default_context()
 LATENCY = LLMLatency(ttft=0.5, per_token=0.02)
 THOUGHT = "The user wants the weather in Paris. I should call the weather tool."
 ANSWER = "Let me look that up."
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
     with AnthropicSimulator(latency=LATENCY, clock=clock) as simulator:
         yield simulator
-
-
-@pytest.fixture
-def client() -> Iterator[anthropic.Anthropic]:
-    sdk = anthropic.Anthropic(
-        api_key="test", http_client=anthropic.DefaultHttpxClient(verify=TLS), max_retries=0
-    )
-    yield sdk
-    sdk.close()
 
 
 def ask(*, budget: int | None = 2048, **extra: Any) -> dict[str, Any]:

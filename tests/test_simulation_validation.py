@@ -766,11 +766,6 @@ URL = "https://api.anthropic.com/v1/messages"
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
     with AnthropicSimulator(clock=clock) as simulator:
         yield simulator
