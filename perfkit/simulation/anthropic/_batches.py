@@ -54,6 +54,12 @@ DEFAULT_ORIGIN = datetime(2026, 1, 1, tzinfo=UTC)
 MAX_REQUESTS = 100_000
 """The most requests one batch may hold (the batch processing guide's limit)."""
 
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+"""The largest batch creation body, in bytes (the batch processing guide: "100,000
+Message requests or 256 MB in size, whichever is reached first"). Above it the API
+answers 413 ``request_too_large`` (the SDK's ``ContentTooLargeError``, status 413 in
+``anthropic/_exceptions.py``)."""
+
 DEFAULT_LIMIT, MAX_LIMIT = 20, 1_000
 """``limit`` of a list call: 20 by default, from 1 to 1,000 (``BatchListParams``)."""
 
@@ -377,6 +383,17 @@ def check_limit(limit: object) -> int:
             f"limit: must be an integer from 1 to {MAX_LIMIT}, got {limit!r}",
         )
     return limit
+
+
+def check_size(content: bytes) -> None:
+    """A 413 ``request_too_large`` if a batch creation body exceeds :data:`MAX_BATCH_BYTES`."""
+    if len(content) > MAX_BATCH_BYTES:
+        raise Refused(
+            413,
+            "request_too_large",
+            f"Request exceeds the maximum allowed number of bytes: a message batch takes at "
+            f"most {MAX_BATCH_BYTES} bytes, got {len(content)}.",
+        )
 
 
 def check_requests(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:

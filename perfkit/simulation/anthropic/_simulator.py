@@ -24,6 +24,7 @@ from perfkit.simulation.anthropic._batches import (
     Refused,
     check_limit,
     check_requests,
+    check_size,
     page_body,
     paginate,
 )
@@ -380,7 +381,9 @@ class AnthropicSimulator(SimulatedServer):
     def _answer_create_batch(self, logged: SimRequest, request: httpx.Request) -> Any:
         """A new batch: each request answered now as ``POST /v1/messages`` would answer it
         (scripts, responder, default reply, validation), its result shown once the batch's
-        modeled processing reaches it (see :class:`BatchStore`)."""
+        modeled processing reaches it (see :class:`BatchStore`). A body over 256 MB is
+        refused first, as the API refuses it (413 ``request_too_large``)."""
+        check_size(request.content)
         requests = check_requests(logged.body)
         answers = [
             self._batch_answer(item, position, logged, request)

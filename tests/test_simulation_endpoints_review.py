@@ -1,0 +1,90 @@
+"""Hostile review of count_tokens, models and message batches through the anthropic SDK."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import pytest
+from test_simulation_validation import _sdk_cases
+
+from perfkit import VirtualClock
+from perfkit.simulation import AnthropicSimulator, LLMLatency
+
+MODEL = "claude-haiku-4-5"
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
+    with AnthropicSimulator(clock=clock, latency=LLMLatency(ttft=0.4, per_token=0.01)) as sim:
+        yield sim
+
+
+def _count_fields(beta: bool) -> set[str]:
+    if beta:
+        from anthropic.types.beta.message_count_tokens_params import MessageCountTokensParams
+    else:
+        from anthropic.types.message_count_tokens_params import MessageCountTokensParams
+    return set(typing.get_type_hints(MessageCountTokensParams)) - {"betas"}
+
+
+def _shapes() -> Iterator[Any]:
+    for case in _sdk_cases():
+        bodies, beta = case.values[0], case.values[1]
+        yield pytest.param(bodies, beta, id=case.id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("bodies", "beta"), list(_shapes()))
+def test_count_tokens_equals_the_prompt_create_reports_for_every_sdk_shape(
+    sim: AnthropicSimulator, client: anthropic.Anthropic, bodies: list[dict[str, Any]], beta: bool
+) -> None:
+    """Every shape the SDK declares (block types, tools, top-level fields), with every
+    field ``count_tokens`` takes: its count is the whole prompt ``create`` reports
+    (input, cache creation and cache read tokens)."""
+    resource: Any = client.beta.messages if beta else client.messages
+    betas = {"betas": ["a-beta-2025-01-01"]} if beta else {}
+    fields = _count_fields(beta)
+    for body in bodies:
+        counted = resource.count_tokens(
+            **{name: value for name, value in body.items() if name in fields}, **betas
+        )
+        usage = resource.create(**body, **betas).usage
+        prompt = (
+            usage.input_tokens
+            + (usage.cache_creation_input_tokens or 0)
+            + (usage.cache_read_input_tokens or 0)
+        )
+        assert counted.input_tokens == prompt, body
+
+
+def _request(custom_id: str, text: str = "Hi") -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "params": {
+            "model": MODEL,
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": text}],
+        },
+    }
+
+
+def test_a_batch_body_over_the_size_limit_is_413_request_too_large(
+    sim: AnthropicSimulator, client: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch API takes at most 256 MB per creation request; above it the API answers
+    413 ``request_too_large`` (the SDK's ``ContentTooLargeError``). The limit is lowered
+    here so that the test sends kilobytes, not 256 MB."""
+    from perfkit.simulation.anthropic import _batches
+
+    assert _batches.MAX_BATCH_BYTES == 256 * 1024 * 1024
+    monkeypatch.setattr(_batches, "MAX_BATCH_BYTES", 2_000)
+    small = client.messages.batches.create(requests=[_request("a")])
+    assert small.request_counts.processing == 1
+    with pytest.raises(anthropic.ContentTooLargeError) as raised:
+        client.messages.batches.create(requests=[_request("a", "x" * 3_000)])
+    assert raised.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
+    assert "2000 bytes" in raised.value.message
+    assert len(sim.batches.page()["data"]) == 1
