@@ -88,3 +88,38 @@ def test_a_batch_body_over_the_size_limit_is_413_request_too_large(
     assert raised.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
     assert "2000 bytes" in raised.value.message
     assert len(sim.batches.page()["data"]) == 1
+
+
+def test_output_tokens_count_only_the_batch_requests_that_are_processed(
+    sim: AnthropicSimulator, client: anthropic.Anthropic, clock: VirtualClock
+) -> None:
+    """``sim.output_tokens`` counts what was generated: a batch request canceled before it
+    started, or expired, produced nothing."""
+    from perfkit.simulation import Reply
+
+    sim.batches.concurrency = 1
+    sim.respond_with(Reply.of_tokens(10))
+    # One worker, 0.4 s + 10 x 0.01 s each: r0 runs 0-0.5 s, r1 0.5-1.0 s, the rest later.
+    batch = client.messages.batches.create(requests=[_request(f"r{n}") for n in range(6)])
+    assert sim.output_tokens == 60
+    clock.advance(0.75)  # r0 done, r1 in progress: both finish; r2-r5 are canceled
+    client.messages.batches.cancel(batch.id)
+    clock.advance(10.0)
+    ended = client.messages.batches.retrieve(batch.id)
+    assert (ended.request_counts.succeeded, ended.request_counts.canceled) == (2, 4)
+    assert sim.output_tokens == 20
+    # A second cancel, of an ended batch, is refused and changes nothing.
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.batches.cancel(batch.id)
+    assert sim.output_tokens == 20
+
+
+def test_output_tokens_leave_out_batch_requests_that_expire(
+    sim: AnthropicSimulator, client: anthropic.Anthropic, clock: VirtualClock
+) -> None:
+    from perfkit.simulation import Reply
+
+    sim.batches.concurrency = 1
+    sim.enqueue(Reply.of_tokens(5), Reply.of_tokens(7, latency=LLMLatency(ttft=86_400.0)))
+    client.messages.batches.create(requests=[_request("quick"), _request("too-slow")])
+    assert sim.output_tokens == 5

@@ -11,7 +11,8 @@ reply's total modeled latency). The batch ends when its last request finishes, o
 ``expires_at`` (24 hours after creation), when the requests not finished yet expire.
 Cancelling lets the requests in progress finish (the API's "in-progress,
 non-interruptible requests") and cancels those not started; the batch is ``canceling``
-until the last of them finishes.
+until the last of them finishes. The output tokens a batch generates are those of the
+requests it processes: a request canceled before it started, or expired, generated none.
 
 Shapes follow the installed SDK (``anthropic/types/messages/message_batch*.py``,
 ``deleted_message_batch.py``, ``resources/messages/batches.py``): request counts stay
@@ -34,7 +35,7 @@ import heapq
 import json
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,6 +87,8 @@ class Answer:
     custom_id: str
     result: Mapping[str, Any]
     duration: float
+    output_tokens: int = 0
+    """The tokens the request generates, if it is processed."""
 
 
 @dataclass
@@ -145,6 +148,10 @@ class Batch:
             return item.answer.result
         return {"type": "canceled" if self.cancel_at is not None else "expired"}
 
+    def output_tokens(self) -> int:
+        """The output tokens of the requests processed (not canceled or expired)."""
+        return sum(item.answer.output_tokens for item in self.scheduled if self._processed(item))
+
     def request_counts(self, now: float) -> dict[str, int]:
         counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
         if not self.ended(now):
@@ -185,8 +192,12 @@ class BatchStore:
         concurrency: int = DEFAULT_CONCURRENCY,
         origin: datetime = DEFAULT_ORIGIN,
         base_url: str = "https://api.anthropic.com",
+        on_output: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_output(tokens)`` is told the output tokens generated: those of the requests
+        a new batch will process, and (negative) those a cancellation leaves unprocessed."""
         self.clock = clock
+        self.on_output = on_output
         self.concurrency = concurrency
         self.origin = origin
         self.base_url = base_url
@@ -223,6 +234,7 @@ class BatchStore:
                 results_url=f"{self.base_url}/v1/messages/batches/{batch_id}/results",
             )
             self._batches[batch_id] = batch
+            self._output(batch.output_tokens())
         return batch
 
     def view(self, batch_id: str) -> dict[str, Any]:
@@ -241,8 +253,14 @@ class BatchStore:
                     f"Message Batch {batch_id} has already ended and cannot be canceled.",
                 )
             if batch.cancel_at is None:
+                before = batch.output_tokens()
                 batch.cancel(now)
+                self._output(batch.output_tokens() - before)
         return self._view(batch, now)
+
+    def _output(self, tokens: int) -> None:
+        if tokens and self.on_output is not None:
+            self.on_output(tokens)
 
     def delete(self, batch_id: str) -> dict[str, Any]:
         """Delete an ended batch (``DELETE .../{id}``); one still processing is refused."""

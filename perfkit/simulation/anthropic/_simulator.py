@@ -133,14 +133,21 @@ class AnthropicSimulator(SimulatedServer):
         self.messages_route: respx.Route = self.add_route(
             "POST", "/v1/messages", self._answer_messages, name="messages"
         )
-        self.batches = BatchStore(self.clock, base_url=self.base_url, origin=_origin(self.clock))
+        self.batches = BatchStore(
+            self.clock,
+            base_url=self.base_url,
+            origin=_origin(self.clock),
+            on_output=self._log.add_output,
+        )
         """The message batches created so far (``batches.concurrency`` sets how many requests
         of a batch are processed at once)."""
         self._add_endpoints()
 
     # -- the Messages API ------------------------------------------------------------
 
-    def _answer_messages(self, logged: SimRequest, request: httpx.Request) -> httpx.Response:
+    def _answer_messages(
+        self, logged: SimRequest, request: httpx.Request, *, count_output: bool = True
+    ) -> httpx.Response:
         refusal = self._refusal(logged, request)
         if refusal is not None:
             logged.status = refusal.status
@@ -149,7 +156,7 @@ class AnthropicSimulator(SimulatedServer):
         logged.answer = answer
         if isinstance(answer, Fault):
             return self.fault_response(answer, logged, request)
-        return self._reply_response(answer, logged)
+        return self._reply_response(answer, logged, count_output=count_output)
 
     def _refusal(self, logged: SimRequest, request: httpx.Request) -> Refusal | None:
         """The error a request gets instead of an answer, checked before the scripts."""
@@ -240,12 +247,15 @@ class AnthropicSimulator(SimulatedServer):
         input_tokens = usage.input_tokens if scripted is None else scripted
         return dataclasses.replace(message, cache=usage, input_tokens=input_tokens), plan
 
-    def _reply_response(self, reply: Reply, logged: SimRequest) -> httpx.Response:
+    def _reply_response(
+        self, reply: Reply, logged: SimRequest, *, count_output: bool = True
+    ) -> httpx.Response:
         message, plan = self._render(reply, logged)
         logged.status = 200
         if not logged.stream:
             logged.output_tokens = message.output_tokens
-            self._log.add_output(message.output_tokens)
+            if count_output:
+                self._log.add_output(message.output_tokens)
             return self.json_response(200, _dumps(message.to_json()), logged, delay=plan.total)
         return self._stream_response(logged, plan.connect, stream_chunks(message, plan))
 
@@ -410,7 +420,8 @@ class AnthropicSimulator(SimulatedServer):
         one = dataclasses.replace(
             logged, url=url, body=params, body_error=None, answer=None, status=None
         )
-        response = self._answer_messages(one, single)
+        # Counted by the batch store once it knows which requests are processed.
+        response = self._answer_messages(one, single, count_output=False)
         delivery = response.extensions[DELIVERY_KEY]
         if delivery.error is not None:
             error = error_body("api_error", "Internal server error")
@@ -418,7 +429,8 @@ class AnthropicSimulator(SimulatedServer):
         content = json.loads(response.read())
         if response.status_code == 200:
             content["id"] = f"{content['id']}_{position}"  # one batch, many messages
-            return Answer(custom_id, {"type": "succeeded", "message": content}, delivery.delay)
+            result = {"type": "succeeded", "message": content}
+            return Answer(custom_id, result, delivery.delay, one.output_tokens)
         return Answer(custom_id, {"type": "errored", "error": content}, delivery.delay)
 
     def _answer_list_batches(self, logged: SimRequest, request: httpx.Request) -> Any:
