@@ -219,3 +219,28 @@ def test_openai_async_client_runs_on_the_virtual_clock(clock: VirtualClock) -> N
     with OpenAISimulator(clock=clock, latency=1.5):
         assert clock.run(main())
     assert clock.now() >= 1.5
+
+
+def test_a_route_may_return_a_plain_httpx_response(clock: VirtualClock) -> None:
+    """A subclass's route that builds its response itself (no modeled delivery) is
+    answered at once, its connection kept for the next request."""
+
+    class Plain(SimulatedServer):
+        default_base_url = "https://plain.example"
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.add_route("GET", "/health", self._health, name="health")
+
+        def _health(self, logged: SimRequest, request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json={"ok": True})
+
+    with Plain(clock=clock, handshake=0.5) as server, httpx.Client() as client:
+        assert client.get("https://plain.example/health").json() == {"ok": True}
+        assert client.get("https://plain.example/health").json() == {"ok": True}
+    assert clock.now() == 0.5  # one handshake, then the idle connection is reused
+    assert server.connections_opened == 1
+    assert [(r.status, r.completed, r.completed_at) for r in server.requests] == [
+        (200, True, 0.5),
+        (200, True, 0.5),
+    ]

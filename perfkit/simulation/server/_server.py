@@ -341,7 +341,21 @@ class SimulatedServer:
         except BaseException:
             done(False)
             raise
+        if DELIVERY_KEY not in response.extensions:  # built by the route itself: at once
+            response.extensions[DELIVERY_KEY] = self._delivered_at_once(logged, response)
         return after_handshake(response, handshake, done)
+
+    def _delivered_at_once(self, logged: SimRequest, response: httpx.Response) -> Delivery:
+        """The delivery of a response a route made without one (a plain ``httpx.Response``):
+        no modeled wait, and logged as sent with its status."""
+        if logged.status is None:
+            logged.status = response.status_code
+
+        def on_sent() -> None:
+            logged.completed_at = self.clock.now()
+            logged.completed = True
+
+        return Delivery(self.clock, 0.0, on_sent=on_sent)
 
     def _record(self, request: httpx.Request, handshake: float) -> SimRequest:
         problem: str | None = None
