@@ -244,3 +244,21 @@ def test_a_route_may_return_a_plain_httpx_response(clock: VirtualClock) -> None:
         (200, True, 0.5),
         (200, True, 0.5),
     ]
+
+
+def test_two_simulators_on_one_loopback_port_with_different_prefixes(clock: VirtualClock) -> None:
+    """A local proxy serving several APIs on one port (``/anthropic`` and ``/v1``): each
+    simulator answers its own prefix, whichever started last; a path neither routes is
+    still an UnmatchedRequestError, never a request to whatever listens on the port."""
+    first = EchoServer(clock=clock, base_url="http://127.0.0.1:8123/a")
+    second = EchoServer(clock=clock, base_url="http://127.0.0.1:8123/b")
+    first.respond_with(Reply.text("A"))
+    second.respond_with(Reply.text("B"))
+    with first, second, httpx.Client() as client:
+        assert client.post("http://127.0.0.1:8123/b/echo", json={}).json()["said"] == "B"
+        assert client.post("http://127.0.0.1:8123/a/echo", json={}).json()["said"] == "A"
+        with pytest.raises(UnmatchedRequestError, match="/c/echo"):
+            client.post("http://127.0.0.1:8123/c/echo", json={})
+        failures = first.pop_failures() + second.pop_failures()
+    assert len(failures) == 1
+    assert type(failures[0]) is UnmatchedRequestError

@@ -283,15 +283,26 @@ class _PassThroughSignal(Exception):
     pass
 
 
+class HostClaimed(UnmatchedRequestError):
+    """Raised by a simulator's claim on its loopback host and port for a path it does not
+    route: another active simulator on the same host and port (a local proxy serving
+    several APIs under different prefixes) may still route it; if none does, it is this
+    error, never a request to the network."""
+
+
 def _resolve(flavor: ModuleType, request: httpx.Request) -> httpx.Response:
     """Ask each active router in turn; loopback requests nobody routes go to the network."""
     routers = REGISTRY.routers()
+    claimed: tuple[HostClaimed, respx.MockRouter] | None = None
     for router in routers:
         try:
             # Routes are matched synchronously even for async callers: simulator side
             # effects never block; modeled waits happen in the Delivery and the stream.
             return router.handler(request)
         except AllMockedAssertionError:
+            continue
+        except HostClaimed as error:  # perhaps another simulator's on the same port
+            claimed = claimed or (error, router)
             continue
         except PassThrough:
             raise _PassThroughSignal() from None
@@ -300,6 +311,11 @@ def _resolve(flavor: ModuleType, request: httpx.Request) -> httpx.Response:
         except Exception as error:  # a bug in a side effect: never let a client hide it
             REGISTRY.record_failure(error, router)
             raise
+    if claimed is not None:  # no simulator routes it: the claimant's error, as such
+        claim, claimant = claimed
+        unrouted = UnmatchedRequestError(str(claim))
+        REGISTRY.record_failure(unrouted, claimant)
+        raise unrouted
     if is_loopback(request.url.host):
         raise _PassThroughSignal()
     unmatched = UnmatchedRequestError(_unmatched_message(request, routers))

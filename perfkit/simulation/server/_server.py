@@ -20,7 +20,7 @@ import httpx
 import respx
 
 from perfkit._clock import Clock, RealClock
-from perfkit._errors import SimulatorError, UnmatchedRequestError
+from perfkit._errors import SimulatorError
 from perfkit._url import redact_url
 from perfkit.simulation._latency import (
     LatencyModel,
@@ -36,6 +36,7 @@ from perfkit.simulation.server._intercept import (
     REGISTRY,
     Delivery,
     Failures,
+    HostClaimed,
     is_loopback,
 )
 from perfkit.simulation.server._log import RequestLog, Script, SimRequest
@@ -265,7 +266,7 @@ class SimulatedServer:
         routes = ", ".join(f"{r.pattern!r}" for r in self.router.routes if r is not route)
 
         def unmatched(request: httpx.Request) -> httpx.Response:
-            raise UnmatchedRequestError(
+            raise HostClaimed(
                 f"perfkit simulator: no route for {request.method} "
                 f"{redact_url(str(request.url))}; this {type(self).__name__} owns "
                 f"{url.host}:{url.port} and routes only: {routes} (is the client's "
