@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -395,14 +396,18 @@ class AnthropicSimulator(SimulatedServer):
         refused first, as the API refuses it (413 ``request_too_large``)."""
         check_size(request.content)
         requests = check_requests(logged.body)
+        # One request object for all: the messages route reads only its URL and headers
+        # (each request's parameters are the logged body it is handed).
+        url = f"{self.base_url}/v1/messages" + ("?beta=true" if _beta(request) else "")
+        single = httpx.Request("POST", url, headers=request.headers)
         answers = [
-            self._batch_answer(item, position, logged, request)
+            self._batch_answer(item, position, logged, single)
             for position, item in enumerate(requests)
         ]
         return self.batches.view(self.batches.create(answers).id)
 
     def _batch_answer(
-        self, item: Mapping[str, Any], position: int, logged: SimRequest, request: httpx.Request
+        self, item: Mapping[str, Any], position: int, logged: SimRequest, single: httpx.Request
     ) -> Answer:
         """One request of a batch, answered by the messages route itself, unlogged: the
         result is its JSON (a message, its id made unique in the batch, or the error body),
@@ -415,10 +420,13 @@ class AnthropicSimulator(SimulatedServer):
                 "invalid_request_error", "stream: streaming is not supported in a message batch"
             )
             return Answer(custom_id, {"type": "errored", "error": error}, 0.0)
-        url = f"{self.base_url}/v1/messages" + ("?beta=true" if _beta(request) else "")
-        single = httpx.Request("POST", url, headers=request.headers, json=params)
-        one = dataclasses.replace(
-            logged, url=url, body=params, body_error=None, answer=None, status=None
+        one = copy.copy(logged)  # its headers already hidden: no dataclasses.replace
+        one.url, one.body, one.body_error, one.answer, one.status = (
+            str(single.url),
+            params,
+            None,
+            None,
+            None,
         )
         # Counted by the batch store once it knows which requests are processed.
         response = self._answer_messages(one, single, count_output=False)
