@@ -123,3 +123,52 @@ def test_output_tokens_leave_out_batch_requests_that_expire(
     sim.enqueue(Reply.of_tokens(5), Reply.of_tokens(7, latency=LLMLatency(ttft=86_400.0)))
     client.messages.batches.create(requests=[_request("quick"), _request("too-slow")])
     assert sim.output_tokens == 5
+
+
+def test_a_batch_seen_at_every_moment_is_consistent(
+    sim: AnthropicSimulator, client: anthropic.Anthropic, clock: VirtualClock
+) -> None:
+    """Stepping the clock through a batch that is canceled midway: the counts always add up
+    to the requests, stay all ``processing`` until it ends, and the timestamps follow the
+    simulator's clock (RFC 3339, parsed by the SDK)."""
+    from datetime import timedelta
+
+    sim.batches.concurrency = 2
+    batch = client.messages.batches.create(requests=[_request(f"r{n}") for n in range(7)])
+    seen = []
+    for step in range(40):
+        if step == 12:
+            client.messages.batches.cancel(batch.id)
+        view = client.messages.batches.retrieve(batch.id)
+        counts = view.request_counts
+        total = counts.processing + counts.succeeded + counts.errored + counts.canceled
+        assert total + counts.expired == 7
+        assert counts.processing in (0, 7)
+        assert (view.processing_status == "ended") == (counts.processing == 0)
+        assert view.created_at == batch.created_at
+        assert view.expires_at - view.created_at == timedelta(hours=24)
+        seen.append(view.processing_status)
+        clock.advance(0.1)
+    assert seen[0] == "in_progress"
+    assert "canceling" in seen
+    assert seen[-1] == "ended"
+    lines = list(client.messages.batches.results(batch.id))
+    assert sorted(line.custom_id for line in lines) == [f"r{n}" for n in range(7)]
+    kinds = [line.result.type for line in lines]
+    assert kinds.count("canceled") == view.request_counts.canceled > 0
+    assert all(line.model_extra in (None, {}) for line in lines)
+
+
+def test_list_paging_edges_through_the_sdk(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    for _ in range(3):
+        client.messages.batches.create(requests=[_request("a")])
+    for limit in (0, 1001):
+        with pytest.raises(anthropic.BadRequestError, match=f"got {limit}"):
+            client.messages.batches.list(limit=limit)
+    unknown = client.messages.batches.list(after_id="msgbatch_unknown")
+    assert (unknown.data, unknown.has_more) == ([], False)
+    assert len(list(client.messages.batches.list(limit=1))) == 3  # auto-paging, one by one
+    models = list(client.models.list(limit=1))
+    assert len({model.id for model in models}) == len(models) > 1
