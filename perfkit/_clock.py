@@ -170,6 +170,9 @@ class VirtualClock:
         return f"VirtualClock(now={self.now()!r})"
 
 
+_VIRTUAL_ASLEEP = VirtualClock.asleep
+
+
 async def _with_offset(clock: VirtualClock, main: Coroutine[Any, Any, T]) -> T:
     loop = asyncio.get_running_loop()
     try:
@@ -196,9 +199,14 @@ def sleep_at_once(clock: Clock) -> Callable[[float], bool]:
     function that ends a wait of that many seconds at once and returns True where
     :meth:`VirtualClock.asleep` would (nothing else would run meanwhile), else returns
     False, and the task awaits ``clock.asleep``. Made in the task: it is bound to its loop.
-    Without the coroutine and the checks of ``asleep`` per wait, a chunk costs half."""
+    Without the coroutine and the checks of ``asleep`` per wait, a chunk costs half. A
+    subclass (or a patched class) with an ``asleep`` of its own keeps it: it is awaited."""
     loop = _running_loop()
-    if not isinstance(clock, VirtualClock) or loop is None or not is_virtual_loop(loop):
+    if (
+        getattr(type(clock), "asleep", None) is not _VIRTUAL_ASLEEP  # a subclass's own asleep
+        or loop is None
+        or not is_virtual_loop(loop)
+    ):
         return _never
     return functools.partial(skip_ahead, loop)
 

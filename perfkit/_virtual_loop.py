@@ -134,12 +134,15 @@ def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
     """Move ``loop``'s virtual time on as ``await asyncio.sleep(delay)`` in the running task
     would, without leaving the task, if nothing else would run before that sleep ended:
     nothing ready, no timer due by then, no cancellation pending, nothing outside the
-    loop able to act. Returns whether it did; if not, nothing changed.
+    loop able to act, and the loop not in asyncio's debug mode (which would log the
+    step as a slow callback). Returns whether it did; if not, nothing changed.
 
     The end is reached in looptime's own steps (whole ticks, one more for a remainder
     under a tick), so it is the very time at which the sleep would have ended."""
     base: Any = loop
     if not 0 < delay < _LONGEST_SLEEP or base._ready or base._stopping or not is_virtual_loop(loop):
+        return False
+    if base._debug:  # asyncio's debug mode would log the step that slept as a slow callback
         return False
     now, ticks = getattr(loop, _NOW, None), getattr(loop, _TICKS_PER_SECOND, None)
     if not isinstance(now, int) or not isinstance(ticks, int) or getattr(loop, _END, 0) is not None:

@@ -1,0 +1,176 @@
+"""Hostile probes of perfkit's shortcuts through virtual time: each program runs on the
+virtual clock with the shortcuts and with them switched off, and must see the same
+virtual times, in the same order, and nothing else that differs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+import perfkit._clock
+from perfkit._clock import VirtualClock
+
+Trace = list[tuple[float, str]]
+Scenario = Callable[[VirtualClock, Trace], Coroutine[Any, Any, None]]
+
+
+def _never(*_args: Any) -> bool:
+    return False
+
+
+def both_ways(monkeypatch: pytest.MonkeyPatch, scenario: Scenario) -> tuple[Trace, Trace]:
+    """The trace of ``scenario`` with perfkit's shortcuts, then with them switched off."""
+    fast: Trace = []
+    VirtualClock().run(scenario(VirtualClock(), fast))
+    with monkeypatch.context() as patch:
+        patch.setattr(perfkit._clock, "skip_ahead", _never)
+        patch.setattr(perfkit._clock, "skip_idle_turns", lambda loop: None)
+        plain: Trace = []
+        VirtualClock().run(scenario(VirtualClock(), plain))
+    return fast, plain
+
+
+def note(trace: Trace, what: str) -> None:
+    trace.append((asyncio.get_running_loop().time(), what))
+
+
+def test_wait_for_and_timeout_around_a_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(clock: VirtualClock, trace: Trace) -> None:
+        for limit in (0.5, 1.0, 1.0000001, 0.9999999, 2.0):
+            try:
+                await asyncio.wait_for(clock.asleep(1.0), limit)
+                note(trace, f"wait_for {limit} done")
+            except TimeoutError:
+                note(trace, f"wait_for {limit} timed out")
+            try:
+                async with asyncio.timeout(limit):
+                    await clock.asleep(1.0)
+                note(trace, f"timeout {limit} done")
+            except TimeoutError:
+                note(trace, f"timeout {limit} timed out")
+
+    fast, plain = both_ways(monkeypatch, scenario)
+    assert fast == plain
+
+
+def test_timers_events_and_call_soon_at_the_wake_up_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(clock: VirtualClock, trace: Trace) -> None:
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+
+        async def waiter() -> None:
+            await event.wait()
+            note(trace, "event seen")
+            await clock.asleep(0.25)
+            note(trace, "waiter slept")
+
+        async def other() -> None:
+            await clock.asleep(0.5)
+            loop.call_soon(note, trace, "soon from other")
+            note(trace, "other woke")
+
+        waiting = asyncio.create_task(waiter())
+        others = asyncio.create_task(other())
+        loop.call_at(loop.time() + 0.5, note, trace, "call_at at wake")
+        loop.call_later(0.5, event.set)
+        await clock.asleep(0.5)
+        note(trace, "main woke")
+        await clock.asleep(0)
+        note(trace, "after sleep(0)")
+        await asyncio.gather(waiting, others)
+
+    fast, plain = both_ways(monkeypatch, scenario)
+    assert fast == plain
+
+
+def test_cancellation_from_another_task_at_the_wake_up_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario(clock: VirtualClock, trace: Trace) -> None:
+        async def victim() -> None:
+            try:
+                for _ in range(3):
+                    await clock.asleep(0.3)
+                    note(trace, "victim step")
+            except asyncio.CancelledError:
+                note(trace, "victim cancelled")
+                raise
+
+        task = asyncio.create_task(victim())
+        await clock.asleep(0.6)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        note(trace, "end")
+
+    fast, plain = both_ways(monkeypatch, scenario)
+    assert fast == plain
+
+
+def test_a_loopback_server_in_the_same_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(clock: VirtualClock, trace: Trace) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            line = await reader.readline()
+            await clock.asleep(0.2)
+            writer.write(line.upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"ping\n")
+            await clock.asleep(0.1)
+            note(trace, "client slept")
+            note(trace, (await reader.readline()).decode())
+            writer.close()
+            await writer.wait_closed()
+        await clock.asleep(0.3)
+        note(trace, "after server")
+
+    fast, plain = both_ways(monkeypatch, scenario)
+    assert fast == plain
+
+
+def test_debug_mode_sees_no_slow_callback_that_plain_time_would_not(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In asyncio's debug mode a task step lasting ``slow_callback_duration`` of loop time
+    is logged as slow: a sleep ended inside the step must not count as such."""
+
+    monkeypatch.setenv("PYTHONASYNCIODEBUG", "1")  # as under ``python -X dev``
+
+    async def scenario(clock: VirtualClock, trace: Trace) -> None:
+        assert asyncio.get_running_loop().get_debug()
+        await clock.asleep(1.0)
+        note(trace, "woke")
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        fast, plain = both_ways(monkeypatch, scenario)
+    assert fast == plain
+    assert not [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+
+
+class DoublingClock(VirtualClock):
+    """A virtual clock whose async waits last twice as long (a user's own clock)."""
+
+    async def asleep(self, seconds: float) -> None:
+        await super().asleep(seconds * 2)
+
+
+def test_a_stream_on_a_virtual_clock_subclass_waits_with_its_asleep() -> None:
+    from perfkit.simulation.server import ScheduledStream
+
+    clock = DoublingClock()
+
+    async def read() -> float:
+        stream = ScheduledStream([(0.5, b"a"), (0.25, b"b")], clock)
+        async for _ in stream:
+            pass
+        return asyncio.get_running_loop().time()
+
+    assert clock.run(read()) == 1.5
