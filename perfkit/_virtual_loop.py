@@ -57,7 +57,23 @@ def current_loop_of(policy: asyncio.AbstractEventLoopPolicy) -> asyncio.Abstract
 
 
 # looptime (0.9) keeps its virtual time in private fields, read and moved below. Should a
-# release rename them, nothing is skipped: every wait takes looptime's own path.
+# release rename them, nothing is skipped: every wait takes looptime's own path. A release
+# could also keep the names and change what a jump does (its tick rule, its idle turns),
+# which no field check can see: the shortcuts run only on the looptime versions whose
+# select() they were checked against, line by line.
+_CHECKED_LOOPTIME = frozenset({"0.9"})
+
+
+def _looptime_version() -> str | None:
+    try:
+        from looptime import _version
+    except ImportError:
+        return None
+    version = getattr(_version, "version", None)
+    return version if isinstance(version, str) else None
+
+
+_LOOPTIME_CHECKED = _looptime_version() in _CHECKED_LOOPTIME
 _NOW = "_LoopTimeEventLoop__now"
 _TICKS_PER_SECOND = "_LoopTimeEventLoop__resolution_reciprocal"
 _END = "_LoopTimeEventLoop__end"
@@ -72,7 +88,8 @@ _LONGEST_WAIT = 24 * 3600
 
 def _has_internals(loop: asyncio.AbstractEventLoop) -> bool:
     return (
-        isinstance(getattr(loop, _NOW, None), int)
+        _LOOPTIME_CHECKED
+        and isinstance(getattr(loop, _NOW, None), int)
         and isinstance(getattr(loop, _TICKS_PER_SECOND, None), int)
         and hasattr(loop, _EXECUTOR_FUTURES)
     )
@@ -142,7 +159,7 @@ def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
     base: Any = loop
     if not 0 < delay < _LONGEST_SLEEP or base._ready or base._stopping or not is_virtual_loop(loop):
         return False
-    if base._debug:  # asyncio's debug mode would log the step that slept as a slow callback
+    if base._debug or not _LOOPTIME_CHECKED:  # debug: the step would be logged as slow
         return False
     now, ticks = getattr(loop, _NOW, None), getattr(loop, _TICKS_PER_SECOND, None)
     if not isinstance(now, int) or not isinstance(ticks, int) or getattr(loop, _END, 0) is not None:

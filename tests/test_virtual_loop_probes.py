@@ -174,3 +174,77 @@ def test_a_stream_on_a_virtual_clock_subclass_waits_with_its_asleep() -> None:
         return asyncio.get_running_loop().time()
 
     assert clock.run(read()) == 1.5
+
+
+# --- without looptime's private fields, or on a looptime not checked, nothing is skipped ----
+
+
+def _sleeps_and_turns() -> tuple[list[float], int, bool]:
+    """Times after a few sleeps on the virtual clock, the loop's turns, and whether
+    ``skip_ahead`` ever ended a sleep."""
+    from perfkit import _virtual_loop
+
+    skipped = []
+    original = _virtual_loop.skip_ahead
+
+    def spying(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
+        skipped.append(original(loop, delay))
+        return skipped[-1]
+
+    clock = VirtualClock()
+
+    async def main() -> tuple[list[float], int]:
+        loop = asyncio.get_running_loop()
+        turns = [0]
+        select = loop._selector.select  # type: ignore[attr-defined]
+
+        def counting(timeout: float | None) -> Any:
+            turns[0] += 1
+            return select(timeout)
+
+        loop._selector.select = counting  # type: ignore[attr-defined]
+        times = []
+        for seconds in (0.5, 1e-7, 86_400 * 1.5 + 0.3, 1 / 3):
+            await clock.asleep(seconds)
+            times.append(loop.time())
+        await asyncio.gather(asyncio.sleep(0.01), asyncio.sleep(0.02))
+        times.append(loop.time())
+        return times, turns[0]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(perfkit._clock, "skip_ahead", spying)
+        times, turns = clock.run(main())
+    return times, turns, any(skipped)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("_NOW", "_renamed_now"),
+        ("_TICKS_PER_SECOND", "_renamed_ticks"),
+        ("_END", "_renamed_end"),
+        ("_EXECUTOR_FUTURES", "_renamed_futures"),
+        ("_IDLE_TURNS", "_renamed_idle_turns"),
+        ("_LOOPTIME_CHECKED", False),  # a looptime release the shortcuts were not checked on
+    ],
+)
+def test_without_looptimes_fields_or_version_every_sleep_takes_looptimes_path(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: object
+) -> None:
+    from perfkit import _virtual_loop
+
+    fast_times, _, fast_skipped = _sleeps_and_turns()
+    assert fast_skipped
+    monkeypatch.setattr(_virtual_loop, name, value)
+    times, turns, skipped = _sleeps_and_turns()
+    assert times == fast_times
+    if name in {"_IDLE_TURNS", "_LOOPTIME_CHECKED", "_EXECUTOR_FUTURES"}:
+        assert turns > 40 * 2  # looptime's own idle turns before each jump
+    if name != "_IDLE_TURNS":
+        assert not skipped
+
+
+def test_the_installed_looptime_is_one_the_shortcuts_were_checked_on() -> None:
+    from perfkit import _virtual_loop
+
+    assert _virtual_loop._looptime_version() in _virtual_loop._CHECKED_LOOPTIME
