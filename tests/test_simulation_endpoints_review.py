@@ -172,3 +172,25 @@ def test_list_paging_edges_through_the_sdk(
     assert len(list(client.messages.batches.list(limit=1))) == 3  # auto-paging, one by one
     models = list(client.models.list(limit=1))
     assert len({model.id for model in models}) == len(models) > 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": MODEL, "messages": "Hi"}, "messages: must be a list"),
+        ({"messages": [{"role": "user", "content": "Hi"}]}, "model: Field required"),
+        ({"model": MODEL}, "messages: Field required"),
+    ],
+    ids=["messages-not-a-list", "no-model", "no-messages"],
+)
+def test_a_lenient_count_tokens_refuses_what_a_lenient_create_refuses(
+    clock: VirtualClock, client: anthropic.Anthropic, body: dict[str, Any], message: str
+) -> None:
+    """With ``strict=False``, count_tokens keeps the checks ``messages.create`` keeps
+    (less ``max_tokens``, which it does not take): a count for a request create refuses
+    would equal no ``usage.input_tokens``."""
+    with AnthropicSimulator(clock=clock, strict=False):  # raw posts: the SDK checks too
+        with pytest.raises(anthropic.BadRequestError, match=message):
+            client.post("/v1/messages", body={**body, "max_tokens": 16}, cast_to=object)
+        with pytest.raises(anthropic.BadRequestError, match=message):
+            client.post("/v1/messages/count_tokens", body=body, cast_to=object)

@@ -374,6 +374,10 @@ class AnthropicSimulator(SimulatedServer):
             refusal = check_count_tokens_request(logged.body, request.headers, beta=_beta(request))
             if refusal is not None:
                 return refusal
+        else:  # the lenient checks of messages.create, less max_tokens (not taken here)
+            problem = _validate({**logged.body, "max_tokens": 0})
+            if problem is not None:
+                return Refusal(400, "invalid_request_error", problem)
         return {"input_tokens": count_input_tokens(logged.body)}
 
     def _answer_models(self, logged: SimRequest, request: httpx.Request) -> Any:
