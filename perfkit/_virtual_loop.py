@@ -4,8 +4,10 @@ moving virtual time on without the loop's idle turns where nothing can happen me
 from __future__ import annotations
 
 import asyncio
+import heapq
 import warnings
 import weakref
+from asyncio import base_events
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -82,6 +84,11 @@ _IDLE_TURNS = "_LoopTimeEventLoop__noop_cycles"
 _SKIPS = "_perfkit_skips_idle_turns"
 _LONGEST_SLEEP = 1e12
 """Seconds (about 31,700 years): a longer sleep, or NaN, takes asyncio's own path."""
+_REBUILD_ABOVE: int = getattr(base_events, "_MIN_SCHEDULED_TIMER_HANDLES", 100)
+_REBUILD_CANCELLED_FRACTION: float = getattr(
+    base_events, "_MIN_CANCELLED_TIMER_HANDLES_FRACTION", 0.5
+)
+"""Above this many timers, with more than this fraction cancelled, asyncio rebuilds its heap."""
 _LONGEST_WAIT = 24 * 3600
 """asyncio's longest wait on the selector at once (``base_events.MAXIMUM_SELECT_TIMEOUT``)."""
 
@@ -175,10 +182,26 @@ def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
     end = now + round(timeout * ticks)
     if not 1 / ticks <= timeout <= _LONGEST_WAIT or when >= end / ticks + resolution:
         end = _timer_tick(now, ticks, when, resolution)
-    if base._scheduled and base._scheduled[0].when() < end / ticks + resolution:
-        return False  # another timer runs first, or in the same turn
+    scheduled = base._scheduled
+    if scheduled:
+        if scheduled[0].when() < end / ticks + resolution:
+            return False  # another timer runs first, or in the same turn
+        count = len(scheduled) + 1
+        if (
+            count > _REBUILD_ABOVE
+            and base._timer_cancelled_count / count > _REBUILD_CANCELLED_FRACTION
+        ):
+            return False  # asyncio would rebuild its heap of timers with the sleep's in it
+        # asyncio.sleep pushes its timer on the heap and pops it again. That rearranges the
+        # heap, and so which of two later timers due at the very same time runs first.
+        heapq.heappush(scheduled, asyncio.TimerHandle(when, _no_callback, (), loop))
+        heapq.heappop(scheduled)
     setattr(loop, _NOW, end)
     return True
+
+
+def _no_callback() -> None:
+    pass
 
 
 def _timer_tick(now: int, ticks: int, when: float, resolution: float) -> int:

@@ -248,3 +248,62 @@ def test_the_installed_looptime_is_one_the_shortcuts_were_checked_on() -> None:
     from perfkit import _virtual_loop
 
     assert _virtual_loop._looptime_version() in _virtual_loop._CHECKED_LOOPTIME
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nested_gathers_of_streams_and_timers(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    import random
+
+    from perfkit.simulation.server import ScheduledStream
+
+    async def scenario(clock: VirtualClock, trace: Trace) -> None:
+        rng = random.Random(seed)
+        loop = asyncio.get_running_loop()
+
+        async def read(name: str) -> None:
+            chunks = [(rng.choice([0.0, 0.001, 0.002, 0.0015, 1e-7]), b"x") for _ in range(20)]
+            await clock.asleep(rng.choice([0.0, 0.001, 0.003]))
+            async for _ in ScheduledStream(chunks, clock):
+                note(trace, name)
+                if rng.random() < 0.1:
+                    loop.call_later(rng.choice([0.001, 0.002]), note, trace, f"{name} timer")
+
+        async def group(prefix: str) -> None:
+            await asyncio.gather(*(read(f"{prefix}{index}") for index in range(3)))
+
+        await asyncio.gather(group("a"), group("b"), read("solo"))
+
+    fast, plain = both_ways(monkeypatch, scenario)
+    assert fast == plain
+    assert len(fast) > 100
+
+
+@pytest.mark.parametrize("cancelled", [0, 60, 130])
+def test_timers_due_together_wake_in_looptimes_order(
+    monkeypatch: pytest.MonkeyPatch, cancelled: int
+) -> None:
+    """Which of two timers due at the very same time runs first depends on how asyncio's
+    heap of timers is arranged, which every pushed and popped timer changes; many
+    cancelled timers make asyncio rebuild the heap."""
+
+    async def scenario(clock: VirtualClock, trace: Trace) -> None:
+        loop = asyncio.get_running_loop()
+        for index in range(cancelled):
+            loop.call_later(5 + index / 1000, note, trace, "never").cancel()
+
+        async def sleeper(name: str, seconds: list[float]) -> None:
+            for step in seconds:
+                await clock.asleep(step)
+                note(trace, name)
+
+        for index in range(8):
+            loop.call_later(0.004, note, trace, f"timer {index}")
+        await asyncio.gather(
+            sleeper("a", [0.001, 0.001, 0.002]),
+            sleeper("b", [0.003, 0.001]),
+            sleeper("c", [0.002, 0.002]),
+            sleeper("d", [0.0005, 0.0035]),
+        )
+
+    fast, plain = both_ways(monkeypatch, scenario)
+    assert fast == plain
