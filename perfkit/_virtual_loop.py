@@ -147,11 +147,20 @@ def skip_idle_turns(loop: asyncio.AbstractEventLoop) -> None:
 
     def select(timeout: float | None) -> Any:
         if timeout:  # nothing is ready, and a timer is due in ``timeout`` seconds
-            setattr(loop, _IDLE_TURNS, 0 if _closed_world(loop) else idle_turns)
+            jump = _closed_world(loop) and not _timer_due_now(loop)
+            setattr(loop, _IDLE_TURNS, 0 if jump else idle_turns)
         return looptime_select(timeout)
 
     setattr(select, _SKIPS, True)
     selector.select = select  # type: ignore[union-attr]
+
+
+def _timer_due_now(loop: Any) -> bool:
+    """Whether asyncio runs the next timer in this turn without time moving on: one due
+    within the clock's resolution. looptime starts its idle turns then, but never jumps
+    in them; with no idle turns to count it would jump a tick at the next such timer."""
+    scheduled = loop._scheduled
+    return bool(scheduled) and scheduled[0]._when < loop.time() + loop._clock_resolution
 
 
 def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:

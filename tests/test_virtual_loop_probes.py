@@ -307,3 +307,24 @@ def test_timers_due_together_wake_in_looptimes_order(
 
     fast, plain = both_ways(monkeypatch, scenario)
     assert fast == plain
+
+
+def test_timers_due_within_the_clocks_resolution_do_not_move_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio runs a timer due within its clock's resolution (1 ns) without waiting;
+    looptime then does not move its time (1 µs ticks) either, however many there are."""
+
+    async def scenario(clock: VirtualClock, trace: Trace) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.001, note, trace, "later")
+        for index in range(3):
+            await asyncio.sleep(5e-10)
+            note(trace, f"tiny {index}")
+            await clock.asleep(5e-10)
+            note(trace, f"tiny asleep {index}")
+        await clock.asleep(0.002)
+        note(trace, "end")
+
+    fast, plain = both_ways(monkeypatch, scenario)
+    assert fast == plain
