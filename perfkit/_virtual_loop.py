@@ -195,16 +195,21 @@ def skip_ahead(loop: asyncio.AbstractEventLoop, delay: float) -> bool:
     if scheduled:
         if scheduled[0].when() < end / ticks + resolution:
             return False  # another timer runs first, or in the same turn
-        count = len(scheduled) + 1
-        if (
-            count > _REBUILD_ABOVE
-            and base._timer_cancelled_count / count > _REBUILD_CANCELLED_FRACTION
+        cancelled, count = base._timer_cancelled_count, len(scheduled)
+        if any(
+            turn_count > _REBUILD_ABOVE and cancelled / turn_count > _REBUILD_CANCELLED_FRACTION
+            for turn_count in (count + 1, count)
         ):
-            return False  # asyncio would rebuild its heap of timers with the sleep's in it
-        # asyncio.sleep pushes its timer on the heap and pops it again. That rearranges the
-        # heap, and so which of two later timers due at the very same time runs first.
+            return False  # asyncio would rebuild its heap of timers in one of the sleep's turns
+        # asyncio.sleep pushes its timer on the heap and pops it again, and the turn that
+        # wakes the task first drops cancelled timers from the top of the heap. Both
+        # rearrange the heap, and so which of two later timers due at the very same time
+        # runs first.
         heapq.heappush(scheduled, asyncio.TimerHandle(when, _no_callback, (), loop))
         heapq.heappop(scheduled)
+        while scheduled and scheduled[0]._cancelled:
+            base._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
     setattr(loop, _NOW, end)
     return True
 
