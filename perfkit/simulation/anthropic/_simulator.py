@@ -59,10 +59,8 @@ from perfkit.simulation.anthropic._wire import (
 from perfkit.simulation.server import (
     DEFAULT_MAX_LOGGED,
     DELIVERY_KEY,
-    Delivery,
     Fault,
     Reply,
-    ScheduledStream,
     SimRequest,
     SimulatedServer,
     TextBlock,
@@ -265,31 +263,16 @@ class AnthropicSimulator(SimulatedServer):
     ) -> httpx.Response:
         # Tokens delivered once each chunk is sent: the client may stop reading early, and
         # the first chunk after message_start need not hold a token (an empty text block).
-        delivered = list(accumulate(tokens_in(data) for _, data in chunks))
-        received = 0
-
-        def on_chunk(index: int) -> None:
-            nonlocal received
-            received = delivered[index]
-            if received and logged.first_token_at is None:
-                logged.first_token_at = self.clock.now()
-            if logged.first_text_at is None and b'"type":"text_delta"' in chunks[index][1]:
-                logged.first_text_at = self.clock.now()
-
-        def on_close(finished: bool) -> None:
-            logged.completed_at = self.clock.now()
-            logged.completed = finished
-            logged.output_tokens = received
-            self._log.add_output(received)
-
-        stream = ScheduledStream(chunks, self.clock, on_chunk=on_chunk, on_close=on_close)
-        headers = {**self.base_headers(logged), "content-type": "text/event-stream; charset=utf-8"}
-        headers["cache-control"] = "no-cache"
-        return httpx.Response(
-            200,
-            headers=headers,
-            stream=stream,
-            extensions={DELIVERY_KEY: Delivery(self.clock, delay)},
+        first_text = next(
+            (i for i, (_, data) in enumerate(chunks) if b'"type":"text_delta"' in data), None
+        )
+        return self.event_stream_response(
+            logged,
+            delay,
+            chunks,
+            tokens=list(accumulate(tokens_in(data) for _, data in chunks)),
+            first_text=first_text,
+            headers={"cache-control": "no-cache"},
         )
 
     def fault_response(

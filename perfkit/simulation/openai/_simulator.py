@@ -24,11 +24,8 @@ from perfkit.simulation.openai._wire import (
 )
 from perfkit.simulation.server import (
     DEFAULT_MAX_LOGGED,
-    DELIVERY_KEY,
-    Delivery,
     Fault,
     Reply,
-    ScheduledStream,
     SimRequest,
     SimulatedServer,
     TextBlock,
@@ -215,34 +212,13 @@ class OpenAISimulator(SimulatedServer):
     def _stream_response(
         self, logged: SimRequest, delay: float, stream: RenderedStream
     ) -> httpx.Response:
-        delivered = stream.tokens
-        received = 0
-
-        def on_chunk(index: int) -> None:
-            nonlocal received
-            received = delivered[index]
-            if received and logged.first_token_at is None:
-                logged.first_token_at = self.clock.now()
-            if index == stream.first_text:
-                logged.first_text_at = self.clock.now()
-
-        def on_close(finished: bool) -> None:
-            logged.completed_at = self.clock.now()
-            logged.completed = finished
-            logged.output_tokens = received
-            self._log.add_output(received)
-
-        body = ScheduledStream(stream.chunks, self.clock, on_chunk=on_chunk, on_close=on_close)
-        headers = {
-            **self.base_headers(logged),
-            "content-type": "text/event-stream; charset=utf-8",
-            "openai-processing-ms": str(round(delay * 1000)),
-        }
-        return httpx.Response(
-            200,
-            headers=headers,
-            stream=body,
-            extensions={DELIVERY_KEY: Delivery(self.clock, delay)},
+        return self.event_stream_response(
+            logged,
+            delay,
+            stream.chunks,
+            tokens=stream.tokens,
+            first_text=stream.first_text,
+            headers={"openai-processing-ms": str(round(delay * 1000))},
         )
 
     def fault_response(

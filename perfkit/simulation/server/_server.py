@@ -37,6 +37,7 @@ from perfkit.simulation.server._intercept import (
     Delivery,
     Failures,
     HostClaimed,
+    ScheduledStream,
     is_loopback,
 )
 from perfkit.simulation.server._log import RequestLog, Script, SimRequest
@@ -480,6 +481,50 @@ class SimulatedServer:
             headers=all_headers,
             content=content,
             extensions={DELIVERY_KEY: Delivery(self.clock, delay, on_sent=on_sent)},
+        )
+
+    def event_stream_response(
+        self,
+        logged: SimRequest,
+        delay: float,
+        chunks: list[tuple[float, bytes]],
+        *,
+        tokens: list[int],
+        first_text: int | None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """A streamed 200 (server-sent events): ``chunks`` of (wait, bytes) delivered on
+        the clock, the first ``delay`` modeled seconds after the request arrived.
+        ``tokens[i]`` is the output tokens sent once chunk ``i`` is (a running total) and
+        ``first_text`` the chunk of the first text token, if any. The log gets the times
+        of the first token and first text token, and the tokens the client received (it
+        may stop reading early)."""
+        received = 0
+
+        def on_chunk(index: int) -> None:
+            nonlocal received
+            received = tokens[index]
+            if received and logged.first_token_at is None:
+                logged.first_token_at = self.clock.now()
+            if index == first_text and logged.first_text_at is None:
+                logged.first_text_at = self.clock.now()
+
+        def on_close(finished: bool) -> None:
+            logged.completed_at = self.clock.now()
+            logged.completed = finished
+            logged.output_tokens = received
+            self._log.add_output(received)
+
+        body = ScheduledStream(chunks, self.clock, on_chunk=on_chunk, on_close=on_close)
+        return httpx.Response(
+            200,
+            headers={
+                **self.base_headers(logged),
+                "content-type": "text/event-stream; charset=utf-8",
+                **(headers or {}),
+            },
+            stream=body,
+            extensions={DELIVERY_KEY: Delivery(self.clock, delay)},
         )
 
     def failing(self, delay: float, error: httpx.TransportError) -> httpx.Response:
