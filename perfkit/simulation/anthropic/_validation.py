@@ -459,11 +459,7 @@ def _check_custom_tool(tool: Mapping[str, Any], path: str) -> str:
 def _check_tool_choice(choice: object, tools: _Tools) -> None:
     if choice is None:
         return
-    _expect(choice, dict, "tool_choice")
-    assert isinstance(choice, dict)
-    kind = choice.get("type")
-    if kind not in _TOOL_CHOICE_TYPES:
-        raise _refuse("tool_choice", _tag_message(kind, _TOOL_CHOICE_TYPES))
+    choice, kind = _tagged(choice, "tool_choice", _TOOL_CHOICE_TYPES)
     allowed = {"type", "disable_parallel_tool_use"} | ({"name"} if kind == "tool" else set())
     if kind == "none":
         allowed = {"type"}
@@ -553,11 +549,7 @@ def _thinking_type(body: Mapping[str, Any]) -> object:
 def _check_thinking(thinking: object, *, beta: bool) -> None:
     if thinking is None:
         return
-    _expect(thinking, dict, "thinking")
-    assert isinstance(thinking, dict)
-    kind = thinking.get("type")
-    if kind not in _THINKING_TYPES:
-        raise _refuse("thinking", _tag_message(kind, _THINKING_TYPES))
+    thinking, kind = _tagged(thinking, "thinking", _THINKING_TYPES)
     allowed = {"type"} | ({"budget_tokens", "display"} if kind == "enabled" else set())
     if kind == "adaptive":
         allowed.add("display")
@@ -966,6 +958,17 @@ def _check_literal(value: object, path: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         choices = ", ".join(repr(choice) for choice in allowed[:-1]) + f" or {allowed[-1]!r}"
         raise _refuse(path, f"Input should be {choices}")
+
+
+def _tagged(value: object, path: str, tags: Sequence[str]) -> tuple[Mapping[str, Any], str]:
+    """``value`` as an object whose ``type`` is one of ``tags``, and that type; else the
+    API's refusal (not an object, or a tag it does not know)."""
+    _expect(value, dict, path)
+    assert isinstance(value, dict)
+    kind = value.get("type")
+    if kind not in tags:
+        raise _refuse(path, _tag_message(kind, tags))
+    return value, str(kind)
 
 
 def _tag_message(tag: object, tags: Sequence[str]) -> str:
