@@ -310,17 +310,22 @@ def test_error_bodies_carry_the_request_id_and_say_whether_to_retry(
     )
 
 
-def test_a_thinking_reply_streams_as_recorded(
-    sim: AnthropicSimulator, client: anthropic.Anthropic
-) -> None:
+def the_recorded_thinking_turn(sim: AnthropicSimulator) -> dict[str, Any]:
+    """Script the recorded thinking exchange's reply (a thought, then a weather call);
+    returns its request."""
     sim.enqueue(
         Reply(
             thinking_block("The user asks for the weather in Florence."),
             ToolUseBlock("weather", {"location": "Florence, Italy"}),
         )
     )
-    thinking = {"type": "enabled", "budget_tokens": 4000}
-    events, _ = streamed(client, **ask(max_tokens=8096, thinking=thinking))
+    return ask(max_tokens=8096, thinking={"type": "enabled", "budget_tokens": 4000})
+
+
+def test_a_thinking_reply_streams_as_recorded(
+    sim: AnthropicSimulator, client: anthropic.Anthropic
+) -> None:
+    events, _ = streamed(client, **the_recorded_thinking_turn(sim))
     recorded = load_stream("fantasy_thinking_stream.txt")
     assert compare_streams(events, recorded, allow_extra_keys=True) == []
 
@@ -328,13 +333,6 @@ def test_a_thinking_reply_streams_as_recorded(
 def test_a_thinking_reply_is_structured_as_recorded(
     sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
-    sim.enqueue(
-        Reply(
-            thinking_block("The user asks for the weather in Florence."),
-            ToolUseBlock("weather", {"location": "Florence, Italy"}),
-        )
-    )
-    thinking = {"type": "enabled", "budget_tokens": 4000}
-    body, _ = answered(client, **ask(max_tokens=8096, thinking=thinking))
+    body, _ = answered(client, **the_recorded_thinking_turn(sim))
     recorded = load_json("fantasy_thinking_message.json")
     assert compare_bodies(body, recorded, allow_extra_keys=True) == []
