@@ -262,3 +262,18 @@ def test_two_simulators_on_one_loopback_port_with_different_prefixes(clock: Virt
         failures = first.pop_failures() + second.pop_failures()
     assert len(failures) == 1
     assert type(failures[0]) is UnmatchedRequestError
+
+
+def test_a_route_added_after_start_on_the_simulators_loopback_host_is_served(
+    clock: VirtualClock,
+) -> None:
+    """Owning a loopback host and port must not shadow routes the user adds later (a
+    health check of the local server the simulator stands in for, say)."""
+    with EchoServer(clock=clock, base_url="http://127.0.0.1:8124/v1") as sim:
+        sim.router.get("http://127.0.0.1:8124/health").respond(json={"ok": True})
+        with httpx.Client() as client:
+            assert client.get("http://127.0.0.1:8124/health").json() == {"ok": True}
+            with pytest.raises(UnmatchedRequestError, match="EchoServer owns 127.0.0.1:8124"):
+                client.get("http://127.0.0.1:8124/other")
+        [failure] = sim.pop_failures()
+        assert type(failure) is UnmatchedRequestError

@@ -146,6 +146,16 @@ class Failures:
         self.dropped += other.dropped
 
 
+Origin = tuple[str, str, int]
+"""A URL's scheme, host and port (the scheme's default when it names none)."""
+
+
+def origin_of(url: httpx.URL) -> Origin:
+    """``url``'s origin."""
+    port = url.port if url.port is not None else {"http": 80, "https": 443}.get(url.scheme, 0)
+    return url.scheme, url.host, port
+
+
 class _Registry:
     """The active routers, most recent first; patches are installed while any is active."""
 
@@ -153,12 +163,18 @@ class _Registry:
         self._lock = threading.Lock()
         self._routers: list[respx.MockRouter] = []
         self._failures: dict[int, Failures] = {}
+        self._owners: dict[int, tuple[Origin, str]] = {}
         self._patches: ExitStack | None = None
 
-    def activate(self, router: respx.MockRouter) -> None:
+    def activate(self, router: respx.MockRouter, *, owns: tuple[Origin, str] | None = None) -> None:
+        """Route to ``router`` (first, until a newer one is activated). ``owns`` is a
+        loopback origin its simulator stands in for, and the simulator's name: a request
+        there that no router routes is unmatched, never passed to the network."""
         with self._lock:
             self._routers.insert(0, router)
             self._failures[id(router)] = Failures()
+            if owns is not None:
+                self._owners[id(router)] = owns
             if self._patches is None:
                 self._patches = _install_patches()
 
@@ -167,6 +183,7 @@ class _Registry:
         with self._lock:
             if router in self._routers:
                 self._routers.remove(router)
+            self._owners.pop(id(router), None)
             if not self._routers and self._patches is not None:
                 self._patches.close()
                 self._patches = None
@@ -192,6 +209,17 @@ class _Registry:
     def routers(self) -> list[respx.MockRouter]:
         with self._lock:
             return list(self._routers)
+
+    def owner_of(self, url: httpx.URL) -> tuple[respx.MockRouter, str] | None:
+        """The newest active router whose simulator owns ``url``'s origin, with the
+        simulator's name, or None."""
+        origin = origin_of(url)
+        with self._lock:
+            for router in self._routers:
+                owned = self._owners.get(id(router))
+                if owned is not None and owned[0] == origin:
+                    return router, owned[1]
+        return None
 
     @property
     def active(self) -> bool:
@@ -283,26 +311,15 @@ class _PassThroughSignal(Exception):
     pass
 
 
-class HostClaimed(UnmatchedRequestError):
-    """Raised by a simulator's claim on its loopback host and port for a path it does not
-    route: another active simulator on the same host and port (a local proxy serving
-    several APIs under different prefixes) may still route it; if none does, it is this
-    error, never a request to the network."""
-
-
 def _resolve(flavor: ModuleType, request: httpx.Request) -> httpx.Response:
     """Ask each active router in turn; loopback requests nobody routes go to the network."""
     routers = REGISTRY.routers()
-    claimed: tuple[HostClaimed, respx.MockRouter] | None = None
     for router in routers:
         try:
             # Routes are matched synchronously even for async callers: simulator side
             # effects never block; modeled waits happen in the Delivery and the stream.
             return router.handler(request)
         except AllMockedAssertionError:
-            continue
-        except HostClaimed as error:  # perhaps another simulator's on the same port
-            claimed = claimed or (error, router)
             continue
         except PassThrough:
             raise _PassThroughSignal() from None
@@ -311,22 +328,29 @@ def _resolve(flavor: ModuleType, request: httpx.Request) -> httpx.Response:
         except Exception as error:  # a bug in a side effect: never let a client hide it
             REGISTRY.record_failure(error, router)
             raise
-    if claimed is not None:  # no simulator routes it: the claimant's error, as such
-        claim, claimant = claimed
-        unrouted = UnmatchedRequestError(str(claim))
-        REGISTRY.record_failure(unrouted, claimant)
-        raise unrouted
-    if is_loopback(request.url.host):
+    owner = REGISTRY.owner_of(request.url) if is_loopback(request.url.host) else None
+    if owner is None and is_loopback(request.url.host):
         raise _PassThroughSignal()
-    unmatched = UnmatchedRequestError(_unmatched_message(request, routers))
-    REGISTRY.record_failure(unmatched)
+    unmatched = UnmatchedRequestError(_unmatched_message(request, routers, owner))
+    REGISTRY.record_failure(unmatched, owner[0] if owner is not None else None)
     raise unmatched
 
 
-def _unmatched_message(request: httpx.Request, routers: list[respx.MockRouter]) -> str:
+def _unmatched_message(
+    request: httpx.Request,
+    routers: list[respx.MockRouter],
+    owner: tuple[respx.MockRouter, str] | None = None,
+) -> str:
     routes = [repr(route.pattern) for router in routers for route in router.routes]
     listed = "\n  ".join(routes) or "(none)"
     url = redact_url(str(request.url))
+    if owner is not None:
+        port = origin_of(request.url)[2]
+        return (
+            f"perfkit simulator: no route for {request.method} {url}; this {owner[1]} "
+            f"owns {request.url.host}:{port} (is the client's base_url the simulator's, "
+            f"with the same path prefix?). Routes:\n  {listed}"
+        )
     return (
         f"perfkit simulator: no route for {request.method} {url}; requests may not "
         f"leave the machine while the simulator is active. Routes:\n  {listed}"

@@ -36,9 +36,10 @@ from perfkit.simulation.server._intercept import (
     REGISTRY,
     Delivery,
     Failures,
-    HostClaimed,
+    Origin,
     ScheduledStream,
     is_loopback,
+    origin_of,
 )
 from perfkit.simulation.server._log import RequestLog, Script, SimRequest
 from perfkit.simulation.server._replies import Fault, Reply
@@ -134,7 +135,6 @@ class SimulatedServer:
         self._lock = threading.Lock()
         self._active: ExitStack | None = None
         self._failures = Failures()
-        self._host_claimed = False
 
     # -- routes ----------------------------------------------------------------------
 
@@ -245,36 +245,21 @@ class SimulatedServer:
         if self._active is not None:
             raise SimulatorError("this simulator is already active")
         with ExitStack() as stack:
-            self._claim_loopback_host()
-            REGISTRY.activate(self.router)
+            REGISTRY.activate(self.router, owns=self._loopback_origin())
             stack.callback(self._deactivate)
             stack.enter_context(sdks_on_clock(self._sdk_modules(), self.clock, self.seed))
             self._active = stack.pop_all()
         return self
 
-    def _claim_loopback_host(self) -> None:
+    def _loopback_origin(self) -> tuple[Origin, str] | None:
         """On a loopback ``base_url`` (a local OpenAI-compatible server's, such as
-        ``http://localhost:8000/v1``), every other request to that host and port is an
-        :class:`UnmatchedRequestError` too. Unrouted loopback requests otherwise pass
-        through to the network, where a client whose base_url lacks (or adds) a path
-        prefix would reach whatever really listens there. Added once, after the
-        simulator's own routes (and the user's routes made before it starts)."""
+        ``http://localhost:8000/v1``), its origin: the simulator owns that host and port,
+        so a request there that no route serves is an :class:`UnmatchedRequestError` too.
+        Unrouted loopback requests otherwise pass through to the network, where a client
+        whose base_url lacks (or adds) a path prefix would reach whatever really listens
+        there."""
         url = httpx.URL(self.base_url)
-        if self._host_claimed or not is_loopback(url.host):
-            return
-        self._host_claimed = True
-        route = self.router.route(scheme=url.scheme, host=url.host, port=url.port, name="host")
-        routes = ", ".join(f"{r.pattern!r}" for r in self.router.routes if r is not route)
-
-        def unmatched(request: httpx.Request) -> httpx.Response:
-            raise HostClaimed(
-                f"perfkit simulator: no route for {request.method} "
-                f"{redact_url(str(request.url))}; this {type(self).__name__} owns "
-                f"{url.host}:{url.port} and routes only: {routes} (is the client's "
-                "base_url the simulator's, with the same path prefix?)"
-            )
-
-        route.side_effect = unmatched
+        return (origin_of(url), type(self).__name__) if is_loopback(url.host) else None
 
     def stop(self, *, check: bool = True) -> None:
         """Stop intercepting requests.
