@@ -273,7 +273,7 @@ def test_a_route_added_after_start_on_the_simulators_loopback_host_is_served(
         sim.router.get("http://127.0.0.1:8124/health").respond(json={"ok": True})
         with httpx.Client() as client:
             assert client.get("http://127.0.0.1:8124/health").json() == {"ok": True}
-            with pytest.raises(UnmatchedRequestError, match="EchoServer owns 127.0.0.1:8124"):
+            with pytest.raises(UnmatchedRequestError, match=r"EchoServer owns 127\.0\.0\.1:8124"):
                 client.get("http://127.0.0.1:8124/other")
         [failure] = sim.pop_failures()
         assert type(failure) is UnmatchedRequestError
