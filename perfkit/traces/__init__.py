@@ -1,0 +1,8 @@
+"""Request traces: record how a real model answers (TraceRecorder) and read them back
+(read_traces) to calibrate the simulator's latency model."""
+
+from __future__ import annotations
+
+from perfkit.traces._format import Trace, TraceFormatError, iter_traces, read_traces
+
+__all__ = ["Trace", "TraceFormatError", "iter_traces", "read_traces"]
