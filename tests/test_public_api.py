@@ -138,6 +138,8 @@ EXPECTED_SIMULATION = [
     "fake_redis",
     "find_redis_server_binary",
     "is_loopback",
+    "latency_from_profile",
+    "latency_to_profile",
     "tokenize",
 ]
 

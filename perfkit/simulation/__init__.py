@@ -15,6 +15,7 @@ from perfkit.simulation._latency import (
     Uniform,
 )
 from perfkit.simulation._network import SimulatedNetwork
+from perfkit.simulation._profile import latency_from_profile, latency_to_profile
 from perfkit.simulation._redis import (
     RedisServer,
     fake_async_redis,
@@ -65,5 +66,7 @@ __all__ = [
     "fake_redis",
     "find_redis_server_binary",
     "is_loopback",
+    "latency_from_profile",
+    "latency_to_profile",
     "tokenize",
 ]
