@@ -4,5 +4,6 @@
 from __future__ import annotations
 
 from perfkit.traces._format import Trace, TraceFormatError, iter_traces, read_traces
+from perfkit.traces._recorder import TraceRecorder
 
-__all__ = ["Trace", "TraceFormatError", "iter_traces", "read_traces"]
+__all__ = ["Trace", "TraceFormatError", "TraceRecorder", "iter_traces", "read_traces"]
