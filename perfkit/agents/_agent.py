@@ -16,6 +16,9 @@ reply                         whole, when finished       streamed token by token
 history                       every message of a user,   trimmed to a token budget
                               bounded number of users    per user and in all, bounded
                                                          number of users
+prompt                        sent whole every time      ``cache_control`` breakpoints:
+                                                         tools, system and conversation
+                                                         read from the API's prompt cache
 ============================  =========================  ===============================
 """
 
@@ -34,6 +37,7 @@ from perfkit._errors import PerfkitError
 from perfkit._secrets import hide_secrets
 from perfkit._validation import check_count
 from perfkit.agents._history import DEFAULT_MAX_USERS, ConversationStore, Message
+from perfkit.agents._prompt_caching import check_ttl, with_breakpoints
 from perfkit.agents._tools import ToolRegistry
 from perfkit.cache import CachedMessages, MessageAssembler, MultiLayerCache
 from perfkit.pooling import ConnectionStats, SharedAsyncClient, register_stats, track_connections
@@ -242,10 +246,13 @@ class OptimizedAgent(Agent):
     One shared, pooled client per event loop (built on the SDK's default client); every
     turn through the multi-layer cache with LLM-aware keys (a repeated question costs no
     API call, and a streamed reply is replayed from the cache); all tool calls of a turn
-    concurrently; the reply streamed as it is generated; and per-user history trimmed to
-    a token budget with a bounded number of users. Retries are left to the SDK and
-    counted (``retries``). Close it with ``await agent.aclose()`` from the loop that used
-    it, or use ``async with agent:``.
+    concurrently; the reply streamed as it is generated; per-user history trimmed to
+    a token budget with a bounded number of users; and prompt caching: ``cache_control``
+    breakpoints on the tools, the system prompt and the conversation, so each turn reads
+    the prefix the previous one wrote (``prompt_caching=False`` sends the same blocks
+    unmarked; ``prompt_cache_ttl="1h"`` keeps the tools and system prompt an hour).
+    Retries are left to the SDK and counted (``retries``). Close it with
+    ``await agent.aclose()`` from the loop that used it, or use ``async with agent:``.
     """
 
     parallel_tools = True
@@ -256,12 +263,20 @@ class OptimizedAgent(Agent):
         cache: MultiLayerCache | None = None,
         history: ConversationStore | None = None,
         cache_ttl: float | None = None,
+        prompt_caching: bool = True,
+        prompt_cache_ttl: str = "5m",
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self.cache = cache if cache is not None else MultiLayerCache(namespace="agent")
         self.history = history if history is not None else ConversationStore()
         self.cache_ttl = cache_ttl
+        if not isinstance(prompt_caching, bool):
+            raise TypeError(f"prompt_caching must be True or False, got {prompt_caching!r}")
+        self.prompt_caching = prompt_caching
+        """Whether requests carry ``cache_control`` breakpoints (see :func:`with_breakpoints`)."""
+        self.prompt_cache_ttl = check_ttl(prompt_cache_ttl)
+        """How long the tools' and system prompt's cache entries live (``"5m"`` or ``"1h"``)."""
         self._shared = SharedAsyncClient(self._new_session)
 
     def _new_session(self) -> _Session:
@@ -283,6 +298,10 @@ class OptimizedAgent(Agent):
                 if text:
                     yield text
         yield assembler.message
+
+    def _request(self, messages: list[Message]) -> dict[str, Any]:
+        ttl = self.prompt_cache_ttl if self.prompt_caching else None
+        return with_breakpoints(super()._request(messages), ttl=ttl)
 
     def _history(self, user_id: str) -> list[Message]:
         return self.history.messages(user_id)
