@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import json
+import ssl
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anthropic
+import httpx2
 import pytest
 
-from perfkit.traces import Trace, TraceFormatError, read_traces
+from perfkit import VirtualClock
+from perfkit.simulation import (
+    AnthropicSimulator,
+    Fault,
+    LLMLatency,
+    Reply,
+    TextBlock,
+    ThinkingBlock,
+    ToolUseBlock,
+)
+from perfkit.traces import Trace, TraceFormatError, TraceRecorder, _recorder, read_traces
 
 
 def _trace(**changes: object) -> Trace:
@@ -62,3 +80,486 @@ def test_a_line_that_is_not_a_trace_is_an_error_naming_the_line(
     path.write_text(_trace().to_json() + "\n" + line + "\n")
     with pytest.raises(TraceFormatError, match=rf"traces\.jsonl, line 2: not a trace: .*{named}"):
         read_traces(path)
+
+
+# --- the recorder, through the real SDK against the simulator on the virtual clock ----------
+
+LATENCY = LLMLatency(
+    connect=0.1, ttft=0.5, prefill_per_token=0.001, cache_read_per_token=0.0001, per_token=0.02
+)
+TLS = ssl.create_default_context()
+SECRET_KEY = "sk-ant-api03-SECRET-canary-key"
+PROMPT = "PROMPT-CANARY please answer"
+MODEL = "claude-sonnet-4-5"
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[AnthropicSimulator]:
+    with AnthropicSimulator(latency=LATENCY, clock=clock) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "traces.jsonl"
+
+
+@pytest.fixture
+def recorder(path: Path, clock: VirtualClock) -> Iterator[TraceRecorder]:
+    with TraceRecorder(path, clock=clock) as trace_recorder:
+        yield trace_recorder
+
+
+def sync_sdk(recorder: TraceRecorder, **options: Any) -> anthropic.Anthropic:
+    options.setdefault("max_retries", 0)
+    return anthropic.Anthropic(
+        api_key=SECRET_KEY, http_client=recorder.http_client(verify=TLS), **options
+    )
+
+
+def async_sdk(recorder: TraceRecorder, **options: Any) -> anthropic.AsyncAnthropic:
+    options.setdefault("max_retries", 0)
+    return anthropic.AsyncAnthropic(
+        api_key=SECRET_KEY, http_client=recorder.async_http_client(verify=TLS), **options
+    )
+
+
+def ask(**extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": 200,
+        "messages": [{"role": "user", "content": PROMPT}],
+        **extra,
+    }
+
+
+def expected_ttft(usage: Any) -> float:
+    """What LATENCY makes the time to first token of a reply with this usage."""
+    prefilled = usage.input_tokens + usage.cache_creation_input_tokens
+    seconds = 0.1 + 0.5 + 0.001 * prefilled + 0.0001 * usage.cache_read_input_tokens
+    return round(seconds, 6)
+
+
+def only_trace(path: Path) -> Trace:
+    (trace,) = read_traces(path)
+    return trace
+
+
+def check_streamed(trace: Trace, usage: Any, sim: AnthropicSimulator) -> None:
+    ttft = expected_ttft(usage)
+    assert trace.ok
+    assert trace.stream
+    assert (trace.status, trace.retries, trace.model) == (200, 0, MODEL)
+    assert trace.headers_s == 0.1
+    assert trace.ttft_s == ttft
+    assert trace.gaps_s == (0.02,) * (usage.output_tokens - 1)
+    assert trace.complete_s == round(ttft + 0.02 * (usage.output_tokens - 1), 6)
+    assert (trace.input_tokens, trace.output_tokens) == (usage.input_tokens, usage.output_tokens)
+    logged = sim.last_request
+    assert trace.at == logged.sent_at
+    assert logged.first_token_at is not None
+    assert trace.ttft_s == round(logged.first_token_at - logged.sent_at, 6)
+    assert trace.request_id is not None
+    assert trace.request_id.startswith("req_")
+
+
+def test_a_sync_streamed_create_is_recorded_exactly(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path
+) -> None:
+    with sync_sdk(recorder) as client:
+        stream = client.messages.create(**ask(stream=True))
+        events = list(stream)
+    usage = events[0].message.usage
+    usage.output_tokens = events[-2].usage.output_tokens  # message_delta's final count
+    check_streamed(only_trace(path), usage, sim)
+
+
+def test_a_sync_message_stream_is_recorded_exactly(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path
+) -> None:
+    with sync_sdk(recorder) as client, client.messages.stream(**ask()) as stream:
+        message = stream.get_final_message()
+    check_streamed(only_trace(path), message.usage, sim)
+
+
+def test_an_async_message_stream_is_recorded_exactly(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path, clock: VirtualClock
+) -> None:
+    async def main() -> anthropic.types.Message:
+        async with async_sdk(recorder) as client, client.messages.stream(**ask()) as stream:
+            return await stream.get_final_message()
+
+    message = clock.run(main())
+    check_streamed(only_trace(path), message.usage, sim)
+
+
+def test_an_async_streamed_create_is_recorded_exactly(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path, clock: VirtualClock
+) -> None:
+    async def main() -> anthropic.types.Message:
+        async with async_sdk(recorder) as client:
+            stream = await client.messages.create(**ask(stream=True))
+            async for event in stream:
+                if event.type == "message_start":
+                    usage = event.message.usage
+                elif event.type == "message_delta":
+                    usage.output_tokens = event.usage.output_tokens
+            return usage
+
+    usage = clock.run(main())
+    check_streamed(only_trace(path), usage, sim)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_reply_not_streamed_has_its_usage_and_no_ttft(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path, clock: VirtualClock, flavour: str
+) -> None:
+    if flavour == "sync":
+        with sync_sdk(recorder) as client:
+            message = client.messages.create(**ask())
+    else:
+
+        async def main() -> anthropic.types.Message:
+            async with async_sdk(recorder) as client:
+                return await client.messages.create(**ask())
+
+        message = clock.run(main())
+    trace = only_trace(path)
+    total = round(expected_ttft(message.usage) + 0.02 * (message.usage.output_tokens - 1), 6)
+    assert (trace.stream, trace.ttft_s, trace.gaps_s) == (False, None, ())
+    assert trace.headers_s == trace.complete_s == total  # the whole reply comes at once
+    assert (trace.input_tokens, trace.output_tokens) == (
+        message.usage.input_tokens,
+        message.usage.output_tokens,
+    )
+    assert trace.request_id == sim.last_request.headers.get("request-id") or trace.request_id
+
+
+def test_cache_writes_and_reads_are_recorded_with_their_times(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path
+) -> None:
+    system = [{"type": "text", "text": "rule " * 3000, "cache_control": {"type": "ephemeral"}}]
+    usages = []
+    with sync_sdk(recorder) as client:
+        for _ in range(2):
+            with client.messages.stream(**ask(system=system)) as stream:
+                usages.append(stream.get_final_message().usage)
+    written, read = read_traces(path)
+    assert usages[0].cache_creation_input_tokens > 1000
+    assert usages[1].cache_read_input_tokens == usages[0].cache_creation_input_tokens
+    for trace, usage in zip((written, read), usages, strict=True):
+        assert trace.cache_creation_input_tokens == usage.cache_creation_input_tokens
+        assert trace.cache_read_input_tokens == usage.cache_read_input_tokens
+        assert trace.input_tokens == usage.input_tokens
+        assert trace.ttft_s == expected_ttft(usage)
+    assert read.ttft_s is not None
+    assert written.ttft_s is not None
+    assert read.ttft_s < written.ttft_s
+
+
+FAULTS = [
+    pytest.param(Fault.rate_limit(retry_after=1), 429, "rate_limit_error", id="429"),
+    pytest.param(Fault.server_error(), 500, "api_error", id="500"),
+    pytest.param(Fault.overloaded(), 529, "overloaded_error", id="529"),
+]
+
+
+@pytest.mark.parametrize(("fault", "status", "error"), FAULTS)
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_each_retry_attempt_is_its_own_line(
+    sim: AnthropicSimulator,
+    recorder: TraceRecorder,
+    path: Path,
+    clock: VirtualClock,
+    fault: Fault,
+    status: int,
+    error: str,
+    flavour: str,
+) -> None:
+    sim.enqueue(fault, fault)
+
+    if flavour == "sync":
+        with sync_sdk(recorder, max_retries=2) as client, client.messages.stream(**ask()) as s:
+            s.get_final_message()
+    else:
+
+        async def main() -> None:
+            async with (
+                async_sdk(recorder, max_retries=2) as client,
+                client.messages.stream(**ask()) as stream,
+            ):
+                await stream.get_final_message()
+
+        clock.run(main())
+    first, second, third = read_traces(path)
+    assert [t.retries for t in (first, second, third)] == [0, 1, 2]
+    assert [t.status for t in (first, second, third)] == [status, status, 200]
+    # The SDK closes a streamed request's error reply unread before it retries: the line
+    # names the status; the error type is named where the body was read (next test).
+    assert (first.error, second.error, third.error) == (f"HTTP {status}", f"HTTP {status}", None)
+    assert first.headers_s == first.complete_s == 0.1
+    assert first.ttft_s is None
+    assert [t.at for t in (first, second, third)] == [r.sent_at for r in sim.requests]
+    assert third.ok
+    assert third.ttft_s is not None
+
+
+@pytest.mark.parametrize(("fault", "status", "error"), FAULTS)
+def test_an_error_reply_the_sdk_reads_is_named_by_its_type(
+    sim: AnthropicSimulator,
+    recorder: TraceRecorder,
+    path: Path,
+    fault: Fault,
+    status: int,
+    error: str,
+) -> None:
+    sim.enqueue(fault, fault, fault)
+    with sync_sdk(recorder, max_retries=1) as client:
+        with pytest.raises(anthropic.APIStatusError):  # the last attempt's reply is read
+            client.messages.create(**ask(stream=True))
+        client.messages.create(**ask())  # not streamed: every reply is read
+    assert [(t.status, t.error) for t in read_traces(path)] == [
+        (status, f"HTTP {status}"),
+        (status, error),
+        (status, error),
+        (200, None),
+    ]
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_connection_failure_is_a_line_with_no_status(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path, clock: VirtualClock, flavour: str
+) -> None:
+    sim.enqueue(Fault.connection_error())
+    if flavour == "sync":
+        with sync_sdk(recorder) as client, pytest.raises(anthropic.APIConnectionError):
+            client.messages.create(**ask())
+    else:
+
+        async def main() -> None:
+            async with async_sdk(recorder) as client:
+                await client.messages.create(**ask())
+
+        with pytest.raises(anthropic.APIConnectionError):
+            clock.run(main())
+    trace = only_trace(path)
+    assert (trace.status, trace.error, trace.request_id) == (0, "ConnectError", None)
+    assert trace.headers_s == trace.complete_s == 0.1
+    assert not trace.ok
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_an_abandoned_stream_still_writes_what_was_seen(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path, clock: VirtualClock, flavour: str
+) -> None:
+    sim.enqueue(Reply.text(" ".join(f"word{i}" for i in range(40))))
+    if flavour == "sync":
+        with sync_sdk(recorder) as client, client.messages.stream(**ask()) as stream:
+            for index, _ in enumerate(stream.text_stream):
+                if index == 3:
+                    break
+    else:
+
+        async def main() -> None:
+            async with async_sdk(recorder) as client, client.messages.stream(**ask()) as stream:
+                index = 0
+                async for _ in stream.text_stream:
+                    index += 1
+                    if index == 4:
+                        break
+
+        clock.run(main())
+    trace = only_trace(path)
+    assert trace.error == "abandoned"
+    assert not trace.ok
+    assert trace.ttft_s == round(0.1 + 0.5 + 0.001 * trace.input_tokens, 6)
+    assert trace.gaps_s == (0.02, 0.02, 0.02)
+    assert trace.complete_s == round(trace.ttft_s + 0.06, 6)
+    assert trace.input_tokens > 0
+
+
+def test_a_task_cancelled_mid_stream_writes_its_line(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path, clock: VirtualClock
+) -> None:
+    sim.enqueue(Reply.text(" ".join(f"word{i}" for i in range(40))))
+
+    async def read_all() -> None:
+        async with async_sdk(recorder) as client, client.messages.stream(**ask()) as stream:
+            await stream.get_final_message()
+
+    async def main() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(read_all(), timeout=0.65)
+
+    clock.run(main())
+    trace = only_trace(path)
+    assert trace.error in ("CancelledError", "abandoned")
+    assert trace.complete_s == 0.65
+    assert trace.ttft_s == round(0.1 + 0.5 + 0.001 * trace.input_tokens, 6)
+
+
+def test_thinking_and_tool_input_are_content_tokens(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path
+) -> None:
+    sim.enqueue(
+        Reply(ThinkingBlock("let me think about it"), TextBlock("answer")),
+        Reply(ToolUseBlock("get_weather", {"city": "Paris"})),
+    )
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    tool = {"name": "get_weather", "input_schema": {"type": "object"}}
+    with sync_sdk(recorder) as client:
+        with client.messages.stream(**ask(max_tokens=2000, thinking=thinking)) as stream:
+            stream.get_final_message()
+        with client.messages.stream(**ask(tools=[tool])) as stream:
+            stream.get_final_message()
+    for trace, logged in zip(read_traces(path), sim.requests, strict=True):
+        assert logged.first_token_at is not None
+        assert trace.ttft_s == round(logged.first_token_at - logged.sent_at, 6)
+        assert trace.ttft_s == round(0.1 + 0.5 + 0.001 * trace.input_tokens, 6)
+        assert len(trace.gaps_s) >= 1
+
+
+def test_other_endpoints_are_not_recorded(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path
+) -> None:
+    with sync_sdk(recorder) as client:
+        client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
+        client.models.list()
+    assert path.read_text() == ""
+
+
+def test_nothing_secret_is_recorded(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path
+) -> None:
+    sim.enqueue(Reply.text("REPLY-CANARY here"), Fault.rate_limit(retry_after=1))
+    with sync_sdk(recorder, max_retries=1, default_headers={"x-custom": "HEADER-CANARY"}) as c:
+        c.messages.create(**ask())
+        with c.messages.stream(**ask(system="SYSTEM-CANARY")) as stream:
+            stream.get_final_message()
+    text = path.read_text()
+    assert len(text.splitlines()) == 3
+    for canary in ("SECRET", "CANARY", "x-api-key", "anthropic-version", "stainless"):
+        assert canary not in text
+
+
+# --- the recorder never breaks a request -------------------------------------------------------
+
+
+def test_a_full_disk_never_breaks_the_request_and_is_logged_once(
+    sim: AnthropicSimulator, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with TraceRecorder("/dev/full", clock=clock) as full:
+        with sync_sdk(full) as client:
+            for _ in range(3):
+                with client.messages.stream(**ask()) as stream:
+                    assert stream.get_final_message().content
+        assert (full.written, full.dropped) == (0, 3)
+    warnings = [r for r in caplog.records if r.name == "perfkit.traces"]
+    assert len(warnings) == 1
+    assert "/dev/full" in warnings[0].getMessage()
+    assert "OSError" in warnings[0].getMessage()
+
+
+def test_a_closed_recorder_never_breaks_the_request(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path
+) -> None:
+    with sync_sdk(recorder) as client:
+        client.messages.create(**ask())
+        recorder.close()
+        assert client.messages.create(**ask()).content
+    assert (recorder.written, recorder.dropped) == (1, 1)
+    assert len(read_traces(path)) == 1
+
+
+def test_a_failing_recorder_step_never_breaks_the_request(
+    sim: AnthropicSimulator,
+    recorder: TraceRecorder,
+    path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: VirtualClock,
+) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("recorder bug")
+
+    with sync_sdk(recorder) as client:
+        for step in ("on_headers", "on_chunk", "finish"):
+            with monkeypatch.context() as patch:
+                patch.setattr(_recorder._Attempt, step, broken)
+                with client.messages.stream(**ask()) as stream:
+                    assert stream.get_final_message().content
+
+    async def main() -> None:
+        async with async_sdk(recorder) as client:
+            assert (await client.messages.create(**ask())).content
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_recorder._Attempt, "_read_request", broken)
+        clock.run(main())
+    assert (recorder.written, recorder.dropped) == (0, 4)
+    assert path.read_text() == ""
+
+
+def test_malformed_events_are_skipped_and_the_line_keeps_the_rest(
+    recorder: TraceRecorder, path: Path
+) -> None:
+    body = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+        b'{"input_tokens":7,"output_tokens":1}}}\n\n'
+        b"event: content_block_delta\ndata: {not json\n\n"
+        b"event: content_block_delta\r\ndata: "
+        b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}\r\n\r\n'
+        b": a comment\n\nevent: message_delta\ndata: [1]\n\n"
+    )
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    transport = recorder.transport(httpx2.MockTransport(handler))
+    with httpx2.Client(transport=transport) as client:
+        response = client.post("https://x.test/v1/messages", json={"model": "m", "stream": True})
+    assert response.content == body
+    trace = only_trace(path)
+    assert (trace.input_tokens, trace.output_tokens, trace.error) == (7, 1, None)
+    assert trace.ttft_s == 0.0
+
+
+def test_instrument_refuses_what_is_not_an_httpx2_client(recorder: TraceRecorder) -> None:
+    with pytest.raises(TypeError, match=r"httpx2\.Client or httpx2\.AsyncClient.*got 'client'"):
+        recorder.instrument("client")  # type: ignore[type-var]
+
+
+def test_a_recorder_wraps_a_transport_once(recorder: TraceRecorder) -> None:
+    client = recorder.http_client(verify=TLS)
+    transport = client._transport
+    assert recorder.instrument(client)._transport is transport
+    client.close()
+
+
+# --- many at once ------------------------------------------------------------------------------
+
+
+def test_threads_and_tasks_append_whole_lines(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path, clock: VirtualClock
+) -> None:
+    def one_thread(_: int) -> None:
+        with sync_sdk(recorder) as client:
+            for _ in range(5):
+                with client.messages.stream(**ask()) as stream:
+                    stream.get_final_message()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(one_thread, range(8)))
+
+    async def main() -> None:
+        async with async_sdk(recorder) as client:
+
+            async def one() -> None:
+                async with client.messages.stream(**ask()) as stream:
+                    await stream.get_final_message()
+
+            await asyncio.gather(*(one() for _ in range(40)))
+
+    clock.run(main())
+    traces = read_traces(path)
+    assert len(traces) == recorder.written == 80
+    assert all(trace.ok and trace.gaps_s for trace in traces)

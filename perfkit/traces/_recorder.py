@@ -235,8 +235,6 @@ class _Attempt:
             self.body = []
 
     def on_chunk(self, chunk: bytes) -> None:
-        if self.done:
-            return
         if not self.sse:
             self._keep(chunk)
             return
@@ -271,7 +269,10 @@ class _Attempt:
     def _on_event(self, name: str | None, data: bytes, now: float) -> None:
         if name not in (None, "content_block_delta", "message_start", "message_delta", "error"):
             return  # ping, content_block_start/stop, message_stop
-        event = jiter.from_json(data)
+        try:
+            event = jiter.from_json(data)
+        except ValueError:  # not JSON: the SDK raises on it; the line keeps what came before
+            return
         if not isinstance(event, dict):
             return
         kind = event.get("type")
@@ -387,12 +388,26 @@ def _start(recorder: TraceRecorder, request: httpx2.Request) -> _Attempt | None:
 def _call(recorder: TraceRecorder, attempt: _Attempt, method: str, *args: Any) -> bool:
     """Call ``attempt.<method>(*args)``; on a failure of the recorder's own, count it, stop
     recording this attempt and return False. The request never sees it."""
+    if attempt.done:
+        return False
     try:
         getattr(attempt, method)(*args)
     except Exception as error:
         attempt.done = True
         recorder.failed(error)
         return False
+    return True
+
+
+def _read_already(attempt: _Attempt, response: httpx2.Response) -> bool:
+    """Whether ``response`` came with its body in memory (an in-process transport, a mock):
+    then it is all there now, and the line is written at once."""
+    try:
+        content = response.content
+    except httpx2.ResponseNotRead:
+        return False
+    if _call(attempt.recorder, attempt, "on_chunk", content):
+        _call(attempt.recorder, attempt, "finish")
     return True
 
 
@@ -414,7 +429,9 @@ class _RecordingTransport(httpx2.BaseTransport):
         except BaseException as error:
             _call(self.recorder, attempt, "finish", _failure_name(error))
             raise
-        if _call(self.recorder, attempt, "on_headers", response):
+        if _call(self.recorder, attempt, "on_headers", response) and not _read_already(
+            attempt, response
+        ):
             response.stream = _RecordingStream(response.stream, attempt)
         return response
 
@@ -443,7 +460,9 @@ class _AsyncRecordingTransport(httpx2.AsyncBaseTransport):
         except BaseException as error:
             _call(self.recorder, attempt, "finish", _failure_name(error))
             raise
-        if _call(self.recorder, attempt, "on_headers", response):
+        if _call(self.recorder, attempt, "on_headers", response) and not _read_already(
+            attempt, response
+        ):
             response.stream = _AsyncRecordingStream(response.stream, attempt)
         return response
 
@@ -469,8 +488,7 @@ class _RecordingStream(httpx2.SyncByteStream):
         attempt, recorder = self.attempt, self.attempt.recorder
         try:
             for chunk in self.inner:
-                if not attempt.done:
-                    _call(recorder, attempt, "on_chunk", chunk)
+                _call(recorder, attempt, "on_chunk", chunk)
                 yield chunk
         except GeneratorExit:
             raise
@@ -497,8 +515,7 @@ class _AsyncRecordingStream(httpx2.AsyncByteStream):
         attempt, recorder = self.attempt, self.attempt.recorder
         try:
             async for chunk in self.inner:
-                if not attempt.done:
-                    _call(recorder, attempt, "on_chunk", chunk)
+                _call(recorder, attempt, "on_chunk", chunk)
                 yield chunk
         except GeneratorExit:
             raise
