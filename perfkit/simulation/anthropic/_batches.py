@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from perfkit._clock import Clock
+from perfkit._pricing import Usage
 
 DEFAULT_CONCURRENCY = 8
 """Requests of one batch processed at once by default (a modeling choice: the API does
@@ -89,6 +90,9 @@ class Answer:
     duration: float
     output_tokens: int = 0
     """The tokens the request generates, if it is processed."""
+    model: str = ""
+    usage: Usage | None = None
+    """What the request costs, if it is processed (charged at the batch discount)."""
 
 
 @dataclass
@@ -152,6 +156,12 @@ class Batch:
         """The output tokens of the requests processed (not canceled or expired)."""
         return sum(item.answer.output_tokens for item in self.scheduled if self._processed(item))
 
+    def charged(self) -> list[Answer]:
+        """The answers of the requests processed that cost something."""
+        return [
+            s.answer for s in self.scheduled if s.answer.usage is not None and self._processed(s)
+        ]
+
     def request_counts(self, now: float) -> dict[str, int]:
         counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
         if not self.ended(now):
@@ -193,11 +203,15 @@ class BatchStore:
         origin: datetime = DEFAULT_ORIGIN,
         base_url: str = "https://api.anthropic.com",
         on_output: Callable[[int], None] | None = None,
+        on_charge: Callable[[str, Usage], None] | None = None,
     ) -> None:
         """``on_output(tokens)`` is told the output tokens generated: those of the requests
-        a new batch will process, and (negative) those a cancellation leaves unprocessed."""
+        a new batch will process, and (negative) those a cancellation leaves unprocessed;
+        ``on_charge(model, usage)`` is told the same requests' usage (negated when
+        refunded)."""
         self.clock = clock
         self.on_output = on_output
+        self.on_charge = on_charge
         self.concurrency = concurrency
         self.origin = origin
         self.base_url = base_url
@@ -235,6 +249,7 @@ class BatchStore:
             )
             self._batches[batch_id] = batch
             self._output(batch.output_tokens())
+            self._charge(batch.charged(), 1)
         return batch
 
     def view(self, batch_id: str) -> dict[str, Any]:
@@ -253,14 +268,23 @@ class BatchStore:
                     f"Message Batch {batch_id} has already ended and cannot be canceled.",
                 )
             if batch.cancel_at is None:
-                before = batch.output_tokens()
+                before, charged = batch.output_tokens(), batch.charged()
                 batch.cancel(now)
                 self._output(batch.output_tokens() - before)
+                kept = {id(answer) for answer in batch.charged()}
+                self._charge([a for a in charged if id(a) not in kept], -1)
         return self._view(batch, now)
 
     def _output(self, tokens: int) -> None:
         if tokens and self.on_output is not None:
             self.on_output(tokens)
+
+    def _charge(self, answers: Sequence[Answer], sign: int) -> None:
+        if self.on_charge is None:
+            return
+        for answer in answers:
+            assert answer.usage is not None
+            self.on_charge(answer.model, answer.usage if sign > 0 else -answer.usage)
 
     def delete(self, batch_id: str) -> dict[str, Any]:
         """Delete an ended batch (``DELETE .../{id}``); one still processing is refused."""

@@ -16,6 +16,7 @@ import httpx
 import respx
 
 from perfkit._clock import Clock
+from perfkit._pricing import Usage
 from perfkit.simulation._latency import LatencyModel, LatencyPlan, LLMLatency, to_microseconds
 from perfkit.simulation.anthropic._batches import (
     DEFAULT_LIMIT,
@@ -137,6 +138,7 @@ class AnthropicSimulator(SimulatedServer):
             base_url=self.base_url,
             origin=_origin(self.clock),
             on_output=self._log.add_output,
+            on_charge=lambda model, usage: self.charge(model, usage, batch=True),
         )
         """The message batches created so far (``batches.concurrency`` sets how many requests
         of a batch are processed at once)."""
@@ -253,13 +255,18 @@ class AnthropicSimulator(SimulatedServer):
         logged.status = 200
         if not logged.stream:
             logged.output_tokens = message.output_tokens
-            if count_output:
+            if count_output:  # a batch's requests are charged by the batch store
                 self._log.add_output(message.output_tokens)
+                self.charge(message.model, _usage(message, message.output_tokens))
             return self.json_response(200, _dumps(message.to_json()), logged, delay=plan.total)
-        return self._stream_response(logged, plan.connect, stream_chunks(message, plan))
+        return self._stream_response(logged, plan.connect, stream_chunks(message, plan), message)
 
     def _stream_response(
-        self, logged: SimRequest, delay: float, chunks: list[tuple[float, bytes]]
+        self,
+        logged: SimRequest,
+        delay: float,
+        chunks: list[tuple[float, bytes]],
+        message: RenderedMessage,
     ) -> httpx.Response:
         # Tokens delivered once each chunk is sent: the client may stop reading early, and
         # the first chunk after message_start need not hold a token (an empty text block).
@@ -273,6 +280,8 @@ class AnthropicSimulator(SimulatedServer):
             tokens=list(accumulate(tokens_in(data) for _, data in chunks)),
             first_text=first_text,
             headers={"cache-control": "no-cache"},
+            # Charged as sent: a stream the client stops reading costs the output sent.
+            on_delivered=lambda sent: self.charge(message.model, _usage(message, sent)),
         )
 
     def fault_response(
@@ -288,7 +297,7 @@ class AnthropicSimulator(SimulatedServer):
                 message, plan, error_after_tokens=sent, error=(fault.error_type, fault.message)
             )
             logged.status = 200
-            return self._stream_response(logged, plan.connect, chunks)
+            return self._stream_response(logged, plan.connect, chunks, message)
         return super().fault_response(fault, logged, request)
 
     # -- token counting, models and message batches ----------------------------------
@@ -425,7 +434,10 @@ class AnthropicSimulator(SimulatedServer):
         if response.status_code == 200:
             content["id"] = f"{content['id']}_{position}"  # one batch, many messages
             result = {"type": "succeeded", "message": content}
-            return Answer(custom_id, result, delivery.delay, one.output_tokens)
+            usage = _usage_of(content["usage"])
+            return Answer(
+                custom_id, result, delivery.delay, one.output_tokens, content["model"], usage
+            )
         return Answer(custom_id, {"type": "errored", "error": content}, delivery.delay)
 
     def _answer_list_batches(self, logged: SimRequest, request: httpx.Request) -> Any:
@@ -450,6 +462,33 @@ class AnthropicSimulator(SimulatedServer):
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+def _usage(message: RenderedMessage, output_tokens: int) -> Usage:
+    """What ``message`` costs with ``output_tokens`` of it sent: its input as the prompt
+    cache accounted it (uncached, written for 5 minutes or an hour, read)."""
+    cache = message.cache
+    if cache is None:
+        return Usage(input_tokens=message.input_tokens, output_tokens=output_tokens)
+    return Usage(
+        input_tokens=message.input_tokens,
+        cache_write_5m_tokens=cache.ephemeral_5m_input_tokens,
+        cache_write_1h_tokens=cache.ephemeral_1h_input_tokens,
+        cache_read_tokens=cache.cache_read_input_tokens,
+        output_tokens=output_tokens,
+    )
+
+
+def _usage_of(usage: Mapping[str, Any]) -> Usage:
+    """The :class:`Usage` of a message's ``usage`` object."""
+    creation = usage.get("cache_creation") or {}
+    return Usage(
+        input_tokens=usage["input_tokens"],
+        cache_write_5m_tokens=creation.get("ephemeral_5m_input_tokens", 0),
+        cache_write_1h_tokens=creation.get("ephemeral_1h_input_tokens", 0),
+        cache_read_tokens=usage.get("cache_read_input_tokens", 0),
+        output_tokens=usage["output_tokens"],
+    )
 
 
 def _beta(request: httpx.Request) -> bool:

@@ -12,6 +12,7 @@ import respx
 
 from perfkit._clock import Clock
 from perfkit._errors import SimulatorError
+from perfkit._pricing import Usage
 from perfkit.simulation._latency import LatencyModel, LLMLatency
 from perfkit.simulation.openai._validation import RequestError, validate
 from perfkit.simulation.openai._wire import (
@@ -202,15 +203,20 @@ class OpenAISimulator(SimulatedServer):
         if not logged.stream:
             logged.output_tokens = completion.completion_tokens
             self._log.add_output(completion.completion_tokens)
+            self.charge(completion.model, _usage(completion, completion.completion_tokens))
             processing = {"openai-processing-ms": str(round(plan.total * 1000))}
             return self.json_response(
                 200, _dumps(completion.to_json()), logged, delay=plan.total, headers=processing
             )
         stream = stream_chunks(completion, plan, include_usage=_include_usage(logged.body))
-        return self._stream_response(logged, plan.connect, stream)
+        return self._stream_response(logged, plan.connect, stream, completion)
 
     def _stream_response(
-        self, logged: SimRequest, delay: float, stream: RenderedStream
+        self,
+        logged: SimRequest,
+        delay: float,
+        stream: RenderedStream,
+        completion: RenderedCompletion,
     ) -> httpx.Response:
         return self.event_stream_response(
             logged,
@@ -219,6 +225,8 @@ class OpenAISimulator(SimulatedServer):
             tokens=stream.tokens,
             first_text=stream.first_text,
             headers={"openai-processing-ms": str(round(delay * 1000))},
+            # Charged as sent: a stream the client stops reading costs the output sent.
+            on_delivered=lambda sent: self.charge(completion.model, _usage(completion, sent)),
         )
 
     def fault_response(
@@ -242,8 +250,15 @@ class OpenAISimulator(SimulatedServer):
                 error=(error, fault.message),
             )
             logged.status = 200
-            return self._stream_response(logged, plan.connect, stream)
+            return self._stream_response(logged, plan.connect, stream, completion)
         return super().fault_response(fault, logged, request)
+
+
+def _usage(completion: RenderedCompletion, output_tokens: int) -> Usage:
+    """What ``completion`` costs with ``output_tokens`` of it sent: its whole prompt as
+    uncached input (the simulator keeps no prompt cache), priced from the price table's
+    OpenAI rows (``gpt-4o``, ``gpt-4o-mini``) or its fallback row."""
+    return Usage(input_tokens=completion.prompt_tokens, output_tokens=output_tokens)
 
 
 def _check_structured_output(reply: Reply, body: dict[str, Any]) -> None:

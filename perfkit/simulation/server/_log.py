@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from perfkit._pricing import METER, Usage
 from perfkit._secrets import hide_secrets
 from perfkit._url import redact_url
 from perfkit.simulation.server._replies import Fault, Reply
@@ -83,18 +84,31 @@ class SimRequest:
 
 
 class RequestLog:
-    """The newest ``keep`` requests (every one with None), and totals over all of them."""
+    """The newest ``keep`` requests (every one with None), and totals over all of them:
+    requests, output tokens, and the usage and cost the server charged."""
 
     def __init__(self, keep: int | None) -> None:
         self.requests: deque[SimRequest] = deque(maxlen=keep)
         self.count = 0
         self.output_tokens = 0
+        self.usage = Usage()
+        self.femto = 0
         self.lock = threading.Lock()
 
     def clear(self) -> None:
         with self.lock:
             self.requests.clear()
-            self.count = self.output_tokens = 0
+            self.count = self.output_tokens = self.femto = 0
+            self.usage = Usage()
+
+    def charge(self, model: str, usage: Usage, *, batch: bool = False) -> int:
+        """Add ``usage`` on ``model`` to the totals and its cost (the active price table's)
+        to the process-wide meter; returns the cost in femto-dollars."""
+        cost = METER.charge(model, usage, batch=batch)
+        with self.lock:
+            self.usage += usage
+            self.femto += cost
+        return cost
 
     def add_output(self, tokens: int) -> None:
         with self.lock:

@@ -21,6 +21,7 @@ import respx
 
 from perfkit._clock import Clock, RealClock
 from perfkit._errors import SimulatorError
+from perfkit._pricing import Usage, usd
 from perfkit._url import redact_url
 from perfkit.simulation._latency import (
     LatencyModel,
@@ -228,6 +229,26 @@ class SimulatedServer:
         """Output tokens delivered since the start (or :meth:`reset`), over every request."""
         with self._log.lock:
             return self._log.output_tokens
+
+    @property
+    def usage(self) -> Usage:
+        """The tokens charged since the start (or :meth:`reset`), by kind, over every
+        request: a streamed reply the client stopped reading counts what was sent."""
+        with self._log.lock:
+            return self._log.usage
+
+    @property
+    def usd(self) -> float:
+        """What :attr:`usage` cost, in dollars (rounded to 6 decimals), at the prices in
+        use when each request was charged (``perfkit.price_table()``)."""
+        with self._log.lock:
+            return usd(self._log.femto)
+
+    def charge(self, model: str, usage: Usage, *, batch: bool = False) -> None:
+        """Charge ``usage`` on ``model`` (at the batch discount if ``batch``): this
+        simulator's totals and the process-wide meter (``perfkit.METER``). A provider's
+        simulator calls it as it delivers each reply."""
+        self._log.charge(model, usage, batch=batch)
 
     @property
     def last_request(self) -> SimRequest:
@@ -477,13 +498,15 @@ class SimulatedServer:
         tokens: list[int],
         first_text: int | None,
         headers: dict[str, str] | None = None,
+        on_delivered: Callable[[int], None] | None = None,
     ) -> httpx.Response:
         """A streamed 200 (server-sent events): ``chunks`` of (wait, bytes) delivered on
         the clock, the first ``delay`` modeled seconds after the request arrived.
         ``tokens[i]`` is the output tokens sent once chunk ``i`` is (a running total) and
         ``first_text`` the chunk of the first text token, if any. The log gets the times
         of the first token and first text token, and the tokens the client received (it
-        may stop reading early)."""
+        may stop reading early); ``on_delivered(output_tokens)`` is told what was sent once
+        the stream closes (the provider charges it)."""
         received = 0
 
         def on_chunk(index: int) -> None:
@@ -499,6 +522,8 @@ class SimulatedServer:
             logged.completed = finished
             logged.output_tokens = received
             self._log.add_output(received)
+            if on_delivered is not None:
+                on_delivered(received)
 
         body = ScheduledStream(chunks, self.clock, on_chunk=on_chunk, on_close=on_close)
         return httpx.Response(
