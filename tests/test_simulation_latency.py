@@ -63,6 +63,13 @@ INVALID_VALUES: list[tuple[Callable[[], object], type[Exception], str, str]] = [
     (lambda: LLMLatency(connect=INF), ValueError, "connect", "inf"),
     (lambda: LLMLatency(ttft="fast"), TypeError, "ttft", "'fast'"),  # type: ignore[arg-type]
     (lambda: LLMLatency(per_token=True), TypeError, "per_token", "True"),
+    (lambda: LLMLatency(queue=-1), ValueError, "queue", "-1"),
+    (lambda: LLMLatency(queue=None), TypeError, "queue", "None"),  # type: ignore[arg-type]
+    (lambda: LLMLatency(prefill_per_token=NAN), ValueError, "prefill_per_token", "nan"),
+    (lambda: LLMLatency(prefill_per_token=False), TypeError, "prefill_per_token", "False"),
+    (lambda: LLMLatency(cache_read_per_token=-1e-6), ValueError, "cache_read_per_token", "-1e-06"),
+    (lambda: LLMLatency(cache_read_per_token=INF), ValueError, "cache_read_per_token", "inf"),
+    (lambda: LLMLatency(cache_read_per_token="0"), TypeError, "cache_read_per_token", "'0'"),  # type: ignore[arg-type]
 ]
 
 
@@ -97,9 +104,32 @@ def test_replay_needs_at_least_one_latency() -> None:
         Replay([])
 
 
-def test_plan_rejects_a_negative_token_count() -> None:
-    with pytest.raises(ValueError, match=r"^tokens must be an int >= 0, got -1$"):
-        LLMLatency().plan(-1)
+@pytest.mark.parametrize("name", ["tokens", "input_tokens", "cached_tokens"])
+@pytest.mark.parametrize(
+    ("value", "error", "allowed"),
+    [
+        (-1, ValueError, "an int from 0 to"),
+        (10**10, ValueError, "an int from 0 to"),
+        (True, TypeError, "an int"),
+        (1.5, TypeError, "an int"),
+        (NAN, TypeError, "an int"),
+        ("10", TypeError, "an int"),
+    ],
+)
+def test_plan_rejects_a_token_count_that_is_not_a_count(
+    name: str, value: Any, error: type[Exception], allowed: str
+) -> None:
+    counts = {"tokens": 1, "input_tokens": 0, "cached_tokens": 0, name: value}
+    tokens = counts.pop("tokens")
+    with pytest.raises(error, match=rf"^{name} must be {allowed}.*, got {re.escape(repr(value))}$"):
+        LLMLatency().plan(tokens, **counts)
+
+
+def test_the_output_limit_is_far_below_the_input_limit() -> None:
+    """An output token is one planned gap each; an input token only multiplies a rate."""
+    assert LLMLatency(prefill_per_token=1e-9).plan(1, input_tokens=10**9).ttft == 1.0
+    with pytest.raises(ValueError, match=r"^tokens must be an int from 0 to 10,000,000"):
+        LLMLatency().plan(10**7 + 1)
 
 
 def test_boundary_values_are_accepted() -> None:
@@ -393,3 +423,136 @@ def test_llm_latency_compares_by_its_parts() -> None:
     assert LLMLatency(ttft=0.5, per_token=0.02) == LLMLatency(ttft=Fixed(0.5), per_token=0.02)
     assert LLMLatency(ttft=0.5) != LLMLatency(ttft=0.5, connect=0.1)
     assert LLMLatency(ttft=0.5) != 0.5
+
+
+# --- the request's part: queue, prefill and cache reads -------------------------------------
+
+
+def test_ttft_grows_with_prefilled_input_exactly_as_configured() -> None:
+    latency = LLMLatency(ttft=0.2, prefill_per_token=0.0001)
+    small, large = latency.plan(1, input_tokens=1_000), latency.plan(1, input_tokens=11_000)
+    assert (small.ttft, large.ttft) == (0.3, 1.3)
+    assert large.ttft - small.ttft == pytest.approx(1.0, abs=1e-12)
+    assert (large.base, large.prefill, large.cache_read, large.queue) == (0.2, 1.1, 0.0, 0.0)
+
+
+def test_a_cache_read_is_charged_at_its_own_rate() -> None:
+    latency = LLMLatency(ttft=0.2, prefill_per_token=0.0001, cache_read_per_token=0.00001)
+    plan = latency.plan(1, input_tokens=50, cached_tokens=10_000)
+    assert (plan.prefill, plan.cache_read, plan.ttft) == (0.005, 0.1, 0.305)
+
+
+def test_queue_base_prefill_and_cache_read_sum_to_the_ttft_to_the_microsecond() -> None:
+    latency = LLMLatency(
+        connect=0.1,
+        queue=0.0333333,
+        ttft=0.1000004,
+        prefill_per_token=0.0000123,
+        cache_read_per_token=0.0000011,
+        per_token=0.02,
+    )
+    plan = latency.plan(3, input_tokens=777, cached_tokens=12_345)
+    assert (plan.queue, plan.base, plan.prefill, plan.cache_read) == (
+        0.033333,
+        0.1,
+        0.009557,
+        0.01358,
+    )
+    assert plan.ttft == 0.15647
+    assert plan.first_token == 0.25647
+    assert plan.total == 0.29647
+
+
+def test_each_part_is_drawn_once_per_request_in_order() -> None:
+    latency = LLMLatency(
+        connect=Replay([0.01, 0.02]),
+        queue=Replay([0.1, 0.2]),
+        ttft=Replay([0.5, 0.6]),
+        prefill_per_token=Replay([0.001, 0.002]),
+        cache_read_per_token=Replay([0.0001, 0.0002]),
+        per_token=Replay([0.03, 0.04, 0.05, 0.06]),
+    )
+    first = latency.plan(3, input_tokens=100, cached_tokens=1000)
+    second = latency.plan(3)  # nothing to prefill: the rates are drawn all the same
+    assert (first.connect, first.queue, first.base, first.prefill, first.cache_read) == (
+        0.01,
+        0.1,
+        0.5,
+        0.1,
+        0.1,
+    )
+    assert first.gaps == (0.03, 0.04)
+    assert (second.connect, second.queue, second.base, second.prefill, second.cache_read) == (
+        0.02,
+        0.2,
+        0.6,
+        0.0,
+        0.0,
+    )
+    assert second.gaps == (0.05, 0.06)
+
+
+def test_an_old_three_part_latency_plans_as_before_whatever_the_input() -> None:
+    old = LLMLatency(
+        connect=LogNormal(0.1, 0.3, seed=1),
+        ttft=LogNormal(0.5, 0.3, seed=2),
+        per_token=Uniform(0.01, 0.03, seed=3),
+    )
+    connect = LogNormal(0.1, 0.3, seed=1)
+    ttft, per_token = LogNormal(0.5, 0.3, seed=2), Uniform(0.01, 0.03, seed=3)
+    for _ in range(3):
+        plan = old.plan(5, input_tokens=100_000, cached_tokens=50_000)
+        assert plan.connect == round(connect.sample(), 6)
+        assert plan.ttft == plan.base == round(ttft.sample(), 6)
+        assert plan.gaps == tuple(round(per_token.sample(), 6) for _ in range(4))
+
+
+def test_a_model_drawing_a_bad_latency_is_named() -> None:
+    class Broken:
+        def __init__(self, value: object) -> None:
+            self.value = value
+
+        def sample(self) -> Any:
+            return self.value
+
+        def __repr__(self) -> str:
+            return f"Broken({self.value!r})"
+
+    with pytest.raises(ValueError, match=r"^queue: Broken\(-1\) drew -1, not a finite"):
+        LLMLatency(queue=Broken(-1)).plan(1)
+    with pytest.raises(ValueError, match=r"^prefill_per_token: Broken\(nan\) drew nan"):
+        LLMLatency(prefill_per_token=Broken(NAN)).plan(1, input_tokens=1)
+    with pytest.raises(TypeError, match=r"^per_token: Broken\('x'\) drew 'x', not a number"):
+        LLMLatency(per_token=Broken("x")).plan(2)
+
+
+def test_a_model_raising_or_a_replay_running_out_propagates() -> None:
+    latency = LLMLatency(prefill_per_token=Replay([0.001]))
+    latency.plan(1, input_tokens=10)
+    with pytest.raises(ValueError, match="Replay ran out of recorded latencies after 1 samples"):
+        latency.plan(1, input_tokens=10)
+
+
+def test_a_huge_prefill_is_exact_and_a_huge_reply_of_fixed_gaps_is_cheap() -> None:
+    plan = LLMLatency(prefill_per_token=0.000123).plan(10**7, input_tokens=10**9)
+    assert plan.prefill == 123_000.0
+    assert len(plan.gaps) == 10**7 - 1
+
+
+def test_the_breakdown_is_checked_against_the_ttft() -> None:
+    with pytest.raises(ValueError, match=r"^ttft must be >= queue \+ prefill \+ cache_read"):
+        LatencyPlan(connect=0.0, ttft=0.1, gaps=(), queue=0.05, prefill=0.06)
+    plan = LatencyPlan(connect=0.0, ttft=0.3, gaps=(), queue=0.1, prefill=0.1, cache_read=0.1)
+    assert plan.base == 0.0
+
+
+def test_the_new_parts_compare_and_print_only_when_set() -> None:
+    assert LLMLatency(prefill_per_token=0.001) != LLMLatency()
+    assert LLMLatency(queue=0.1) == LLMLatency(queue=Fixed(0.1))
+    assert LLMLatency(cache_read_per_token=1e-6) != LLMLatency(prefill_per_token=1e-6)
+    assert repr(LLMLatency(ttft=0.5, queue=0.1, cache_read_per_token=1e-5)) == (
+        "LLMLatency(connect=Fixed(0.0), ttft=Fixed(0.5), per_token=Fixed(0.0), "
+        "queue=Fixed(0.1), cache_read_per_token=Fixed(1e-05))"
+    )
+    plan = LLMLatency(ttft=0.5, prefill_per_token=0.001).plan(3, input_tokens=100)
+    assert repr(plan) == "LatencyPlan(connect=0.0, ttft=0.6, prefill=0.1, gaps=2)"

@@ -202,15 +202,26 @@ def as_model(value: LatencyModel | float, *, name: str) -> LatencyModel:
 
 
 class LLMLatency:
-    """The parts of an LLM call's latency: connection set-up, time to first token, and
-    time per output token after the first.
+    """The parts of an LLM call's latency, each a :class:`LatencyModel` or a number of
+    seconds (:class:`Fixed`).
 
-    A reply of ``n`` tokens completes ``connect + ttft + (n - 1) * per_token`` after
-    it was sent; a streamed reply delivers its first token at ``connect + ttft``.
+    ``connect`` is the time to the response headers. The first token follows after
+    ``queue`` (waiting for a server), ``ttft`` (the base: what any request takes) and
+    the prompt's processing: ``prefill_per_token`` seconds for each prefilled input token
+    (uncached input and cache writes) and ``cache_read_per_token`` seconds for each token
+    read from the prompt cache. Each further output token takes ``per_token``. The two
+    per-token input rates are drawn once per request.
+
+    A reply of ``n`` tokens to a prompt of ``i`` prefilled tokens completes
+    ``connect + queue + ttft + i * prefill_per_token + (n - 1) * per_token`` after it was
+    sent; a streamed reply delivers its first token at ``connect`` plus the rest but the
+    decode.
 
     >>> latency = LLMLatency(ttft=0.5, per_token=0.02)
     >>> latency.total(100)
     2.48
+    >>> LLMLatency(ttft=0.2, prefill_per_token=0.0001).plan(1, input_tokens=10_000).ttft
+    1.2
     """
 
     def __init__(
@@ -219,67 +230,181 @@ class LLMLatency:
         ttft: LatencyModel | float = 0.0,
         per_token: LatencyModel | float = 0.0,
         connect: LatencyModel | float = 0.0,
+        queue: LatencyModel | float = 0.0,
+        prefill_per_token: LatencyModel | float = 0.0,
+        cache_read_per_token: LatencyModel | float = 0.0,
     ) -> None:
         self.connect = as_model(connect, name="connect")
         self.ttft = as_model(ttft, name="ttft")
         self.per_token = as_model(per_token, name="per_token")
+        self.queue = as_model(queue, name="queue")
+        self.prefill_per_token = as_model(prefill_per_token, name="prefill_per_token")
+        self.cache_read_per_token = as_model(cache_read_per_token, name="cache_read_per_token")
 
-    def plan(self, tokens: int) -> LatencyPlan:
-        """Draw the latencies of one call that outputs ``tokens`` tokens.
+    @classmethod
+    def from_profile(
+        cls, profile: object, *, model: str | None = None, seed: int = DEFAULT_SEED
+    ) -> LLMLatency:
+        """The latency a fitted profile (the file ``perfkit calibrate`` writes, or its
+        parsed content) describes for ``model`` (the only one when None), its random
+        parts seeded from ``seed``."""
+        from perfkit.simulation._profile import latency_from_profile
+
+        return latency_from_profile(profile, model=model, seed=seed)
+
+    def plan(self, tokens: int, *, input_tokens: int = 0, cached_tokens: int = 0) -> LatencyPlan:
+        """Draw the latencies of one call that outputs ``tokens`` tokens after prefilling
+        ``input_tokens`` input tokens and reading ``cached_tokens`` from the prompt cache.
 
         Every draw is quantised to whole microseconds, the resolution of virtual time,
-        so that sync and async paths, and the plan's total, agree to the microsecond."""
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-            raise ValueError(f"tokens must be an int >= 0, got {tokens!r}")
-        gaps = tuple(to_microseconds(self.per_token.sample()) for _ in range(max(tokens - 1, 0)))
+        so that sync and async paths, and the plan's total, agree to the microsecond.
+        The models are drawn in the order connect, queue, ttft, prefill, cache read, then
+        one ``per_token`` per gap."""
+        tokens = _check_tokens("tokens", tokens, MAX_OUTPUT_TOKENS)
+        input_tokens = _check_tokens("input_tokens", input_tokens, MAX_INPUT_TOKENS)
+        cached_tokens = _check_tokens("cached_tokens", cached_tokens, MAX_INPUT_TOKENS)
+        connect = _draw(self.connect, "connect")
+        queue = _draw(self.queue, "queue")
+        base = _draw(self.ttft, "ttft")
+        prefill = _draw(self.prefill_per_token, "prefill_per_token", input_tokens)
+        cache_read = _draw(self.cache_read_per_token, "cache_read_per_token", cached_tokens)
+        gaps = _draw_gaps(self.per_token, max(tokens - 1, 0))
         return LatencyPlan(
-            connect=to_microseconds(self.connect.sample()),
-            ttft=to_microseconds(self.ttft.sample()),
+            connect=connect,
+            ttft=_sum_microseconds((queue, base, prefill, cache_read)),
             gaps=gaps,
+            queue=queue,
+            prefill=prefill,
+            cache_read=cache_read,
         )
 
-    def total(self, tokens: int) -> float:
+    def total(self, tokens: int, *, input_tokens: int = 0, cached_tokens: int = 0) -> float:
         """The modeled end-to-end time of a call (draws from the models)."""
-        return self.plan(tokens).total
+        return self.plan(tokens, input_tokens=input_tokens, cached_tokens=cached_tokens).total
+
+    def _parts(self) -> tuple[tuple[str, LatencyModel], ...]:
+        return (
+            ("connect", self.connect),
+            ("ttft", self.ttft),
+            ("per_token", self.per_token),
+            ("queue", self.queue),
+            ("prefill_per_token", self.prefill_per_token),
+            ("cache_read_per_token", self.cache_read_per_token),
+        )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LLMLatency) and (
-            (other.connect, other.ttft, other.per_token)
-            == (self.connect, self.ttft, self.per_token)
-        )
+        return isinstance(other, LLMLatency) and other._parts() == self._parts()
 
     __hash__ = None  # type: ignore[assignment]  # holds models that may be unhashable
 
     def __repr__(self) -> str:
-        return (
-            f"LLMLatency(connect={self.connect!r}, ttft={self.ttft!r}, "
-            f"per_token={self.per_token!r})"
-        )
+        # The request-dependent parts are shown only when set: a plain call reads as before.
+        shown = [
+            f"{name}={model!r}"
+            for index, (name, model) in enumerate(self._parts())
+            if index < 3 or model != _ZERO
+        ]
+        return f"LLMLatency({', '.join(shown)})"
+
+
+_ZERO = Fixed(0.0)
+
+MAX_INPUT_TOKENS = 10**9
+"""The most input tokens one call may count: far beyond any model's context window."""
+
+MAX_OUTPUT_TOKENS = 10**7
+"""The most output tokens one call may plan (one gap each): far beyond any model's limit."""
+
+
+def _check_tokens(name: str, value: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{name} must be an int from 0 to {maximum:,}, got {value!r}")
+    return value
+
+
+def _draw(model: LatencyModel, name: str, times: int = 1) -> float:
+    """One draw of ``model`` (times ``times``), checked and quantised to microseconds: a
+    model of the user's that returns a negative, infinite or non-number latency is named."""
+    value = model.sample()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: {model!r} drew {value!r}, not a number of seconds")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: {model!r} drew {value!r}, not a finite number of seconds >= 0")
+    return to_microseconds(value * times)
+
+
+def _draw_gaps(model: LatencyModel, count: int) -> tuple[float, ...]:
+    if type(model) is Fixed:  # one draw is every draw: no per-token loop
+        return (_draw(model, "per_token"),) * count if count else ()
+    return tuple(_draw(model, "per_token") for _ in range(count))
+
+
+def _sum_microseconds(parts: Iterable[float]) -> float:
+    return sum(round(part * 1e6) for part in parts) / 1e6
 
 
 class LatencyPlan:
-    """The latencies drawn for one call, in seconds."""
+    """The latencies drawn for one call, in seconds.
 
-    __slots__ = ("connect", "gaps", "ttft")
+    ``ttft`` is all the time from the response headers to the first token; its parts are
+    ``queue``, ``prefill`` and ``cache_read`` and the rest, :attr:`base`."""
 
-    def __init__(self, *, connect: float, ttft: float, gaps: tuple[float, ...]) -> None:
+    __slots__ = ("cache_read", "connect", "gaps", "prefill", "queue", "ttft")
+
+    def __init__(
+        self,
+        *,
+        connect: float,
+        ttft: float,
+        gaps: tuple[float, ...],
+        queue: float = 0.0,
+        prefill: float = 0.0,
+        cache_read: float = 0.0,
+    ) -> None:
         self.connect = connect
         self.ttft = ttft
         self.gaps = gaps
+        self.queue = queue
+        self.prefill = prefill
+        self.cache_read = cache_read
+        if round(ttft * 1e6) < round((queue + prefill + cache_read) * 1e6):
+            raise ValueError(
+                f"ttft must be >= queue + prefill + cache_read "
+                f"({queue!r} + {prefill!r} + {cache_read!r}), got {ttft!r}"
+            )
+
+    @property
+    def base(self) -> float:
+        """The time to first token that is neither queueing nor prompt processing."""
+        parts = (self.queue, self.prefill, self.cache_read)
+        return (round(self.ttft * 1e6) - sum(round(part * 1e6) for part in parts)) / 1e6
 
     @property
     def first_token(self) -> float:
         """Seconds from sending to the first token."""
-        return (round(self.connect * 1e6) + round(self.ttft * 1e6)) / 1e6
+        return _sum_microseconds((self.connect, self.ttft))
 
     @property
     def total(self) -> float:
         """Seconds from sending to the last token (exact to the microsecond)."""
-        parts = (self.connect, self.ttft, *self.gaps)
-        return sum(round(part * 1e6) for part in parts) / 1e6
+        return _sum_microseconds((self.connect, self.ttft, *self.gaps))
 
     def __repr__(self) -> str:
-        return f"LatencyPlan(connect={self.connect!r}, ttft={self.ttft!r}, gaps={len(self.gaps)})"
+        breakdown = "".join(
+            f", {name}={value!r}"
+            for name, value in (
+                ("queue", self.queue),
+                ("prefill", self.prefill),
+                ("cache_read", self.cache_read),
+            )
+            if value
+        )
+        return (
+            f"LatencyPlan(connect={self.connect!r}, ttft={self.ttft!r}{breakdown}, "
+            f"gaps={len(self.gaps)})"
+        )
 
 
 def to_microseconds(seconds: float) -> float:

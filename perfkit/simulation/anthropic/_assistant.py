@@ -15,7 +15,7 @@ import random
 from typing import Any
 
 from perfkit._validation import check_count
-from perfkit.simulation._latency import Fixed, LLMLatency, LogNormal
+from perfkit.simulation._latency import LLMLatency, LogNormal
 from perfkit.simulation.anthropic._output_format import output_schema, schema_instance
 from perfkit.simulation.anthropic._simulator import user_texts
 from perfkit.simulation.server import Reply, SimRequest, TextBlock, ToolUseBlock, tokenize
@@ -35,8 +35,11 @@ class SimulatedAssistant:
     ``tools_per_turn`` (low, high) calls of the offered tools at once, and their answer
     once the results arrive. A request that asks for structured output
     (``output_config.format``) is answered with a JSON document valid against its
-    schema. Each reply's time to first token is drawn from a log-normal with median
-    ``ttft_median`` and shape ``ttft_sigma``; tokens follow every ``per_token`` seconds.
+    schema. Each reply's base time to first token is drawn from a log-normal with median
+    ``ttft_median`` and shape ``ttft_sigma``; the simulator adds ``queue`` and the prompt's
+    processing, ``prefill_per_token`` seconds per prefilled input token and
+    ``cache_read_per_token`` per token read from the prompt cache (all 0 by default); tokens
+    follow every ``per_token`` seconds.
 
     >>> from perfkit.simulation import AnthropicSimulator
     >>> assistant = SimulatedAssistant(seed=1)
@@ -57,6 +60,9 @@ class SimulatedAssistant:
         ttft_median: float = 0.6,
         ttft_sigma: float = 0.35,
         per_token: float = 0.02,
+        queue: float = 0.0,
+        prefill_per_token: float = 0.0,
+        cache_read_per_token: float = 0.0,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
@@ -73,10 +79,18 @@ class SimulatedAssistant:
         self.preamble = preamble
         # Validated by the models themselves (positive median, non-negative spread).
         LogNormal(ttft_median, ttft_sigma)
-        Fixed(per_token)
+        LLMLatency(
+            per_token=per_token,
+            queue=queue,
+            prefill_per_token=prefill_per_token,
+            cache_read_per_token=cache_read_per_token,
+        )
         self.ttft_median = ttft_median
         self.ttft_sigma = ttft_sigma
         self.per_token = per_token
+        self.queue = queue
+        self.prefill_per_token = prefill_per_token
+        self.cache_read_per_token = cache_read_per_token
 
     def __call__(self, request: SimRequest) -> Reply:
         body = request.body
@@ -102,7 +116,13 @@ class SimulatedAssistant:
 
     def _latency(self, rng: random.Random) -> LLMLatency:
         ttft = LogNormal(self.ttft_median, self.ttft_sigma, seed=rng.randrange(2**32))
-        return LLMLatency(ttft=ttft.sample(), per_token=self.per_token)
+        return LLMLatency(
+            ttft=ttft.sample(),
+            per_token=self.per_token,
+            queue=self.queue,
+            prefill_per_token=self.prefill_per_token,
+            cache_read_per_token=self.cache_read_per_token,
+        )
 
     def _seed_of(self, content: object) -> int:
         encoded = json.dumps([self.seed, content], sort_keys=True, default=str).encode()
@@ -113,8 +133,17 @@ class SimulatedAssistant:
             f"SimulatedAssistant(seed={self.seed}, tool_rate={self.tool_rate}, "
             f"tools_per_turn={self.tools_per_turn}, reply_tokens={self.reply_tokens}, "
             f"ttft_median={self.ttft_median}, ttft_sigma={self.ttft_sigma}, "
-            f"per_token={self.per_token})"
+            f"per_token={self.per_token}{self._request_parts()})"
         )
+
+    def _request_parts(self) -> str:
+        """The request-dependent parameters that are set, for the repr."""
+        parts = {
+            "queue": self.queue,
+            "prefill_per_token": self.prefill_per_token,
+            "cache_read_per_token": self.cache_read_per_token,
+        }
+        return "".join(f", {name}={value}" for name, value in parts.items() if value)
 
 
 def _check_range(name: str, value: object, *, minimum: int) -> tuple[int, int]:

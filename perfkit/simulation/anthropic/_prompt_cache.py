@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -192,6 +193,30 @@ class _Entry:
     expires: float
     ttl: float
     ready: float
+    writers: int = 0
+    """Requests writing the entry whose first token's time is not known yet."""
+
+
+_PENDING = math.inf
+"""The ready time of an entry while its writer's time to first token is being drawn."""
+
+
+class _Write(NamedTuple):
+    key: bytes
+    entry: _Entry
+
+
+def _usage(total: int, read: int, writes: list[tuple[int, str | None]]) -> CacheUsage:
+    """The usage of a request of ``total`` input tokens that read the first ``read`` and
+    wrote up to each ``(end, ttl)`` breakpoint: 1-hour tokens up to the last 1-hour
+    breakpoint, 5-minute tokens after it, as the docs bill a mixed write."""
+    if not writes:
+        return CacheUsage(total - read, 0, read)
+    last_1h = max((end for end, ttl in writes if ttl == "1h"), default=None)
+    written_1h = last_1h - read if last_1h is not None else 0
+    written_5m = writes[-1][0] - read - written_1h
+    created = written_1h + written_5m
+    return CacheUsage(total - read - created, created, read, written_5m, written_1h)
 
 
 class PromptCache:
@@ -218,18 +243,34 @@ class PromptCache:
         *,
         count: Callable[[PromptBlock], int],
         now: float,
-        ready_after: float = 0.0,
+        ready_after: float | Callable[[CacheUsage], float] = 0.0,
     ) -> CacheUsage:
         """Account request ``body`` at time ``now``, reading and writing entries as the
         API does; ``count`` gives a block's tokens. What it writes can be read from
-        ``ready_after`` seconds later on (when its response begins). Entries are kept under
-        the model's id (an alias shares its dated model's cache)."""
+        ``ready_after`` seconds later on (when its response begins): a number, or a
+        function of the request's usage (its response's time to first token depends on
+        what it read and wrote), called once, outside the cache's lock. Until it returns,
+        what the request writes is not readable; if it raises, the writes are undone.
+        Entries are kept under the model's id (an alias shares its dated model's cache)."""
+        usage, writes = self._read_and_write(body, count=count, now=now)
+        try:
+            delay = ready_after(usage) if callable(ready_after) else ready_after
+        except BaseException:
+            self._settle(writes, None)
+            raise
+        self._settle(writes, now + delay)
+        return usage
+
+    def _read_and_write(
+        self, body: Mapping[str, Any], *, count: Callable[[PromptBlock], int], now: float
+    ) -> tuple[CacheUsage, list[_Write]]:
+        """The request's usage, and the entries it writes, not readable yet."""
         blocks = prompt_blocks(body)
         tokens = [count(block) for block in blocks]
         total = sum(tokens)
         marks = [i for i, block in enumerate(blocks) if block.ttl is not None]
         if not marks:
-            return CacheUsage(total)
+            return CacheUsage(total), []
         model = model_id(str(body.get("model", "")))
         upto = list(accumulate(tokens))
         keys = _prefix_keys(model, body, blocks[: marks[-1] + 1])
@@ -237,19 +278,35 @@ class PromptCache:
         with self._lock:
             hit = self._longest_hit(keys, marks, now)
             read = upto[hit] if hit >= 0 else 0
-            writes = [q for q in marks if q > hit and upto[q] >= minimum]
-            for q in writes:
-                self._store(keys[q], TTL_SECONDS[str(blocks[q].ttl)], now, now + ready_after)
-        if not writes:
-            return CacheUsage(total - read, 0, read)
-        last_1h = max((q for q in writes if blocks[q].ttl == "1h"), default=None)
-        written_1h = upto[last_1h] - read if last_1h is not None else 0
-        written_5m = upto[writes[-1]] - read - written_1h
-        created = written_1h + written_5m
-        return CacheUsage(total - read - created, created, read, written_5m, written_1h)
+            ends = [q for q in marks if q > hit and upto[q] >= minimum]
+            writes = [self._store(keys[q], TTL_SECONDS[str(blocks[q].ttl)], now) for q in ends]
+        return _usage(total, read, [(upto[q], blocks[q].ttl) for q in ends]), writes
 
-    def _longest_hit(self, keys: list[bytes], marks: list[int], now: float) -> int:
-        """The last block of the longest live cached prefix (-1: none); its TTL restarts."""
+    def peek(
+        self, body: Mapping[str, Any], *, count: Callable[[PromptBlock], int], now: float
+    ) -> CacheUsage:
+        """What :meth:`account` would report for ``body`` at ``now``, changing nothing: a
+        rate limit counts a request's uncached input before the request is answered."""
+        blocks = prompt_blocks(body)
+        tokens = [count(block) for block in blocks]
+        marks = [i for i, block in enumerate(blocks) if block.ttl is not None]
+        if not marks:
+            return CacheUsage(sum(tokens))
+        model = model_id(str(body.get("model", "")))
+        upto = list(accumulate(tokens))
+        keys = _prefix_keys(model, body, blocks[: marks[-1] + 1])
+        minimum = minimum_cacheable_tokens(model)
+        with self._lock:
+            hit = self._longest_hit(keys, marks, now, commit=False)
+        read = upto[hit] if hit >= 0 else 0
+        ends = [q for q in marks if q > hit and upto[q] >= minimum]
+        return _usage(upto[-1], read, [(upto[q], blocks[q].ttl) for q in ends])
+
+    def _longest_hit(
+        self, keys: list[bytes], marks: list[int], now: float, *, commit: bool = True
+    ) -> int:
+        """The last block of the longest live cached prefix (-1: none); its TTL restarts
+        and expired entries go, unless only peeking (``commit=False``)."""
         hit = -1
         for mark in marks:
             for position in range(mark, max(mark - LOOKBACK_BLOCKS, hit), -1):
@@ -257,26 +314,47 @@ class PromptCache:
                 if entry is None:
                     continue
                 if entry.expires <= now:
-                    del self._entries[keys[position]]
+                    if commit:
+                        del self._entries[keys[position]]
                     continue
                 if entry.ready > now:  # still being written by a response not yet begun
                     continue
                 hit = position
                 break
-        if hit >= 0:
+        if hit >= 0 and commit:
             entry = self._entries[keys[hit]]
             entry.expires = now + entry.ttl
             self._entries.move_to_end(keys[hit])
         return hit
 
-    def _store(self, key: bytes, ttl: float, now: float, ready: float) -> None:
-        earlier = self._entries.get(key)
-        if earlier is not None and earlier.expires > now:
-            ready = min(ready, earlier.ready)  # a parallel write started before this one
-        self._entries[key] = _Entry(now + ttl, ttl, ready)
+    def _store(self, key: bytes, ttl: float, now: float) -> _Write:
+        """Write ``key``, readable once :meth:`_settle` says when (a parallel write that
+        started before this one keeps its time)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.expires <= now:
+            entry = self._entries[key] = _Entry(now + ttl, ttl, _PENDING)
+        else:
+            entry.expires, entry.ttl = now + ttl, ttl
+        entry.writers += 1
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+        return _Write(key, entry)
+
+    def _settle(self, writes: list[_Write], ready: float | None) -> None:
+        """Record when ``writes`` become readable; ``None``: their request failed, and an
+        entry no other request is writing is dropped."""
+        if not writes:
+            return
+        with self._lock:
+            for key, entry in writes:
+                entry.writers -= 1
+                if ready is not None:
+                    entry.ready = min(entry.ready, ready)
+                    continue
+                abandoned = entry.writers == 0 and entry.ready == _PENDING
+                if abandoned and self._entries.get(key) is entry:
+                    del self._entries[key]
 
     def clear(self) -> None:
         """Forget every entry."""

@@ -229,7 +229,9 @@ class AnthropicSimulator(SimulatedServer):
     ) -> tuple[RenderedMessage, LatencyPlan]:
         """``reply`` rendered for ``logged`` with its latency plan for ``tokens(output
         tokens)`` tokens; its input tokens accounted by the prompt cache at the time the
-        request is answered, what it writes readable once its first token is out."""
+        request is answered, then planned: the uncached input (a reply's scripted
+        ``input_tokens``, else the cache's rest) and the cache write are prefilled, the
+        cache read is read. What it writes is readable once its first token is out."""
         message = render(
             reply,
             logged.body,
@@ -237,16 +239,25 @@ class AnthropicSimulator(SimulatedServer):
             model=model_id(str(logged.body.get("model", "claude-simulated"))),
             cache=_UNACCOUNTED,
         )
-        plan = (reply.latency or self._latency).plan(tokens(message.output_tokens))
-        usage = self._prompt_cache.account(
-            logged.body,
-            count=prompt_block_tokens,
-            now=self.clock.now(),
-            ready_after=plan.connect + plan.ttft,
-        )
+        latency = reply.latency or self._latency
         scripted = reply.input_tokens
+        plans: list[LatencyPlan] = []
+
+        def first_token(usage: CacheUsage) -> float:  # called once, by the cache
+            uncached = usage.input_tokens if scripted is None else scripted
+            plan = latency.plan(
+                tokens(message.output_tokens),
+                input_tokens=uncached + usage.cache_creation_input_tokens,
+                cached_tokens=usage.cache_read_input_tokens,
+            )
+            plans.append(plan)
+            return plan.first_token
+
+        usage = self._prompt_cache.account(
+            logged.body, count=prompt_block_tokens, now=self.clock.now(), ready_after=first_token
+        )
         input_tokens = usage.input_tokens if scripted is None else scripted
-        return dataclasses.replace(message, cache=usage, input_tokens=input_tokens), plan
+        return dataclasses.replace(message, cache=usage, input_tokens=input_tokens), plans[0]
 
     def _reply_response(
         self, reply: Reply, logged: SimRequest, *, count_output: bool = True

@@ -13,7 +13,7 @@ import respx
 from perfkit._clock import Clock
 from perfkit._errors import SimulatorError
 from perfkit._pricing import Usage
-from perfkit.simulation._latency import LatencyModel, LLMLatency
+from perfkit.simulation._latency import LatencyModel, LatencyPlan, LLMLatency
 from perfkit.simulation.openai._validation import RequestError, validate
 from perfkit.simulation.openai._wire import (
     RenderedCompletion,
@@ -189,6 +189,12 @@ class OpenAISimulator(SimulatedServer):
             created=self._created(),
         )
 
+    def _plan(self, reply: Reply, completion: RenderedCompletion, tokens: int) -> LatencyPlan:
+        """The latency of ``tokens`` output tokens after prefilling the whole prompt (the
+        simulator keeps no prompt cache)."""
+        latency = reply.latency or self._latency
+        return latency.plan(tokens, input_tokens=completion.prompt_tokens)
+
     def _created(self) -> int:
         if self.clock.mode == "virtual":
             return VIRTUAL_EPOCH + int(self.clock.now())
@@ -198,7 +204,7 @@ class OpenAISimulator(SimulatedServer):
         _check_structured_output(reply, logged.body)
         _check_forced_tool_call(reply, logged.body)
         completion = self._render(reply, logged)
-        plan = (reply.latency or self._latency).plan(completion.completion_tokens)
+        plan = self._plan(reply, completion, completion.completion_tokens)
         logged.status = 200
         if not logged.stream:
             logged.output_tokens = completion.completion_tokens
@@ -240,7 +246,7 @@ class OpenAISimulator(SimulatedServer):
             reply = fault.reply or default_reply(logged.body)
             completion = self._render(reply, logged)
             sent = min(fault.after_tokens, completion.completion_tokens)
-            plan = (reply.latency or self._latency).plan(sent + 1)
+            plan = self._plan(reply, completion, sent + 1)
             error = FAULT_TYPES.get(fault.error_type, (fault.error_type, None))[0]
             stream = stream_chunks(
                 completion,
