@@ -1,0 +1,269 @@
+"""Fitting the latency model to traces: known parameters are recovered from synthetic
+traces, degenerate traces are named, and the goodness of fit tells a good fit from a bad one.
+
+Recovery tolerances (every seed of 0-199 checked when they were chosen; the tests run a
+few): prefill and cache read per token within 5%, the base's median (queue included)
+within 10% and its sigma within 20%, connect's median within 10%, per_token's median
+within 3% and its sigma within 5%.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import replace
+
+import pytest
+
+from perfkit.simulation import Fixed, LLMLatency, LogNormal, Normal
+from perfkit.traces import FitError, fit_traces, ks_statistic
+from tests.synthetic_traces import Truth, reference_base, synthetic
+
+TOLERANCES = {
+    "prefill": 0.05,
+    "cache_read": 0.05,
+    "base_median": 0.10,
+    "base_sigma": 0.20,
+    "connect_median": 0.10,
+    "per_token_median": 0.03,
+    "per_token_sigma": 0.05,
+}
+
+
+def recovery_errors(latency: LLMLatency, truth: Truth) -> dict[str, float]:
+    def error(fitted: float, true: float) -> float:
+        return abs(fitted / true - 1)
+
+    base_median, base_sigma = reference_base(truth)
+
+    assert isinstance(latency.ttft, LogNormal)
+    assert isinstance(latency.connect, LogNormal)
+    assert isinstance(latency.per_token, LogNormal)
+    assert isinstance(latency.prefill_per_token, Fixed)
+    assert isinstance(latency.cache_read_per_token, Fixed)
+    return {
+        "prefill": error(latency.prefill_per_token.seconds, truth.prefill),
+        "cache_read": error(latency.cache_read_per_token.seconds, truth.cache_read),
+        "base_median": error(latency.ttft.median, base_median),
+        "base_sigma": error(latency.ttft.sigma, base_sigma),
+        "connect_median": error(latency.connect.median, truth.connect_median),
+        "per_token_median": error(latency.per_token.median, truth.per_token_median),
+        "per_token_sigma": error(latency.per_token.sigma, truth.per_token_sigma),
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_known_parameters_are_recovered_within_the_stated_tolerances(seed: int) -> None:
+    truth = Truth()
+    [fit] = fit_traces(synthetic(400, seed, truth), seed=seed).fits
+    errors = recovery_errors(fit.latency, truth)
+    assert {name: e for name, e in errors.items() if e > TOLERANCES[name]} == {}
+    assert fit.latency.queue == Fixed(0.0)
+    assert fit.not_fitted == {}
+    assert fit.holds, fit.verdict()
+
+
+def test_deltas_of_several_tokens_give_the_per_token_time_of_one() -> None:
+    truth = Truth(tokens_per_delta=4)
+    [fit] = fit_traces(synthetic(400, 3, truth)).fits
+    errors = recovery_errors(fit.latency, truth)
+    assert errors["per_token_median"] <= TOLERANCES["per_token_median"]
+    assert errors["per_token_sigma"] <= 0.25  # a sum of 4 lognormals is not quite lognormal
+
+
+def test_the_fit_replays_deterministically_from_its_seed() -> None:
+    traces = synthetic(100, 4)
+    first = fit_traces(traces, seed=9).fits[0]
+    again = fit_traces(traces, seed=9).fits[0]
+    other = fit_traces(traces, seed=10).fits[0]
+    assert first.quantities == again.quantities
+    assert first.entry == other.entry  # the parameters do not depend on the seed
+    assert first.quantities != other.quantities
+
+
+def test_a_fit_that_does_not_hold_is_named() -> None:
+    # Half the requests stall for 10 s more: no lognormal base fits both halves.
+    rng = random.Random(5)
+    traces = [
+        replace(t, ttft_s=t.ttft_s + 10, complete_s=t.complete_s + 10)
+        if rng.random() < 0.5 and t.ttft_s is not None
+        else t
+        for t in synthetic(400, 5)
+    ]
+    [fit] = fit_traces(traces).fits
+    assert not fit.holds
+    assert fit.verdict().startswith("the fit does not hold: ")
+    assert "ttft KS" in fit.verdict()
+
+
+def test_failed_errored_and_retried_requests_are_left_out_and_counted() -> None:
+    good = synthetic(40, 6)
+    bad = [
+        replace(good[0], status=429),
+        replace(good[1], status=529),
+        replace(good[2], retries=1),
+        replace(good[3], error="ReadTimeout"),
+        replace(good[4], ttft_s=math.nan),
+        replace(good[5], complete_s=good[5].headers_s / 2),
+    ]
+    [fit] = fit_traces(good + bad).fits
+    assert fit.requests == 40
+    assert fit.excluded == {
+        "error": 1,
+        "retried attempt": 1,
+        "status 429": 1,
+        "status 529": 1,
+        "times not finite numbers >= 0": 1,
+        "times out of order (headers, first token, complete)": 1,
+    }
+    assert "excluded: error: 1, retried attempt: 1" in "\n".join(fit.lines())
+
+
+def test_every_request_of_one_input_size_says_prefill_cannot_be_fitted() -> None:
+    traces = synthetic(100, 7, input_tokens=(5_000, 5_000))
+    traces = [replace(t, cache_creation_input_tokens=0) for t in traces]
+    [fit] = fit_traces(traces).fits
+    assert fit.not_fitted == {
+        "prefill_per_token": "every request had 5,000 of its tokens, so its rate cannot be told "
+        "from the base: ttft includes it"
+    }
+    assert "prefill_per_token" not in fit.entry
+    assert fit.latency.prefill_per_token == Fixed(0.0)
+    assert isinstance(fit.latency.ttft, LogNormal)
+    assert fit.latency.ttft.median > 1.0  # the 5,000 tokens' prefill is in the base
+    assert fit.holds, fit.verdict()
+
+
+def test_no_cache_reads_say_the_cache_read_rate_cannot_be_fitted() -> None:
+    traces = [replace(t, cache_read_input_tokens=0) for t in synthetic(60, 8)]
+    [fit] = fit_traces(traces).fits
+    assert list(fit.not_fitted) == ["cache_read_per_token"]
+    assert "every request had 0 of its tokens" in fit.not_fitted["cache_read_per_token"]
+
+
+def test_reads_that_move_with_the_input_cannot_be_told_apart() -> None:
+    traces = [replace(t, cache_read_input_tokens=2 * t.input_tokens) for t in synthetic(60, 8)]
+    traces = [replace(t, cache_creation_input_tokens=0) for t in traces]
+    [fit] = fit_traces(traces).fits
+    assert fit.not_fitted == {
+        "cache_read_per_token": "its tokens move with prefill_per_token's, so the two cannot "
+        "be told apart"
+    }
+
+
+def test_zero_output_tokens_leave_per_token_unfitted() -> None:
+    traces = [
+        replace(t, output_tokens=1, gaps_s=(), complete_s=t.ttft_s)
+        for t in synthetic(40, 9)
+        if t.ttft_s is not None
+    ]
+    # and requests that streamed no token at all only count toward connect
+    traces += [replace(t, output_tokens=0, ttft_s=None, gaps_s=()) for t in synthetic(5, 10)]
+    [fit] = fit_traces(traces).fits
+    assert fit.not_fitted == {"per_token": "no request had two output tokens or more"}
+    assert fit.requests == 40
+    assert fit.latency.per_token == Fixed(0.0)
+
+
+def test_without_gaps_per_token_comes_from_the_complete_time() -> None:
+    truth = Truth()
+    traces = [replace(t, gaps_s=()) for t in synthetic(200, 11, truth)]
+    [fit] = fit_traces(traces).fits
+    assert any("no gaps recorded" in note for note in fit.notes)
+    per_token = fit.latency.per_token
+    assert isinstance(per_token, (LogNormal, Normal))
+    mean = per_token.mean if isinstance(per_token, Normal) else per_token.median
+    true_mean = truth.per_token_median * math.exp(truth.per_token_sigma**2 / 2)
+    assert mean == pytest.approx(true_mean, rel=0.05 if isinstance(per_token, Normal) else 0.1)
+
+
+def test_non_streamed_traces_fit_what_the_complete_time_tells() -> None:
+    truth = Truth()
+    [fit] = fit_traces(synthetic(400, 12, truth, stream=False)).fits
+    assert list(fit.not_fitted) == ["connect"]
+    assert "folded into ttft" in fit.not_fitted["connect"]
+    assert [q.name for q in fit.quantities] == ["complete"]
+    assert isinstance(fit.latency.per_token, Fixed)
+    true_mean = truth.per_token_median * math.exp(truth.per_token_sigma**2 / 2)
+    assert fit.latency.per_token.seconds == pytest.approx(true_mean, rel=0.03)
+    assert isinstance(fit.latency.prefill_per_token, Fixed)
+    assert fit.latency.prefill_per_token.seconds == pytest.approx(truth.prefill, rel=0.05)
+
+
+@pytest.mark.parametrize("count", [0, 1, 19])
+def test_too_few_traces_are_refused_with_the_count(count: int) -> None:
+    traces = synthetic(count, 13)
+    with pytest.raises(FitError) as raised:
+        fit_traces(traces)
+    message = str(raised.value)
+    if count == 0:
+        assert message == "no traces to fit"
+    else:
+        assert message == (
+            f"model 'm': only {count} usable request(s) of {count} (at least 20 are needed)"
+        )
+
+
+def test_a_model_with_too_few_traces_is_skipped_beside_one_that_is_fitted() -> None:
+    traces = synthetic(40, 14, model="big") + synthetic(3, 15, model="small")
+    calibration = fit_traces(traces)
+    assert [fit.model for fit in calibration.fits] == ["big"]
+    assert calibration.skipped == {
+        "small": "model 'small': only 3 usable request(s) of 3 (at least 20 are needed)"
+    }
+    with pytest.raises(FitError, match="only 3 usable"):
+        fit_traces(traces, model="small")
+    with pytest.raises(FitError, match=r"no traces of model 'x'; the traces have: big, small"):
+        fit_traces(traces, model="x")
+
+
+def test_only_failed_requests_are_refused_naming_why() -> None:
+    traces = [replace(t, status=429) for t in synthetic(30, 16)]
+    with pytest.raises(FitError, match=r"only 0 usable request\(s\) of 30 .*status 429: 30"):
+        fit_traces(traces)
+
+
+def test_a_few_stalled_requests_do_not_tilt_the_prefill_rate() -> None:
+    traces = synthetic(400, 17)
+    stalled = [
+        replace(t, ttft_s=t.ttft_s + 20, complete_s=t.complete_s + 20)
+        if index % 50 == 0 and t.ttft_s is not None and t.input_tokens > 30_000
+        else t
+        for index, t in enumerate(traces)
+    ]
+    [fit] = fit_traces(stalled).fits
+    assert isinstance(fit.latency.prefill_per_token, Fixed)
+    assert fit.latency.prefill_per_token.seconds == pytest.approx(Truth().prefill, rel=0.05)
+
+
+def test_the_profile_loads_back_into_the_simulator() -> None:
+    calibration = fit_traces(synthetic(100, 18), seed=3)
+    profile = calibration.profile(source="t.jsonl", fitted_at="2026-01-01T00:00:00+00:00")
+    assert profile["source"] == {
+        "traces": "t.jsonl",
+        "requests": 100,
+        "fitted_at": "2026-01-01T00:00:00+00:00",
+    }
+    entry = profile["models"]["m"]
+    assert entry["fit"]["holds"] is True
+    assert set(entry["fit"]["ttft"]) == {"observed", "fitted", "ks", "ks_critical_5pct"}
+    assert LLMLatency.from_profile(profile, seed=3) == calibration.fits[0].latency
+
+
+def test_ks_statistic() -> None:
+    assert ks_statistic([1, 2, 3], [1, 2, 3]) == 0
+    assert ks_statistic([1, 2], [3, 4]) == 1
+    assert ks_statistic([1, 2, 3, 4], [3, 4, 5, 6]) == pytest.approx(0.5)
+    assert ks_statistic([1, 1, 1], [1]) == 0  # ties are stepped over together
+    with pytest.raises(ValueError, match="two non-empty samples"):
+        ks_statistic([], [1])
+
+
+def test_thousands_of_traces_fit_quickly() -> None:
+    traces = synthetic(3000, 19)
+    start = time.process_time()
+    fit_traces(traces)
+    seconds = time.process_time() - start
+    print(f"fit of 3,000 traces: {seconds:.3f} s CPU")
+    assert seconds < 5  # generous: 2 shared cores beside other suites
