@@ -1,6 +1,6 @@
-"""The ``perfkit`` command line: ``demo``, ``serve``, ``load``, and the benchmark
-report's jobs outside pytest: ``report``, ``compare`` and ``update-baseline`` (from a
-``report.json``).
+"""The ``perfkit`` command line: ``demo``, ``serve``, ``load``, ``calibrate`` (a latency
+profile from recorded traces), and the benchmark report's jobs outside pytest: ``report``,
+``compare`` and ``update-baseline`` (from a ``report.json``).
 
 Exit codes: 0 success (the gate passed, every SLO met), 1 a regression, a missed SLO or
 a load test with too many failed requests, 2 a usage error (one readable line on stderr:
@@ -112,7 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_report_commands(commands)
     _add_load_command(commands)
+    _add_calibrate_command(commands)
     return parser
+
+
+def _add_calibrate_command(commands: Any) -> None:
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit the simulator's latency model to recorded traces and write a profile",
+        description="Fit each model's latency (connect, time to first token with its "
+        "prefill and cache-read rates, per output token) to a trace file a TraceRecorder "
+        "wrote, print how well the fit holds (p50/p95/p99 fitted against observed, and a "
+        "Kolmogorov-Smirnov statistic) and write the profile LLMLatency.from_profile reads.",
+    )
+    calibrate.add_argument("traces", type=Path, help="the trace file (JSON lines)")
+    calibrate.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="PROFILE",
+        help="where to write the profile (JSON; replaced whole, never half-written)",
+    )  # fmt: skip
+    calibrate.add_argument("--model", help="fit only this model (default: every model)")
+    calibrate.add_argument(
+        "--seed", type=int, default=0,
+        help="random seed of the simulation that checks the fit (default 0)",
+    )  # fmt: skip
 
 
 def _add_load_command(commands: Any) -> None:
@@ -513,6 +535,32 @@ def _serve(arguments: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _calibrate(arguments: argparse.Namespace, out: TextIO) -> int:
+    import datetime
+
+    from perfkit.traces import fit_traces, read_traces
+
+    if arguments.output.exists() and arguments.output.samefile(arguments.traces):
+        raise ValueError(f"{arguments.output}: is the trace file; write the profile elsewhere")
+    try:
+        traces = read_traces(arguments.traces)
+    except UnicodeDecodeError:
+        raise ValueError(f"{arguments.traces}: not a trace file: not UTF-8 text") from None
+    if not traces:
+        raise ValueError(f"{arguments.traces}: no traces in the file")
+    fitted = fit_traces(traces, model=arguments.model, seed=arguments.seed)
+    fitted_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    profile = fitted.profile(source=str(arguments.traces), fitted_at=fitted_at)
+    _write(arguments.output, json.dumps(profile, indent=2) + "\n")
+    for fit in fitted.fits:
+        for line in fit.lines():
+            print(line, file=out)
+    for model, reason in fitted.skipped.items():
+        print(f"model {model}: not fitted: {reason}", file=out)
+    print(f"{arguments.output}: profile written ({len(fitted.fits)} model(s))", file=out)
+    return EXIT_OK
+
+
 def _demo(arguments: argparse.Namespace, out: TextIO) -> int:
     return demo(arguments.name)(out)
 
@@ -528,6 +576,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         "update-baseline": _update_baseline,
         "baseline-diff": _baseline_diff,
         "load": _load,
+        "calibrate": _calibrate,
     }
     try:
         _check_files_to_read(arguments)
@@ -542,6 +591,7 @@ FILES_TO_READ = {
     "compare": (("results", "report"), ("baseline", "baseline")),
     "update-baseline": (("results", "report"),),
     "baseline-diff": (("base", "baseline"), ("head", "baseline")),
+    "calibrate": (("traces", "trace"),),
 }
 """The files each command reads, by argument, and what kind of file each is."""
 

@@ -254,7 +254,7 @@ HEAVY = (
 QUICK_ANSWERS = [
     ["--help"],
     *([command, "--help"] for command in
-      ("demo", "serve", "load", "report", "compare", "update-baseline")),
+      ("demo", "serve", "load", "report", "compare", "update-baseline", "calibrate")),
     [],
     ["frobnicate"],
     ["demo", "nope"],
@@ -266,6 +266,8 @@ QUICK_ANSWERS = [
     ["load", "http://x", "--rate", "1", "--duration", "1", "--warmup", "2"],
     ["compare", "report.json"],
     ["compare", "report.json", "--baseline", "b.json", "--tolerance", "-1"],
+    ["calibrate", "missing.jsonl", "-o", "profile.json"],
+    ["calibrate", "traces.jsonl"],
 ]  # fmt: skip
 
 
@@ -348,3 +350,125 @@ def test_a_missing_file_is_a_usage_error_found_before_reporting_loads(
     assert line == f"perfkit {argv[0]}: error: missing.json: no such " + (
         "baseline file" if argv[0] == "baseline-diff" else "report file"
     )
+
+
+# calibrate: a latency profile from recorded traces
+
+
+def write_traces(path: Path, count: int = 60, **options: object) -> Path:
+    from tests.synthetic_traces import synthetic
+
+    traces = synthetic(count, 0, **options)  # type: ignore[arg-type]
+    path.write_text("".join(trace.to_json() + "\n" for trace in traces))
+    return path
+
+
+def test_calibrate_prints_the_fit_and_writes_a_profile_the_simulator_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from perfkit.simulation import LLMLatency
+
+    traces = write_traces(tmp_path / "traces.jsonl")
+    profile = tmp_path / "out" / "profile.json"
+    status, out, err = run_cli(["calibrate", str(traces), "-o", str(profile)], capsys)
+    assert (status, err) == (cli.EXIT_OK, "")
+    lines = out.splitlines()
+    assert lines[0] == "model m: fitted from 60 requests"
+    assert any(line.startswith("  prefill_per_token     fixed 0.000") for line in lines)
+    assert any(line.startswith("  ttft       ") and line.count("s") >= 6 for line in lines)
+    assert any(line.startswith("  complete   ") for line in lines)
+    assert "  verdict: the fit holds" in out
+    assert lines[-1] == f"{profile}: profile written (1 model(s))"
+    document = json.loads(profile.read_text())
+    assert document["source"]["traces"] == str(traces)
+    assert document["models"]["m"]["fit"]["requests"] == 60
+    latency = LLMLatency.from_profile(profile, seed=1)
+    assert latency.prefill_per_token.sample() > 0  # type: ignore[attr-defined]
+
+
+def test_calibrate_fits_one_model_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traces = tmp_path / "traces.jsonl"
+    write_traces(tmp_path / "a.jsonl", model="a")
+    write_traces(tmp_path / "b.jsonl", 5, model="b")
+    traces.write_text((tmp_path / "a.jsonl").read_text() + (tmp_path / "b.jsonl").read_text())
+    profile = tmp_path / "profile.json"
+    status, out, _ = run_cli(["calibrate", str(traces), "-o", str(profile)], capsys)
+    assert status == cli.EXIT_OK
+    assert "model b: not fitted: model 'b': only 5 usable request(s) of 5" in out
+    assert list(json.loads(profile.read_text())["models"]) == ["a"]
+    status, _, err = run_cli(["calibrate", str(traces), "-o", str(profile), "--model", "b"], capsys)
+    assert status == cli.EXIT_USAGE
+    assert err == (
+        "perfkit calibrate: error: model 'b': only 5 usable request(s) of 5 "
+        "(at least 20 are needed)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("missing", "{traces}: no such trace file"),
+        ("empty", "{traces}: no traces in the file"),
+        ("directory", "{traces}: Is a directory"),
+        ("garbage", "{traces}, line 2: not a trace: "),
+        ("binary", "{traces}: not a trace file: not UTF-8 text"),
+        ("failed", "model 'm': only 0 usable request(s) of 30 (at least 20 are needed); "
+                   "excluded: status 500: 30"),
+        ("unwritable", "{output}: cannot write: "),
+        ("same", "{output}: is the trace file; write the profile elsewhere"),
+        ("other model", "no traces of model 'x'; the traces have: m"),
+    ],
+)  # fmt: skip
+def test_calibrate_mistakes_exit_2_with_one_line_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: str, message: str
+) -> None:
+    traces, output = tmp_path / "traces.jsonl", tmp_path / "profile.json"
+    extra: list[str] = []
+    if make == "empty":
+        traces.write_text("\n")
+    elif make == "directory":
+        traces.mkdir()
+    elif make == "garbage":
+        first = write_traces(tmp_path / "t.jsonl", 20).read_text().split("\n")[0]
+        traces.write_text(first + "\n{\n")
+    elif make == "binary":
+        traces.write_bytes(b"\xff\xfe\x00")
+    elif make == "failed":
+        from tests.synthetic_traces import synthetic
+
+        lines = (json.loads(t.to_json()) | {"status": 500} for t in synthetic(30, 0))
+        traces.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    elif make in ("unwritable", "same", "other model"):
+        write_traces(traces)
+        if make == "unwritable":
+            output = tmp_path / "a-file" / "profile.json"
+            (tmp_path / "a-file").write_text("")
+        elif make == "same":
+            output = traces
+        else:
+            extra = ["--model", "x"]
+    before = traces.read_bytes() if traces.is_file() else None
+    status, out, err = run_cli(["calibrate", str(traces), "-o", str(output), *extra], capsys)
+    assert (status, out) == (cli.EXIT_USAGE, "")
+    assert err.count("\n") == 1
+    assert err.startswith("perfkit calibrate: error: ")
+    assert message.format(traces=traces, output=output) in err
+    assert not (tmp_path / "profile.json").exists() or make == "same"
+    assert list(tmp_path.glob(".profile.json.*")) == []  # no temporary file left behind
+    if before is not None:
+        assert traces.read_bytes() == before
+
+
+def test_perfkit_calibrate_end_to_end(tmp_path: Path) -> None:
+    traces = write_traces(tmp_path / "traces.jsonl")
+    completed = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "perfkit", "calibrate", str(traces), "-o",
+         str(tmp_path / "profile.json"), "--seed", "3"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (completed.returncode, completed.stderr) == (0, "")
+    assert "verdict: the fit holds" in completed.stdout
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    assert profile["perfkit_latency_profile"] == 1

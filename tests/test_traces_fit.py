@@ -260,6 +260,7 @@ def test_ks_statistic() -> None:
         ks_statistic([], [1])
 
 
+@pytest.mark.slow
 def test_thousands_of_traces_fit_quickly() -> None:
     traces = synthetic(3000, 19)
     start = time.process_time()
