@@ -410,6 +410,7 @@ def test_public_names_are_pinned() -> None:
     assert perfkit.agents.__all__ == [
         "DEMO_TOOL_LATENCY",
         "MAX_MESSAGE_CHARS",
+        "SUPPORT_SYSTEM_PROMPT",
         "Agent",
         "AgentError",
         "AgentReply",
@@ -420,6 +421,7 @@ def test_public_names_are_pinned() -> None:
         "ToolRegistry",
         "demo_tools",
         "estimate_tokens",
+        "support_tools",
     ]
 
 

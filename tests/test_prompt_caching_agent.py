@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from perfkit import AnthropicSimulator, LLMLatency, Reply, VirtualClock
-from perfkit.agents import OptimizedAgent, Tool, ToolRegistry
+from perfkit.agents import (
+    SUPPORT_SYSTEM_PROMPT,
+    ConversationStore,
+    OptimizedAgent,
+    Tool,
+    ToolRegistry,
+    estimate_tokens,
+    support_tools,
+)
 from perfkit.cache import MultiLayerCache, anthropic_request_key
-from perfkit.simulation import ToolUseBlock
+from perfkit.simulation import SimulatedAssistant, ToolUseBlock
 
 LATENCY = LLMLatency(ttft=0.5, per_token=0.02)
 SYSTEM = "You answer questions about our product, politely and precisely. " * 80
@@ -150,10 +159,11 @@ def test_each_turn_and_each_next_question_reads_the_previous_prefix() -> None:
             Reply.text("You are welcome."),
         )
         converse(clock, agent, ["Is A-1 in stock?", "When does it ship?", "Thanks!"])
-    first, *later = agent.usages
+    first = agent.usages[0]
+    assert len(agent.usages) == 4
     assert first["cache_read_input_tokens"] == 0
     assert first["cache_creation_input_tokens"] == prompt_tokens(first)
-    for previous, usage in zip(agent.usages, later, strict=False):
+    for previous, usage in pairwise(agent.usages):
         # Everything the previous request sent is read; only what was added is written.
         assert usage["cache_read_input_tokens"] == prompt_tokens(previous)
         assert usage["input_tokens"] == 0
@@ -305,3 +315,84 @@ def test_bad_prompt_caching_options_are_refused(
     with pytest.raises(error) as raised:
         OptimizedAgent(client_options={"api_key": "test"}, **options)
     assert str(raised.value) == message
+
+
+# History trimmed in steps keeps the prefix the prompt cache reads.
+
+
+def exchange(n: int) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": f"Question {n:02d}: " + "detail " * 30},
+        {"role": "assistant", "content": [{"type": "text", "text": "answer " * 30}]},
+    ]
+
+
+def firsts(store: ConversationStore, questions: int) -> list[str]:
+    """The first message kept after each of ``questions`` exchanges."""
+    seen = []
+    for n in range(questions):
+        store.add("ann", exchange(n))
+        seen.append(store.messages("ann")[0]["content"][:11])
+    return seen
+
+
+def test_history_trimmed_in_steps_keeps_its_beginning_for_several_questions() -> None:
+    one_cost = estimate_tokens(exchange(0))
+    budget = 6 * one_cost
+    every_time = firsts(ConversationStore(max_tokens=budget, trim_to=1.0), 20)
+    in_steps = firsts(ConversationStore(max_tokens=budget, trim_to=0.5), 20)
+    changes = [sum(a != b for a, b in pairwise(kept)) for kept in (every_time, in_steps)]
+    assert changes[0] == 14  # once full, the beginning moves with every question
+    assert changes[1] == 4  # in steps: a few exchanges dropped at once, 4 times
+    store = ConversationStore(max_tokens=budget, trim_to=0.5)
+    for n in range(20):
+        store.add("ann", exchange(n))
+        assert store.tokens("ann") <= budget
+
+
+def test_the_default_store_trims_in_steps() -> None:
+    assert ConversationStore().trim_to == 0.5
+
+
+def test_trimming_in_steps_writes_less_to_the_prompt_cache() -> None:
+    written = {}
+    for trim_to in (1.0, 0.5):
+        clock = VirtualClock()
+        agent = make_agent(clock, history=ConversationStore(max_tokens=400, trim_to=trim_to))
+        with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
+            sim.enqueue(*(Reply.text("An answer of some length. " * 8) for _ in range(16)))
+            converse(clock, agent, [f"Question {n}: " + "detail " * 20 for n in range(16)])
+        written[trim_to] = sum(u["cache_creation_input_tokens"] for u in agent.usages[1:])
+    assert written[0.5] < written[1.0] * 0.8
+
+
+@pytest.mark.parametrize("trim_to", [0, -0.5, 1.5, "half", True, float("nan")])
+def test_a_bad_trim_to_is_refused(trim_to: Any) -> None:
+    with pytest.raises(ValueError, match=r"^trim_to must be a number in \(0, 1\], got "):
+        ConversationStore(trim_to=trim_to)
+
+
+# The support agent's realistic prompt.
+
+
+def test_the_support_prompt_is_thousands_of_tokens_and_its_tools_take_what_a_model_sends() -> None:
+    clock = VirtualClock()
+    agent = make_agent(clock, tools=support_tools(latency=(0.0, 0.0)), system=SUPPORT_SYSTEM_PROMPT)
+    assistant = SimulatedAssistant(seed=1, tool_rate=1.0, tools_per_turn=(9, 9))
+    with AnthropicSimulator(clock=clock) as sim:
+        sim.respond_with(assistant)
+        converse(clock, agent, ["Where is my order LH-123456?"])
+        first, second = (request.body for request in sim.requests)
+    results = second["messages"][-1]["content"]
+    assert sorted(tool["name"] for tool in first["tools"]) == sorted(
+        block["name"] for block in second["messages"][1]["content"] if block["type"] == "tool_use"
+    )
+    assert len(results) == 9
+    assert not any(result.get("is_error") for result in results), results
+    assert prompt_tokens(agent.usages[0]) > 2_000
+    assert agent.usages[0]["cache_creation_input_tokens"] == prompt_tokens(agent.usages[0])
+
+
+def test_support_tools_refuse_a_bad_latency() -> None:
+    with pytest.raises(ValueError, match=r"latency must be a \(low, high\) pair"):
+        support_tools(latency=(0.5, 0.1))

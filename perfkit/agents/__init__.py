@@ -12,11 +12,13 @@ from perfkit.agents._agent import (
 )
 from perfkit.agents._demo import DEMO_TOOL_LATENCY, demo_tools
 from perfkit.agents._history import ConversationStore, estimate_tokens
+from perfkit.agents._support import SUPPORT_SYSTEM_PROMPT, support_tools
 from perfkit.agents._tools import Tool, ToolRegistry
 
 __all__ = [
     "DEMO_TOOL_LATENCY",
     "MAX_MESSAGE_CHARS",
+    "SUPPORT_SYSTEM_PROMPT",
     "Agent",
     "AgentError",
     "AgentReply",
@@ -27,4 +29,5 @@ __all__ = [
     "ToolRegistry",
     "demo_tools",
     "estimate_tokens",
+    "support_tools",
 ]

@@ -12,6 +12,10 @@ from perfkit._validation import check_count
 
 DEFAULT_MAX_TOKENS = 4_000
 DEFAULT_MAX_USERS = 10_000
+DEFAULT_TRIM_TO = 0.5
+"""Trimmed history keeps up to this share of ``max_tokens``: trimmed in steps, the
+conversation's beginning (the prefix the API's prompt cache reads) stays the same for
+several questions. 1.0 trims the oldest exchange whenever the budget is exceeded."""
 DEFAULT_MAX_TOTAL_TOKENS = 1_000_000
 """Tokens of history kept over all users (about 4 MB of text): what bounds the memory of
 a long-running service whatever the number of users."""
@@ -33,7 +37,11 @@ class ConversationStore:
 
     History is trimmed in whole exchanges, oldest first, so what is sent to the model
     always starts with a user question and never splits a ``tool_use`` from its
-    ``tool_result``.
+    ``tool_result``. Once over ``max_tokens``, exchanges go until at most ``trim_to``
+    times ``max_tokens`` remain: history is trimmed in steps, and between two steps the
+    conversation keeps its beginning, the prefix the API's prompt cache reads (trimming
+    one exchange every question, ``trim_to=1.0``, changes the prefix, and so writes the
+    whole conversation to the cache again, every question).
 
     >>> store = ConversationStore(max_tokens=1_000, max_users=2)
     >>> store.add("ann", [{"role": "user", "content": "Hi"},
@@ -48,8 +56,16 @@ class ConversationStore:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         max_users: int = DEFAULT_MAX_USERS,
         max_total_tokens: int = DEFAULT_MAX_TOTAL_TOKENS,
+        trim_to: float = DEFAULT_TRIM_TO,
     ) -> None:
         self.max_tokens = check_count("max_tokens", max_tokens, minimum=1)
+        if (
+            isinstance(trim_to, bool)
+            or not isinstance(trim_to, (int, float))
+            or not 0 < trim_to <= 1
+        ):
+            raise ValueError(f"trim_to must be a number in (0, 1], got {trim_to!r}")
+        self.trim_to = float(trim_to)
         self.max_users = check_count("max_users", max_users, minimum=1)
         self.max_total_tokens = check_count("max_total_tokens", max_total_tokens, minimum=1)
         self._users: OrderedDict[str, list[tuple[int, Exchange]]] = OrderedDict()
@@ -73,7 +89,8 @@ class ConversationStore:
             exchanges.append((cost, exchange))
             self._total += cost
             total = sum(tokens for tokens, _ in exchanges)
-            while total > self.max_tokens and len(exchanges) > 1:
+            keep = self.max_tokens * self.trim_to if total > self.max_tokens else total
+            while total > keep and len(exchanges) > 1:
                 dropped = exchanges.pop(0)[0]
                 total -= dropped
                 self._total -= dropped
