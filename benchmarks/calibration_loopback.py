@@ -35,13 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import anthropic
+import httpx2
 
 from perfkit import AnthropicSimulator, Clock, LLMLatency, RealClock, Reply, VirtualClock
 from perfkit.traces import TraceRecorder, fit_traces, read_traces
@@ -154,7 +155,7 @@ def start_model(parameters: Any, seed: int) -> tuple[subprocess.Popen[str], str]
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.startswith("listening on "):
-        process.kill()
+        stop(process)
         raise RuntimeError(f"the loopback model did not start: {line!r}")
     return process, line.split()[-1]
 
@@ -185,12 +186,19 @@ def measure(
 
             return asyncio.run(run())
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """End the loopback model's process (and close its pipe)."""
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def predict(
@@ -210,6 +218,60 @@ def predict(
                 return await drive(client, clock, warmup, main, concurrency)
 
         return clock.run(run())
+
+
+class Replayed(httpx2.SyncByteStream):
+    """Captured chunks, one after the other, as a mock transport's response body."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+def recorder_overhead(tokens: int, rounds: int, scratch: Path) -> tuple[float, float, int]:
+    """Wall seconds per streamed reply of ``tokens`` tokens read by the sync SDK
+    (``create(stream=True)``) from a mock transport without and with the recorder (the
+    best of ``rounds``, alternating), and the reply's events."""
+    body = {"model": MODEL, "max_tokens": tokens, "messages": [{"role": "user", "content": "Hi"}]}
+    with AnthropicSimulator(clock=VirtualClock()) as sim:
+        sim.respond_with(Reply.of_tokens(tokens))
+        with (
+            httpx2.Client() as plain,
+            plain.stream(
+                "POST",
+                "https://api.anthropic.com/v1/messages",
+                json={**body, "stream": True},
+                headers={"x-api-key": "sim", "anthropic-version": "2023-06-01"},
+            ) as response,
+        ):
+            chunks = list(response.iter_raw())
+    events = b"".join(chunks).count(b"event: ")
+    headers = {"content-type": "text/event-stream", "request-id": "req_overhead"}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers=headers, stream=Replayed(chunks))
+
+    def seconds(http_client: httpx2.Client) -> float:
+        with anthropic.Anthropic(api_key="x", http_client=http_client, max_retries=0) as client:
+            best = math.inf
+            for _ in range(rounds):
+                start = time.perf_counter()
+                with client.messages.create(**body, stream=True) as stream:
+                    for _ in stream:
+                        pass
+                best = min(best, time.perf_counter() - start)
+            return best
+
+    plain_best, recorded_best = math.inf, math.inf
+    with TraceRecorder(scratch / "overhead.jsonl") as recorder:
+        for _ in range(3):
+            transport = httpx2.MockTransport(handler)
+            plain_best = min(plain_best, seconds(anthropic.DefaultHttpxClient(transport=transport)))
+            recording = recorder.http_client(transport=httpx2.MockTransport(handler))
+            recorded_best = min(recorded_best, seconds(recording))
+    return plain_best, recorded_best, events
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -283,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bound", type=float, default=0.10, help="largest error (0.10)")
     parser.add_argument("--traces", type=Path, help="keep the recorded traces in this file")
+    parser.add_argument(
+        "--overhead-tokens", type=int, default=400, help="reply for the overhead table (400)"
+    )
     arguments = parser.parse_args(argv)
     if arguments.requests < 20 or arguments.concurrency < 1 or not arguments.bound > 0:
         parser.error("--requests must be >= 20, --concurrency >= 1, --bound > 0")
@@ -302,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         real_seconds = time.perf_counter() - wall
         fit = fit_traces(read_traces(traces), model=MODEL, seed=arguments.seed)
+        plain, recorded, events = recorder_overhead(arguments.overhead_tokens, 10, Path(scratch))
     fitted_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     profile = fit.profile(source=str(traces), fitted_at=fitted_at)
     latency = LLMLatency.from_profile(profile, model=MODEL, seed=arguments.seed)
@@ -323,6 +389,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = (virtual - real) / real
         worst = max(worst, abs(error))
         print(f"{name:<14}{real * 1e3:>8.1f}ms{virtual * 1e3:>9.1f}ms{error:>+9.1%}")
+    print()
+    extra = recorded - plain
+    print(
+        f"recorder overhead, sync SDK create(stream=True) of a {arguments.overhead_tokens}-token "
+        f"reply ({events} events) from a mock transport, best of 30:\n"
+        f"  without {plain * 1e3:.2f} ms, with {recorded * 1e3:.2f} ms: "
+        f"{extra * 1e6 / events:+.1f} µs per event ({extra / plain:+.0%} of the SDK's own reading)"
+    )
     print()
     verdict = "within" if worst <= arguments.bound else "OUTSIDE"
     print(f"worst error {worst:.1%}: every prediction {verdict} {arguments.bound:.0%}")

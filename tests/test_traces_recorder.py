@@ -563,3 +563,86 @@ def test_threads_and_tasks_append_whole_lines(
     traces = read_traces(path)
     assert len(traces) == recorder.written == 80
     assert all(trace.ok and trace.gaps_s for trace in traces)
+
+
+class Chunked(httpx2.SyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+STREAM = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+    b'{"input_tokens":7,"cache_read_input_tokens":3,"output_tokens":1}}}\n\n'
+    b'event: ping\ndata: {"type": "ping"}\n\n'
+    + b"".join(
+        b"event: content_block_delta\ndata: "
+        + json.dumps({"type": "content_block_delta", "index": 0, "delta": delta}).encode()
+        + b"\n\n"
+        for delta in (
+            {"type": "thinking_delta", "thinking": "hm"},
+            {"type": "signature_delta", "signature": "c2ln"},
+            {"type": "text_delta", "text": "a\n\nb"},
+            {"type": "input_json_delta", "partial_json": '{"x": '},
+        )
+    )
+    + b'data: {"type":"message_delta","delta":{},"usage":{"output_tokens":5}}\n\n'
+    + b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+)
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+@pytest.mark.parametrize("size", [1, 2, 7, len(STREAM)], ids=lambda size: f"{size}-byte chunks")
+def test_events_are_found_whatever_the_chunks_and_line_ends(
+    tmp_path: Path, line_end: bytes, size: int
+) -> None:
+    body = STREAM.replace(b"\n", line_end)
+    chunks = [body[i : i + size] for i in range(0, len(body), size)]
+    clock = VirtualClock()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        clock.advance(0.25)
+        return httpx2.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=Chunked(chunks)
+        )
+
+    path = tmp_path / "traces.jsonl"
+    with TraceRecorder(path, clock=clock) as recorder:
+        client = httpx2.Client(transport=recorder.transport(httpx2.MockTransport(handler)))
+        with client, client.stream("POST", "https://x.test/v1/messages", json={}) as response:
+            assert response.read() == body
+    trace = only_trace(path)
+    assert trace.headers_s == trace.ttft_s == trace.complete_s == 0.25
+    assert trace.gaps_s == (0.0, 0.0)  # thinking, text and tool input; not the signature
+    assert (trace.input_tokens, trace.cache_read_input_tokens, trace.output_tokens) == (7, 3, 5)
+    assert trace.error is None
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["event-stream", "json"])
+def test_a_body_past_the_limit_costs_its_usage_not_the_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    monkeypatch.setattr(_recorder, "MAX_JSON_BODY", 64)
+    usage = b'"usage":{"input_tokens":7,"output_tokens":5}'
+    if streamed:
+        content_type = "text/event-stream"
+        body = b'event: message_start\ndata: {"type":"message_start","message":{' + usage
+        body += b',"content":"' + b"x" * 200  # an event that never ends
+    else:
+        content_type = "application/json"
+        body = b'{"type":"message","content":"' + b"x" * 200 + b'",' + usage + b"}"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": content_type}, stream=Chunked([body]))
+
+    path = tmp_path / "traces.jsonl"
+    with TraceRecorder(path) as recorder:
+        client = httpx2.Client(transport=recorder.transport(httpx2.MockTransport(handler)))
+        with client:
+            assert client.post("https://x.test/v1/messages", json={}).content == body
+    if streamed:  # an event growing past the limit: the recorder gives up on this request
+        assert (recorder.written, recorder.dropped) == (0, 1)
+    else:  # the line is written, without the usage it could not read
+        assert (only_trace(path).input_tokens, only_trace(path).output_tokens) == (0, 0)

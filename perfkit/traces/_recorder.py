@@ -27,6 +27,12 @@ CONTENT_DELTAS = frozenset({"text_delta", "thinking_delta", "input_json_delta"})
 """The deltas that carry generated content (visible text, thinking, tool input); a
 ``signature_delta`` closes a thinking block and is not a token."""
 
+WATCHED_EVENTS = frozenset(
+    {None, b"content_block_delta", b"message_start", b"message_delta", b"error"}
+)
+"""Events that may carry a content delta, usage or an error (an unnamed event is read
+by its ``type``); ping, content_block_start/stop and message_stop are skipped unparsed."""
+
 USAGE_FIELDS = (
     "input_tokens",
     "cache_creation_input_tokens",
@@ -173,10 +179,8 @@ class _Attempt:
         "body",
         "body_size",
         "buffer",
-        "data",
         "done",
         "error",
-        "event",
         "first_token",
         "gaps",
         "headers_at",
@@ -210,8 +214,6 @@ class _Attempt:
         self.usage: dict[str, int] = {}
         self.sse = False
         self.buffer = b""
-        self.event: str | None = None
-        self.data: list[bytes] = []
         self.body: list[bytes] | None = None
         self.body_size = 0
         self.done = False
@@ -238,13 +240,30 @@ class _Attempt:
         if not self.sse:
             self._keep(chunk)
             return
+        buffer = self.buffer + chunk if self.buffer else chunk
+        held = b""
+        if b"\r" in buffer:  # CRLF or CR line ends (the API sends LF)
+            if buffer.endswith(b"\r"):  # it may be the CR of a CRLF split between chunks
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n\n" not in buffer:
+            if len(buffer) > MAX_JSON_BODY:
+                raise ValueError(f"a server-sent event over {MAX_JSON_BODY} bytes")
+            self.buffer = buffer + held
+            return
+        *events, rest = buffer.split(b"\n\n")
+        self.buffer = rest + held
         now = self.recorder.clock.now()
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        if len(self.buffer) > MAX_JSON_BODY:
-            raise ValueError(f"a server-sent event line over {MAX_JSON_BODY} bytes")
-        for line in lines:
-            self._on_line(line.rstrip(b"\r"), now)
+        for event in events:
+            self._on_event(event, now)
+
+    def _flush(self, now: float) -> None:
+        """At the body's end: the events held back for a CR that could have begun a CRLF."""
+        if self.sse and self.buffer.endswith(b"\r"):
+            buffer = self.buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            for event in buffer.split(b"\n\n")[:-1]:
+                self._on_event(event, now)
+        self.buffer = b""
 
     def _keep(self, chunk: bytes) -> None:
         if self.body is None:
@@ -255,20 +274,20 @@ class _Attempt:
         else:
             self.body.append(chunk)
 
-    def _on_line(self, line: bytes, now: float) -> None:
-        if not line:
-            if self.data:
-                self._on_event(self.event, b"\n".join(self.data), now)
-            self.event, self.data = None, []
-        elif line.startswith(b"data:"):
-            value = line[5:]
-            self.data.append(value[1:] if value.startswith(b" ") else value)
-        elif line.startswith(b"event:"):
-            self.event = line[6:].strip().decode("utf-8", "replace")
+    def _on_event(self, event: bytes, now: float) -> None:
+        """One server-sent event (its lines, without the blank line that ends it)."""
+        name: bytes | None = None
+        data: list[bytes] = []
+        for line in event.split(b"\n"):
+            if line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+            elif line.startswith(b"event:"):
+                name = line[6:].strip()
+        if data and name in WATCHED_EVENTS:
+            self._on_data(b"\n".join(data), now)
 
-    def _on_event(self, name: str | None, data: bytes, now: float) -> None:
-        if name not in (None, "content_block_delta", "message_start", "message_delta", "error"):
-            return  # ping, content_block_start/stop, message_stop
+    def _on_data(self, data: bytes, now: float) -> None:
         try:
             event = jiter.from_json(data)
         except ValueError:  # not JSON: the SDK raises on it; the line keeps what came before
@@ -324,6 +343,7 @@ class _Attempt:
         end = self.recorder.clock.now()
         try:
             if self.headers_at is not None and error is None:
+                self._flush(end)
                 self._read_body()
         finally:
             self._write(end, error)
@@ -488,7 +508,8 @@ class _RecordingStream(httpx2.SyncByteStream):
         attempt, recorder = self.attempt, self.attempt.recorder
         try:
             for chunk in self.inner:
-                _call(recorder, attempt, "on_chunk", chunk)
+                if not attempt.done:
+                    _call(recorder, attempt, "on_chunk", chunk)
                 yield chunk
         except GeneratorExit:
             raise
@@ -515,7 +536,8 @@ class _AsyncRecordingStream(httpx2.AsyncByteStream):
         attempt, recorder = self.attempt, self.attempt.recorder
         try:
             async for chunk in self.inner:
-                _call(recorder, attempt, "on_chunk", chunk)
+                if not attempt.done:
+                    _call(recorder, attempt, "on_chunk", chunk)
                 yield chunk
         except GeneratorExit:
             raise
