@@ -556,3 +556,93 @@ def test_the_new_parts_compare_and_print_only_when_set() -> None:
     )
     plan = LLMLatency(ttft=0.5, prefill_per_token=0.001).plan(3, input_tokens=100)
     assert repr(plan) == "LatencyPlan(connect=0.0, ttft=0.6, prefill=0.1, gaps=2)"
+
+
+# --- typical latencies from public measurements ---------------------------------------------
+
+# The published figures each preset is built from (see TYPICAL_MODELS and
+# docs/latency-model.md): a median time to first token at about 1,000 input tokens, and an
+# output speed in tokens per second.
+PUBLISHED = {
+    "claude-sonnet-4-5": (1.80, 63.0),
+    "claude-opus-4-1": (2.67, 45.0),
+    "claude-haiku-4-5": (0.90, 112.0),
+    "claude-3-5-sonnet": (0.81, 64.0),
+}
+
+
+def medians(latency: LLMLatency) -> dict[str, float]:
+    parts = ("ttft", "prefill_per_token", "cache_read_per_token", "per_token")
+    models = [getattr(latency, part) for part in parts]
+    assert all(isinstance(model, LogNormal) for model in models)
+    return {part: model.median for part, model in zip(parts, models, strict=True)}
+
+
+@pytest.mark.parametrize("model", sorted(PUBLISHED))
+def test_a_preset_reproduces_its_published_ttft_and_output_speed(model: str) -> None:
+    ttft, speed = PUBLISHED[model]
+    latency = LLMLatency.typical(model)
+    found = medians(latency)
+    assert found["ttft"] + 1_000 * found["prefill_per_token"] == pytest.approx(ttft)
+    mean_gap = found["per_token"] * math.exp(latency.per_token.sigma**2 / 2)  # type: ignore[attr-defined]
+    assert 1 / mean_gap == pytest.approx(speed, rel=1e-6)
+    assert (latency.connect, latency.queue) == (Fixed(0.0), Fixed(0.0))
+
+
+def test_the_prefill_and_cache_read_rates_reproduce_the_caching_announcement() -> None:
+    """Claude 3.5 Sonnet's time to first token: 100,000 tokens 11.5 s uncached and 2.4 s
+    cached, 10,000 tokens 1.6 s and 1.1 s: the rates are the slopes between the sizes."""
+    found = medians(LLMLatency.typical("claude-3-5-sonnet"))
+    assert 90_000 * found["prefill_per_token"] == pytest.approx(11.5 - 1.6)
+    assert 90_000 * found["cache_read_per_token"] == pytest.approx(2.4 - 1.1, rel=1e-3)
+
+
+def test_a_preset_is_seeded_per_parameter_and_reproducible() -> None:
+    def run(seed: int) -> list[tuple[float, float, tuple[float, ...]]]:
+        latency = LLMLatency.typical(seed=seed)
+        plans = [latency.plan(20, input_tokens=5_000, cached_tokens=20_000) for _ in range(5)]
+        return [(plan.ttft, plan.prefill, plan.gaps) for plan in plans]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+    latency = LLMLatency.typical()
+    seeds = [
+        model.seed  # type: ignore[attr-defined]
+        for model in (
+            latency.ttft,
+            latency.per_token,
+            latency.prefill_per_token,
+            latency.cache_read_per_token,
+        )
+    ]
+    assert len(set(seeds)) == 4
+    assert LLMLatency.typical("claude-sonnet-4-5-20250929") == LLMLatency.typical()
+
+
+def test_a_preset_spreads_its_draws_and_a_long_prompt_waits_longer() -> None:
+    latency = LLMLatency.typical("claude-haiku-4-5", seed=3)
+    short = [latency.plan(1, input_tokens=100).ttft for _ in range(200)]
+    long = [latency.plan(1, input_tokens=100_000).ttft for _ in range(200)]
+    assert len(set(short)) == 200
+    assert statistics.median(long) - statistics.median(short) > 5.0
+
+
+@pytest.mark.parametrize(
+    ("model", "error", "message"),
+    [
+        ("gpt-4o", ValueError, r"^model must be one of the presets claude-sonnet-4-5, .*'gpt-4o'$"),
+        ("claude-sonnet", ValueError, r"^model must be one of the presets .*'claude-sonnet'$"),
+        (None, TypeError, r"^model must be a str, got None$"),
+    ],
+)
+def test_an_unknown_preset_is_refused_naming_the_presets(
+    model: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        LLMLatency.typical(model)
+
+
+@pytest.mark.parametrize("seed", [True, 1.5, "0"])
+def test_a_preset_seed_must_be_an_int(seed: Any) -> None:
+    with pytest.raises(TypeError, match=rf"^seed must be an int, got {re.escape(repr(seed))}$"):
+        LLMLatency.typical(seed=seed)

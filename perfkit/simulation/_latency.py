@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 DEFAULT_SEED = 0
 
@@ -252,6 +252,28 @@ class LLMLatency:
 
         return latency_from_profile(profile, model=model, seed=seed)
 
+    @classmethod
+    def typical(cls, model: str = "claude-sonnet-4-5", *, seed: int = DEFAULT_SEED) -> LLMLatency:
+        """The latency of ``model`` (a preset's name, or a dated id that starts with one) as
+        public measurements describe it, each random part seeded from ``seed`` (the draws
+        are independent of each other, and the same on every run). The presets, their
+        numbers and their sources: :data:`TYPICAL_MODELS` and docs/latency-model.md.
+
+        >>> latency = LLMLatency.typical("claude-sonnet-4-5-20250929")
+        >>> latency.prefill_per_token, latency.queue
+        (LogNormal(0.00011, 0.2, seed=...), Fixed(0.0))
+        """
+        if not isinstance(model, str):
+            raise TypeError(f"model must be a str, got {model!r}")
+        preset = max((name for name in TYPICAL_MODELS if model.startswith(name)), default=None)
+        if preset is None:
+            raise ValueError(
+                f"model must be one of the presets {', '.join(TYPICAL_MODELS)} (or a dated id "
+                f"starting with one), got {model!r}"
+            )
+        profile = {"perfkit_latency_profile": 1, "models": {preset: TYPICAL_MODELS[preset]}}
+        return cls.from_profile(profile, model=preset, seed=seed)
+
     def plan(self, tokens: int, *, input_tokens: int = 0, cached_tokens: int = 0) -> LatencyPlan:
         """Draw the latencies of one call that outputs ``tokens`` tokens after prefilling
         ``input_tokens`` input tokens and reading ``cached_tokens`` from the prompt cache.
@@ -308,6 +330,64 @@ class LLMLatency:
 
 
 _ZERO = Fixed(0.0)
+
+# --- typical latencies, from public measurements ----------------------------------------------
+#
+# Prefill and cache read, per token: Anthropic's prompt-caching announcement
+# (anthropic.com/news/prompt-caching, August 2024, Claude 3.5 Sonnet) gives the time to first
+# token of a 100,000-token prompt as 11.5 s uncached and 2.4 s cached, and of a 10,000-token
+# prompt as 1.6 s and 1.1 s. The difference of the two sizes removes what does not grow with
+# the prompt: prefill (11.5 - 1.6) / 90,000 = 0.00011 s per token (9,100 tokens/s), cache read
+# (2.4 - 1.1) / 90,000 = 0.00001444 s per token (69,000 tokens/s). Assumed for every preset:
+# no per-model figure is published.
+_PREFILL_PER_TOKEN = 0.00011
+_CACHE_READ_PER_TOKEN = 0.00001444
+# Artificial Analysis measures the time to first token with a prompt of about 1,000 input
+# tokens (artificialanalysis.ai/methodology/performance-benchmarking: "1k input token
+# workload ... default benchmark on our website"; figures are medians), so a preset's base is
+# that median less the prefill of 1,000 tokens.
+_AA_PROMPT_TOKENS = 1_000
+# Spreads (log-normal sigma): assumptions, no public source gives them. 0.35 for the base
+# (the simulated assistant's default), 0.2 for the per-request prefill and cache-read rates
+# and for each token's gap.
+_BASE_SIGMA, _RATE_SIGMA, _GAP_SIGMA = 0.35, 0.2, 0.2
+
+
+def _typical(ttft: float, tokens_per_second: float) -> dict[str, Any]:
+    """A preset as a latency profile's model entry, from a measured median time to first
+    token (at about 1,000 input tokens) and output speed. A log-normal gap has the mean
+    ``median * exp(sigma**2 / 2)``: the median is set so that the mean gap is
+    ``1 / tokens_per_second``, as the output speed is measured."""
+
+    def lognormal(median: float, sigma: float) -> dict[str, Any]:
+        return {"lognormal": {"median": round(median, 9), "sigma": sigma}}
+
+    gap = 1 / tokens_per_second / math.exp(_GAP_SIGMA**2 / 2)
+    return {
+        "connect": {"fixed": 0.0},
+        "queue": {"fixed": 0.0},
+        "ttft": lognormal(ttft - _AA_PROMPT_TOKENS * _PREFILL_PER_TOKEN, _BASE_SIGMA),
+        "prefill_per_token": lognormal(_PREFILL_PER_TOKEN, _RATE_SIGMA),
+        "cache_read_per_token": lognormal(_CACHE_READ_PER_TOKEN, _RATE_SIGMA),
+        "per_token": lognormal(gap, _GAP_SIGMA),
+    }
+
+
+TYPICAL_MODELS: dict[str, dict[str, Any]] = {
+    # Artificial Analysis, quoted by lattice.uptownhr.com/claude-opus-4-5/speed-analysis
+    # (November 2025): Sonnet 4.5 "Output Speed 63 tokens/second", "TTFT 1.80 seconds".
+    "claude-sonnet-4-5": _typical(1.80, 63.0),
+    # The same page: Opus 4.1 "Output Speed 45.0 tokens/second", "TTFT 2.67 seconds".
+    "claude-opus-4-1": _typical(2.67, 45.0),
+    # lmspeed.net/compare/model/claude-haiku-4-5-vs-claude-sonnet-4: Haiku 4.5 "Time to first
+    # answer token 0.90 s" and "112 tok/s" (its providers' speed aggregate).
+    "claude-haiku-4-5": _typical(0.90, 112.0),
+    # artificialanalysis.ai/models/claude-35-sonnet/providers, Anthropic's endpoint: "(0.81s)"
+    # latency and "(64 t/s)" (another snapshot of the page: 0.80 s, 95 t/s; the slower kept).
+    # The model the prefill and cache-read figures were measured on.
+    "claude-3-5-sonnet": _typical(0.81, 64.0),
+}
+"""The presets of :meth:`LLMLatency.typical`, each a latency profile's model entry."""
 
 MAX_INPUT_TOKENS = 10**9
 """The most input tokens one call may count: far beyond any model's context window."""
