@@ -137,3 +137,18 @@ def test_a_tool_call_echoed_with_its_caller_keeps_the_latency() -> None:
     echoed, dumped = assistant(after_tools({"type": "direct"})), assistant(after_tools(None))
     assert echoed.latency == dumped.latency
     assert echoed.blocks == dumped.blocks
+
+
+def test_cache_control_markers_do_not_reseed_the_reply() -> None:
+    # A prompt-caching agent moves its markers every turn; the question stays the same.
+    marker = {"type": "ephemeral"}
+    plain = request({"role": "user", "content": [{"type": "text", "text": "Weather?"}]})
+    marked = request(
+        {"role": "user", "content": [{"type": "text", "text": "Weather?", "cache_control": marker}]}
+    )
+    marked.body["tools"] = [*TOOLS[:-1], {**TOOLS[-1], "cache_control": marker}]
+    marked.body["cache_control"] = marker
+    for tool_rate in (0.0, 1.0):
+        answers = SimulatedAssistant(tool_rate=tool_rate)
+        assert answers(plain).latency == answers(marked).latency
+        assert answers(plain).blocks == answers(marked).blocks

@@ -163,12 +163,14 @@ def _without_ids(value: Any) -> Any:
     """``value`` as it seeds a reply: without tool-use ids, and with a tool call's
     ``caller`` seeded as None whatever it says (the simulator's tool calls carry
     ``{"type": "direct"}``, which clients echo back; the SDK dumped a reply without it
-    as None, so conversations seed as they did before the wire gained it)."""
+    as None, so conversations seed as they did before the wire gained it). Without
+    ``cache_control`` markers either: they change what the prompt cache keeps, not the
+    question, so a request with and without them is answered alike."""
     if isinstance(value, dict):
         return {
             k: None if k == "caller" else _without_ids(v)
             for k, v in value.items()
-            if k not in ("id", "tool_use_id")
+            if k not in ("id", "tool_use_id", "cache_control")
         }
     if isinstance(value, list):
         return [_without_ids(item) for item in value]
