@@ -4,7 +4,7 @@ traces, degenerate traces are named, and the goodness of fit tells a good fit fr
 Recovery tolerances (every seed of 0-199 checked when they were chosen; the tests run a
 few): prefill and cache read per token within 5%, the base's median (queue included)
 within 10% and its sigma within 20%, connect's median within 10%, per_token's median
-within 3% and its sigma within 5%.
+within 3% and its sigma within 15%.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import pytest
 
-from perfkit.simulation import Fixed, LLMLatency, LogNormal, Normal
+from perfkit.simulation import Fixed, LLMLatency, LogNormal
 from perfkit.traces import FitError, fit_traces, ks_statistic
 from tests.synthetic_traces import Truth, reference_base, synthetic
 
@@ -27,7 +27,7 @@ TOLERANCES = {
     "base_sigma": 0.20,
     "connect_median": 0.10,
     "per_token_median": 0.03,
-    "per_token_sigma": 0.05,
+    "per_token_sigma": 0.15,
 }
 
 
@@ -69,7 +69,27 @@ def test_deltas_of_several_tokens_give_the_per_token_time_of_one() -> None:
     [fit] = fit_traces(synthetic(400, 3, truth)).fits
     errors = recovery_errors(fit.latency, truth)
     assert errors["per_token_median"] <= TOLERANCES["per_token_median"]
-    assert errors["per_token_sigma"] <= 0.25  # a sum of 4 lognormals is not quite lognormal
+    assert errors["per_token_sigma"] <= TOLERANCES["per_token_sigma"]
+
+
+def coalesced(gaps: tuple[float, ...]) -> tuple[float, ...]:
+    """The gaps as a busy client reads them: three deliveries back to back, the wait
+    for all three on the first."""
+    out: list[float] = []
+    for start in range(0, len(gaps), 3):
+        group = gaps[start : start + 3]
+        out.extend((sum(group), *(0.0,) * (len(group) - 1)))
+    return tuple(out)
+
+
+def test_deliveries_read_back_to_back_do_not_change_per_token() -> None:
+    traces = synthetic(200, 20)
+    [fit] = fit_traces(traces).fits
+    [busy] = fit_traces([replace(t, gaps_s=coalesced(t.gaps_s)) for t in traces]).fits
+    assert busy.entry["per_token"]["lognormal"] == pytest.approx(
+        fit.entry["per_token"]["lognormal"]
+    )
+    assert busy.holds, busy.verdict()
 
 
 def test_the_fit_replays_deterministically_from_its_seed() -> None:
@@ -170,12 +190,12 @@ def test_without_gaps_per_token_comes_from_the_complete_time() -> None:
     truth = Truth()
     traces = [replace(t, gaps_s=()) for t in synthetic(200, 11, truth)]
     [fit] = fit_traces(traces).fits
-    assert any("no gaps recorded" in note for note in fit.notes)
-    per_token = fit.latency.per_token
-    assert isinstance(per_token, (LogNormal, Normal))
-    mean = per_token.mean if isinstance(per_token, Normal) else per_token.median
-    true_mean = truth.per_token_median * math.exp(truth.per_token_sigma**2 / 2)
-    assert mean == pytest.approx(true_mean, rel=0.05 if isinstance(per_token, Normal) else 0.1)
+    assert (
+        "per_token from (complete - ttft) / (output - 1) for 200 request(s) without recorded "
+        "gaps" in fit.notes
+    )
+    errors = recovery_errors(fit.latency, truth)
+    assert errors["per_token_median"] <= TOLERANCES["per_token_median"]
 
 
 def test_non_streamed_traces_fit_what_the_complete_time_tells() -> None:

@@ -10,8 +10,9 @@ error, no retry: a retried attempt's time says more about the retry than the mod
   ``cache_read_per_token``; what is left of each request (its base) is ``ttft``,
   log-normal when nearly all of it is positive, else normal. ``queue`` cannot be told
   from the base by a client: the fitted ``ttft`` includes it and ``queue`` is zero.
-- ``per_token`` comes from the gaps between content deltas (a delta of ``k`` tokens
-  counts as ``k`` tokens), or from ``(complete - ttft) / (output - 1)`` without gaps.
+- ``per_token`` comes from each request's decode time, the sum of its gaps between
+  content deltas (or ``complete - ttft`` without gaps), over its ``output - 1`` tokens:
+  a log-normal with the observed mean per token and the spread between requests.
 - Without streamed requests, only the complete time is known: it is fitted on the
   prefilled, cache-read and output tokens, and ``connect`` is folded into ``ttft``.
 
@@ -54,8 +55,6 @@ SPREAD_OF_NORMAL = 2 * 1.2815515655446004
 """The distance from the 10th to the 90th percentile of a standard normal distribution:
 a log-normal's sigma from those percentiles of the logarithms, robust to the 10% of
 outliers at either end (a stalled request, a retried connection)."""
-MAX_GAP_SAMPLES = 200_000
-"""Inter-token gaps used for ``per_token`` at most (an even stride over them beyond it)."""
 PROFILE_KEY = "perfkit_latency_profile"
 PROFILE_VERSION = 1
 
@@ -402,28 +401,44 @@ def _prefilled(trace: TraceLike) -> float:
 
 
 def _per_token(streamed: list[TraceLike], notes: list[str]) -> LatencyModel | None:
-    """``per_token`` from the inter-token gaps: a gap that carried ``k`` tokens is ``k``
-    draws, so its mean per token is ``gap / k`` and its spread is ``sqrt(k)`` times that of
-    the mean of ``k`` draws."""
-    pairs: list[tuple[float, float]] = []  # (seconds, tokens covered)
-    with_gaps = [t for t in streamed if t.gaps_s and t.output_tokens >= 2]
-    if with_gaps:
-        for trace in with_gaps:
-            tokens = (trace.output_tokens - 1) / len(trace.gaps_s)
-            pairs.extend((gap, max(tokens, 1.0)) for gap in trace.gaps_s)
-        if len(pairs) > MAX_GAP_SAMPLES:
-            pairs = pairs[:: math.ceil(len(pairs) / MAX_GAP_SAMPLES)]
-    else:
-        for trace in streamed:
-            if trace.output_tokens >= 2 and trace.ttft_s is not None:
-                pairs.append((trace.complete_s - trace.ttft_s, trace.output_tokens - 1.0))
-        if pairs:
-            notes.append("per_token from (complete - ttft) / (output - 1): no gaps recorded")
+    """``per_token`` from each request's decode time (the sum of its gaps, or ``complete -
+    ttft`` without them) over its ``output - 1`` tokens.
+
+    Single gaps are not used as draws: a client reads deliveries that arrived while it was
+    busy back to back, so a long gap is followed by near-zero ones (their sum is right,
+    their spread is not). The mean is the total decode time over the total tokens; the
+    spread is what makes each request's sum of independent draws vary as observed (a
+    request of ``t`` tokens deviates from ``mean * t`` by ``sqrt(t)`` times one draw's
+    deviation; their spread from their 10th to 90th percentiles, so that a stalled request
+    does not widen it). The
+    distribution is the log-normal of that mean and spread."""
+    pairs: list[tuple[float, float]] = []  # (decode seconds, tokens after the first)
+    without_gaps = 0
+    for trace in streamed:
+        if trace.output_tokens < 2 or trace.ttft_s is None:
+            continue
+        if trace.gaps_s:
+            pairs.append((math.fsum(trace.gaps_s), trace.output_tokens - 1.0))
+        else:
+            without_gaps += 1
+            pairs.append((trace.complete_s - trace.ttft_s, trace.output_tokens - 1.0))
     if not pairs:
         return None
-    mean = sum(seconds for seconds, _ in pairs) / sum(tokens for _, tokens in pairs)
-    samples = [mean + (seconds / tokens - mean) * math.sqrt(tokens) for seconds, tokens in pairs]
-    return _distribution(samples)
+    if without_gaps:
+        notes.append(
+            f"per_token from (complete - ttft) / (output - 1) for {without_gaps} request(s) "
+            "without recorded gaps"
+        )
+    mean = math.fsum(seconds for seconds, _ in pairs) / math.fsum(tokens for _, tokens in pairs)
+    deviations = [(seconds - mean * tokens) / math.sqrt(tokens) for seconds, tokens in pairs]
+    ordered = sorted(deviations)
+    spread = (_quantile(ordered, 0.9) - _quantile(ordered, 0.1)) / SPREAD_OF_NORMAL
+    if mean <= 0:
+        return Fixed(0.0)
+    if spread <= 0:
+        return Fixed(mean)
+    sigma = math.sqrt(math.log1p((spread / mean) ** 2))
+    return LogNormal(mean * math.exp(-(sigma**2) / 2), sigma)
 
 
 def _regression(
