@@ -7,6 +7,8 @@ exact, and each is computed from the parameters and the tokens the request carri
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,8 @@ import openai
 import pytest
 
 from perfkit import VirtualClock
+from perfkit.agents import ConversationStore, NaiveAgent, OptimizedAgent
+from perfkit.cache import MultiLayerCache
 from perfkit.simulation import (
     AnthropicSimulator,
     Fault,
@@ -22,6 +26,7 @@ from perfkit.simulation import (
     OpenAISimulator,
     Replay,
     Reply,
+    SimRequest,
     SimulatedAssistant,
     ThinkingBlock,
     count_tokens,
@@ -369,3 +374,85 @@ def test_a_request_whose_plan_fails_writes_nothing_unless_another_writes_too() -
         )
     read = cache.account(cache_body(3_000), count=block_tokens, now=10.25)
     assert read.cache_read_input_tokens == 3_000
+
+
+# --- trimming history buys modeled time ----------------------------------------------------------
+
+
+QUESTIONS = 20
+CONTEXT_TOKENS = 400  # each question brings a document of its own
+REPLY_TOKENS = 20
+
+
+def conversation(
+    agent: NaiveAgent | OptimizedAgent, clock: VirtualClock
+) -> tuple[list[SimRequest], list[int]]:
+    """The same 20 questions, each with 400 tokens of context and answered in 20 tokens,
+    on a simulator that prefills: the log of every request and the input tokens each reply
+    reported. (Long questions rather than long replies: a streamed token costs the SDK an
+    event to parse, a prefilled one nothing.)"""
+    latency = LLMLatency(ttft=BASE, prefill_per_token=PREFILL, per_token=PER_TOKEN)
+    with AnthropicSimulator(latency=latency, clock=clock, max_logged=None) as sim:
+        sim.respond_with(lambda request: Reply.of_tokens(REPLY_TOKENS, word="detail"))
+
+        async def main() -> list[int]:
+            try:
+                replies = [
+                    await agent.chat("ann", f"About part {n}: {words(CONTEXT_TOKENS, f'p{n}')}?")
+                    for n in range(QUESTIONS)
+                ]
+            finally:
+                await agent.aclose()
+            return [reply.input_tokens for reply in replies]
+
+        sent = clock.run(main())
+        return list(sim.requests), sent
+
+
+def modeled_ttft(request: SimRequest) -> float:
+    """The modeled time to first token: logged for a stream; for a reply not streamed, its
+    complete time less the decode of its other tokens."""
+    if request.stream:
+        assert request.ttft is not None
+        return request.ttft
+    assert request.duration is not None
+    return us(request.duration - (request.output_tokens - 1) * PER_TOKEN)
+
+
+@pytest.fixture
+def one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's clients share one TLS context: the naive agent makes a client for every
+    request, and loading the certificates for each costs tens of milliseconds."""
+    tls = ssl.create_default_context()
+    client = anthropic.DefaultAsyncHttpxClient
+    monkeypatch.setattr(anthropic, "DefaultAsyncHttpxClient", functools.partial(client, verify=tls))
+
+
+@pytest.mark.usefixtures("one_tls_context")
+def test_a_trimmed_history_shows_a_modeled_ttft_gain_on_a_long_conversation() -> None:
+    clock = VirtualClock()
+    naive = NaiveAgent(client_options={"api_key": "test"})
+    trimmed = OptimizedAgent(
+        cache=MultiLayerCache(clock=clock),
+        history=ConversationStore(max_tokens=2_000),
+        prompt_caching=False,  # the history budget alone: every token sent is prefilled
+        client_options={"api_key": "test"},
+    )
+    naive_log, naive_sent = conversation(naive, clock)
+    trimmed_log, trimmed_sent = conversation(trimmed, clock)
+    assert len(naive_log) == len(trimmed_log) == QUESTIONS
+    naive_ttft = [modeled_ttft(request) for request in naive_log]
+    trimmed_ttft = [modeled_ttft(request) for request in trimmed_log]
+    # Exactly what the tokens sent cost: the base and their prefill.
+    assert naive_ttft == [us(BASE + PREFILL * tokens) for tokens in naive_sent]
+    assert trimmed_ttft == [us(BASE + PREFILL * tokens) for tokens in trimmed_sent]
+    # The naive agent sends every exchange again; the trimmed one stays within its budget.
+    assert naive_sent == sorted(naive_sent)
+    exchange = CONTEXT_TOKENS + REPLY_TOKENS
+    assert naive_sent[-1] > QUESTIONS * exchange
+    assert max(trimmed_sent) < 2_000 + 2 * exchange
+    late = range(QUESTIONS - 8, QUESTIONS)
+    assert all(trimmed_ttft[n] < naive_ttft[n] for n in late)
+    gain = us(naive_ttft[-1] - trimmed_ttft[-1])
+    assert gain == us(PREFILL * (naive_sent[-1] - trimmed_sent[-1]))
+    assert gain > 0.5
