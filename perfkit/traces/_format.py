@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from os import PathLike
 from typing import Any
 
@@ -61,10 +61,9 @@ class Trace:
 
     def to_json(self) -> str:
         """The trace as one line of JSON (no newline), keys in a stable order."""
-        record = asdict(self)
+        record = {"v": self.v, **{name: getattr(self, name) for name in _FIELDS}}
         record["gaps_s"] = list(self.gaps_s)
-        ordered = {"v": record.pop("v"), **record}
-        return json.dumps(ordered, separators=(",", ":"), allow_nan=False)
+        return json.dumps(record, separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_json(cls, record: Any) -> Trace:
@@ -92,6 +91,9 @@ class Trace:
             raise ValueError(f"gaps_s is {gaps!r}; expected a list of seconds")
         values["gaps_s"] = tuple(_seconds("gaps_s", gap) for gap in gaps)
         return cls(**values)
+
+
+_FIELDS = tuple(item.name for item in fields(Trace) if item.name != "v")
 
 
 def read_traces(path: str | PathLike[str]) -> list[Trace]:

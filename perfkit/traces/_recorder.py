@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,6 +34,13 @@ WATCHED_EVENTS = frozenset(
 """Events that may carry a content delta, usage or an error (an unnamed event is read
 by its ``type``); ping, content_block_start/stop and message_stop are skipped unparsed."""
 
+DELTA_EVENT = b"event: content_block_delta\ndata: "
+"""How the API sends nearly every event: read without splitting it into lines."""
+
+CONTENT_MARKERS = (b'"text_delta"', b'"thinking_delta"', b'"input_json_delta"')
+"""A content delta's type as it appears, quoted, in the event's JSON: inside a string
+(the text itself) a quote is escaped, so a quoted type can only be the delta's own."""
+
 USAGE_FIELDS = (
     "input_tokens",
     "cache_creation_input_tokens",
@@ -58,12 +66,17 @@ class TraceRecorder:
 
     ``clock`` times the requests: real time by default; the virtual clock a simulator
     runs on makes every recorded time exact. On the real clock ``at`` is Unix time, on a
-    virtual clock it is that clock's reading.
+    virtual clock it is that clock's reading. ``gaps=False`` leaves out the gaps between
+    tokens, most of a long reply's line (the time to the first token and to the end stay).
     """
 
-    def __init__(self, path: str | PathLike[str], *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: str | PathLike[str], *, clock: Clock | None = None, gaps: bool = True
+    ) -> None:
         self.path = path
         self.clock: Clock = clock if clock is not None else RealClock()
+        self.gaps = gaps
+        """Whether lines keep the gaps between tokens (about 8 bytes per output token)."""
         # Unbuffered, append-only: each line is one write(2) to the end of the file, so
         # threads, tasks and processes appending at once never interleave within a line.
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115  # closed by close()
@@ -182,9 +195,7 @@ class _Attempt:
         "done",
         "error",
         "first_token",
-        "gaps",
         "headers_at",
-        "last_token",
         "model",
         "recorder",
         "request_id",
@@ -193,6 +204,7 @@ class _Attempt:
         "start",
         "status",
         "stream",
+        "token_times",
         "usage",
     )
 
@@ -209,8 +221,8 @@ class _Attempt:
         self.error: str | None = None
         self.headers_at: float | None = None
         self.first_token: float | None = None
-        self.last_token: float | None = None
-        self.gaps: list[float] = []
+        self.token_times: list[float] = []
+        """When each content delta after the first arrived (with ``gaps`` on)."""
         self.usage: dict[str, int] = {}
         self.sse = False
         self.buffer = b""
@@ -276,16 +288,22 @@ class _Attempt:
 
     def _on_event(self, event: bytes, now: float) -> None:
         """One server-sent event (its lines, without the blank line that ends it)."""
+        if event.startswith(DELTA_EVENT):  # most events: one line each of event and data
+            data = event[len(DELTA_EVENT) :]
+            if b"\n" not in data:
+                if _is_content(data):
+                    self._on_token(now)
+                return
         name: bytes | None = None
-        data: list[bytes] = []
+        lines: list[bytes] = []
         for line in event.split(b"\n"):
             if line.startswith(b"data:"):
                 value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
+                lines.append(value[1:] if value.startswith(b" ") else value)
             elif line.startswith(b"event:"):
                 name = line[6:].strip()
-        if data and name in WATCHED_EVENTS:
-            self._on_data(b"\n".join(data), now)
+        if lines and name in WATCHED_EVENTS:
+            self._on_data(b"\n".join(lines), now)
 
     def _on_data(self, data: bytes, now: float) -> None:
         try:
@@ -311,10 +329,8 @@ class _Attempt:
     def _on_token(self, now: float) -> None:
         if self.first_token is None:
             self.first_token = now
-        else:
-            assert self.last_token is not None
-            self.gaps.append(_seconds(now - self.last_token))
-        self.last_token = now
+        elif self.recorder.gaps:
+            self.token_times.append(now)
 
     def _take_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
@@ -368,10 +384,16 @@ class _Attempt:
                 if self.first_token is None
                 else _seconds(self.first_token - self.start),
                 complete_s=self._since_start(end),
-                gaps_s=tuple(self.gaps),
+                gaps_s=self._gaps(),
                 **self.usage,
             )
         )
+
+    def _gaps(self) -> tuple[float, ...]:
+        if self.first_token is None or not self.token_times:
+            return ()
+        times = [self.first_token, *self.token_times]
+        return tuple([round(later - earlier, 6) for earlier, later in itertools.pairwise(times)])
 
     def _since_start(self, moment: float) -> float:
         return _seconds(moment - self.start)
@@ -380,6 +402,13 @@ class _Attempt:
 def _seconds(value: float) -> float:
     """A duration to the microsecond, the virtual clock's resolution (never below 0)."""
     return max(round(value, 6), 0.0)
+
+
+def _is_content(data: bytes) -> bool:
+    """Whether a ``content_block_delta`` event's data is a content delta (not a signature
+    or citation), without decoding it (see :data:`CONTENT_MARKERS`)."""
+    text, thinking, tool_input = CONTENT_MARKERS
+    return text in data or thinking in data or tool_input in data
 
 
 def _int_or_zero(value: str | None) -> int:
