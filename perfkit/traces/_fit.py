@@ -55,6 +55,10 @@ SPREAD_OF_NORMAL = 2 * 1.2815515655446004
 """The distance from the 10th to the 90th percentile of a standard normal distribution:
 a log-normal's sigma from those percentiles of the logarithms, robust to the 10% of
 outliers at either end (a stalled request, a retried connection)."""
+SIMULATED_REQUESTS = 2_000
+MAX_REPLICAS = 10
+"""The goodness check simulates each request up to MAX_REPLICAS times, until about
+SIMULATED_REQUESTS are simulated."""
 PROFILE_KEY = "perfkit_latency_profile"
 PROFILE_VERSION = 1
 
@@ -581,13 +585,17 @@ def _distribution(samples: list[float]) -> LatencyModel:
 def _goodness(
     latency: LLMLatency, traces: list[TraceLike], *, ttft: bool
 ) -> tuple[QuantityFit, ...]:
-    """Simulate ``latency`` once on each request (its token counts) and compare."""
+    """Simulate ``latency`` on each request (its token counts; each request several times
+    when there are few, so that the fitted percentiles carry little noise of their own)
+    and compare with what was observed."""
+    replicas = min(MAX_REPLICAS, math.ceil(SIMULATED_REQUESTS / len(traces)))
     plans = [
         latency.plan(
             trace.output_tokens,
             input_tokens=int(_prefilled(trace)),
             cached_tokens=trace.cache_read_input_tokens,
         )
+        for _ in range(replicas)
         for trace in traces
     ]
     quantities = []
