@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -456,3 +458,32 @@ def test_a_trimmed_history_shows_a_modeled_ttft_gain_on_a_long_conversation() ->
     gain = us(naive_ttft[-1] - trimmed_ttft[-1])
     assert gain == us(PREFILL * (naive_sent[-1] - trimmed_sent[-1]))
     assert gain > 0.5
+
+
+# --- docs/latency-model.md runs as it stands ------------------------------------------------------
+
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "latency-model.md"
+
+
+def examples(text: str) -> list[tuple[str, str | None]]:
+    """Each ``python`` block of a page, with the ``text`` block right after it (what it
+    prints), if any."""
+    found: list[tuple[str, str | None]] = []
+    fences = list(re.finditer(r"^```(\w*)\n(.*?)^```\n", text, re.M | re.S))
+    for fence, after in zip(fences, [*fences[1:], None], strict=True):
+        if fence.group(1) != "python":
+            continue
+        follows = after is not None and after.group(1) == "text"
+        follows = follows and not text[fence.end() : after.start()].strip()  # type: ignore[union-attr]
+        found.append((fence.group(2), after.group(2) if follows else None))  # type: ignore[union-attr]
+    return found
+
+
+def test_the_latency_model_page_runs_as_it_stands(capsys: pytest.CaptureFixture[str]) -> None:
+    found = examples(PAGE.read_text())
+    assert len(found) == 3
+    for code, output in found:
+        exec(compile(code, str(PAGE), "exec"), {})
+        printed = capsys.readouterr().out
+        assert printed == (output or ""), code
