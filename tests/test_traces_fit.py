@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -288,3 +290,29 @@ def test_thousands_of_traces_fit_quickly() -> None:
     seconds = time.process_time() - start
     print(f"fit of 3,000 traces: {seconds:.3f} s CPU")
     assert seconds < 5  # generous: 2 shared cores beside other suites
+
+
+def my_sections_blocks(language: str) -> list[str]:
+    """The ``language`` blocks of docs/calibration.md's sections on fitting and using a
+    profile."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "calibration.md").read_text()
+    section = text[text.index("## Fitting a profile") : text.index("## The loopback proof")]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_the_docs_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "traces.jsonl").write_text(
+        "".join(trace.to_json() + "\n" for trace in synthetic(60, 21, model="claude-sonnet-4-5"))
+    )
+    [profile_json] = my_sections_blocks("json")
+    (tmp_path / "profile.json").write_text(profile_json)
+    fitting, using = my_sections_blocks("python")
+    namespace: dict[str, object] = {}
+    exec(compile(fitting, "calibration.md", "exec"), namespace)
+    assert isinstance(namespace["profile"], dict)
+    exec(compile(using, "calibration.md", "exec"), namespace)
+    latency = namespace["latency"]
+    assert isinstance(latency, LLMLatency)
+    assert isinstance(latency.ttft, LogNormal)
+    assert latency.ttft.median == 0.106915
