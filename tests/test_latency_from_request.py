@@ -7,9 +7,11 @@ exact, and each is computed from the parameters and the tokens the request carri
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import re
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -487,3 +489,61 @@ def test_the_latency_model_page_runs_as_it_stands(capsys: pytest.CaptureFixture[
         exec(compile(code, str(PAGE), "exec"), {})
         printed = capsys.readouterr().out
         assert printed == (output or ""), code
+
+
+# --- hostile probes ----------------------------------------------------------------------------
+
+
+def test_parallel_writers_in_threads_all_write_and_settle() -> None:
+    cache = PromptCache()
+    started = threading.Barrier(8)
+
+    def first_token(usage: CacheUsage) -> float:
+        started.wait(timeout=5)  # all eight are between their write and its settling
+        return 0.5
+
+    def request(_: int) -> CacheUsage:
+        return cache.account(cache_body(), count=block_tokens, now=0.0, ready_after=first_token)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        usages = list(pool.map(request, range(8)))
+    assert [usage.cache_creation_input_tokens for usage in usages] == [2_000] * 8
+    assert cache.account(cache_body(), count=block_tokens, now=0.49).cache_read_input_tokens == 0
+    assert cache.account(cache_body(), count=block_tokens, now=0.5).cache_read_input_tokens == 2_000
+
+
+class Broken:
+    """A latency model that fails: a user's model with a bug."""
+
+    def sample(self) -> float:
+        raise RuntimeError("the latency model broke")
+
+
+@pytest.mark.parametrize(
+    ("latency", "reply", "cause"),
+    [
+        (LLMLatency(ttft=Broken()), Reply.text("ok"), "the latency model broke"),
+        (
+            LATENCY,
+            Reply.text("ok", input_tokens=2 * 10**9),
+            "input_tokens must be an int from 0 to 1,000,000,000, got 2000002000",
+        ),
+    ],
+    ids=["model-raises", "huge-scripted-input"],
+)
+def test_a_request_that_cannot_be_planned_fails_and_the_simulator_names_why(
+    sim: AnthropicSimulator,
+    client: anthropic.Anthropic,
+    latency: LLMLatency,
+    reply: Reply,
+    cause: str,
+) -> None:
+    sim.latency = latency
+    sim.enqueue(reply)
+    with pytest.raises(anthropic.APIConnectionError):
+        client.messages.create(**cache_body())
+    (failure,) = sim.pop_failures()
+    assert cause in str(failure)
+    sim.latency = LATENCY  # the simulator goes on, and the failed write left nothing
+    usage = client.messages.create(**cache_body()).usage
+    assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (2_000, 0)

@@ -646,3 +646,24 @@ def test_an_unknown_preset_is_refused_naming_the_presets(
 def test_a_preset_seed_must_be_an_int(seed: Any) -> None:
     with pytest.raises(TypeError, match=rf"^seed must be an int, got {re.escape(repr(seed))}$"):
         LLMLatency.typical(seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("latency", "counts", "message"),
+    [
+        (
+            LLMLatency(prefill_per_token=1e305),
+            {"input_tokens": 10**9},
+            r"^prefill_per_token: Fixed\(1e\+305\) drew 1e\+305 x 1,000,000,000 tokens, over",
+        ),
+        (LLMLatency(ttft=1e308), {}, r"^ttft: Fixed\(1e\+308\) drew 1e\+308, over the 1e\+09"),
+        (LLMLatency(per_token=2e9), {"tokens": 3}, r"^per_token: Fixed\(2000000000.0\) drew"),
+    ],
+)
+def test_a_part_too_long_to_model_is_named_not_overflowed(
+    latency: LLMLatency, counts: dict[str, int], message: str
+) -> None:
+    tokens = counts.pop("tokens", 1)
+    with pytest.raises(ValueError, match=message):
+        latency.plan(tokens, **counts)
+    assert LLMLatency(ttft=1e9, prefill_per_token=1.0).plan(1, input_tokens=10**9).ttft == 2e9

@@ -392,6 +392,10 @@ TYPICAL_MODELS: dict[str, dict[str, Any]] = {
 MAX_INPUT_TOKENS = 10**9
 """The most input tokens one call may count: far beyond any model's context window."""
 
+MAX_SECONDS = 1e9
+"""The longest part of a call a plan holds (32 years): a longer one is a mistake, and past
+1e302 seconds it would not survive the rounding to microseconds."""
+
 MAX_OUTPUT_TOKENS = 10**7
 """The most output tokens one call may plan (one gap each): far beyond any model's limit."""
 
@@ -412,7 +416,14 @@ def _draw(model: LatencyModel, name: str, times: int = 1) -> float:
         raise TypeError(f"{name}: {model!r} drew {value!r}, not a number of seconds")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name}: {model!r} drew {value!r}, not a finite number of seconds >= 0")
-    return to_microseconds(value * times)
+    seconds = value * times
+    if seconds > MAX_SECONDS:
+        per = f" x {times:,} tokens" if times != 1 else ""
+        raise ValueError(
+            f"{name}: {model!r} drew {value!r}{per}, over the {MAX_SECONDS:.0e} seconds "
+            "a modeled wait may last"
+        )
+    return to_microseconds(seconds)
 
 
 def _draw_gaps(model: LatencyModel, count: int) -> tuple[float, ...]:
