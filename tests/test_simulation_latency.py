@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -667,3 +668,24 @@ def test_a_part_too_long_to_model_is_named_not_overflowed(
     with pytest.raises(ValueError, match=message):
         latency.plan(tokens, **counts)
     assert LLMLatency(ttft=1e9, prefill_per_token=1.0).plan(1, input_tokens=10**9).ttft == 2e9
+
+
+def test_from_profile_reads_a_profile_as_the_profile_reader_does(tmp_path: Any) -> None:
+    from perfkit.simulation import latency_from_profile
+
+    profile = {
+        "perfkit_latency_profile": 1,
+        "models": {
+            "m": {
+                "ttft": {"lognormal": {"median": 0.4, "sigma": 0.3}},
+                "prefill_per_token": 0.0001,
+                "per_token": 0.02,
+            }
+        },
+    }
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(profile))
+    latency = LLMLatency.from_profile(str(path), model="m", seed=5)
+    assert latency == latency_from_profile(profile, model="m", seed=5)
+    assert latency.prefill_per_token == Fixed(0.0001)
+    assert latency.plan(1, input_tokens=1_000).prefill == 0.1
