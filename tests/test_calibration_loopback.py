@@ -21,7 +21,9 @@ def test_the_prediction_is_within_10_percent_of_the_loopback_measurement(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     traces = tmp_path / "traces.jsonl"
-    status = script("calibration_loopback").main(["--traces", str(traces)])
+    status = script("calibration_loopback").main(
+        ["--traces", str(traces), "--overhead-tokens", "0"]
+    )
     out = capsys.readouterr().out
     rows = ROW.findall(out)
     assert [(name, q) for name, q, *_ in rows] == [
@@ -34,7 +36,7 @@ def test_the_prediction_is_within_10_percent_of_the_loopback_measurement(
         assert abs(float(predicted) - float(measured)) <= 0.10 * float(measured), out
     assert status == 0, out
     recorded = read_traces(traces)
-    assert len(recorded) == 123
+    assert len(recorded) == 103
     assert all(trace.ok and trace.stream and trace.ttft_s for trace in recorded)
     assert sum(trace.cache_read_input_tokens > 0 for trace in recorded) > 20
     assert sum(trace.cache_creation_input_tokens > 0 for trace in recorded) == 3
@@ -44,7 +46,9 @@ def test_the_prediction_is_within_10_percent_of_the_loopback_measurement(
 def test_the_script_exits_1_when_a_prediction_is_outside_the_bound(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status = script("calibration_loopback").main(["--requests", "20", "--bound", "0.0001"])
+    status = script("calibration_loopback").main(
+        ["--requests", "20", "--bound", "0.0001", "--overhead-tokens", "20"]
+    )
     out = capsys.readouterr().out
     assert len(ROW.findall(out)) == 4, out
     assert "OUTSIDE 0%" in out
