@@ -147,8 +147,8 @@ def test_every_request_of_one_input_size_says_prefill_cannot_be_fitted() -> None
     traces = [replace(t, cache_creation_input_tokens=0) for t in traces]
     [fit] = fit_traces(traces).fits
     assert fit.not_fitted == {
-        "prefill_per_token": "every request had 5,000 of its tokens, so its rate cannot be told "
-        "from the base: ttft includes it"
+        "prefill_per_token": "every request had 5,000 prefilled input tokens, so its rate "
+        "cannot be told from the base: ttft includes it"
     }
     assert "prefill_per_token" not in fit.entry
     assert fit.latency.prefill_per_token == Fixed(0.0)
@@ -161,7 +161,7 @@ def test_no_cache_reads_say_the_cache_read_rate_cannot_be_fitted() -> None:
     traces = [replace(t, cache_read_input_tokens=0) for t in synthetic(60, 8)]
     [fit] = fit_traces(traces).fits
     assert list(fit.not_fitted) == ["cache_read_per_token"]
-    assert "every request had 0 of its tokens" in fit.not_fitted["cache_read_per_token"]
+    assert "every request had 0 cache-read tokens" in fit.not_fitted["cache_read_per_token"]
 
 
 def test_reads_that_move_with_the_input_cannot_be_told_apart() -> None:
@@ -238,6 +238,29 @@ def test_a_model_with_too_few_traces_is_skipped_beside_one_that_is_fitted() -> N
         fit_traces(traces, model="small")
     with pytest.raises(FitError, match=r"no traces of model 'x'; the traces have: big, small"):
         fit_traces(traces, model="x")
+
+
+def test_token_counts_no_request_has_are_left_out() -> None:
+    traces = synthetic(30, 22)
+    traces[0] = replace(traces[0], output_tokens=10**8)
+    traces[1] = replace(traces[1], input_tokens=10**10)
+    [fit] = fit_traces(traces).fits
+    assert fit.excluded == {"token counts above 10,000,000": 2}
+
+
+def test_long_replies_are_checked_on_a_share_of_the_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from perfkit.traces import _fit
+
+    monkeypatch.setattr(_fit, "SIMULATED_GAPS", 20_000)  # 2,000,000 in earnest
+    traces = [replace(t, output_tokens=2_000) for t in synthetic(40, 23)]
+    [fit] = fit_traces(traces).fits
+    assert (
+        "the fit was checked on every 4th request (10): their replies hold 79,960 output "
+        "tokens, more than 20,000 to simulate" in fit.notes
+    )
+    assert [len(quantity.observed) for quantity in fit.quantities] == [3, 3]
 
 
 def test_only_failed_requests_are_refused_naming_why() -> None:

@@ -57,8 +57,13 @@ a log-normal's sigma from those percentiles of the logarithms, robust to the 10%
 outliers at either end (a stalled request, a retried connection)."""
 SIMULATED_REQUESTS = 2_000
 MAX_REPLICAS = 10
+SIMULATED_GAPS = 2_000_000
 """The goodness check simulates each request up to MAX_REPLICAS times, until about
-SIMULATED_REQUESTS are simulated."""
+SIMULATED_REQUESTS are simulated, and at most about SIMULATED_GAPS output tokens (about a
+second of the simulator's time)."""
+MAX_TOKENS = 10_000_000
+"""Token counts above it are not a real request's (the largest context windows hold a
+million tokens): such a line is left out of the fit."""
 PROFILE_KEY = "perfkit_latency_profile"
 PROFILE_VERSION = 1
 
@@ -294,6 +299,14 @@ def _exclusion(trace: TraceLike) -> str:
         return "error"
     if trace.retries:
         return "retried attempt"
+    counts = (
+        trace.input_tokens,
+        trace.cache_creation_input_tokens,
+        trace.cache_read_input_tokens,
+        trace.output_tokens,
+    )
+    if max(counts) > MAX_TOKENS:
+        return f"token counts above {MAX_TOKENS:,}"
     times = [trace.headers_s, trace.complete_s, *(() if trace.ttft_s is None else (trace.ttft_s,))]
     if not all(math.isfinite(time) and time >= 0 for time in times):
         return "times not finite numbers >= 0"
@@ -387,7 +400,7 @@ def _finish(
     latency = latency_from_profile(
         {PROFILE_KEY: PROFILE_VERSION, "models": {model: entry}}, model=model, seed=seed
     )
-    quantities = _goodness(latency, fitted_on, ttft=ttft)
+    quantities = _goodness(latency, fitted_on, notes, ttft=ttft)
     return ModelFit(
         model=model,
         latency=latency,
@@ -458,8 +471,8 @@ def _regression(
         low, high = min(values), max(values)
         if high == low:
             not_fitted[name] = (
-                f"every request had {low:,.0f} of its tokens, so its rate cannot be told from "
-                "the base: ttft includes it"
+                f"every request had {low:,.0f} {TOKENS[name]}, so its rate cannot be told "
+                "from the base: ttft includes it"
             )
             continue
         twin = next((other for other in kept if _collinear(values, kept[other])), None)
@@ -473,6 +486,13 @@ def _regression(
             notes.append(f"{name} fitted negative ({slope:.3g} s/token): set to 0")
             slopes[name] = 0.0
     return slopes
+
+
+TOKENS = {
+    "prefill_per_token": "prefilled input tokens",
+    "cache_read_per_token": "cache-read tokens",
+    "per_token": "output tokens after the first",
+}
 
 
 def _collinear(a: list[float], b: list[float]) -> bool:
@@ -583,12 +603,23 @@ def _distribution(samples: list[float]) -> LatencyModel:
 
 
 def _goodness(
-    latency: LLMLatency, traces: list[TraceLike], *, ttft: bool
+    latency: LLMLatency, traces: list[TraceLike], notes: list[str], *, ttft: bool
 ) -> tuple[QuantityFit, ...]:
     """Simulate ``latency`` on each request (its token counts; each request several times
     when there are few, so that the fitted percentiles carry little noise of their own)
-    and compare with what was observed."""
+    and compare with what was observed. Where the replies are so long that simulating
+    them all would take seconds, every k-th request is checked (noted)."""
+    gaps = sum(max(trace.output_tokens - 1, 0) for trace in traces)
+    if gaps > SIMULATED_GAPS:
+        stride = math.ceil(gaps / SIMULATED_GAPS)
+        traces = traces[::stride]
+        notes.append(
+            f"the fit was checked on every {stride}th request ({len(traces):,}): their "
+            f"replies hold {gaps:,} output tokens, more than {SIMULATED_GAPS:,} to simulate"
+        )
+        gaps = sum(max(trace.output_tokens - 1, 0) for trace in traces)
     replicas = min(MAX_REPLICAS, math.ceil(SIMULATED_REQUESTS / len(traces)))
+    replicas = max(1, min(replicas, SIMULATED_GAPS // max(gaps, 1)))
     plans = [
         latency.plan(
             trace.output_tokens,
