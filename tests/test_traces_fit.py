@@ -263,6 +263,15 @@ def test_long_replies_are_checked_on_a_share_of_the_requests(
     assert [len(quantity.observed) for quantity in fit.quantities] == [3, 3]
 
 
+def test_a_first_token_before_the_headers_is_out_of_order() -> None:
+    traces = synthetic(25, 24)
+    traces[0] = replace(traces[0], ttft_s=0.0)
+    [fit] = fit_traces(traces).fits
+    assert fit.excluded == {"times out of order (headers, first token, complete)": 1}
+    with pytest.raises(ValueError, match="min_traces must be an int >= 2, got 0"):
+        fit_traces(traces, min_traces=0)
+
+
 def test_only_failed_requests_are_refused_naming_why() -> None:
     traces = [replace(t, status=429) for t in synthetic(30, 16)]
     with pytest.raises(FitError, match=r"only 0 usable request\(s\) of 30 .*status 429: 30"):

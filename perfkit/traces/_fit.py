@@ -130,6 +130,7 @@ class QuantityFit:
         return found
 
     def as_dict(self) -> dict[str, Any]:
+        """As a profile's ``fit`` section holds it."""
         return {
             "observed": _by_quantile(self.observed),
             "fitted": _by_quantile(self.fitted),
@@ -157,12 +158,15 @@ class ModelFit:
 
     @property
     def holds(self) -> bool:
+        """Whether every p50 and p95 is within TOLERANCE and every KS below its critical value."""
         return not self.problems()
 
     def problems(self) -> list[str]:
+        """What does not hold, one short phrase each (``ttft p95 +14.2%``)."""
         return [problem for quantity in self.quantities for problem in quantity.problems()]
 
     def verdict(self) -> str:
+        """One sentence: whether the fit holds, and if not, what is off."""
         if self.holds:
             return (
                 f"the fit holds: p50 and p95 within {TOLERANCE:.0%} of the observed, KS below "
@@ -238,6 +242,8 @@ def fit_traces(
 ) -> LatencyFit:
     """Fit every model in ``traces`` (or only ``model``); a model with fewer than
     ``min_traces`` usable requests is skipped, and FitError says when none is fitted."""
+    if isinstance(min_traces, bool) or not isinstance(min_traces, int) or min_traces < 2:
+        raise ValueError(f"min_traces must be an int >= 2, got {min_traces!r}")
     by_model: dict[str, list[TraceLike]] = {}
     count = 0
     for trace in traces:
@@ -312,7 +318,8 @@ def _exclusion(trace: TraceLike) -> str:
         return "times not finite numbers >= 0"
     if not all(math.isfinite(gap) and gap >= 0 for gap in trace.gaps_s):
         return "gaps not finite numbers >= 0"
-    if not trace.headers_s <= (trace.ttft_s or trace.headers_s) <= trace.complete_s:
+    first = trace.headers_s if trace.ttft_s is None else trace.ttft_s
+    if not trace.headers_s <= first <= trace.complete_s:
         return "times out of order (headers, first token, complete)"
     return ""
 
