@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gzip
 import json
+import re
 import ssl
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import anthropic
 import httpx2
 import pytest
 
-from perfkit import VirtualClock
+from perfkit import RealClock, VirtualClock
 from perfkit.simulation import (
     AnthropicSimulator,
     Fault,
@@ -646,3 +649,112 @@ def test_a_body_past_the_limit_costs_its_usage_not_the_request(
         assert (recorder.written, recorder.dropped) == (0, 1)
     else:  # the line is written, without the usage it could not read
         assert (only_trace(path).input_tokens, only_trace(path).output_tokens) == (0, 0)
+
+
+def test_gaps_can_be_left_out_of_the_lines(
+    sim: AnthropicSimulator, path: Path, clock: VirtualClock
+) -> None:
+    with (
+        TraceRecorder(path, clock=clock, gaps=False) as recorder,
+        sync_sdk(recorder) as client,
+        client.messages.stream(**ask()) as stream,
+    ):
+        usage = stream.get_final_message().usage
+    trace = only_trace(path)
+    assert trace.gaps_s == ()
+    assert trace.ttft_s == expected_ttft(usage)
+    assert trace.complete_s == round(expected_ttft(usage) + 0.02 * (usage.output_tokens - 1), 6)
+
+
+# --- the docs' examples run as they stand ----------------------------------------------------
+
+CALIBRATION_DOC = Path(__file__).resolve().parent.parent / "docs" / "calibration.md"
+
+
+def recording_section_blocks(language: str) -> list[str]:
+    text = CALIBRATION_DOC.read_text()
+    section = text.split("## Recording traces", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+
+
+def test_the_docs_recording_examples_run_and_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET_KEY)
+    examples = recording_section_blocks("python")
+    assert len(examples) == 2
+    with AnthropicSimulator(clock=RealClock()):
+        for number, code in enumerate(examples):
+            exec(compile(code, f"docs/calibration.md example {number}", "exec"), {})
+    assert capsys.readouterr().out == "end_turn\n"
+    traces = read_traces(tmp_path / "traces.jsonl")
+    assert [(t.status, t.stream, t.error) for t in traces] == [(200, True, None)] * 2
+    assert SECRET_KEY not in (tmp_path / "traces.jsonl").read_text()
+
+
+def test_the_docs_example_line_is_a_trace() -> None:
+    (line,) = recording_section_blocks("json")
+    trace = Trace.from_json(json.loads(line))
+    assert trace.ok
+    assert trace.cache_read_input_tokens == 4096
+
+
+def brotli_compress(data: bytes) -> bytes:
+    brotli = pytest.importorskip("brotli")
+    return brotli.compress(data)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("br", brotli_compress)],
+)
+@pytest.mark.parametrize("streamed", [True, False], ids=["event-stream", "json"])
+def test_a_compressed_body_is_read_as_the_sdk_reads_it(
+    tmp_path: Path, encoding: str, encode: Any, streamed: bool
+) -> None:
+    if streamed:
+        content_type, plain = "text/event-stream", STREAM
+    else:
+        content_type = "application/json"
+        plain = b'{"type":"message","usage":{"input_tokens":7,"cache_read_input_tokens":3,'
+        plain += b'"output_tokens":5}}'
+    body = encode(plain)
+    chunks = [body[i : i + 5] for i in range(0, len(body), 5)]
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": content_type, "content-encoding": encoding}
+        return httpx2.Response(200, headers=headers, stream=Chunked(chunks))
+
+    path = tmp_path / "traces.jsonl"
+    with TraceRecorder(path, clock=VirtualClock()) as recorder:
+        client = httpx2.Client(transport=recorder.transport(httpx2.MockTransport(handler)))
+        with client:
+            assert client.post("https://x.test/v1/messages", json={}).content == plain
+    trace = only_trace(path)
+    assert (trace.input_tokens, trace.cache_read_input_tokens, trace.output_tokens) == (7, 3, 5)
+    assert (trace.ttft_s is not None) == streamed
+    assert trace.error is None
+
+
+def test_an_encoding_it_cannot_undo_leaves_the_times_only(tmp_path: Path) -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "text/event-stream", "content-encoding": "compress"}
+        return httpx2.Response(200, headers=headers, stream=Chunked([b"\x1f\x9d\x90garbage"]))
+
+    path = tmp_path / "traces.jsonl"
+    with TraceRecorder(path) as recorder:
+        client = httpx2.Client(transport=recorder.transport(httpx2.MockTransport(handler)))
+        with client, client.stream("POST", "https://x.test/v1/messages", json={}) as response:
+            assert response.read()  # httpx2 passes an unknown encoding through
+    trace = only_trace(path)
+    assert (trace.status, trace.ttft_s, trace.output_tokens, trace.error) == (200, None, 0, None)
+    assert recorder.dropped == 0
+
+
+def test_every_transport_of_a_client_records_proxies_included(recorder: TraceRecorder) -> None:
+    client = recorder.http_client(verify=TLS, proxy="http://127.0.0.1:9")
+    transports = [client._transport, *client._mounts.values()]
+    assert len(transports) == 2
+    assert all(isinstance(t, _recorder._RecordingTransport) for t in transports)
+    client.close()

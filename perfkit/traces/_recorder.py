@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from os import PathLike
 from types import TracebackType
 from typing import Any, TypeVar
@@ -85,6 +88,7 @@ class TraceRecorder:
         self.dropped = 0
         """Lines lost to a failure of the recorder (logged once)."""
         self._warned = False
+        self._lock = threading.Lock()  # the counters only; lines are written without it
 
     # -- HTTP clients -----------------------------------------------------------------
 
@@ -143,13 +147,15 @@ class TraceRecorder:
         except Exception as error:
             self.failed(error)
         else:
-            self.written += 1
+            with self._lock:
+                self.written += 1
 
     def failed(self, error: BaseException) -> None:
         """Count a line lost to ``error``; the first one is logged as a warning."""
-        self.dropped += 1
-        if not self._warned:
-            self._warned = True
+        with self._lock:
+            self.dropped += 1
+            warn, self._warned = not self._warned, True
+        if warn:
             logger.warning(
                 "perfkit trace recorder: cannot record to %s (%s: %s); requests go on "
                 "unrecorded, this warning is not repeated",
@@ -192,6 +198,7 @@ class _Attempt:
         "body",
         "body_size",
         "buffer",
+        "decoder",
         "done",
         "error",
         "first_token",
@@ -227,6 +234,8 @@ class _Attempt:
         self.sse = False
         self.buffer = b""
         self.body: list[bytes] | None = None
+        self.decoder: Callable[[bytes], bytes] | None = None
+        """Undoes the body's ``content-encoding`` (gzip, deflate, br when brotli is installed)."""
         self.body_size = 0
         self.done = False
         self._read_request(request)
@@ -245,10 +254,20 @@ class _Attempt:
         self.request_id = response.headers.get("request-id")
         content_type = response.headers.get("content-type", "")
         self.sse = content_type.startswith("text/event-stream")
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            # The transport sees the bytes as sent; an encoding it cannot undo leaves the
+            # line with its times but no token or usage.
+            self.decoder = _decoder(encoding)
+            if self.decoder is None:
+                self.sse = False
+                return
         if not self.sse:
             self.body = []
 
     def on_chunk(self, chunk: bytes) -> None:
+        if self.decoder is not None:
+            chunk = self.decoder(chunk)
         if not self.sse:
             self._keep(chunk)
             return
@@ -404,6 +423,20 @@ def _seconds(value: float) -> float:
     return max(round(value, 6), 0.0)
 
 
+def _decoder(encoding: str) -> Callable[[bytes], bytes] | None:
+    """A function undoing ``encoding`` piece by piece (as httpx2 does), or None."""
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32).decompress  # gzip or zlib, detected
+    if encoding == "br":
+        for name in ("brotli", "brotlicffi"):  # optional, as they are for httpx2
+            try:
+                decompressor = importlib.import_module(name).Decompressor()
+            except ImportError:
+                continue
+            return getattr(decompressor, "decompress", None) or decompressor.process  # type: ignore[no-any-return]
+    return None
+
+
 def _is_content(data: bytes) -> bool:
     """Whether a ``content_block_delta`` event's data is a content delta (not a signature
     or citation), without decoding it (see :data:`CONTENT_MARKERS`)."""
@@ -452,9 +485,10 @@ def _read_already(attempt: _Attempt, response: httpx2.Response) -> bool:
     """Whether ``response`` came with its body in memory (an in-process transport, a mock):
     then it is all there now, and the line is written at once."""
     try:
-        content = response.content
+        content = response.content  # decoded already
     except httpx2.ResponseNotRead:
         return False
+    attempt.decoder = None
     if _call(attempt.recorder, attempt, "on_chunk", content):
         _call(attempt.recorder, attempt, "finish")
     return True
