@@ -15,6 +15,7 @@ MISS = CACHE + "test_caching_impact[identical-query-miss]"
 ASYNC = "test_async.py::"
 POOLING = "test_pooling.py::"
 COMBINED = "test_combined.py::test_combined_workload"
+PROMPT_CACHING = "test_prompt_caching.py::test_prompt_caching"
 
 
 def pytest_perfkit_speedups(config: pytest.Config) -> list[Speedup]:
@@ -111,9 +112,44 @@ def pytest_perfkit_speedups(config: pytest.Config) -> list[Speedup]:
             figure="observed.mean",
             claim=Claim.factor(10),
         ),
+        *(
+            Speedup(
+                "prompt caching",
+                scenario,
+                PROMPT_CACHING + "[without-prompt-caching]",
+                PROMPT_CACHING + "[with-prompt-caching]",
+                figure=figure,
+                note=note,
+            )
+            for scenario, figure, note in (
+                ("TTFT p50, support agent", "observed.p50", ""),
+                ("TTFT p95, support agent", "observed.p95", ""),
+                ("p95 time to the complete reply", "complete.p95", ""),
+                ("cost", "counters.usd", "every request's usage, priced"),
+                (
+                    "input tokens prefilled",
+                    "counters.api_prefilled_tokens",
+                    "uncached input and cache writes; cache reads are the rest",
+                ),
+            )
+        ),
+        Speedup(
+            "prompt caching",
+            "history trimmed in steps, not every question: cost",
+            PROMPT_CACHING + "[with-prompt-caching-trimmed-every-question]",
+            PROMPT_CACHING + "[with-prompt-caching]",
+            figure="counters.usd",
+        ),
+        Speedup(
+            "prompt caching",
+            "history trimmed in steps, not every question: cache writes",
+            PROMPT_CACHING + "[with-prompt-caching-trimmed-every-question]",
+            PROMPT_CACHING + "[with-prompt-caching]",
+            figure="counters.api_cache_write_tokens",
+        ),
         Speedup(
             "combined",
-            "p95 perceived latency, 100 users",
+            "p95 perceived latency, 60 users",
             COMBINED + "[naive]",
             COMBINED + "[optimized]",
             figure="observed.p95",

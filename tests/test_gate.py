@@ -101,7 +101,7 @@ def test_a_refreshed_baseline_holds_the_exact_figures(suite: pytest.Pytester) ->
     baseline = refreshed(suite)
     entry = baseline["benchmarks"][CONCURRENT]
     assert entry["modeled"]["mean"] == 0.1
-    assert entry["counters"] == {"calls": 6}
+    assert entry["counters"] == {"calls": 6, "usd": 0}
     result = suite.runpytest("benchmarks")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
@@ -306,6 +306,27 @@ async def _new_client_per_request(self):
 
 OptimizedAgent._session = _new_client_per_request
 """
+NO_PROMPT_CACHING = """\
+from perfkit.agents import OptimizedAgent
+
+_request = OptimizedAgent._request
+
+
+def _unmarked(value):
+    if isinstance(value, dict):
+        return {key: _unmarked(item) for key, item in value.items() if key != "cache_control"}
+    if isinstance(value, list):
+        return [_unmarked(item) for item in value]
+    return value
+
+
+def _request_without_cache_control(self, messages):
+    # The regression: the optimized agent's requests lose their cache_control breakpoints.
+    return _unmarked(_request(self, messages))
+
+
+OptimizedAgent._request = _request_without_cache_control
+"""
 
 
 @pytest.fixture
@@ -356,9 +377,10 @@ def test_a_cache_that_never_hits_fails_the_gate(our_benchmarks: pytest.Pytester)
         [
             f"REGRESSION {hit}: counters.api_requests rose from 0 to 3 (from zero; counters "
             "may not grow)",
+            glob(f"REGRESSION {hit}: counters.usd rose from $0.000000 to $0.") + "*",
             f"REGRESSION {hit}: modeled.mean rose from 0.000 ms to 3,000.500 ms (from zero; "
             "allowed: +0.1%); also max, p50, p95, p99",
-            "gate FAILED against benchmarks/baseline.json: 14 figure(s) regressed in 2 "
+            "gate FAILED against benchmarks/baseline.json: 16 figure(s) regressed in 2 "
             "benchmark(s), 0 figure(s) improved in 0 benchmark(s), 0 new, 0 missing",
         ]
     )
@@ -395,11 +417,45 @@ def test_an_unpooled_client_fails_the_gate(our_benchmarks: pytest.Pytester) -> N
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=1)
     optimized = "benchmarks/test_combined.py::test_combined_workload[optimized]"
+    baseline = load_baseline(REPOSITORY / "benchmarks" / "baseline.json")["benchmarks"]
+    pooled = baseline[optimized]["counters"]["api_connections"]
     result.stdout.fnmatch_lines(
         [
-            glob(f"REGRESSION {optimized}: counters.api_connections rose from 36 to *"),
+            glob(f"REGRESSION {optimized}: counters.api_connections rose from {pooled} to *"),
             glob(f"REGRESSION {optimized}: observed.mean rose from * ms to *"),
         ]
+    )
+
+
+@pytest.mark.slow  # the prompt-caching benchmark in a subprocess, about 10 s
+def test_dropping_prompt_caching_fails_the_gate_on_cost_and_ttft(
+    our_benchmarks: pytest.Pytester,
+) -> None:
+    result = run_injected(
+        our_benchmarks,
+        NO_PROMPT_CACHING,
+        "benchmarks/test_prompt_caching.py::test_prompt_caching[with-prompt-caching]",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1)  # its own check: with prompt caching, reads happen
+    cached = "benchmarks/test_prompt_caching.py::test_prompt_caching[with-prompt-caching]"
+    # Without breakpoints the agent sends what the run without prompt caching sends.
+    baseline = load_baseline(REPOSITORY / "benchmarks" / "baseline.json")["benchmarks"]
+    uncached = baseline[cached.replace("[with-", "[without-")]
+    assert baseline[cached]["counters"]["usd"] < uncached["counters"]["usd"]
+    result.stdout.fnmatch_lines(
+        [
+            glob(f"REGRESSION {cached}: counters.api_cache_read_tokens fell from * to 0 *"),
+            glob(f"REGRESSION {cached}: counters.api_prefilled_tokens rose from * to *"),
+            glob(f"REGRESSION {cached}: counters.usd rose from $* to $*"),
+            glob(f"REGRESSION {cached}: observed.mean rose from * ms to * ms*; also *p50*p95*"),
+        ]
+    )
+    before, after = (entry["counters"]["usd"] for entry in (baseline[cached], uncached))
+    result.stdout.fnmatch_lines([f"*: counters.usd rose from ${before:,.6f} to ${after:,.6f} *"])
+    before, after = (entry["series"]["observed"]["mean"] for entry in (baseline[cached], uncached))
+    result.stdout.fnmatch_lines(
+        [f"*: observed.mean rose from {before * 1e3:,.3f} ms to {after * 1e3:,.3f} ms *"]
     )
 
 
