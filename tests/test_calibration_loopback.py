@@ -36,7 +36,7 @@ def test_the_prediction_is_within_10_percent_of_the_loopback_measurement(
         assert abs(float(predicted) - float(measured)) <= 0.10 * float(measured), out
     assert status == 0, out
     recorded = read_traces(traces)
-    assert len(recorded) == 103
+    assert len(recorded) == 153
     assert all(trace.ok and trace.stream and trace.ttft_s for trace in recorded)
     assert sum(trace.cache_read_input_tokens > 0 for trace in recorded) > 20
     assert sum(trace.cache_creation_input_tokens > 0 for trace in recorded) == 3
