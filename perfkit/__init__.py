@@ -24,6 +24,14 @@ if TYPE_CHECKING:
         UnmatchedRequestError,
     )
     from perfkit._perf import Counters, Distribution, Perf, PerfResult, percentile
+    from perfkit._pricing import (
+        METER,
+        PriceTable,
+        Usage,
+        load_prices,
+        price_table,
+        use_prices,
+    )
     from perfkit.reporting import Claim, GateSettings, Speedup
     from perfkit.simulation import (
         AnthropicSimulator,
@@ -56,6 +64,14 @@ _HOMES = {
         "UnmatchedRequestError",
     ),
     "perfkit._perf": ("Counters", "Distribution", "Perf", "PerfResult", "percentile"),
+    "perfkit._pricing": (
+        "METER",
+        "PriceTable",
+        "Usage",
+        "load_prices",
+        "price_table",
+        "use_prices",
+    ),
     "perfkit.reporting": ("Claim", "GateSettings", "Speedup"),
     "perfkit.simulation": (
         "AnthropicSimulator",
@@ -92,10 +108,12 @@ __all__ = [
     "LLMLatency",
     "LatencyModel",
     "LogNormal",
+    "METER",
     "Normal",
     "Perf",
     "PerfResult",
     "PerfkitError",
+    "PriceTable",
     "RealClock",
     "RedisServer",
     "RedisServerError",
@@ -107,9 +125,13 @@ __all__ = [
     "Speedup",
     "UnmatchedRequestError",
     "Uniform",
+    "Usage",
     "VirtualClock",
     "fake_async_redis",
     "fake_redis",
+    "load_prices",
     "make_clock",
     "percentile",
+    "price_table",
+    "use_prices",
 ]

@@ -36,7 +36,10 @@ def format_table(results: Sequence[PerfResult]) -> list[str]:
         modeled = Distribution(tuple(result.modeled))
         wall = Distribution(tuple(result.wall)).as_dict()
         cpu = Distribution(tuple(result.cpu)).as_dict()
-        counters = ", ".join(f"{name}={value:g}" for name, value in result.counters.items())
+        counters = ", ".join(
+            f"{name}=${value:,.6f}" if name == "usd" else f"{name}={value:g}"
+            for name, value in result.counters.items()
+        )
         stats = modeled.as_dict()
         observed = Distribution(tuple(result.samples))
         observed_cells = (

@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,6 +20,9 @@ from perfkit._defaults import (
 )
 from perfkit._url import redact_url
 from perfkit._validation import parse_fraction
+
+if TYPE_CHECKING:
+    from perfkit._pricing import PriceTable
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Settings:
     tolerance: float = DEFAULT_TOLERANCE
     cpu_threshold: float = DEFAULT_CPU_THRESHOLD
     allow_unmatched: bool = False
+    prices: PriceTable | None = None
+    """The price table of ``--perfkit-prices`` (read over the shipped one), or None."""
 
     @property
     def writes_baseline(self) -> bool:
@@ -128,7 +133,15 @@ def add_options(parser: pytest.Parser) -> None:
         help="least relative rise of CPU time (in calibration units) the gate allows "
         f"(default: {DEFAULT_CPU_THRESHOLD}; ini: perfkit_cpu_threshold)",
     )
+    group.addoption(
+        "--perfkit-prices",
+        default=None,
+        metavar="PATH",
+        help="price the simulated usage (counter usd) with this price file's rows over the "
+        "shipped table (perfkit/data/prices.json; ini: perfkit_prices)",
+    )
     parser.addini("perfkit_baseline", "baseline file the run is gated against", default=None)
+    parser.addini("perfkit_prices", "price file the usd counter is priced with", default=None)
     parser.addini("perfkit_report_dir", "directory the report files are written to", default=None)
     parser.addini("perfkit_tolerance", "relative rise of an exact figure allowed", default=None)
     parser.addini("perfkit_cpu_threshold", "least relative rise of CPU time allowed", default=None)
@@ -159,6 +172,7 @@ INI_KEYS = (
     "perfkit_baseline",
     "perfkit_clock",
     "perfkit_cpu_threshold",
+    "perfkit_prices",
     "perfkit_profile",
     "perfkit_profile_top",
     "perfkit_redis_latency",
@@ -243,6 +257,7 @@ def resolve(config: pytest.Config) -> Settings:
     update_baseline = bool(config.getoption("perfkit_update_baseline"))
     create_baseline = bool(config.getoption("perfkit_create_baseline"))
     _check_baseline_options(config, baseline, baseline_source, update_baseline, create_baseline)
+    prices = _prices(config)
     return Settings(
         clock=clock,
         redis_url=url,
@@ -257,7 +272,22 @@ def resolve(config: pytest.Config) -> Settings:
         tolerance=tolerance,
         cpu_threshold=cpu_threshold,
         allow_unmatched=allow_unmatched,
+        prices=prices,
     )
+
+
+def _prices(config: pytest.Config) -> PriceTable | None:
+    """The price file's table; a file that is missing or wrong is a usage error."""
+    path = _path(config, "perfkit_prices", "a price file")
+    if path is None:
+        return None
+    from perfkit._pricing import load_prices
+
+    try:
+        return load_prices(path)
+    except ValueError as error:
+        problem = str(error)
+    raise pytest.UsageError(f"{_value(config, 'perfkit_prices')[1]}: {problem}")
 
 
 CI_VARIABLES = ("CI", "TF_BUILD", "JENKINS_URL", "TEAMCITY_VERSION", "BUILDKITE", "GITLAB_CI")

@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=0, help="random seed of the simulated backend")
     serve.add_argument("--redis-url", help="an L2 cache on this Redis (optimized agent)")
     serve.add_argument(
+        "--prices",
+        type=Path,
+        metavar="PATH",
+        help="price file whose rows, over the shipped table, price perfkit_llm_cost_usd_total",
+    )
+    serve.add_argument(
         "--token-file",
         type=Path,
         help="name:token lines; clients must send Authorization: Bearer <token> (so must they "
@@ -512,6 +518,10 @@ def _port(text: str) -> int:
 def _serve(arguments: argparse.Namespace, out: TextIO) -> int:
     from perfkit.service import ServiceLimits, build_app, run
 
+    if arguments.prices is not None:
+        from perfkit._pricing import use_prices
+
+        use_prices(arguments.prices)  # a bad file: ValueError naming it, exit 2
     app = build_app(
         agent=arguments.agent,
         backend=arguments.backend,

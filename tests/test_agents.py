@@ -108,6 +108,8 @@ def test_the_tool_loop_runs_until_end_turn(kind: str) -> None:
         input_tokens=reply.input_tokens,
         output_tokens=reply.output_tokens,
         stop_reason="end_turn",
+        usd=sim.usd,
+        model="claude-sonnet-5",
     )
     assert reply.input_tokens > 0
     assert reply.output_tokens > 0

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic  # noqa: F401  (imported once here, so in-process runs do not re-import it)
 import pytest
@@ -455,7 +456,7 @@ def test_pooled(perf, simulated_network):
                 client.get("https://api.test/")
     perf(three_calls, rounds=1)
     assert perf.result.modeled == [1.65]
-    assert perf.result.counters == {"connections_opened": 1, "network_requests": 3}
+    assert perf.result.counters == {"connections_opened": 1, "network_requests": 3, "usd": 0.0}
 
 @pytest.mark.perfkit_network(conect=0.1)
 def test_typo(simulated_network):
@@ -866,6 +867,7 @@ def test_benchmark_json_holds_the_modeled_times(project: pytest.Pytester) -> Non
     assert perfkit["wall"]["mean"] > 0
     assert perfkit["samples"]["count"] == 15
     assert perfkit["samples"]["p99"] == 0.3
+    assert perfkit["counters"].pop("usd") > 0  # claude-simulated, at the fallback row's price
     assert perfkit["counters"] == {
         "api_connections": 5,
         "api_output_tokens": 60,
@@ -919,7 +921,7 @@ def test_the_terminal_summary_shows_the_perfkit_table(project: pytest.Pytester) 
             "*- perfkit: modeled *",
             "benchmark * clock * rounds * mean * p50 * p95 * p99 * wall * cpu * counters",
             "test_inner.py::test_three_calls * virtual * 5 * 900.0 * 900.0 * 900.0 * 900.0 * "
-            "api_connections=5, api_output_tokens=60, api_requests=15",
+            "api_connections=5, api_output_tokens=60, api_requests=15, usd=$0.*",
         ]
     )
     assert "test_no_perf  " not in result.stdout.str()
@@ -929,3 +931,103 @@ def test_no_perfkit_table_without_perf_benchmarks(project: pytest.Pytester) -> N
     result = run(project, "def test_plain(perfkit_clock):\n    pass\n")
     result.assert_outcomes(passed=1)
     assert "perfkit: modeled" not in result.stdout.str()
+
+
+# --- cost ------------------------------------------------------------------------------
+
+
+COST_SOURCE = """
+import perfkit
+
+def test_no_simulator(perf, perfkit_clock):
+    perf(lambda: perfkit_clock.sleep(0.1), rounds=2)
+    assert perf.result.counters == {"usd": 0.0}
+
+def test_priced(perf, anthropic_sim):
+    def two_calls():
+        with anthropic.Anthropic(api_key="test") as client:
+            for model in ("claude-haiku-4-5", "claude-haiku-4-5"):
+                client.messages.create(
+                    model=model, max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
+                )
+    perf(two_calls, rounds=3)
+    rates = perfkit.price_table().price("claude-haiku-4-5").rates
+    assert rates.input == RATE
+    assert perf.result.counters["usd"] == pytest.approx(anthropic_sim.usd, abs=1e-12)
+    assert anthropic_sim.usd == round(rates.femto(anthropic_sim.usage) / 10**15, 6) > 0
+
+def test_guessed(perf, anthropic_sim):
+    perf(lambda: ask(anthropic.Anthropic(api_key="test")), rounds=1)
+"""
+
+
+def cost_report(project: pytest.Pytester, *args: str, rate: int) -> dict[str, Any]:
+    result = run(project, COST_SOURCE.replace("RATE", str(rate)), "--perfkit-report-dir=r", *args)
+    result.assert_outcomes(passed=3)
+    benchmarks: dict[str, Any] = json.loads((project.path / "r" / "report.json").read_text())[
+        "benchmarks"
+    ]
+    return benchmarks
+
+
+def test_every_perf_benchmark_reports_the_cost_of_its_simulated_usage(
+    project: pytest.Pytester,
+) -> None:
+    found = cost_report(project, rate=10**9)  # $1 per MTok, the shipped Haiku 4.5 price
+    assert found["test_inner.py::test_no_simulator"]["counters"] == {"usd": 0.0}
+    priced = found["test_inner.py::test_priced"]
+    assert priced["counters"]["usd"] > 0
+    assert "parameters" not in priced
+    guessed = found["test_inner.py::test_guessed"]
+    assert guessed["counters"]["usd"] > 0
+    assert guessed["parameters"]["usd priced by the fallback row"].startswith(
+        "claude-simulated (no price known; "
+    )
+    markdown = (project.path / "r" / "report.md").read_text()
+    assert f"usd=${priced['counters']['usd']:.6f}" in markdown
+    assert "`test_inner.py::test_guessed`: usd priced by the fallback row: claude-simulated" in (
+        markdown
+    )
+
+
+def test_a_price_file_from_the_command_line_or_the_ini_prices_the_run(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "prices.json").write_text(
+        json.dumps({"models": {"claude-haiku-4-5": {"input": 1000, "output": 1000}}})
+    )
+
+    def usd(found: dict[str, Any]) -> float:
+        value: float = found["test_inner.py::test_priced"]["counters"]["usd"]
+        return value
+
+    shipped = usd(cost_report(project, rate=10**9))
+    dear = usd(cost_report(project, "--perfkit-prices=prices.json", rate=10**12))
+    assert dear > shipped * 100
+    # The in-process run gave the process its shipped prices back.
+    assert usd(cost_report(project, rate=10**9)) == shipped
+    project.makeini(INI.format(extra="perfkit_prices = prices.json"))
+    assert usd(cost_report(project, rate=10**12)) == dear
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"models": {"m": {"input": -1, "output": 1}}}', "models.m.input must be between 0"),
+        ('{"models": {"m": {"input": 1}}}', 'models.m: "output" is missing'),
+        ("{", "not valid JSON"),
+    ],
+)
+def test_a_bad_price_file_is_one_usage_error_naming_it(
+    project: pytest.Pytester, content: str, problem: str
+) -> None:
+    (project.path / "bad.json").write_text(content)
+    result = run(project, "def test_x(perf):\n    pass\n", "--perfkit-prices=bad.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = [line for line in result.stderr.lines if line.strip()]
+    assert line.startswith("ERROR: --perfkit-prices: price file ")
+    assert "bad.json" in line
+    assert problem in line
+    missing = run(project, "def test_x(perf):\n    pass\n", "--perfkit-prices=nope.json")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    assert "nope.json: cannot be read" in missing.stderr.str()

@@ -372,3 +372,69 @@ def test_charging_costs_little_beside_the_request_it_is_on_the_path_of() -> None
         sim.charge("claude-haiku-4-5", usage)
     per_charge = (time.perf_counter() - start) / (rounds * 10)
     assert per_charge < per_request / 20, (per_charge, per_request)
+
+
+# -- agents ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["naive", "optimized", "optimized-cached"])
+def test_an_agents_reply_reports_every_turns_tokens_and_their_cost(kind: str) -> None:
+    from perfkit.agents import NaiveAgent, OptimizedAgent, ToolRegistry
+    from perfkit.cache import MultiLayerCache
+
+    clock = VirtualClock()
+    tools = ToolRegistry()
+
+    @tools.tool()
+    def lookup() -> str:
+        """Looks something up."""
+        return "found"
+
+    system = "You are a careful support agent. " * 400  # cacheable (over 1,024 tokens)
+    options: dict[str, Any] = {"tools": tools, "client_options": {"api_key": "k"}}
+    agent: NaiveAgent | OptimizedAgent
+    if kind == "naive":
+        agent = NaiveAgent(system=system, **options)
+    else:
+        cache = MultiLayerCache(clock=clock)
+        agent = OptimizedAgent(
+            system=system, cache=cache, prompt_caching=kind.endswith("cached"), **options
+        )
+
+    async def scenario() -> Any:
+        try:
+            return [await agent.chat("ann", question) for question in ("First?", "Second?")]
+        finally:
+            await agent.aclose()
+
+    with AnthropicSimulator(clock=clock) as sim:
+        sim.enqueue(Reply.tool_use("lookup", {}), Reply.text("Done."), Reply.text("Again."))
+        replies = clock.run(scenario())
+    assert sum(reply.usd for reply in replies) == pytest.approx(sim.usd, abs=2e-6)
+    assert all(reply.usd > 0 for reply in replies)
+    total = sim.usage
+    assert sum(r.input_tokens for r in replies) == total.input_tokens
+    assert sum(r.output_tokens for r in replies) == total.output_tokens
+    written = sum(r.cache_creation_input_tokens for r in replies)
+    assert written == total.cache_write_5m_tokens + total.cache_write_1h_tokens
+    assert sum(r.cache_read_input_tokens for r in replies) == total.cache_read_tokens
+    assert (total.cache_read_tokens > 0) == (kind == "optimized-cached")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("{", "not valid JSON"), ('{"models": {"m": {"input": -3, "output": 1}}}', "models.m.input")],
+)
+def test_perfkit_serve_refuses_a_bad_price_file_with_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, problem: str
+) -> None:
+    from perfkit import cli
+
+    path = write(tmp_path, content)
+    status = cli.main(["serve", "--prices", str(path), "--port", "0"])
+    err = capsys.readouterr().err
+    assert status == cli.EXIT_USAGE
+    assert err.count("\n") == 1
+    assert err.startswith(f"perfkit serve: error: price file {path}: ")
+    assert problem in err
+    assert price_table() is load_prices(None)  # nothing half-applied

@@ -27,10 +27,12 @@ EXPECTED_PERFKIT = [
     "LLMLatency",
     "LatencyModel",
     "LogNormal",
+    "METER",
     "Normal",
     "Perf",
     "PerfResult",
     "PerfkitError",
+    "PriceTable",
     "RealClock",
     "RedisServer",
     "RedisServerError",
@@ -42,11 +44,15 @@ EXPECTED_PERFKIT = [
     "Speedup",
     "UnmatchedRequestError",
     "Uniform",
+    "Usage",
     "VirtualClock",
     "fake_async_redis",
     "fake_redis",
+    "load_prices",
     "make_clock",
     "percentile",
+    "price_table",
+    "use_prices",
 ]
 
 

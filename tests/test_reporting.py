@@ -253,6 +253,28 @@ def test_a_counter_may_not_grow_at_all() -> None:
     )
 
 
+def test_a_rise_in_cost_is_a_regression_shown_in_dollars() -> None:
+    outcome = compare(
+        entries(result(counters={"usd": 0.02})),
+        baseline_of(result(counters={"usd": 0.012345})),
+    )
+    [change] = outcome.regressions
+    assert change.message() == (
+        f"{CONCURRENT}: counters.usd rose from $0.012345 to $0.020000 (+62.0%; "
+        "counters may not grow)"
+    )
+    cheaper = compare(
+        entries(result(counters={"usd": 0.012345})), baseline_of(result(counters={"usd": 0.02}))
+    )
+    assert cheaper.passed
+    assert "counters.usd fell from $0.020000 to $0.012345" in cheaper.improvements[0].message()
+    # Two millionths of a dollar more (the meter's resolution is one) fail the gate.
+    tiny = compare(
+        entries(result(counters={"usd": 0.000012})), baseline_of(result(counters={"usd": 0.00001}))
+    )
+    assert [change.figure for change in tiny.regressions] == ["counters.usd"]
+
+
 def test_a_higher_is_better_counter_may_not_fall() -> None:
     before, after = result(counters={"hit_rate": 0.3}), result(counters={"hit_rate": 0.0})
     for perf in (before, after):
@@ -559,6 +581,8 @@ def test_values_read_naturally() -> None:
     assert format_value("modeled.mean", 0.0) == "0 ms"
     assert format_value("counters.connections_opened", 10) == "10"
     assert format_value("observed.mean", None) == "-"
+    assert format_value("counters.usd", 0.0123456) == "$0.012346"
+    assert format_value("counters.usd", 1234.5) == "$1,234.500000"
 
 
 def report_rows() -> list[SpeedupRow]:
@@ -601,6 +625,21 @@ def test_the_markdown_report_is_ready_for_a_pull_request_comment() -> None:
     assert "| pooling | 10 requests | 6,000 ms | 5,100 ms | 15.0% less | 15% | yes |" in text
     assert "- not gated (no baseline, or a refresh refused because the run failed)" in text
     assert f"| `{CONCURRENT}` | virtual | 3 | 300 ms |" in text
+
+
+def test_the_markdown_report_shows_cost_in_dollars_and_names_guessed_prices() -> None:
+    priced = result(counters={"api_requests": 3, "usd": 0.004521})
+    priced.parameters = {"usd priced by the fallback row": "claude-simulated (no price known)"}
+    report = Report(
+        perfkit="0.0",
+        environment=Environment("3.11", "CPython", "Linux", cpus=2),
+        calibration=CALIBRATION,
+        benchmarks=entries(priced),
+        speedups=(),
+    )
+    text = markdown(report)
+    assert "api_requests=3, usd=$0.004521 |" in text
+    assert "usd priced by the fallback row: claude-simulated (no price known)" in text
 
 
 def test_the_chart_has_a_bar_and_a_claim_mark_per_measured_row() -> None:

@@ -29,6 +29,7 @@ from perfkit.agents import (
     MAX_MESSAGE_CHARS,
     Agent,
     AgentError,
+    AgentReply,
     NaiveAgent,
     OptimizedAgent,
     demo_tools,
@@ -698,3 +699,57 @@ def test_a_client_gone_while_sending_its_body_is_a_499_not_an_error(
         v for (name, _), v in samples(metrics).items() if name == "perfkit_agent_errors_total"
     ]
     assert sum(errors) == 0
+
+
+# --- cost --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "path"), [("naive", "/chat"), ("optimized", "/chat/stream")])
+def test_the_metrics_count_tokens_by_kind_and_their_cost_by_model(kind: str, path: str) -> None:
+    clock = VirtualClock()
+    app = create_app(make_agent(kind, clock), clock=clock)
+    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
+        sim.enqueue(Reply.of_tokens(100))
+
+        async def scenario(client: httpx.AsyncClient) -> tuple[str, str]:
+            before = (await client.get("/metrics")).text
+            await client.post(path, json={"user_id": "ann", "message": "Hi"})
+            return before, (await client.get("/metrics")).text
+
+        before, after = serve_in_process(clock, app, scenario)
+    model = "claude-sonnet-5"
+    assert value(before, "perfkit_llm_cost_usd_total", model=model) == 0  # shown from the start
+    assert value(after, "perfkit_llm_cost_usd_total", model=model) == sim.usd > 0
+    usage = sim.usage
+    for kind_label, tokens in (
+        ("input", usage.input_tokens),
+        ("cache_creation", usage.cache_write_5m_tokens + usage.cache_write_1h_tokens),
+        ("cache_read", usage.cache_read_tokens),
+        ("output", 100),
+    ):
+        assert value(after, "perfkit_llm_tokens_total", model=model, kind=kind_label) == tokens
+
+
+def test_a_model_name_the_price_table_does_not_know_is_labelled_other() -> None:
+    metrics = AgentMetrics(NaiveAgent(model="claude-simulated"))
+    reply = AgentReply("x", 1, 0, 10, 5, "end_turn", usd=0.25, model="evil\n{label}")
+    metrics.count_usage(reply)
+    exposition = metrics.exposition()
+    assert value(exposition, "perfkit_llm_cost_usd_total", model="other") == 0.25
+    assert b"evil" not in exposition
+
+
+def test_the_real_service_on_loopback_exports_what_its_replies_cost() -> None:
+    agent = make_agent("optimized")
+    app = create_app(agent)
+    with AnthropicSimulator(latency=LLMLatency(ttft=0.01)) as sim:
+        sim.enqueue(Reply.of_tokens(20), Reply.of_tokens(30))
+        with running_uvicorn(app) as url:
+            for question in ("One?", "Two?"):
+                request = {"user_id": "ann", "message": question}
+                assert httpx.post(f"{url}/chat", json=request, timeout=30).status_code == 200
+            metrics = httpx.get(f"{url}/metrics").text
+    cost = value(metrics, "perfkit_llm_cost_usd_total", model="claude-sonnet-5")
+    assert cost == pytest.approx(sim.usd, abs=2e-6)  # each reply rounded to 6 decimals
+    assert cost > 0
+    assert value(metrics, "perfkit_llm_tokens_total", model="claude-sonnet-5", kind="output") == 50

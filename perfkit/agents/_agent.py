@@ -34,6 +34,7 @@ import anthropic
 import httpx2
 
 from perfkit._errors import PerfkitError
+from perfkit._pricing import Usage, price_table, usd
 from perfkit._secrets import hide_secrets
 from perfkit._validation import check_count
 from perfkit.agents._history import DEFAULT_MAX_USERS, ConversationStore, Message
@@ -54,7 +55,11 @@ class AgentError(PerfkitError):
 
 @dataclass(frozen=True)
 class AgentReply:
-    """What one ``chat`` call produced: the final text and what it took."""
+    """What one ``chat`` call produced: the final text and what it took. The token
+    counts are every turn's ``usage`` summed (``input_tokens`` is the uncached rest of
+    each prompt); ``usd`` is what they cost at ``perfkit.price_table()``'s prices for the
+    model each turn was answered by (rounded to 6 decimals); ``model`` is the model that
+    answered the last turn."""
 
     text: str
     turns: int
@@ -62,6 +67,10 @@ class AgentReply:
     input_tokens: int
     output_tokens: int
     stop_reason: str | None
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    usd: float = 0.0
+    model: str = ""
 
 
 class Agent:
@@ -117,6 +126,7 @@ class Agent:
         history = self._history(user_id)
         exchange: list[Message] = [{"role": "user", "content": message}]
         turns = tool_calls = input_tokens = output_tokens = 0
+        cache_creation = cache_read = femto = 0
         async with self._session() as session:
             while True:
                 final: dict[str, Any] = {}
@@ -129,6 +139,9 @@ class Agent:
                 usage = final.get("usage") or {}
                 input_tokens += usage.get("input_tokens") or 0
                 output_tokens += usage.get("output_tokens") or 0
+                cache_creation += usage.get("cache_creation_input_tokens") or 0
+                cache_read += usage.get("cache_read_input_tokens") or 0
+                femto += _cost(final.get("model") or self.model, usage)
                 exchange.append({"role": "assistant", "content": final["content"]})
                 if final.get("stop_reason") != "tool_use":
                     break
@@ -148,6 +161,10 @@ class Agent:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             stop_reason=final.get("stop_reason"),
+            cache_creation_input_tokens=cache_creation,
+            cache_read_input_tokens=cache_read,
+            usd=usd(femto),
+            model=str(final.get("model") or self.model),
         )
 
     def _request(self, messages: list[Message]) -> dict[str, Any]:
@@ -373,6 +390,22 @@ def _text_delta(event: Any) -> str | None:
         return None
     delta = event.delta
     return delta.text if getattr(delta, "type", None) == "text_delta" else None
+
+
+def _cost(model: str, usage: Mapping[str, Any]) -> int:
+    """What one turn's ``usage`` cost on ``model``, in femto-dollars: its cache writes
+    split by TTL as ``cache_creation`` reports them (all 5-minute writes without it)."""
+    written = usage.get("cache_creation_input_tokens") or 0
+    split = usage.get("cache_creation") or {}
+    hour = (split.get("ephemeral_1h_input_tokens") or 0) if isinstance(split, dict) else 0
+    turn = Usage(
+        input_tokens=usage.get("input_tokens") or 0,
+        cache_write_5m_tokens=max(written - hour, 0),
+        cache_write_1h_tokens=hour,
+        cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
+        output_tokens=usage.get("output_tokens") or 0,
+    )
+    return price_table().femto(model, turn)
 
 
 def _check_message(user_id: object, message: object) -> None:

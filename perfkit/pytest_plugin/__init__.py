@@ -83,6 +83,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
     settings = _settings.resolve(config)
     config.stash[SETTINGS_KEY] = settings
+    if settings.prices is not None:
+        from perfkit._pricing import use_prices
+
+        use_prices(settings.prices)
     comparisons: list[dict[str, Any]] = []
     config.stash[COMPARISONS_KEY] = comparisons
     session = PerfkitSession(config, settings, comparisons)
@@ -95,6 +99,16 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.pluginmanager.has_plugin(_asyncio.NAME):
             config.pluginmanager.register(_asyncio, _asyncio.NAME)
             config.pluginmanager.register(_asyncio.LooptimeLeakGuard(), _asyncio.GUARD_NAME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Give the process back its shipped prices (a run inside another, as pytester's,
+    must not leave its price file behind)."""
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is not None and settings.prices is not None:
+        from perfkit._pricing import use_prices
+
+        use_prices(None)
 
 
 def _without_broken_looptime_plugin(config: pytest.Config) -> None:

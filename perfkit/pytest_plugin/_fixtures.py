@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from perfkit._clock import Clock
     from perfkit._defaults import ClockMode
-    from perfkit._perf import Counters, Perf
+    from perfkit._perf import Counters, Perf, PerfResult
     from perfkit.load import LoadTester
     from perfkit.simulation import AnthropicSimulator, RedisServer, SimulatedNetwork
 
@@ -136,8 +136,13 @@ def perf(
 ) -> Iterator[Perf]:
     """An async-aware benchmark on the test's clock: ``perf(function, rounds=N)``."""
     from perfkit._perf import Perf
+    from perfkit._pricing import METER
 
     session = request.config.stash[SESSION_KEY]
+    spent, unpriced = METER.femto, METER.unpriced
+    # What the benchmark's simulated usage cost: relative to the fixture's start, so the
+    # figure is the same whatever ran before it in the process.
+    perfkit_counters.track("usd", lambda: (METER.femto - spent) / FEMTO_PER_USD)
     fixture = Perf(
         None,
         perfkit_clock,
@@ -149,9 +154,32 @@ def perf(
     fixture.result.name = request.node.nodeid
     yield fixture
     if fixture.result.rounds:
+        _priced(fixture.result, unpriced)
         session.results.append(fixture.result)
     if fixture.profile_files is not None:
         session.profiles.append(fixture.profile_files)
+
+
+FEMTO_PER_USD = 10**15
+"""perfkit._pricing's unit (not imported here: loading the plugin stays cheap)."""
+
+
+def _priced(result: PerfResult, unpriced_before: dict[str, int]) -> None:
+    """Round the ``usd`` counter to a millionth of a dollar (its float sums drift below
+    that), and name in the result's parameters each model its requests were
+    priced for by the fallback row: a price no table knows is never silently guessed."""
+    from perfkit._pricing import METER, price_table
+
+    if "usd" in result.counters:
+        result.counters["usd"] = round(result.counters["usd"], 6)
+    guessed = sorted(
+        model for model, count in METER.unpriced.items() if count > unpriced_before.get(model, 0)
+    )
+    if guessed:
+        fallback = price_table().fallback.assumed or "the fallback row"
+        result.parameters["usd priced by the fallback row"] = (
+            f"{', '.join(guessed)} (no price known; {fallback})"
+        )
 
 
 def _pytest_benchmark(request: pytest.FixtureRequest) -> Any:

@@ -75,6 +75,17 @@ def is_exact(entry: Mapping[str, Any], figure: str) -> bool:
     return group == "counters" or entry.get("clock") == "virtual"
 
 
+MONEY_FIGURES = frozenset({"counters.usd"})
+"""Figures in US dollars: the cost of the simulated usage a benchmark caused."""
+FALLBACK_PRICED = "usd priced by the fallback row"
+"""The parameter naming the models a benchmark's cost was guessed for (no price known)."""
+
+
+def money_text(value: float) -> str:
+    """Dollars as the meter rounds them: six decimals (``$0.012345``)."""
+    return f"${value:,.6f}"
+
+
 def is_duration(figure: str) -> bool:
     """Whether a figure is in seconds (everything but counts, counters and ratios)."""
     group, _, name = figure.partition(".")

@@ -42,9 +42,11 @@ from perfkit._defaults import DEFAULT_CPU_MINIMUM, DEFAULT_CPU_THRESHOLD, DEFAUL
 from perfkit._errors import BaselineError
 from perfkit.reporting._figures import (
     DIGITS,
+    MONEY_FIGURES,
     flat_figures,
     is_duration,
     is_exact,
+    money_text,
     require_finite,
 )
 
@@ -474,6 +476,8 @@ def value_text(figure: str, value: float) -> str:
     """A figure exactly enough to see a gated change (a microsecond is 0.001 ms)."""
     if figure == "cpu.normalized":
         return f"{value:,.3g} calibration units"
+    if figure in MONEY_FIGURES:
+        return money_text(value)
     if is_duration(figure):
         return f"{value * 1000:,.3f} ms"
     return f"{value:,g}"

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
 
-from perfkit.reporting._figures import is_duration
+from perfkit.reporting._figures import FALLBACK_PRICED, MONEY_FIGURES, is_duration, money_text
 from perfkit.reporting._gate import REFRESH_HINT, FigureChange, GateResult
 from perfkit.reporting._model import Report, as_report
 from perfkit.reporting._speedups import Side, SpeedupRow, as_rows
@@ -31,6 +31,8 @@ def format_value(figure: str, value: float | None) -> str:
     """A figure for people: durations in ms or µs, counts as numbers."""
     if value is None:
         return "-"
+    if figure in MONEY_FIGURES:
+        return money_text(value)
     if not is_duration(figure):
         return f"{value:,g}"
     ms = value * 1000
@@ -43,6 +45,11 @@ def format_value(figure: str, value: float | None) -> str:
     if ms >= 0.01:
         return f"{ms:.3f} ms"
     return f"{value * 1e6:.2f} µs"
+
+
+def _counter(name: str, value: float) -> str:
+    figure = f"counters.{name}"
+    return money_text(value) if figure in MONEY_FIGURES else f"{value:g}"
 
 
 def format_improvement(row: SpeedupRow) -> str:
@@ -191,7 +198,9 @@ def markdown(document: Report | Mapping[str, Any]) -> str:
     ]
     for nodeid, entry in report.benchmarks.items():
         observed = entry["series"].get("observed", {}).get("p95")
-        counters = ", ".join(f"{name}={value:g}" for name, value in entry["counters"].items())
+        counters = ", ".join(
+            f"{name}={_counter(name, value)}" for name, value in entry["counters"].items()
+        )
         parts.append(
             _md_row(
                 (
@@ -205,6 +214,12 @@ def markdown(document: Report | Mapping[str, Any]) -> str:
                 )
             )
         )
+    guessed = [
+        f"- `{nodeid}`: {FALLBACK_PRICED}: {entry['parameters'][FALLBACK_PRICED]}"
+        for nodeid, entry in report.benchmarks.items()
+        if FALLBACK_PRICED in entry.get("parameters", {})
+    ]
+    parts += ["", *guessed] if guessed else []
     environment = report.environment
     parts += [
         "",

@@ -315,6 +315,7 @@ class _Service:
     def _count_reply(self, reply: AgentReply) -> None:
         self.metrics.tokens.labels("input").inc(reply.input_tokens)
         self.metrics.tokens.labels("output").inc(reply.output_tokens)
+        self.metrics.count_usage(reply)
         self.metrics.tool_calls.inc(reply.tool_calls)
 
 

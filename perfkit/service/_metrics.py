@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 import anthropic
@@ -9,7 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from perfkit.agents import Agent, AgentError, OptimizedAgent
+from perfkit._pricing import price_table
+from perfkit.agents import Agent, AgentError, AgentReply, OptimizedAgent
 from perfkit.cache import register_cache_metrics
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -36,6 +38,13 @@ ERROR_TYPES = (
     "internal",
 )
 """Every value of the ``type`` label of ``perfkit_agent_errors_total``."""
+
+TOKEN_KINDS = ("input", "cache_creation", "cache_read", "output")
+"""The ``kind`` label of ``perfkit_llm_tokens_total``: uncached input, cache writes,
+cache reads and output, as the API's ``usage`` reports them."""
+MAX_MODELS = 20
+"""Distinct ``model`` label values kept; later unknown names count as ``other`` (the
+name comes from the API's answer, and a label's values must stay bounded)."""
 
 
 def error_type(error: BaseException) -> str:
@@ -106,6 +115,20 @@ class AgentMetrics:
         self.tokens = Counter(
             "perfkit_agent_tokens", "Model tokens, input and output", ["direction"], registry=r
         )
+        self.llm_tokens = Counter(
+            "perfkit_llm_tokens",
+            "Model tokens by kind (input is the uncached rest of each prompt)",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "perfkit_llm_cost_usd",
+            "Dollars the model's usage cost, at perfkit's price table",
+            ["model"],
+            registry=r,
+        )
+        self._models: set[str] = set()
+        self._models_lock = threading.Lock()
         self.tool_calls = Counter("perfkit_agent_tool_calls", "Tools the agent ran", registry=r)
         self.errors = Counter(
             "perfkit_agent_errors", "Failed requests by type", ["type"], registry=r
@@ -122,6 +145,33 @@ class AgentMetrics:
             self.tokens.labels(direction)
         for kind in ERROR_TYPES:
             self.errors.labels(kind)
+        self._count_usage(agent.model, AgentReply("", 0, 0, 0, 0, None))
+
+    def count_usage(self, reply: AgentReply) -> None:
+        """Count a reply's tokens by kind and what they cost, under the model that
+        answered it."""
+        self._count_usage(reply.model, reply)
+
+    def _count_usage(self, model: str, reply: AgentReply) -> None:
+        label = self._model_label(model)
+        counts = (
+            reply.input_tokens,
+            reply.cache_creation_input_tokens,
+            reply.cache_read_input_tokens,
+            reply.output_tokens,
+        )
+        for kind, tokens in zip(TOKEN_KINDS, counts, strict=True):
+            self.llm_tokens.labels(label, kind).inc(tokens)
+        self.cost.labels(label).inc(reply.usd)
+
+    def _model_label(self, model: str) -> str:
+        with self._models_lock:
+            if model in self._models:
+                return model
+            if len(self._models) < MAX_MODELS and (model and price_table().knows(model)):
+                self._models.add(model)
+                return model
+        return "other"
 
     def count_error(self, kind: str) -> None:
         if kind not in ERROR_TYPES:
