@@ -61,6 +61,8 @@ INPUT_TOKENS = (500, 20_000)
 """Uncached requests' input, drawn log-uniformly: most prompts short, a few long."""
 CACHED_USER_TOKENS = (200, 3_000)
 OUTPUT_TOKENS = (8, 60)
+OVERHEAD_ROUNDS = 30
+"""Requests per client and side in each of the overhead table's 3 alternations."""
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         real_seconds = time.perf_counter() - wall
         fit = fit_traces(read_traces(traces), model=MODEL, seed=arguments.seed)
         overhead = (
-            recorder_overhead(arguments.overhead_tokens, 10, Path(scratch))
+            recorder_overhead(arguments.overhead_tokens, OVERHEAD_ROUNDS, Path(scratch))
             if arguments.overhead_tokens > 0
             else None
         )
@@ -418,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"recorder overhead, sync SDK create(stream=True) of a "
             f"{arguments.overhead_tokens}-token reply ({events} events) from a mock transport, "
-            f"best of 30:\n  without {plain * 1e3:.2f} ms, with {recorded * 1e3:.2f} ms: "
+            f"best of {3 * OVERHEAD_ROUNDS}:\n"
+            f"  without {plain * 1e3:.2f} ms, with {recorded * 1e3:.2f} ms: "
             f"{extra * 1e6 / events:+.1f} µs per event "
             f"({extra / plain:+.0%} of the SDK's own reading)"
         )
