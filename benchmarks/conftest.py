@@ -15,6 +15,7 @@ MISS = CACHE + "test_caching_impact[identical-query-miss]"
 ASYNC = "test_async.py::"
 POOLING = "test_pooling.py::"
 COMBINED = "test_combined.py::test_combined_workload"
+RATE_LIMITS = "test_rate_limits.py::test_concurrency_past_the_rate_limit"
 PROMPT_CACHING = "test_prompt_caching.py::test_prompt_caching"
 
 
@@ -161,6 +162,50 @@ def pytest_perfkit_speedups(config: pytest.Config) -> list[Speedup]:
             COMBINED + "[naive]",
             COMBINED + "[optimized]",
             figure="complete.p95",
+        ),
+        Speedup("combined", "cost", COMBINED + "[naive]", COMBINED + "[optimized]", "counters.usd"),
+        *(
+            Speedup(
+                "combined",
+                f"{technique}'s share: {what}",
+                COMBINED + f"[optimized-without-{without}]",
+                COMBINED + "[optimized]",
+                figure=figure,
+            )
+            for technique, without in (
+                ("prompt caching", "prompt-caching"),
+                ("history trimming", "history-trimming"),
+            )
+            for what, figure in (
+                ("p95 perceived latency", "observed.p95"),
+                ("cost", "counters.usd"),
+            )
+        ),
+        *(
+            Speedup(
+                "rate limits",
+                f"{what}, {users} users past the limit",
+                RATE_LIMITS + f"[sdk-retries-{users}]",
+                RATE_LIMITS + f"[limiter-{users}]",
+                figure=figure,
+                note=note,
+            )
+            for users in (20, 40)
+            for what, figure, note in (
+                (
+                    "requests failed after the SDK's retries",
+                    "counters.failed_requests",
+                    "the limiter's 0 failures show as an unbounded factor",
+                ),
+                ("requests sent, retries included", "counters.api_requests", ""),
+                (
+                    "p95 of the replies",
+                    "observed.p95",
+                    "past the limit no client raises throughput: the SDK's p95 is over the "
+                    "requests it delivered, the limiter's over all of them, the last waiting "
+                    "their turn",
+                ),
+            )
         ),
     ]
 

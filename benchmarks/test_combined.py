@@ -21,7 +21,9 @@ from sending the question to the first text the user sees. The naive agent does 
 stream, so its first text is its whole reply, and it sends every message of the
 conversation; the optimized agent streams, answers repeated questions from its cache,
 runs tools concurrently, keeps its connections, trims history and marks its prompt for
-the API's prompt cache. Time to the complete reply is recorded beside it.
+the API's prompt cache. Time to the complete reply is recorded beside it, and the cost.
+Two more runs leave one technique out of the optimized agent (``WITHOUT``): what prompt
+caching and history trimming each buy on this workload.
 
 The parameters were chosen to describe a plausible assistant before anything was
 measured, and are not tuned to reach the chapter's figure. The prompt's size (a
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,7 +46,13 @@ import pytest
 from perfkit import AnthropicSimulator, Perf
 from perfkit._clock import Clock
 from perfkit._perf import Distribution
-from perfkit.agents import SUPPORT_SYSTEM_PROMPT, NaiveAgent, OptimizedAgent, support_tools
+from perfkit.agents import (
+    SUPPORT_SYSTEM_PROMPT,
+    ConversationStore,
+    NaiveAgent,
+    OptimizedAgent,
+    support_tools,
+)
 from perfkit.cache import MultiLayerCache
 from perfkit.simulation import LLMLatency, SimulatedAssistant, fake_redis
 
@@ -51,6 +60,9 @@ TYPICAL_RATES = LLMLatency.typical("claude-sonnet-4-5")
 """The prefill and cache-read rates of the cited preset (perfkit/simulation/_latency.py,
 TYPICAL_MODELS: the slopes of Anthropic's prompt-caching announcement, 0.00011 s per
 prefilled token and 0.00001444 s per token read), their medians taken."""
+
+UNTRIMMED = 10**9
+"""A history budget no conversation of the workload reaches."""
 
 CHAPTER_CLAIM = 4.3
 """The chapter's 4.3x claim, its combined improvement: p95 5,234 ms before, 1,213 ms after."""
@@ -123,7 +135,18 @@ def make_agent(
     if kind == "naive":
         return NaiveAgent(**options)
     cache = MultiLayerCache(fake_redis(), namespace="combined", clock=clock)
-    return OptimizedAgent(cache=cache, **options)
+    return OptimizedAgent(cache=cache, **options, **WITHOUT[kind]())
+
+
+WITHOUT: dict[str, Callable[[], dict[str, Any]]] = {
+    "optimized": dict,
+    # The optimized agent less one technique: what that technique buys on this workload.
+    "optimized-without-prompt-caching": lambda: {"prompt_caching": False},
+    "optimized-without-history-trimming": lambda: {
+        "history": ConversationStore(max_tokens=UNTRIMMED, max_total_tokens=UNTRIMMED)
+    },
+}
+KINDS = ["naive", *WITHOUT]
 
 
 async def run_workload(
@@ -159,7 +182,7 @@ def simulate(sim: AnthropicSimulator, workload: Workload = WORKLOAD) -> None:
 
 
 @pytest.mark.perfkit_sim(handshake=WORKLOAD.handshake, seed=WORKLOAD.seed)
-@pytest.mark.parametrize("kind", ["naive", "optimized"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_combined_workload(
     perf: Perf, anthropic_sim: AnthropicSimulator, perfkit_clock: Clock, kind: str
 ) -> None:

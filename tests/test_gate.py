@@ -410,9 +410,7 @@ def test_an_unpooled_client_fails_the_gate(our_benchmarks: pytest.Pytester) -> N
     result = run_injected(
         our_benchmarks,
         UNPOOLED_CLIENT,
-        "benchmarks/test_combined.py",
-        "-k",
-        "test_combined_workload and optimized",
+        "benchmarks/test_combined.py::test_combined_workload[optimized]",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=1)
