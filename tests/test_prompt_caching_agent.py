@@ -215,6 +215,18 @@ def test_without_a_system_prompt_or_tools_only_the_conversation_is_marked() -> N
     assert marks(second) == [("messages", 0, 0), ("messages", 2, 0)]
 
 
+@pytest.mark.parametrize("system", ["", "   "])
+@pytest.mark.parametrize("caching", [True, False])
+def test_a_blank_system_prompt_is_sent_as_it_was_given(system: str, caching: bool) -> None:
+    # As a text block it would be refused: "text content blocks must be non-empty".
+    clock = VirtualClock()
+    agent = make_agent(clock, system=system, prompt_caching=caching)
+    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
+        converse(clock, agent, ["Hello?"])
+        assert sim.requests[0].status == 200
+        assert sim.requests[0].body["system"] == system
+
+
 def test_switched_off_the_same_blocks_are_sent_without_markers() -> None:
     bodies: dict[bool, list[dict[str, Any]]] = {}
     usages: dict[bool, list[dict[str, Any]]] = {}

@@ -54,8 +54,9 @@ def with_breakpoints(request: dict[str, Any], *, ttl: str | None) -> dict[str, A
     if request.get("tools"):
         *others, last = request["tools"]
         built["tools"] = [*others, _marked(last, shared)]
-    if isinstance(request.get("system"), str):
-        built["system"] = [_marked({"type": "text", "text": request["system"]}, shared)]
+    system = request.get("system")
+    if isinstance(system, str) and system.strip():  # the API refuses a blank text block
+        built["system"] = [_marked({"type": "text", "text": system}, shared)]
     messages = [_as_blocks(message) for message in request["messages"]]
     for position in (len(messages) - 1, len(messages) - 3):
         if position >= 0 and _markable(messages[position]["content"]):
