@@ -10,7 +10,8 @@ import pytest
 from anthropic.types import TextBlock, ToolUseBlock
 
 from perfkit import VirtualClock
-from perfkit.concurrency import gather_bounded, map_bounded, run_tool_calls
+from perfkit.concurrency import RateLimiter, gather_bounded, map_bounded, run_tool_calls
+from perfkit.simulation import AnthropicSimulator, LLMLatency, RateLimits
 
 
 def test_results_come_in_input_order_and_the_limit_holds() -> None:
@@ -229,3 +230,174 @@ def test_bad_timeouts_and_blocks_are_rejected() -> None:
         VirtualClock().run(run_tool_calls([], {}, timeouts={"news": -1}))
     with pytest.raises(TypeError, match="a content block must be a mapping or an SDK model"):
         VirtualClock().run(run_tool_calls([42], {}))
+
+
+# -- RateLimiter: pacing from the API's rate-limit headers ---------------------------------
+
+SONNET = "claude-sonnet-4-5"
+
+
+def _paced_burst(
+    clock: VirtualClock, requests: int, limiter: RateLimiter, *, max_tokens: int = 64
+) -> list[float | None]:
+    """``requests`` sent at once through the SDK (no retries) with ``limiter`` on its
+    client: when each ended, None where it was refused."""
+    import anthropic
+
+    async def burst() -> list[float | None]:
+        http_client = anthropic.DefaultAsyncHttpxClient(event_hooks=limiter.event_hooks())
+        async with anthropic.AsyncAnthropic(
+            api_key="test", max_retries=0, http_client=http_client
+        ) as client:
+
+            async def one() -> float | None:
+                try:
+                    await client.messages.create(
+                        model=SONNET,
+                        max_tokens=max_tokens,
+                        messages=[{"role": "user", "content": "Hi"}],
+                    )
+                except anthropic.RateLimitError:
+                    return None
+                return clock.now()
+
+            return list(await asyncio.gather(*(one() for _ in range(requests))))
+
+    return clock.run(burst())
+
+
+def test_the_limiter_paces_a_burst_past_the_limit_so_none_is_refused() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter()
+    with AnthropicSimulator(clock=clock, rate_limits=RateLimits(requests_per_minute=10)) as sim:
+        done = _paced_burst(clock, 25, limiter)
+    assert None not in done
+    # The bucket's 10 at once, then one each time it refills one (every 6 s), in turn.
+    assert sorted(done) == pytest.approx([0.0] * 10 + [6.0 * k for k in range(1, 16)])
+    assert [r.status for r in sim.requests].count(429) == 0
+    assert limiter.refused == 0
+
+
+def test_without_the_limiter_the_same_burst_is_refused() -> None:
+    import anthropic
+
+    clock = VirtualClock()
+
+    async def burst() -> list[int]:
+        async with anthropic.AsyncAnthropic(api_key="test", max_retries=0) as client:
+
+            async def one() -> int:
+                try:
+                    await client.messages.create(
+                        model=SONNET, max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
+                    )
+                except anthropic.RateLimitError:
+                    return 429
+                return 200
+
+            return list(await asyncio.gather(*(one() for _ in range(25))))
+
+    with AnthropicSimulator(clock=clock, rate_limits=RateLimits(requests_per_minute=10)):
+        assert clock.run(burst()).count(429) == 15
+
+
+def test_the_first_request_learns_the_limits_alone() -> None:
+    clock = VirtualClock()
+    latency = LLMLatency(ttft=1.0)
+    with AnthropicSimulator(
+        clock=clock, latency=latency, rate_limits=RateLimits(requests_per_minute=10)
+    ):
+        done = _paced_burst(clock, 3, RateLimiter())
+    assert sorted(done) == pytest.approx([1.0, 2.0, 2.0])
+
+
+def test_a_429_holds_back_every_request_of_that_model_until_retry_after() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter()
+    headers = {"anthropic-ratelimit-requests-limit": "60", "retry-after": "5"}
+    headers["anthropic-ratelimit-requests-remaining"] = "59"
+
+    async def main() -> list[float]:
+        ticket = await limiter.acquire(SONNET, input_tokens=10, output_tokens=10)
+        limiter.observe(ticket, 429, headers)
+        other = await limiter.acquire("claude-haiku-4-5", input_tokens=10, output_tokens=10)
+        limiter.observe(other, 200, {**headers, "retry-after": "x"})
+        times = [clock.now()]
+        await limiter.acquire("claude-haiku-4-5", input_tokens=10, output_tokens=10)
+        times.append(clock.now())
+        await limiter.acquire(SONNET, input_tokens=10, output_tokens=10)
+        return [*times, clock.now()]
+
+    assert clock.run(main()) == pytest.approx([0.0, 0.0, 5.0])
+    assert limiter.refused == 1
+    assert limiter.waited == pytest.approx(5.0)
+
+
+def test_waiting_requests_sleep_they_do_not_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits = 0
+    original = RateLimiter._changed
+
+    async def counted(state: Any, seconds: float) -> bool:
+        nonlocal waits
+        waits += 1
+        return await original(state, seconds)
+
+    monkeypatch.setattr(RateLimiter, "_changed", staticmethod(counted))
+    clock = VirtualClock()
+    with AnthropicSimulator(clock=clock, rate_limits=RateLimits(requests_per_minute=10)):
+        _paced_burst(clock, 25, RateLimiter())
+    # One wait for the first answer, then one per request sent after a refill, and a few
+    # more where an answer woke the one whose turn it was early: nothing like a poll.
+    assert waits <= 2 * 25
+
+
+def test_a_request_bigger_than_the_bucket_is_sent_at_once_and_refused_by_the_api() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(output_tokens_per_minute=8_000)
+    with AnthropicSimulator(clock=clock, rate_limits=limits):
+        limiter = RateLimiter()
+        _paced_burst(clock, 1, limiter, max_tokens=100)
+        done = _paced_burst(clock, 1, limiter, max_tokens=8_001)
+    assert done == [None]
+    assert limiter.refused == 1
+    assert limiter.waited == 0
+
+
+def test_other_endpoints_are_not_paced() -> None:
+    import anthropic
+
+    clock = VirtualClock()
+    limiter = RateLimiter()
+
+    async def main() -> int:
+        http_client = anthropic.DefaultAsyncHttpxClient(event_hooks=limiter.event_hooks())
+        async with anthropic.AsyncAnthropic(api_key="test", http_client=http_client) as client:
+            count = await client.messages.count_tokens(
+                model=SONNET, messages=[{"role": "user", "content": "Hi"}]
+            )
+        return count.input_tokens
+
+    with AnthropicSimulator(clock=clock, rate_limits=RateLimits(requests_per_minute=1)):
+        assert clock.run(main()) > 0
+    assert repr(limiter) == "RateLimiter(models=[], waited=0.000, refused=0)"
+
+
+@pytest.mark.slow
+def test_the_limiter_is_safe_under_a_thousand_concurrent_requests() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter()
+    with AnthropicSimulator(
+        clock=clock, rate_limits=RateLimits(requests_per_minute=600), max_logged=10
+    ):
+        done = _paced_burst(clock, 1000, limiter, max_tokens=1)
+    assert None not in done
+    assert limiter.refused == 0
+    assert max(d for d in done if d is not None) == pytest.approx(40.0)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), True])
+def test_a_bad_probe_timeout_is_refused_naming_it(bad: object) -> None:
+    with pytest.raises(ValueError, match=f"probe_timeout must be .*{bad!r}"):
+        RateLimiter(probe_timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="input_tokens must be a callable"):
+        RateLimiter(input_tokens=4)  # type: ignore[arg-type]

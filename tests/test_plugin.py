@@ -432,7 +432,7 @@ def test_positional(anthropic_sim):
     assert_one_clean_error(
         result,
         "@pytest.mark.perfkit_sim has no option 'latncy' (did you mean 'latency'?); its "
-        "options are base_url=, handshake=, latency=, seed=",
+        "options are base_url=, handshake=, latency=, rate_limits=, seed=",
     )
     result.stdout.fnmatch_lines(
         ["*perfkit_sim takes keyword options only (base_url=, *); got *perfkit_sim(0.3)"]

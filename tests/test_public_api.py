@@ -126,6 +126,7 @@ EXPECTED_SIMULATION = [
     "LogNormal",
     "Normal",
     "OpenAISimulator",
+    "RateLimits",
     "RedactedThinkingBlock",
     "RedisServer",
     "Replay",

@@ -1,4 +1,5 @@
-"""Async concurrency: bounded gathering and parallel tool execution for tool-use turns.
+"""Async concurrency: bounded gathering, parallel tool execution for tool-use turns, and
+client-side pacing under an API's rate limits.
 
 ``gather_bounded`` runs awaitables with at most ``limit`` in flight and gives results in
 input order; on an error (unless errors are collected) or a cancellation, such as an
@@ -7,6 +8,8 @@ awaited, so none outlives the call.
 ``run_tool_calls`` executes all ``tool_use`` blocks of one assistant turn at once, each
 with its own timeout, and turns every outcome into a ``tool_result`` block: a failing or
 timed-out tool becomes ``is_error``, never a crashed turn.
+``RateLimiter`` paces requests to the Anthropic API from its ``anthropic-ratelimit-*``
+headers (httpx event hooks on the SDK's client), so they wait instead of being refused.
 """
 
 from __future__ import annotations
@@ -19,7 +22,20 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from perfkit.concurrency._rate_limiter import RateLimiter, Ticket, estimate_input_tokens
+
 T = TypeVar("T")
+
+__all__ = [
+    "DEFAULT_TOOL_TIMEOUT",
+    "RateLimiter",
+    "Ticket",
+    "Tool",
+    "estimate_input_tokens",
+    "gather_bounded",
+    "map_bounded",
+    "run_tool_calls",
+]
 
 DEFAULT_TOOL_TIMEOUT = 30.0
 

@@ -10,7 +10,7 @@ import pytest
 
 from perfkit._defaults import CLOCK_MODES, ClockMode
 
-SIM_OPTIONS = frozenset({"latency", "base_url", "seed", "handshake", "strict"})
+SIM_OPTIONS = frozenset({"latency", "base_url", "seed", "handshake", "strict", "rate_limits"})
 """Keyword options of ``@pytest.mark.perfkit_sim`` (the ``anthropic_sim`` fixture)."""
 NETWORK_OPTIONS = frozenset({"connect", "tls", "server", "handler", "http2"})
 """Keyword options of ``@pytest.mark.perfkit_network`` (the ``simulated_network`` fixture)."""
@@ -20,7 +20,7 @@ MARKERS = {
     "perfkit_clock": "perfkit_clock(mode): run this test's perfkit fixtures on the 'virtual' "
     "or 'real' clock",
     "perfkit_sim": "perfkit_sim(**options): options for the anthropic_sim fixture "
-    "(latency=, base_url=, seed=, handshake=, strict=)",
+    "(latency=, base_url=, seed=, handshake=, strict=, rate_limits=)",
     "perfkit_slo": "perfkit_slo(**targets): the SLO of the test's load_test (p50=, p95=, p99= "
     "seconds, error_rate=, min_rps=, cache_hit_rate=, workers=; None drops one; the "
     "production targets by default)",

@@ -22,7 +22,12 @@ from perfkit.simulation._redis import (
     fake_redis,
     find_redis_server_binary,
 )
-from perfkit.simulation.anthropic import AnthropicSimulator, SimulatedAssistant, default_reply
+from perfkit.simulation.anthropic import (
+    AnthropicSimulator,
+    RateLimits,
+    SimulatedAssistant,
+    default_reply,
+)
 from perfkit.simulation.openai import OpenAISimulator
 from perfkit.simulation.server import (
     Fault,
@@ -48,6 +53,7 @@ __all__ = [
     "LogNormal",
     "Normal",
     "OpenAISimulator",
+    "RateLimits",
     "RedactedThinkingBlock",
     "RedisServer",
     "Replay",

@@ -4,6 +4,7 @@ simulated-server core (``perfkit.simulation.server``)."""
 from __future__ import annotations
 
 from perfkit.simulation.anthropic._assistant import SimulatedAssistant
+from perfkit.simulation.anthropic._rate_limits import RateLimits
 from perfkit.simulation.anthropic._simulator import (
     DEFAULT_BASE_URL,
     AnthropicSimulator,
@@ -23,6 +24,7 @@ from perfkit.simulation.anthropic._wire import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "AnthropicSimulator",
+    "RateLimits",
     "RenderedBlock",
     "RenderedMessage",
     "SimulatedAssistant",

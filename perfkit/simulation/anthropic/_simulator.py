@@ -37,6 +37,12 @@ from perfkit.simulation.anthropic._output_format import (
     schema_instance,
 )
 from perfkit.simulation.anthropic._prompt_cache import CacheUsage, PromptCache
+from perfkit.simulation.anthropic._rate_limits import (
+    Exceeded,
+    RateLimits,
+    RateLimitState,
+    check_rate_limits,
+)
 from perfkit.simulation.anthropic._validation import (
     Refusal,
     check_count_tokens_request,
@@ -101,6 +107,11 @@ class AnthropicSimulator(SimulatedServer):
     ``strict=False`` keeps only the old minimal checks (``model``, ``max_tokens`` and
     ``messages`` present), for clients that cannot send what the real API asks.
 
+    ``rate_limits`` (a :class:`RateLimits`) enforces an organization's limits as the API
+    does, per model: past one, a request gets 429 ``rate_limit_error`` with ``retry-after``
+    before any scripted answer or fault is used up; every response reports what is left in
+    its ``anthropic-ratelimit-*`` headers. None (the default) limits nothing.
+
     The log (:attr:`requests`, and respx's call lists of :attr:`router`) keeps the
     newest ``max_logged`` requests, or every one with ``max_logged=None``;
     :attr:`call_count` and :attr:`output_tokens` count them all.
@@ -119,7 +130,9 @@ class AnthropicSimulator(SimulatedServer):
         handshake: LatencyModel | float = 0.0,
         max_logged: int | None = DEFAULT_MAX_LOGGED,
         strict: bool = True,
+        rate_limits: RateLimits | None = None,
     ) -> None:
+        limits = check_rate_limits(rate_limits)
         super().__init__(
             latency=latency,
             clock=clock,
@@ -130,6 +143,9 @@ class AnthropicSimulator(SimulatedServer):
             strict=strict,
         )
         self._prompt_cache = PromptCache()
+        self._rate_limits = None if limits is None else RateLimitState(limits)
+        self._estimates: dict[int, tuple[str, int]] = {}
+        """Admitted requests' output estimates (max_tokens) by log index, until settled."""
         self.messages_route: respx.Route = self.add_route(
             "POST", "/v1/messages", self._answer_messages, name="messages"
         )
@@ -147,15 +163,28 @@ class AnthropicSimulator(SimulatedServer):
     # -- the Messages API ------------------------------------------------------------
 
     def _answer_messages(
-        self, logged: SimRequest, request: httpx.Request, *, count_output: bool = True
+        self,
+        logged: SimRequest,
+        request: httpx.Request,
+        *,
+        count_output: bool = True,
+        limited: bool = True,
     ) -> httpx.Response:
         refusal = self._refusal(logged, request)
         if refusal is not None:
             logged.status = refusal.status
             return self.error_response(refusal.status, refusal.error_type, refusal.message, logged)
+        exceeded = self._admit(logged) if limited else None
+        if exceeded is not None:
+            logged.status = 429
+            retry = {"retry-after": str(exceeded.retry_after)}
+            return self.error_response(
+                429, "rate_limit_error", exceeded.message, logged, headers=retry
+            )
         answer = self.next_answer(logged)
         logged.answer = answer
         if isinstance(answer, Fault):
+            self._settle(logged, used=0, after=0.0)  # the stream_error fault settles its own
             return self.fault_response(answer, logged, request)
         return self._reply_response(answer, logged, count_output=count_output)
 
@@ -191,9 +220,45 @@ class AnthropicSimulator(SimulatedServer):
         return {"request-id": _request_id(logged), **rate_limit_headers(self.rate_limits(logged))}
 
     def rate_limits(self, logged: SimRequest | None) -> dict[str, RateLimit]:
-        """The rate limits every response reports in its ``anthropic-ratelimit-*`` headers
-        (a rate-limit model overrides this): generous, untouched, reset now on the clock."""
-        return unlimited(_origin(self.clock) + timedelta(seconds=self.clock.now()))
+        """The rate limits every response reports in its ``anthropic-ratelimit-*`` headers:
+        with ``rate_limits`` set, what the request's model has left now (after this
+        request, on a 200); limits not set (and requests naming no model) report generous
+        ones, untouched, reset now on the clock."""
+        now = self.clock.now()
+        found = unlimited(_origin(self.clock) + timedelta(seconds=now))
+        model = logged.body.get("model") if logged is not None else None
+        if self._rate_limits is not None and isinstance(model, str):
+            found.update(self._rate_limits.report(model, now, _origin(self.clock)))
+        return found
+
+    def _admit(self, logged: SimRequest) -> Exceeded | None:
+        """Count ``logged`` against its model's limits (if set): one request, its uncached
+        input and cache writes (what the prompt cache would account now; cache reads do
+        not count) and ``max_tokens`` of output, adjusted when it ends. None: admitted."""
+        if self._rate_limits is None:
+            return None
+        model, now = str(logged.body["model"]), self.clock.now()
+        usage = self._prompt_cache.peek(logged.body, count=prompt_block_tokens, now=now)
+        estimate = int(logged.body["max_tokens"])
+        exceeded = self._rate_limits.admit(
+            model,
+            input_tokens=usage.input_tokens + usage.cache_creation_input_tokens,
+            output_tokens=estimate,
+            now=now,
+        )
+        if exceeded is None:
+            self._estimates[logged.index] = (model, estimate)
+        return exceeded
+
+    def _settle(self, logged: SimRequest, *, used: int, after: float) -> None:
+        """An admitted request's output estimate replaced by the ``used`` output tokens,
+        ``after`` seconds from now (when it ends)."""
+        found = self._estimates.pop(logged.index, None)
+        if found is not None and self._rate_limits is not None:
+            model, estimate = found
+            self._rate_limits.settle(
+                model, estimated=estimate, used=used, at=self.clock.now() + after
+            )
 
     def error_response(
         self,
@@ -218,11 +283,14 @@ class AnthropicSimulator(SimulatedServer):
         )
 
     def reset(self) -> None:
-        """Forget scripted answers, injected faults, the request log, the prompt cache and
-        the message batches."""
+        """Forget scripted answers, injected faults, the request log, the prompt cache,
+        the message batches and what the rate limits have counted (every bucket full)."""
         super().reset()
         self._prompt_cache.clear()
         self.batches.clear()
+        self._estimates.clear()
+        if self._rate_limits is not None:
+            self._rate_limits.clear()
 
     def _render(
         self, reply: Reply, logged: SimRequest, tokens: Callable[[int], int] = lambda n: n
@@ -257,6 +325,7 @@ class AnthropicSimulator(SimulatedServer):
             logged.body, count=prompt_block_tokens, now=self.clock.now(), ready_after=first_token
         )
         input_tokens = usage.input_tokens if scripted is None else scripted
+        self._settle(logged, used=tokens(message.output_tokens), after=plans[0].total)
         return dataclasses.replace(message, cache=usage, input_tokens=input_tokens), plans[0]
 
     def _reply_response(
@@ -436,7 +505,9 @@ class AnthropicSimulator(SimulatedServer):
             None,
         )
         # Counted by the batch store once it knows which requests are processed.
-        response = self._answer_messages(one, single, count_output=False)
+        # A batch has limits of its own, shared by all models (rate-limits page): its
+        # requests do not draw on the Messages API's.
+        response = self._answer_messages(one, single, count_output=False, limited=False)
         delivery = response.extensions[DELIVERY_KEY]
         if delivery.error is not None:
             error = error_body("api_error", "Internal server error")
