@@ -659,6 +659,17 @@ def test_a_preset_seed_must_be_an_int(seed: Any) -> None:
         ),
         (LLMLatency(ttft=1e308), {}, r"^ttft: Fixed\(1e\+308\) drew 1e\+308, over the 1e\+09"),
         (LLMLatency(per_token=2e9), {"tokens": 3}, r"^per_token: Fixed\(2000000000.0\) drew"),
+        # a spread so wide that the draw itself overflows (math range error in exp)
+        (
+            LLMLatency(ttft=LogNormal(1.0, 1e308, seed=1)),
+            {},
+            r"^ttft: LogNormal\(1.0, 1e\+308, seed=1\) drew a latency too large to represent",
+        ),
+        (
+            LLMLatency(per_token=LogNormal(1.0, 1000.0, seed=2)),
+            {"tokens": 3},
+            r"^per_token: LogNormal\(1.0, 1000.0, seed=2\) drew a latency too large",
+        ),
     ],
 )
 def test_a_part_too_long_to_model_is_named_not_overflowed(

@@ -411,7 +411,13 @@ def _check_tokens(name: str, value: int, maximum: int) -> int:
 def _draw(model: LatencyModel, name: str, times: int = 1) -> float:
     """One draw of ``model`` (times ``times``), checked and quantised to microseconds: a
     model of the user's that returns a negative, infinite or non-number latency is named."""
-    value = model.sample()
+    try:
+        value = model.sample()
+    except OverflowError:  # a log-normal of a huge sigma overflows in exp()
+        raise ValueError(
+            f"{name}: {model!r} drew a latency too large to represent, over the "
+            f"{MAX_SECONDS:.0e} seconds a modeled wait may last"
+        ) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: {model!r} drew {value!r}, not a number of seconds")
     if not math.isfinite(value) or value < 0:
