@@ -3,7 +3,7 @@ clock, fit a latency profile to the traces, and check that the simulator, run on
 profile in virtual time, predicts what was measured.
 
     python benchmarks/calibration_loopback.py [--requests 150] [--concurrency 12] [--seed 0]
-                                              [--replays 3] [--bound 0.10]
+                                              [--replays 2] [--bound 0.10]
                                               [--traces traces.jsonl] [--overhead-tokens 400]
 
 The model is tests/loopback_model.py: a real uvicorn server on 127.0.0.1, in a process of
@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=12, help="at a time (default 12)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--replays", type=int, default=3, help="virtual runs, seeds apart, pooled (default 3)"
+        "--replays", type=int, default=2, help="virtual runs, seeds apart, pooled (default 2)"
     )
     parser.add_argument("--bound", type=float, default=0.10, help="largest error (0.10)")
     parser.add_argument("--traces", type=Path, help="keep the recorded traces in this file")
