@@ -958,12 +958,23 @@ def test_priced(perf, anthropic_sim):
 
 def test_guessed(perf, anthropic_sim):
     perf(lambda: ask(anthropic.Anthropic(api_key="test")), rounds=1)
+
+def test_odd_names(perf, anthropic_sim):
+    names = ["claude-a-odd\\n| `x`"] + [f"claude-made-up-{n}" for n in range(12)]
+
+    def many():
+        with anthropic.Anthropic(api_key="test") as client:
+            for name in names:
+                client.messages.create(
+                    model=name, max_tokens=8, messages=[{"role": "user", "content": "Hi"}]
+                )
+    perf(many, rounds=1)
 """
 
 
 def cost_report(project: pytest.Pytester, *args: str, rate: int) -> dict[str, Any]:
     result = run(project, COST_SOURCE.replace("RATE", str(rate)), "--perfkit-report-dir=r", *args)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     benchmarks: dict[str, Any] = json.loads((project.path / "r" / "report.json").read_text())[
         "benchmarks"
     ]
@@ -983,6 +994,10 @@ def test_every_perf_benchmark_reports_the_cost_of_its_simulated_usage(
     assert guessed["parameters"]["usd priced by the fallback row"].startswith(
         "claude-simulated (no price known; "
     )
+    odd = found["test_inner.py::test_odd_names"]["parameters"]["usd priced by the fallback row"]
+    assert odd.startswith("claude-a-odd\\n| `x`, claude-made-up-0, claude-made-up-1, ")
+    assert " and 3 more (no price known; " in odd
+    assert "\n" not in odd
     markdown = (project.path / "r" / "report.md").read_text()
     assert f"usd=${priced['counters']['usd']:.6f}" in markdown
     assert "`test_inner.py::test_guessed`: usd priced by the fallback row: claude-simulated" in (

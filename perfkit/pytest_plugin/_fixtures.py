@@ -177,8 +177,11 @@ def _priced(result: PerfResult, unpriced_before: dict[str, int]) -> None:
     )
     if guessed:
         fallback = price_table().fallback.assumed or "the fallback row"
+        # Names come from requests: shown escaped, shortened, at most ten of them.
+        shown = [name.encode("unicode_escape").decode()[:80] for name in guessed[:10]]
+        more = f" and {len(guessed) - 10} more" if len(guessed) > 10 else ""
         result.parameters["usd priced by the fallback row"] = (
-            f"{', '.join(guessed)} (no price known; {fallback})"
+            f"{', '.join(shown)}{more} (no price known; {fallback})"
         )
 
 
