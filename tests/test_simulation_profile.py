@@ -191,6 +191,16 @@ def test_the_reverse_refuses_what_a_profile_cannot_describe() -> None:
             "{src}: the profile holds 2 models (a, b); pass model= to choose one",
         ),
         ({"perfkit_latency_profile": 1, "models": {"m": []}}, "{src}: models.m: expected"),
+        (
+            profile(m={"ttft": {"fixed": 10**400}}),
+            "{src}: models.m.ttft.fixed: expected a finite number >= 0, got an integer too "
+            "large for a float (1,329 bits)",
+        ),
+        (
+            profile(m={"ttft": {"lognormal": {"median": 1, "sigma": 10**1000}}}),
+            "{src}: models.m.ttft.lognormal.sigma: expected a finite number >= 0, got an integer "
+            "too large for a float (3,322 bits)",
+        ),
     ],
 )
 @pytest.mark.parametrize("as_file", [False, True], ids=["dict", "file"])
@@ -217,12 +227,14 @@ def test_a_model_not_in_the_profile_names_the_models_it_has() -> None:
     [
         ("{", "not a latency profile: invalid JSON"),
         ("[1]", "not a latency profile: expected a JSON object"),
+        ("[" * 100_000, "not a latency profile: invalid JSON (nested too deeply)"),
+        ('{"perfkit_latency_profile": 1' + "0" * 5000 + "}", "not a latency profile: invalid JSON"),
     ],
 )
 def test_a_file_that_is_not_a_profile_is_named(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "p.json"
     path.write_text(content)
-    with pytest.raises(ValueError, match=f"^{path}: {message}"):
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}: {message}')}"):
         LLMLatency.from_profile(path)
 
 

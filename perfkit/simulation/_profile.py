@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,7 @@ DISTRIBUTIONS = {
     "uniform": ("low", "high"),
 }
 """Each distribution a profile may name, and the fields it takes."""
+MAX_FLOAT = sys.float_info.max
 
 
 def latency_from_profile(profile: object, *, model: str | None = None, seed: int = 0) -> LLMLatency:
@@ -148,6 +150,11 @@ def derived_seed(seed: int, model: str, parameter: str) -> int:
 def _value(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: expected a number of seconds, got {value!r}")
+    if isinstance(value, int) and abs(value) > MAX_FLOAT:  # not even its repr may be printable
+        raise ValueError(
+            f"{where}: expected a finite number >= 0, got an integer too large for a float "
+            f"({value.bit_length():,} bits)"
+        )
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{where}: expected a finite number >= 0, got {value!r}")
     return float(value)
@@ -166,10 +173,14 @@ def _load(profile: object) -> tuple[Mapping[str, Any], str]:
     try:
         with open(source, encoding="utf-8") as file:
             document = json.load(file)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{source}: not a latency profile: invalid JSON ({error})") from None
     except UnicodeDecodeError:
         raise ValueError(f"{source}: not a latency profile: not UTF-8 text") from None
+    except RecursionError:
+        raise ValueError(
+            f"{source}: not a latency profile: invalid JSON (nested too deeply)"
+        ) from None
+    except ValueError as error:  # JSONDecodeError, or an integer of over 4,300 digits
+        raise ValueError(f"{source}: not a latency profile: invalid JSON ({error})") from None
     if not isinstance(document, Mapping):
         raise ValueError(f"{source}: not a latency profile: expected a JSON object")
     return document, str(source)
