@@ -552,6 +552,10 @@ def _calibrate(arguments: argparse.Namespace, out: TextIO) -> int:
 
     if arguments.output.exists() and arguments.output.samefile(arguments.traces):
         raise ValueError(f"{arguments.output}: is the trace file; write the profile elsewhere")
+    if arguments.output.exists() and not arguments.output.is_file():
+        # The profile replaces its file whole: a FIFO or a device (/dev/stdout) would be
+        # replaced by a regular file, not written to.
+        raise ValueError(f"{arguments.output}: not a regular file; write the profile to a file")
     try:
         traces = read_traces(arguments.traces)
     except UnicodeDecodeError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import statistics
 import subprocess
 import sys
@@ -419,11 +421,21 @@ def test_calibrate_fits_one_model_on_request(
         ("unwritable", "{output}: cannot write: "),
         ("same", "{output}: is the trace file; write the profile elsewhere"),
         ("other model", "no traces of model 'x'; the traces have: m"),
+        ("deep", "{traces}, line 2: not a trace: nested too deeply"),
+        ("huge number", "{traces}, line 2: not a trace: headers_s is an integer of 401 digits"),
+        ("long line", "{traces}, line 2: not a trace: longer than "),
+        ("fifo output", "{output}: not a regular file; write the profile to a file"),
     ],
 )  # fmt: skip
 def test_calibrate_mistakes_exit_2_with_one_line_and_write_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: str, message: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    make: str,
+    message: str,
 ) -> None:
+    from perfkit.traces import _format
+
     traces, output = tmp_path / "traces.jsonl", tmp_path / "profile.json"
     extra: list[str] = []
     if make == "empty":
@@ -449,6 +461,20 @@ def test_calibrate_mistakes_exit_2_with_one_line_and_write_nothing(
             output = traces
         else:
             extra = ["--model", "x"]
+    elif make in ("deep", "huge number", "long line"):
+        first = write_traces(tmp_path / "t.jsonl", 20).read_text().split("\n")[0]
+        bad = {
+            "deep": "[" * 100_000,
+            "huge number": json.dumps(json.loads(first) | {"headers_s": 10**400}),
+            "long line": " " * 4 * len(first),
+        }[make]
+        traces.write_text(first + "\n" + bad + "\n" + first + "\n")
+        if make == "long line":
+            monkeypatch.setattr(_format, "MAX_LINE_CHARS", 2 * len(first))  # 64 MiB in earnest
+    elif make == "fifo output":
+        write_traces(traces)
+        output = tmp_path / "profile.fifo"
+        os.mkfifo(output)
     before = traces.read_bytes() if traces.is_file() else None
     status, out, err = run_cli(["calibrate", str(traces), "-o", str(output), *extra], capsys)
     assert (status, out) == (cli.EXIT_USAGE, "")
@@ -459,6 +485,8 @@ def test_calibrate_mistakes_exit_2_with_one_line_and_write_nothing(
     assert list(tmp_path.glob(".profile.json.*")) == []  # no temporary file left behind
     if before is not None:
         assert traces.read_bytes() == before
+    if make == "fifo output":  # not replaced by a regular file
+        assert stat.S_ISFIFO(output.stat().st_mode)
 
 
 def test_perfkit_calibrate_end_to_end(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from os import PathLike
@@ -19,6 +20,11 @@ _INT_FIELDS = (
     "cache_read_input_tokens",
     "output_tokens",
 )
+
+
+MAX_LINE_CHARS = 64 * 2**20
+"""The longest line read as a trace: a reply of a million output tokens, its gaps included,
+takes about 10 MB."""
 
 
 class TraceFormatError(ValueError):
@@ -107,11 +113,22 @@ def read_traces(path: str | PathLike[str]) -> list[Trace]:
 def iter_traces(path: str | PathLike[str]) -> Iterator[Trace]:
     """The traces of a trace file one by one (for files too large to hold at once)."""
     with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+        number = 0
+        # A line is read up to its limit: a file that is not a trace file may have no newline.
+        while line := lines.readline(MAX_LINE_CHARS + 1):
+            number += 1
+            if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                raise TraceFormatError(
+                    f"{path}, line {number}: not a trace: longer than {MAX_LINE_CHARS:,} characters"
+                )
             if not line.strip():
                 continue
             try:
                 yield Trace.from_json(json.loads(line))
+            except RecursionError:
+                raise TraceFormatError(
+                    f"{path}, line {number}: not a trace: nested too deeply"
+                ) from None
             except ValueError as error:  # json.JSONDecodeError is a ValueError
                 raise TraceFormatError(f"{path}, line {number}: not a trace: {error}") from error
 
@@ -135,6 +152,8 @@ def _number(record: dict[str, Any], name: str) -> float:
 
 
 def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, int) and value > sys.float_info.max:  # math.isfinite would overflow
+        raise ValueError(f"{name} is an integer of {len(str(value))} digits; expected seconds")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{name} is {value!r}; expected a finite number of seconds")
     if value < 0:
