@@ -758,3 +758,12 @@ def test_every_transport_of_a_client_records_proxies_included(recorder: TraceRec
     assert len(transports) == 2
     assert all(isinstance(t, _recorder._RecordingTransport) for t in transports)
     client.close()
+
+
+def test_a_recorder_that_cannot_be_made_says_so_at_once(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no-such-directory"):
+        TraceRecorder(tmp_path / "no-such-directory" / "traces.jsonl")
+    with pytest.raises(IsADirectoryError, match=str(tmp_path)):
+        TraceRecorder(tmp_path)
+    with pytest.raises(TypeError, match=r"clock must be a perfkit clock .* got 'fast'"):
+        TraceRecorder(tmp_path / "traces.jsonl", clock="fast")  # type: ignore[arg-type]

@@ -76,6 +76,10 @@ class TraceRecorder:
     def __init__(
         self, path: str | PathLike[str], *, clock: Clock | None = None, gaps: bool = True
     ) -> None:
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(
+                f"clock must be a perfkit clock (RealClock, VirtualClock) or None, got {clock!r}"
+            )
         self.path = path
         self.clock: Clock = clock if clock is not None else RealClock()
         self.gaps = gaps
