@@ -401,3 +401,16 @@ def test_a_bad_probe_timeout_is_refused_naming_it(bad: object) -> None:
         RateLimiter(probe_timeout=bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="input_tokens must be a callable"):
         RateLimiter(input_tokens=4)  # type: ignore[arg-type]
+
+
+def test_a_whole_reply_gives_back_its_unused_output_estimate_at_once() -> None:
+    """OTPM holds max_tokens until a request ends; the reply's usage says how much the API
+    gives back then. Without reading it the mirror would wait for the bucket to refill
+    (15 s for 1,000 of 2,000 a minute) before each next request."""
+    clock = VirtualClock()
+    limiter = RateLimiter()
+    limits = RateLimits(output_tokens_per_minute=2_000)
+    with AnthropicSimulator(clock=clock, latency=LLMLatency(ttft=1.0), rate_limits=limits):
+        done = _paced_burst(clock, 6, limiter, max_tokens=1_000)
+    assert sorted(done) == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert limiter.refused == 0

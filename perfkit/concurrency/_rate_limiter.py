@@ -216,6 +216,17 @@ class RateLimiter:
             state.probing = False
         state.notify()
 
+    def settle(self, ticket: Ticket, output_tokens: int) -> None:
+        """Give back what ``ticket`` held for output beyond the ``output_tokens`` its reply
+        used, as the API does when a request ends (its OTPM estimate is max_tokens)."""
+        state = self._models.get(ticket.model)
+        bucket = state.buckets.get(OUTPUT) if state is not None else None
+        if state is None or bucket is None:
+            return
+        bucket.advance(self._now())
+        bucket.level = min(bucket.capacity, bucket.level + ticket.cost[OUTPUT] - output_tokens)
+        state.notify()
+
     def forget(self, ticket: Ticket) -> None:
         """A request that got no response (a connection error): a probe lets another try."""
         state = self._models.get(ticket.model)
@@ -249,8 +260,16 @@ class RateLimiter:
 
     async def _on_response(self, response: Any) -> None:
         ticket = response.request.extensions.get(TICKET_KEY)
-        if isinstance(ticket, Ticket):
-            self.observe(ticket, response.status_code, response.headers)
+        if not isinstance(ticket, Ticket):
+            return
+        self.observe(ticket, response.status_code, response.headers)
+        # A whole (not streamed) reply has ended: its usage tells what the API gives back
+        # of the output estimate now, long before its headers would show it.
+        if response.status_code == 200 and "json" in response.headers.get("content-type", ""):
+            await response.aread()
+            used = _output_tokens(response.content)
+            if used is not None:
+                self.settle(ticket, used)
 
     def __repr__(self) -> str:
         return (
@@ -269,6 +288,15 @@ def _reported(headers: Mapping[str, str], kind: str) -> tuple[float, float] | No
     if not (0 < limit < math.inf and 0 <= remaining < math.inf):
         return None
     return limit, remaining
+
+
+def _output_tokens(content: bytes) -> int | None:
+    """``usage.output_tokens`` of a message's JSON, or None."""
+    try:
+        used = json.loads(content)["usage"]["output_tokens"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return used if isinstance(used, int) and used >= 0 else None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float:

@@ -15,6 +15,10 @@ also served as docs.anthropic.com/{ja,es,fr,...}/api/rate-limits):
   and the estimate is adjusted at the end of the request to reflect the actual number of
   output tokens used."
 - "Rate limits are applied separately for each model": an alias shares its model's limits.
+- A request larger than a bucket is refused with the same 429 every time (a public bug
+  report, github.com/PRQELT/Autonomix issue 8: a first request of 56k input tokens under a
+  30k ITPM limit was refused on every retry); the message tells to reduce the prompt or
+  ``max_tokens``.
 - A refused request gets a 429 whose ``retry-after`` is "the number of seconds to wait
   until you can retry the request. Earlier retries will fail." The
   ``anthropic-ratelimit-*-remaining`` token figures are "rounded to the nearest thousand";
@@ -214,7 +218,10 @@ class Exceeded:
 
     @property
     def message(self) -> str:
-        """The API's message (as recorded in public bug reports of 2026)."""
+        """The API's message, worded as a real 429 of 2026 quoted in a public bug report
+        (github.com/anthropics/claude-code issue 55132: "This request would exceed your
+        organization's rate limit of 30,000 input tokens per minute (org: ..., model:
+        claude-sonnet-4-6). For details, refer to: https://docs.claude.com/...")."""
         return (
             f"This request would exceed your organization's rate limit of {self.limit:,} "
             f"{_WHAT[self.kind]} per minute (org: {SIMULATED_ORG}, model: {self.model}). "
