@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from perfkit.simulation import Fixed, LLMLatency, LogNormal
-from perfkit.traces import FitError, fit_traces, ks_statistic
+from perfkit.traces import FitError, Trace, fit_traces, ks_statistic
 from tests.synthetic_traces import Truth, reference_base, synthetic
 
 TOLERANCES = {
@@ -270,6 +270,27 @@ def test_a_first_token_before_the_headers_is_out_of_order() -> None:
     assert fit.excluded == {"times out of order (headers, first token, complete)": 1}
     with pytest.raises(ValueError, match="min_traces must be an int >= 2, got 0"):
         fit_traces(traces, min_traces=0)
+
+
+def absolute(trace: Trace, at: float = 1.7e9) -> Trace:
+    """The trace with unix times where seconds from sending belong (a hand-made file)."""
+    assert trace.ttft_s is not None
+    return replace(
+        trace,
+        headers_s=trace.headers_s + at,
+        ttft_s=trace.ttft_s + at,
+        complete_s=trace.complete_s + at,
+    )
+
+
+def test_times_no_request_takes_are_left_out() -> None:
+    traces = synthetic(25, 25)
+    traces[:2] = [absolute(t) for t in traces[:2]]
+    [fit] = fit_traces(traces).fits
+    assert fit.excluded == {"times above 86,400 s (a day)": 2}
+    # all of them: named as the reason, not a draw of the fitted model too long to plan
+    with pytest.raises(FitError, match=r"only 0 usable .*times above 86,400 s \(a day\): 25"):
+        fit_traces([absolute(t) for t in traces])
 
 
 def test_only_failed_requests_are_refused_naming_why() -> None:

@@ -64,6 +64,10 @@ second of the simulator's time)."""
 MAX_TOKENS = 10_000_000
 """Token counts above it are not a real request's (the largest context windows hold a
 million tokens): such a line is left out of the fit."""
+MAX_SECONDS = 86_400
+"""Times above it (a day) are not a request's (128,000 output tokens at 60 tokens/s take
+about 35 minutes): such a line, often unix times written where seconds from sending belong,
+is left out of the fit, where its fitted model drew waits too long to simulate."""
 PROFILE_KEY = "perfkit_latency_profile"
 PROFILE_VERSION = 1
 
@@ -318,6 +322,8 @@ def _exclusion(trace: TraceLike) -> str:
         return "times not finite numbers >= 0"
     if not all(math.isfinite(gap) and gap >= 0 for gap in trace.gaps_s):
         return "gaps not finite numbers >= 0"
+    if max(times) > MAX_SECONDS:
+        return f"times above {MAX_SECONDS:,} s (a day)"
     first = trace.headers_s if trace.ttft_s is None else trace.ttft_s
     if not trace.headers_s <= first <= trace.complete_s:
         return "times out of order (headers, first token, complete)"
