@@ -326,6 +326,18 @@ def test_the_profile_loads_back_into_the_simulator() -> None:
     assert LLMLatency.from_profile(profile, seed=3) == calibration.fits[0].latency
 
 
+def test_the_fitted_latency_draws_what_the_profile_draws_from_its_seed() -> None:
+    calibration = fit_traces(synthetic(100, 18), seed=3)
+    profile = calibration.profile(source="t.jsonl", fitted_at="2026-01-01T00:00:00+00:00")
+    loaded, [fit] = LLMLatency.from_profile(profile, seed=3), calibration.fits
+
+    def plans(latency: LLMLatency) -> list[tuple[float, float, tuple[float, ...]]]:
+        drawn = (latency.plan(20, input_tokens=3_000, cached_tokens=2_000) for _ in range(5))
+        return [(plan.connect, plan.ttft, plan.gaps) for plan in drawn]
+
+    assert plans(fit.latency) == plans(loaded)  # not left where the goodness check drew to
+
+
 def test_ks_statistic() -> None:
     assert ks_statistic([1, 2, 3], [1, 2, 3]) == 0
     assert ks_statistic([1, 2], [3, 4]) == 1

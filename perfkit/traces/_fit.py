@@ -410,13 +410,14 @@ def _finish(
     full = latency_to_profile(LLMLatency(**parameters))
     entry = {name: spec for name, spec in full.items() if name in parameters}
     # The latency as a profile gives it back, seeds and all: what the simulator will run.
-    latency = latency_from_profile(
-        {PROFILE_KEY: PROFILE_VERSION, "models": {model: entry}}, model=model, seed=seed
+    # The check draws from one copy; the fit hands out another, at the start of its draws.
+    profile = {PROFILE_KEY: PROFILE_VERSION, "models": {model: entry}}
+    quantities = _goodness(
+        latency_from_profile(profile, model=model, seed=seed), fitted_on, notes, ttft=ttft
     )
-    quantities = _goodness(latency, fitted_on, notes, ttft=ttft)
     return ModelFit(
         model=model,
-        latency=latency,
+        latency=latency_from_profile(profile, model=model, seed=seed),
         requests=len(fitted_on),
         excluded=excluded,
         not_fitted=not_fitted,
