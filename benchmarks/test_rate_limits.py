@@ -1,17 +1,21 @@
 """Rate limits: what the SDK's retries do to p95 and errors as concurrency rises past the
 limit, beside a client-side limiter that paces requests from the API's own headers.
 
-The simulated API enforces 20 requests per minute (a bucket of 20 refilled one request
-every 3 s), as the API does per model. Each of ``users`` users sends ``REQUESTS_EACH``
-requests one after another, all starting at once: 5 users (15 requests) stay inside the
-bucket; 10, 20 and 40 are past it. Each request's latency runs from when it was meant to
-be sent to its reply, or to its final failure, retries and waiting included.
+The simulated API enforces Tier 1's 8,000 output tokens per minute (the API's rate-limits
+page), as the API does per model: each request holds its ``max_tokens`` (1,024, as in the
+recorded exchange) until it ends, then gives back what its short reply did not use, so
+about 7 fit at once. Each of ``users`` users sends ``REQUESTS_EACH`` requests one after
+another, all starting at once: 5 users stay inside the limit; 10, 20 and 40 are past it.
+Each request's latency runs from when it was meant to be sent to its reply (retries and
+waiting included); a request refused past the SDK's retries counts as failed.
 
-- ``sdk-retries``: the SDK's defaults (2 retries, each after ``retry-after``). Refused
-  requests all retry at the same second, one of them gets the request that refilled, the
-  rest are refused again; after the second retry they fail.
+- ``sdk-retries``: the SDK's defaults (2 retries, each after ``retry-after``). The API's
+  ``retry-after`` counts only the refill, not what requests still running will give back;
+  refused requests retry together, a few get in, the rest are refused again, and after
+  the second retry they fail.
 - ``limiter``: :class:`perfkit.concurrency.RateLimiter` on the SDK's HTTP client (the same
-  SDK and retries behind it): requests wait their turn on the client and are not refused.
+  SDK and retries behind it): requests wait their turn on the client, sent as soon as a
+  reply gives its unused estimate back, and are not refused.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ from perfkit.concurrency import RateLimiter
 from perfkit.simulation import AnthropicSimulator, LLMLatency, RateLimits
 
 LIMITS = RateLimits(
-    requests_per_minute=20, input_tokens_per_minute=100_000, output_tokens_per_minute=40_000
+    requests_per_minute=1_000, input_tokens_per_minute=100_000, output_tokens_per_minute=8_000
 )
 LATENCY = LLMLatency(connect=0.05, ttft=0.4, per_token=0.02)
 REQUESTS_EACH = 3
-MAX_TOKENS = 256
+MAX_TOKENS = 1_024
 MODEL = "claude-sonnet-4-5"
 USERS = (5, 10, 20, 40)
 
@@ -88,12 +92,12 @@ def test_concurrency_past_the_rate_limit(
     perf.describe(
         users=users,
         requests_each=REQUESTS_EACH,
-        requests_per_minute=LIMITS.requests_per_minute,
+        output_tokens_per_minute=LIMITS.output_tokens_per_minute,
         max_tokens=MAX_TOKENS,
     )
     latencies = perf(workload)
     assert len(latencies) == users * REQUESTS_EACH
     if technique == "limiter":
         assert None not in latencies  # paced, never refused past the SDK's retries
-    if users * REQUESTS_EACH <= LIMITS.requests_per_minute:  # inside the bucket
+    if users == USERS[0]:  # inside the limit
         assert None not in latencies

@@ -414,3 +414,17 @@ def test_a_whole_reply_gives_back_its_unused_output_estimate_at_once() -> None:
         done = _paced_burst(clock, 6, limiter, max_tokens=1_000)
     assert sorted(done) == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     assert limiter.refused == 0
+
+
+def test_under_an_output_token_limit_the_paced_requests_are_never_refused() -> None:
+    """Requests sent the moment others end see those ends' give-backs: the simulator's
+    end of a request (arrival + duration, in floating point) once landed a hair after the
+    event loop's reading of that same moment, and a paced request was refused."""
+    clock = VirtualClock()
+    limiter = RateLimiter()
+    limits = RateLimits(output_tokens_per_minute=8_000)
+    latency = LLMLatency(connect=0.05, ttft=0.4, per_token=0.02)
+    with AnthropicSimulator(clock=clock, latency=latency, rate_limits=limits):
+        done = _paced_burst(clock, 60, limiter, max_tokens=1_024)
+    assert None not in done
+    assert limiter.refused == 0

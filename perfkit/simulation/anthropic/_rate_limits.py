@@ -240,7 +240,9 @@ class _Model:
     def advance(self, now: float) -> None:
         """Every bucket at ``now``, output refunds due by then given back in their order."""
         output = self.buckets.get(OUTPUT)
-        while self.refunds and self.refunds[0][0] <= now:
+        # Due "now" within the slack: the request's end, computed as arrival + duration in
+        # floating point, may land a hair after the clock's reading of that same moment.
+        while self.refunds and self.refunds[0][0] <= now + _SLACK:
             due, _, amount = heapq.heappop(self.refunds)
             if output is not None:
                 output.advance(due)
