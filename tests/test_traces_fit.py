@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import random
 import re
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -336,6 +338,20 @@ def test_the_fitted_latency_draws_what_the_profile_draws_from_its_seed() -> None
         return [(plan.connect, plan.ttft, plan.gaps) for plan in drawn]
 
     assert plans(fit.latency) == plans(loaded)  # not left where the goodness check drew to
+
+
+def test_recording_traces_does_not_import_the_simulator() -> None:
+    # The recorder runs in production: the fit, and the simulator it checks with, load on
+    # first use of a fit name.
+    code = (
+        "import sys\n"
+        "from perfkit.traces import TraceRecorder, read_traces\n"
+        "assert 'perfkit.simulation' not in sys.modules, 'simulator imported'\n"
+        "from perfkit.traces import fit_traces\n"
+        "assert 'perfkit.simulation' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_ks_statistic() -> None:
