@@ -401,7 +401,8 @@ def test_a_tools_breakpoint_caches_the_tool_definitions(
     tools = [
         {**tool("lookup", 1200), "cache_control": {"type": "ephemeral"}},
     ]
-    tokens = count_tokens(json.dumps(tools[0], sort_keys=True))
+    # The definition's tokens: its cache_control marker is not billed.
+    tokens = count_tokens(json.dumps(tool("lookup", 1200), sort_keys=True))
     body = {
         "model": SONNET,
         "max_tokens": 64,

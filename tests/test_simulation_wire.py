@@ -742,3 +742,29 @@ def test_redacted_thinking_shows_its_data_whole_when_thinking_is_enabled() -> No
     ]
     # As the SDK's RedactedThinkingBlock: the whole data in content_block_start, no delta.
     assert events[1][1]["content_block"] == message.to_json()["content"][0]
+
+
+def test_a_cache_control_marker_is_not_counted_as_prompt_tokens() -> None:
+    """The API bills a prompt the same with or without ``cache_control`` breakpoints: a
+    marker on a tool definition is not part of the tool's tokens."""
+    tool = {"name": "lookup", "description": "Find an order.", "input_schema": {"type": "object"}}
+    marked = {**tool, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    text = {"type": "text", "text": "Be brief and exact."}
+    request = {
+        "system": [text],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Where is it?"}]}],
+        "tools": [tool],
+    }
+    everything_marked = {
+        "system": [{**text, "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Where is it?", "cache_control": {"type": "ephemeral"}}
+                ],
+            }
+        ],
+        "tools": [marked],
+    }
+    assert count_input_tokens(everything_marked) == count_input_tokens(request)

@@ -308,9 +308,13 @@ def count_input_tokens(body: Mapping[str, Any]) -> int:
 
 def prompt_block_tokens(block: PromptBlock) -> int:
     """The simulator tokens of one block of the prompt: a tool's definition as JSON, the
-    text of a system or message block (a tool call's input as JSON)."""
+    text of a system or message block (a tool call's input as JSON). A ``cache_control``
+    marker is not the prompt's: the API bills a prompt the same with or without it."""
     if block.section == "tools":
-        return count_tokens(json.dumps(block.content, sort_keys=True))
+        definition = block.content
+        if isinstance(definition, dict) and "cache_control" in definition:
+            definition = {k: v for k, v in definition.items() if k != "cache_control"}
+        return count_tokens(json.dumps(definition, sort_keys=True))
     parts: list[str] = []
     _collect_text(block.content, parts)
     return sum(count_tokens(part) for part in parts)
