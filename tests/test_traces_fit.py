@@ -176,6 +176,41 @@ def test_reads_that_move_with_the_input_cannot_be_told_apart() -> None:
     }
 
 
+def test_a_rate_fitted_negative_is_dropped_and_the_others_refitted() -> None:
+    # Reads that nearly move with the input (twice as many, give or take 3 tokens): the
+    # two slopes come out large and of opposite signs; zeroing only the negative one left
+    # the other to answer for both (a fitted ttft p50 many times the observed).
+    truth, rng = Truth(), random.Random(3)
+    traces = []
+    for trace in synthetic(100, 8, truth):
+        assert trace.ttft_s is not None
+        reads = 2 * trace.input_tokens + rng.randint(-3, 3)
+        shift = truth.cache_read * (reads - trace.cache_read_input_tokens) - (
+            truth.prefill * trace.cache_creation_input_tokens
+        )
+        traces.append(
+            replace(
+                trace,
+                cache_creation_input_tokens=0,
+                cache_read_input_tokens=reads,
+                ttft_s=trace.ttft_s + shift,
+                complete_s=trace.complete_s + shift,
+            )
+        )
+    [fit] = fit_traces(traces).fits
+    [note] = [note for note in fit.notes if " fitted negative " in note]
+    assert note.endswith("set to 0, and the other rates fitted without it")
+    rates = {
+        name: fit.entry[name]["fixed"] for name in ("prefill_per_token", "cache_read_per_token")
+    }
+    assert rates[note.split()[0]] == 0.0
+    # what one input token brings (its prefill and two reads) is in the rate kept
+    assert rates["prefill_per_token"] + 2 * rates["cache_read_per_token"] == pytest.approx(
+        truth.prefill + 2 * truth.cache_read, rel=0.05
+    )
+    assert fit.holds, fit.verdict()
+
+
 def test_zero_output_tokens_leave_per_token_unfitted() -> None:
     traces = [
         replace(t, output_tokens=1, gaps_s=(), complete_s=t.ttft_s)

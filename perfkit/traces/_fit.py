@@ -479,7 +479,8 @@ def _regression(
 
     A column that does not vary cannot be told from the intercept, and one that moves
     with another cannot be told from it: both are left out (named in ``not_fitted``). A
-    negative slope is physically meaningless and set to zero (noted)."""
+    negative slope is physically meaningless: it is set to zero (noted) and the others are
+    fitted again without it."""
     kept: dict[str, list[float]] = {}
     for name, values in columns.items():
         low, high = min(values), max(values)
@@ -494,12 +495,22 @@ def _regression(
             not_fitted[name] = f"its tokens move with {twin}'s, so the two cannot be told apart"
             continue
         kept[name] = values
-    slopes = dict(zip(kept, _huber(y, list(kept.values())), strict=True))
-    for name, slope in list(slopes.items()):
-        if slope < 0:
-            notes.append(f"{name} fitted negative ({slope:.3g} s/token): set to 0")
-            slopes[name] = 0.0
-    return slopes
+    zeroed: dict[str, float] = {}
+    while True:
+        fitted = dict(zip(kept, _huber(y, list(kept.values())), strict=True))
+        negative = min(fitted, key=fitted.__getitem__, default=None)
+        if negative is None or fitted[negative] >= 0:
+            break
+        # Zeroing it alone would leave the others' slopes fitted beside it (with tokens
+        # that move together, as wrong the other way): they are fitted again without it.
+        notes.append(
+            f"{negative} fitted negative ({fitted[negative]:.3g} s/token): set to 0, and "
+            "the other rates fitted without it"
+        )
+        zeroed[negative] = 0.0
+        del kept[negative]
+    slopes = {**fitted, **zeroed}
+    return {name: slopes[name] for name in columns if name in slopes}
 
 
 TOKENS = {
