@@ -428,3 +428,56 @@ def test_under_an_output_token_limit_the_paced_requests_are_never_refused() -> N
         done = _paced_burst(clock, 60, limiter, max_tokens=1_024)
     assert None not in done
     assert limiter.refused == 0
+
+
+@pytest.mark.parametrize(
+    "header", [{"retry-after": "1000000000"}, {"retry-after-ms": "1e15"}, {"retry-after": "1e300"}]
+)
+def test_a_huge_retry_after_holds_the_model_back_a_minute_at_most(header: dict[str, str]) -> None:
+    """Every limit is a bucket refilled whole within a minute, so no 429 of the API asks
+    for longer: a header naming years must not freeze every request of the model."""
+    clock = VirtualClock()
+    limiter = RateLimiter()
+
+    async def main() -> float:
+        ticket = await limiter.acquire(SONNET, input_tokens=10, output_tokens=10)
+        limits = {"anthropic-ratelimit-requests-limit": "60"}
+        limits["anthropic-ratelimit-requests-remaining"] = "59"
+        limiter.observe(ticket, 429, {**limits, **header})
+        await limiter.acquire(SONNET, input_tokens=10, output_tokens=10)
+        return clock.now()
+
+    assert clock.run(main()) == pytest.approx(60.0)
+
+
+def test_a_server_that_reports_no_limits_is_not_paced_one_request_at_a_time() -> None:
+    """A gateway or proxy may send no anthropic-ratelimit-* headers: once the first
+    response has come back without them there is nothing to pace by, and requests must
+    not go one at a time, each waiting for the one before (or for the probe timeout)."""
+    clock = VirtualClock()
+    limiter = RateLimiter()
+
+    async def main() -> list[float]:
+        ticket = await limiter.acquire(SONNET, input_tokens=10, output_tokens=10)
+        limiter.observe(ticket, 200, {"content-type": "application/json"})
+
+        async def one() -> float:
+            await limiter.acquire(SONNET, input_tokens=10, output_tokens=10)
+            return clock.now()
+
+        return list(await asyncio.gather(*(one() for _ in range(3))))
+
+    assert clock.run(main()) == [0.0, 0.0, 0.0]
+
+
+def test_a_429_without_limit_headers_still_holds_back_until_retry_after() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter()
+
+    async def main() -> float:
+        ticket = await limiter.acquire(SONNET, input_tokens=10, output_tokens=10)
+        limiter.observe(ticket, 429, {"retry-after": "5"})
+        await limiter.acquire(SONNET, input_tokens=10, output_tokens=10)
+        return clock.now()
+
+    assert clock.run(main()) == pytest.approx(5.0)

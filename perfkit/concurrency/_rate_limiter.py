@@ -28,6 +28,11 @@ TOKEN_ROUNDING: Final = 500
 """The API reports token figures "rounded to the nearest thousand" (its rate-limits page):
 the truth may be up to 500 below what it says, so the mirror assumes it is."""
 DEFAULT_PROBE_TIMEOUT: Final = 30.0
+MAX_RETRY_AFTER: Final = 60.0
+"""The longest a 429 holds a model back: every limit is a per-minute token bucket
+"continuously replenished up to your maximum limit" (the rate-limits page), so any of them
+is full again within a minute; a ``retry-after`` of years (a broken proxy, a hostile
+server) must not freeze every request of the model."""
 _SLACK = 1e-9
 """Relative slack for a bucket refilled in floating point: a wait of 1e-16 s would not
 move a clock and would be retried forever."""
@@ -70,6 +75,8 @@ class _Model:
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     probing: bool = False
+    answered: bool = False
+    """A response has come back: its limits (possibly none) are known, no more probes."""
     held_until: float = 0.0
 
     def notify(self) -> None:
@@ -103,8 +110,10 @@ class RateLimiter:
 
     Per model, requests take turns (first come, first served); the one whose turn it is
     sleeps until the mirrored buckets hold its cost, or until a response changes them,
-    never polling. Until a model's first response has told its limits, one request goes
-    alone (``probe_timeout`` later another tries, if it never got an answer). A request
+    never polling. Until a model's first response has come back, one request goes alone
+    (``probe_timeout`` later another tries, if it never got an answer); a server that
+    reports no limits is then not paced. A 429 holds the model back ``retry-after``, at
+    most :data:`MAX_RETRY_AFTER`. A request
     larger than a bucket's whole capacity is sent at once: the API refuses it, and waiting
     would not help. ``input_tokens(body, content)`` estimates a request's input tokens
     (default: :func:`estimate_input_tokens`, cautious; cached reads, which the API does not
@@ -158,7 +167,7 @@ class RateLimiter:
     async def _take(self, model: str, state: _Model, cost: dict[str, float]) -> Ticket:
         while True:
             now = self._now()
-            if not state.buckets:
+            if not state.buckets and not state.answered:
                 if not state.probing:
                     state.probing = True
                     return Ticket(model, now, cost, {}, probe=True)
@@ -168,8 +177,8 @@ class RateLimiter:
             for bucket in state.buckets.values():
                 bucket.advance(now)
             wait = max(
-                state.held_until - now,
-                *(bucket.wait(cost[kind]) for kind, bucket in state.buckets.items()),
+                [state.held_until - now]
+                + [bucket.wait(cost[kind]) for kind, bucket in state.buckets.items()]
             )
             if wait < _RESOLUTION:
                 for kind, bucket in state.buckets.items():
@@ -212,6 +221,7 @@ class RateLimiter:
         if status == 429:
             self.refused += 1
             state.held_until = max(state.held_until, now + _retry_after(headers))
+        state.answered = True
         if ticket.probe:
             state.probing = False
         state.notify()
@@ -301,12 +311,12 @@ def _output_tokens(content: bytes) -> int | None:
 
 def _retry_after(headers: Mapping[str, str]) -> float:
     """Seconds a 429 asks to wait (``retry-after-ms``, else ``retry-after``, as the SDK
-    reads them); 0 when it says nothing usable."""
+    reads them), at most :data:`MAX_RETRY_AFTER`; 0 when it says nothing usable."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         try:
             seconds = float(headers[name]) * scale
         except (KeyError, ValueError):
             continue
         if 0 <= seconds < math.inf:
-            return seconds
+            return min(seconds, MAX_RETRY_AFTER)
     return 0.0
