@@ -21,6 +21,7 @@ counted as free.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -155,6 +156,7 @@ class PriceTable:
         self.source = source
         self.path = path
         self._found: dict[str, ModelPrice | None] = {}
+        self._fingerprint: str | None = None
 
     def find(self, model: str) -> ModelPrice | None:
         """The row of ``model`` (its id, or a dated snapshot of it), or None."""
@@ -184,9 +186,30 @@ class PriceTable:
         """The exact cost of ``usage`` on ``model``, in dollars."""
         return Decimal(self.femto(model, usage, batch=batch)) / FEMTO_PER_USD
 
+    @property
+    def fingerprint(self) -> str:
+        """What the table charges, as a short digest (two tables that price everything
+        alike have the same one; a note or a path does not change it)."""
+        if self._fingerprint is None:
+            rows = {name: _price_row(price) for name, price in sorted(self.models.items())}
+            text = json.dumps(
+                [rows, _price_row(self.fallback), str(self.batch_discount)], sort_keys=True
+            )
+            self._fingerprint = "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._fingerprint
+
     def __repr__(self) -> str:
         where = self.path or "shipped"
         return f"PriceTable({len(self.models)} models, date={self.date!r}, from {where})"
+
+
+def _price_row(price: ModelPrice) -> list[Any]:
+    long = price.long_context
+    return [
+        [getattr(price.rates, kind) for kind in KINDS],
+        None if long is None else [getattr(long, kind) for kind in KINDS],
+        price.long_context_above,
+    ]
 
 
 def usd(amount: Decimal | int) -> float:
@@ -398,6 +421,17 @@ def use_prices(prices: PriceTable | str | Path | None) -> PriceTable:
     with _TABLE_LOCK:
         _ACTIVE = prices
     return price_table()
+
+
+def prices_label() -> str | None:
+    """Which prices this process's costs are made with: None for the shipped table, else
+    the active table's date and fingerprint (``"2026-01-01 sha256:0123456789abcdef"``),
+    which a report shows and a baseline keeps, so that costs made with other prices are
+    never compared as if they were the same."""
+    table = price_table()
+    if table.fingerprint == _shipped().fingerprint:
+        return None
+    return f"{table.date or 'undated'} {table.fingerprint}"
 
 
 # -- the meter -----------------------------------------------------------------------

@@ -1046,3 +1046,42 @@ def test_a_bad_price_file_is_one_usage_error_naming_it(
     missing = run(project, "def test_x(perf):\n    pass\n", "--perfkit-prices=nope.json")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     assert "nope.json: cannot be read" in missing.stderr.str()
+
+
+REQUESTS_SOURCE = """
+def test_priced(perf, anthropic_sim):
+    def calls():
+        with anthropic.Anthropic(api_key="test") as client:
+            for _ in range(3):
+                client.messages.create(
+                    model="MODEL", max_tokens=64,
+                    messages=[{"role": "user", "content": "Hi"}],
+                )
+    perf(calls, rounds=1)
+"""
+
+
+def test_a_cost_regression_priced_with_a_cheaper_price_file_fails_the_gate(
+    project: pytest.Pytester,
+) -> None:
+    """The baseline priced with the shipped table; the code then asks a model three times
+    dearer, and the run is priced with a file ten times cheaper: its usd is lower than
+    the baseline's, which passed the gate as an improvement. Costs made with other prices
+    are not compared: the gate fails, naming the prices on each side."""
+    (project.path / "cheap.json").write_text(
+        json.dumps(
+            {"date": "2026-01-01", "models": {"claude-sonnet-4-5": {"input": 0.3, "output": 1.5}}}
+        )
+    )
+    project.makeini(INI.format(extra="perfkit_baseline = baseline.json"))
+    source = REQUESTS_SOURCE.replace("MODEL", "claude-haiku-4-5")
+    run(project, source, "--perfkit-create-baseline").assert_outcomes(passed=1)
+    dearer = REQUESTS_SOURCE.replace("MODEL", "claude-sonnet-4-5")
+    result = run(project, dearer, "--perfkit-prices=cheap.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*test_inner.py::test_priced: counters.usd was priced with the price file of "
+            "2026-01-01 sha256:*, the baseline's with perfkit's shipped prices*"
+        ]
+    )

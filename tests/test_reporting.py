@@ -1102,3 +1102,41 @@ def test_a_report_file_reads_into_objects_and_back_byte_for_byte(tmp_path: Path)
     assert svg_chart(report.speedups) == (tmp_path / "report" / "speedups.svg").read_text()
     assert GateResult.from_json(report.gate.to_json()) == report.gate
     assert [SpeedupRow.from_json(row.to_json()) for row in report.speedups] == list(report.speedups)
+
+
+def priced_with(label: str | None, usd: float) -> PerfResult:
+    priced = result(counters={"api_requests": 3, "usd": usd})
+    if label is not None:
+        priced.parameters = {"usd prices": label}
+    return priced
+
+
+def test_usd_priced_with_other_prices_than_the_baseline_is_not_compared() -> None:
+    """A run priced with a cheaper price file must not hide a cost regression behind the
+    cheaper prices (nor a dearer file fail a run that spent less): usd made with other
+    prices than the baseline's cannot be compared, which fails a strict gate."""
+    cheap = "2026-01-01 sha256:0123456789abcdef"
+    for now, then in ((cheap, None), (None, cheap), (cheap, "2025-01-01 sha256:fedcba9876543210")):
+        outcome = compare(entries(priced_with(now, 0.002)), baseline_of(priced_with(then, 0.001)))
+        assert not outcome.passed
+        assert not outcome.regressions and not outcome.improvements
+        (skipped,) = outcome.skipped
+        assert skipped.startswith(f"{CONCURRENT}: counters.usd was priced with ")
+        for label in (now, then):
+            assert (label or "perfkit's shipped prices") in skipped
+    same = compare(entries(priced_with(cheap, 0.002)), baseline_of(priced_with(cheap, 0.001)))
+    assert [change.figure for change in same.regressions] == ["counters.usd"]
+    assert baseline_of(priced_with(cheap, 0.001))["benchmarks"][CONCURRENT]["prices"] == cheap
+
+
+def test_the_markdown_report_names_the_price_file_usd_was_priced_with() -> None:
+    report = Report(
+        perfkit="0.0",
+        environment=Environment("3.11", "CPython", "Linux", cpus=2),
+        calibration=CALIBRATION,
+        benchmarks=entries(priced_with("2026-01-01 sha256:0123456789abcdef", 0.002)),
+        speedups=(),
+    )
+    assert "usd priced with the price file of 2026-01-01 sha256:0123456789abcdef" in markdown(
+        report
+    )

@@ -166,12 +166,16 @@ FEMTO_PER_USD = 10**15
 
 def _priced(result: PerfResult, unpriced_before: dict[str, int]) -> None:
     """Round the ``usd`` counter to a millionth of a dollar (its float sums drift below
-    that), and name in the result's parameters each model its requests were
-    priced for by the fallback row: a price no table knows is never silently guessed."""
-    from perfkit._pricing import METER, price_table
+    that); record the prices it was made with, unless they are the shipped ones; and name
+    in the result's parameters each model its requests were priced for by the fallback
+    row: a price no table knows is never silently guessed."""
+    from perfkit._pricing import METER, price_table, prices_label
 
     if "usd" in result.counters:
         result.counters["usd"] = round(result.counters["usd"], 6)
+        label = prices_label()
+        if label is not None:  # not the shipped prices: the gate compares like with like
+            result.parameters["usd prices"] = label
     guessed = sorted(
         model for model, count in METER.unpriced.items() if count > unpriced_before.get(model, 0)
     )

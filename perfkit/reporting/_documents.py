@@ -49,6 +49,8 @@ def baseline_document(
                 kept[nodeid] = entry
     for nodeid, entry in benchmarks.items():
         fields = {name: entry[name] for name in BASELINE_FIELDS}
+        if "prices" in entry:  # usd made with a price file: the gate compares like with like
+            fields["prices"] = entry["prices"]
         cpu = entry["cpu"]
         kept[nodeid] = {**fields, "cpu": {"normalized": cpu["normalized"], "spread": cpu["spread"]}}
     return {

@@ -48,8 +48,11 @@ def benchmark_entry(result: PerfResult, calibration: Calibration) -> dict[str, A
         },
         "wall": {"median": round(statistics.median(result.wall), DIGITS)},
     }
-    if result.parameters:
-        entry["parameters"] = dict(result.parameters)
+    parameters = dict(result.parameters)
+    if USD_PRICES in parameters:
+        entry["prices"] = str(parameters.pop(USD_PRICES))
+    if parameters:
+        entry["parameters"] = parameters
     if result.profiled:
         entry["profiled"] = True
     return entry
@@ -77,6 +80,9 @@ def is_exact(entry: Mapping[str, Any], figure: str) -> bool:
 
 MONEY_FIGURES = frozenset({"counters.usd"})
 """Figures in US dollars: the cost of the simulated usage a benchmark caused."""
+USD_PRICES = "usd prices"
+"""The parameter (an entry's ``prices`` field) naming the price file a benchmark's cost was
+made with: absent for perfkit's shipped prices."""
 FALLBACK_PRICED = "usd priced by the fallback row"
 """The parameter naming the models a benchmark's cost was guessed for (no price known)."""
 

@@ -400,6 +400,14 @@ def _compare_entry(
         if figure not in now:
             outcome.skipped.append(f"{nodeid}: {figure} is in the baseline but was not measured")
             continue
+        if figure in MONEY_FIGURES and current.get("prices") != baseline.get("prices"):
+            # A cheaper price file would hide a cost regression, a dearer one invent one.
+            outcome.skipped.append(
+                f"{nodeid}: {figure} was priced with {_prices_text(current)}, the baseline's "
+                f"with {_prices_text(baseline)} (not comparable: run with the baseline's "
+                "prices, or refresh the baseline)"
+            )
+            continue
         higher = figure.startswith("counters.") and figure.partition(".")[2] in better_higher
         allowed = 0.0 if figure.startswith("counters.") else settings.tolerance
         _judge(Change(nodeid, figure, then[figure], now[figure], allowed, higher), outcome)
@@ -407,6 +415,11 @@ def _compare_entry(
         if _gated(current, figure):
             outcome.skipped.append(f"{nodeid}: {figure} was measured but is not in the baseline")
     return True
+
+
+def _prices_text(entry: Mapping[str, Any]) -> str:
+    prices = entry.get("prices")
+    return "perfkit's shipped prices" if prices is None else f"the price file of {prices}"
 
 
 def _gated(entry: Mapping[str, Any], figure: str) -> bool:

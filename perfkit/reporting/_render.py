@@ -219,6 +219,10 @@ def markdown(document: Report | Mapping[str, Any]) -> str:
         for nodeid, entry in report.benchmarks.items()
         if FALLBACK_PRICED in entry.get("parameters", {})
     ]
+    price_files = sorted(
+        {entry["prices"] for entry in report.benchmarks.values() if "prices" in entry}
+    )
+    guessed += [f"- usd priced with the price file of {label}" for label in price_files]
     parts += ["", *guessed] if guessed else []
     environment = report.environment
     parts += [
