@@ -184,6 +184,26 @@ def test_the_output_estimate_is_held_until_a_stream_ends(
     assert after.status_code == 200
 
 
+def test_a_stream_closed_early_gives_back_its_estimate_when_it_is_closed(
+    clock: VirtualClock, client: anthropic.Anthropic
+) -> None:
+    """The API adjusts the OTPM estimate "at the end of the request to reflect the actual
+    number of output tokens used": a stream the client closes after its first token ends
+    there, having used a token or two, not the hundred it would have generated."""
+    latency = LLMLatency(ttft=0.5, per_token=1.0)
+    with AnthropicSimulator(clock=clock, latency=latency, rate_limits=limits(otpm=1000)) as sim:
+        sim.respond_with(lambda _: Reply.text(" ".join(["word"] * 100)))
+        with client.messages.stream(model=SONNET, max_tokens=1000, messages=HI) as stream:
+            for event in stream:
+                if event.type == "content_block_delta":
+                    break
+        closed_at = clock.now()
+        after = create(client, max_tokens=900)
+    assert closed_at < 5
+    assert after.status_code == 200
+    assert sim.requests[0].output_tokens < 5
+
+
 def test_a_request_bigger_than_a_bucket_is_always_refused(
     clock: VirtualClock, client: anthropic.Anthropic
 ) -> None:

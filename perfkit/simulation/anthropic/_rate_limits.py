@@ -291,14 +291,30 @@ class RateLimitState:
                 bucket.level -= cost[kind]
         return None
 
-    def settle(self, model: str, *, estimated: int, used: int, at: float) -> None:
+    def settle(self, model: str, *, estimated: int, used: int, at: float) -> int | None:
         """At time ``at`` (the end of the request), give back the output tokens estimated
-        but not used (or take the excess)."""
+        but not used (or take the excess). Returns the give-back's key for
+        :meth:`end_early` (None: no output limit, nothing to give back)."""
         with self._lock:
             self._sequence += 1
             state = self._models.get(model_id(model))
-            if state is not None and OUTPUT in state.buckets and estimated != used:
-                heapq.heappush(state.refunds, (at, self._sequence, float(estimated - used)))
+            if state is None or OUTPUT not in state.buckets:
+                return None
+            heapq.heappush(state.refunds, (at, self._sequence, float(estimated - used)))
+            return self._sequence
+
+    def end_early(self, model: str, key: int, *, estimated: int, used: int, at: float) -> None:
+        """The request whose give-back is pending under ``key`` ended at ``at``, before its
+        planned end (a stream the client closed), having used ``used`` output tokens: the
+        API adjusts the estimate "at the end of the request", so it is given back now."""
+        with self._lock:
+            state = self._models.get(model_id(model))
+            refunds = state.refunds if state is not None else []
+            for position, (due, sequence, _) in enumerate(refunds):
+                if sequence == key and at < due:
+                    refunds[position] = (at, sequence, float(estimated - used))
+                    heapq.heapify(refunds)
+                    return
 
     def report(self, model: str, now: float, origin: datetime) -> dict[str, RateLimit]:
         """What ``model``'s limited kinds have left at ``now``, as the headers report it:

@@ -146,6 +146,9 @@ class AnthropicSimulator(SimulatedServer):
         self._rate_limits = None if limits is None else RateLimitState(limits)
         self._estimates: dict[int, tuple[str, int]] = {}
         """Admitted requests' output estimates (max_tokens) by log index, until settled."""
+        self._open_streams: dict[int, tuple[str, int, int]] = {}
+        """Settled streams' model, estimate and give-back key by log index, until closed:
+        a stream the client closes early ends then."""
         self.messages_route: respx.Route = self.add_route(
             "POST", "/v1/messages", self._answer_messages, name="messages"
         )
@@ -256,8 +259,21 @@ class AnthropicSimulator(SimulatedServer):
         found = self._estimates.pop(logged.index, None)
         if found is not None and self._rate_limits is not None:
             model, estimate = found
-            self._rate_limits.settle(
+            key = self._rate_limits.settle(
                 model, estimated=estimate, used=used, at=self.clock.now() + after
+            )
+            if key is not None and logged.stream:
+                self._open_streams[logged.index] = (model, estimate, key)
+
+    def _stream_closed(self, logged: SimRequest, sent: int) -> None:
+        """A settled stream closed having sent ``sent`` output tokens: if before its
+        planned end (the client stopped reading), the request ends now, using what it
+        sent."""
+        found = self._open_streams.pop(logged.index, None)
+        if found is not None and self._rate_limits is not None:
+            model, estimate, key = found
+            self._rate_limits.end_early(
+                model, key, estimated=estimate, used=sent, at=self.clock.now()
             )
 
     def error_response(
@@ -289,6 +305,7 @@ class AnthropicSimulator(SimulatedServer):
         self._prompt_cache.clear()
         self.batches.clear()
         self._estimates.clear()
+        self._open_streams.clear()
         if self._rate_limits is not None:
             self._rate_limits.clear()
 
@@ -360,9 +377,13 @@ class AnthropicSimulator(SimulatedServer):
             tokens=list(accumulate(tokens_in(data) for _, data in chunks)),
             first_text=first_text,
             headers={"cache-control": "no-cache"},
-            # Charged as sent: a stream the client stops reading costs the output sent.
-            on_delivered=lambda sent: self.charge(message.model, _usage(message, sent)),
+            on_delivered=lambda sent: self._delivered(logged, message, sent),
         )
+
+    def _delivered(self, logged: SimRequest, message: RenderedMessage, sent: int) -> None:
+        # Charged as sent: a stream the client stops reading costs the output sent.
+        self.charge(message.model, _usage(message, sent))
+        self._stream_closed(logged, sent)
 
     def fault_response(
         self, fault: Fault, logged: SimRequest, request: httpx.Request
