@@ -1119,7 +1119,8 @@ def test_usd_priced_with_other_prices_than_the_baseline_is_not_compared() -> Non
     for now, then in ((cheap, None), (None, cheap), (cheap, "2025-01-01 sha256:fedcba9876543210")):
         outcome = compare(entries(priced_with(now, 0.002)), baseline_of(priced_with(then, 0.001)))
         assert not outcome.passed
-        assert not outcome.regressions and not outcome.improvements
+        assert not outcome.regressions
+        assert not outcome.improvements
         (skipped,) = outcome.skipped
         assert skipped.startswith(f"{CONCURRENT}: counters.usd was priced with ")
         for label in (now, then):
@@ -1140,3 +1141,31 @@ def test_the_markdown_report_names_the_price_file_usd_was_priced_with() -> None:
     assert "usd priced with the price file of 2026-01-01 sha256:0123456789abcdef" in markdown(
         report
     )
+
+
+def test_usd_priced_by_the_fallback_row_for_other_models_than_the_baseline_is_not_compared() -> (
+    None
+):
+    """A benchmark whose model was renamed to one no price row knows is priced by the
+    fallback row, maybe cheaper than its real price: its usd falling is a guess, not a
+    saving. usd priced by the fallback row for other models than the baseline's (or for
+    some where the baseline had none) is not comparable, which fails a strict gate."""
+    guessed = "claude-opus-4-5-typo (no price known; priced as Claude Sonnet 5.5)"
+
+    def priced(fallback: str | None, usd: float) -> PerfResult:
+        run = result(counters={"api_requests": 3, "usd": usd})
+        if fallback is not None:
+            run.parameters = {"usd priced by the fallback row": fallback}
+        return run
+
+    outcome = compare(entries(priced(guessed, 0.001)), baseline_of(priced(None, 0.004)))
+    assert not outcome.passed
+    assert not outcome.improvements
+    (skipped,) = outcome.skipped
+    assert skipped.startswith(f"{CONCURRENT}: counters.usd was priced by the fallback row for ")
+    assert "claude-opus-4-5-typo" in skipped
+    kept = baseline_of(priced(guessed, 0.001))["benchmarks"][CONCURRENT]
+    assert kept["fallback_priced"] == guessed
+    same = compare(entries(priced(guessed, 0.002)), baseline_of(priced(guessed, 0.001)))
+    assert [change.figure for change in same.regressions] == ["counters.usd"]
+    assert compare(entries(priced(None, 0.002)), baseline_of(priced(None, 0.002))).passed

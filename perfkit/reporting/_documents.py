@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 
 from perfkit._errors import BaselineError, ReportWriteError
-from perfkit.reporting._figures import non_finite, require_finite
+from perfkit.reporting._figures import fallback_priced, non_finite, require_finite
 from perfkit.reporting._gate import Selection
 from perfkit.reporting._model import REPORT_SCHEMA
 
@@ -51,6 +51,9 @@ def baseline_document(
         fields = {name: entry[name] for name in BASELINE_FIELDS}
         if "prices" in entry:  # usd made with a price file: the gate compares like with like
             fields["prices"] = entry["prices"]
+        guessed = fallback_priced(entry)
+        if guessed is not None:  # so are models priced by the fallback row
+            fields["fallback_priced"] = guessed
         cpu = entry["cpu"]
         kept[nodeid] = {**fields, "cpu": {"normalized": cpu["normalized"], "spread": cpu["spread"]}}
     return {

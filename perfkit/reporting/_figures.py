@@ -87,6 +87,13 @@ FALLBACK_PRICED = "usd priced by the fallback row"
 """The parameter naming the models a benchmark's cost was guessed for (no price known)."""
 
 
+def fallback_priced(entry: Mapping[str, Any]) -> str | None:
+    """The models an entry's usd priced by the fallback row, as the report names them (a
+    baseline keeps them as ``fallback_priced``); None when every model had a price."""
+    kept = entry.get("fallback_priced", entry.get("parameters", {}).get(FALLBACK_PRICED))
+    return None if kept is None else str(kept)
+
+
 def money_text(value: float) -> str:
     """Dollars as the meter rounds them: six decimals (``$0.012345``)."""
     return f"${value:,.6f}"

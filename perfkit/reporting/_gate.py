@@ -43,6 +43,7 @@ from perfkit._errors import BaselineError
 from perfkit.reporting._figures import (
     DIGITS,
     MONEY_FIGURES,
+    fallback_priced,
     flat_figures,
     is_duration,
     is_exact,
@@ -400,13 +401,7 @@ def _compare_entry(
         if figure not in now:
             outcome.skipped.append(f"{nodeid}: {figure} is in the baseline but was not measured")
             continue
-        if figure in MONEY_FIGURES and current.get("prices") != baseline.get("prices"):
-            # A cheaper price file would hide a cost regression, a dearer one invent one.
-            outcome.skipped.append(
-                f"{nodeid}: {figure} was priced with {_prices_text(current)}, the baseline's "
-                f"with {_prices_text(baseline)} (not comparable: run with the baseline's "
-                "prices, or refresh the baseline)"
-            )
+        if figure in MONEY_FIGURES and not _priced_alike(nodeid, current, baseline, outcome):
             continue
         higher = figure.startswith("counters.") and figure.partition(".")[2] in better_higher
         allowed = 0.0 if figure.startswith("counters.") else settings.tolerance
@@ -414,6 +409,30 @@ def _compare_entry(
     for figure in sorted(set(now) - set(then)):
         if _gated(current, figure):
             outcome.skipped.append(f"{nodeid}: {figure} was measured but is not in the baseline")
+    return True
+
+
+def _priced_alike(
+    nodeid: str, current: Mapping[str, Any], baseline: Mapping[str, Any], outcome: GateOutcome
+) -> bool:
+    """Whether two entries' usd were made with the same prices, and the same models priced
+    by the fallback row; if not, the figure is not comparable (a cheaper price file, or a
+    model renamed to one no row knows, would hide a cost regression)."""
+    if current.get("prices") != baseline.get("prices"):
+        outcome.skipped.append(
+            f"{nodeid}: counters.usd was priced with {_prices_text(current)}, the baseline's "
+            f"with {_prices_text(baseline)} (not comparable: run with the baseline's prices, "
+            "or refresh the baseline)"
+        )
+        return False
+    now, then = fallback_priced(current), fallback_priced(baseline)
+    if now != then:
+        outcome.skipped.append(
+            f"{nodeid}: counters.usd was priced by the fallback row for {now or 'no model'}, "
+            f"the baseline's for {then or 'no model'} (not comparable: a guessed price is "
+            "no saving; price the model with --perfkit-prices, or refresh the baseline)"
+        )
+        return False
     return True
 
 
