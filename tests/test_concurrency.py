@@ -11,7 +11,7 @@ from anthropic.types import TextBlock, ToolUseBlock
 
 from perfkit import VirtualClock
 from perfkit.concurrency import RateLimiter, gather_bounded, map_bounded, run_tool_calls
-from perfkit.simulation import AnthropicSimulator, LLMLatency, RateLimits
+from perfkit.simulation import AnthropicSimulator, Fault, LLMLatency, RateLimits
 
 
 def test_results_come_in_input_order_and_the_limit_holds() -> None:
@@ -481,3 +481,33 @@ def test_a_429_without_limit_headers_still_holds_back_until_retry_after() -> Non
         return clock.now()
 
     assert clock.run(main()) == pytest.approx(5.0)
+
+
+def test_the_sdks_retry_of_a_probe_that_got_no_response_probes_again_at_once() -> None:
+    """The first request of a model learns its limits alone; if its connection fails, the
+    SDK retries it, and that retry must not wait behind the probe it replaces (the probe
+    timeout, 30 s, for every request of the model)."""
+    import anthropic
+
+    clock = VirtualClock()
+    limiter = RateLimiter()
+
+    async def main() -> list[float]:
+        http_client = anthropic.DefaultAsyncHttpxClient(event_hooks=limiter.event_hooks())
+        async with anthropic.AsyncAnthropic(
+            api_key="test", max_retries=2, http_client=http_client
+        ) as client:
+
+            async def one() -> float:
+                await client.messages.create(
+                    model=SONNET, max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
+                )
+                return clock.now()
+
+            return list(await asyncio.gather(one(), one()))
+
+    with AnthropicSimulator(clock=clock, rate_limits=RateLimits(requests_per_minute=10)) as sim:
+        sim.enqueue(Fault.connection_error())
+        done = clock.run(main())
+    assert max(done) < 5  # the SDK's first backoff is under a second
+    assert limiter.refused == 0

@@ -151,12 +151,18 @@ class RateLimiter:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    async def acquire(self, model: str, *, input_tokens: int, output_tokens: int) -> Ticket:
+    async def acquire(
+        self, model: str, *, input_tokens: int, output_tokens: int, retry: bool = False
+    ) -> Ticket:
         """Wait until ``model``'s limits can take one request of ``input_tokens`` and
         ``output_tokens`` (its ``max_tokens``), take them, and return the ticket to hand
-        to :meth:`observe` with the response."""
+        to :meth:`observe` with the response. ``retry``: the request is a client's retry;
+        while the model's first request is out and unanswered it can only be that probe's
+        retry (its connection failed), so it probes in its place at once."""
         state = self._models.setdefault(model, _Model())
         cost = {REQUESTS: 1.0, INPUT: float(input_tokens), OUTPUT: float(output_tokens)}
+        if retry and state.probing and not state.answered:
+            return Ticket(model, self._now(), cost, {}, probe=True)
         start = self._now()
         try:
             async with state.turn:
@@ -264,7 +270,10 @@ class RateLimiter:
         max_tokens = body.get("max_tokens")
         output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
         ticket = await self.acquire(
-            body["model"], input_tokens=self._input_tokens(body, content), output_tokens=output
+            body["model"],
+            input_tokens=self._input_tokens(body, content),
+            output_tokens=output,
+            retry=request.headers.get("x-stainless-retry-count", "0") not in ("", "0"),
         )
         request.extensions[TICKET_KEY] = ticket
 
