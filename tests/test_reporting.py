@@ -1169,3 +1169,19 @@ def test_usd_priced_by_the_fallback_row_for_other_models_than_the_baseline_is_no
     same = compare(entries(priced(guessed, 0.002)), baseline_of(priced(guessed, 0.001)))
     assert [change.figure for change in same.regressions] == ["counters.usd"]
     assert compare(entries(priced(None, 0.002)), baseline_of(priced(None, 0.002))).passed
+
+
+@pytest.mark.parametrize(
+    ("then", "now"), [(0.000162, 0.000163), (0.438979, 0.43898), (7.0, 7.000001)]
+)
+def test_a_counter_rising_by_its_last_rounded_digit_fails_the_gate(then: float, now: float) -> None:
+    """Counters are rounded to 6 decimals and may not grow at all: a usd one millionth of a
+    dollar higher is a regression, whichever way the floats' difference falls around 1e-6
+    (0.000163 - 0.000162 is a hair below it)."""
+    outcome = compare(
+        entries(result(counters={"usd": now})), baseline_of(result(counters={"usd": then}))
+    )
+    assert [change.figure for change in outcome.regressions] == ["counters.usd"]
+    assert compare(
+        entries(result(counters={"usd": then})), baseline_of(result(counters={"usd": now}))
+    ).improvements
