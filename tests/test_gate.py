@@ -328,6 +328,29 @@ def _request_without_cache_control(self, messages):
 OptimizedAgent._request = _request_without_cache_control
 """
 
+NO_CONVERSATION_BREAKPOINTS = """\
+import perfkit.agents._agent
+
+_with_breakpoints = perfkit.agents._agent.with_breakpoints
+
+
+def _unmarked(block):
+    return {key: item for key, item in block.items() if key != "cache_control"}
+
+
+def _tools_and_system_only(request, *, ttl):
+    # The regression: the conversation loses its breakpoints; tools and system keep theirs.
+    built = _with_breakpoints(request, ttl=ttl)
+    built["messages"] = [
+        {**message, "content": [_unmarked(block) for block in message["content"]]}
+        for message in built["messages"]
+    ]
+    return built
+
+
+perfkit.agents._agent.with_breakpoints = _tools_and_system_only
+"""
+
 
 @pytest.fixture
 def our_benchmarks(pytester: pytest.Pytester) -> pytest.Pytester:
@@ -454,6 +477,25 @@ def test_dropping_prompt_caching_fails_the_gate_on_cost_and_ttft(
     before, after = (entry["series"]["observed"]["mean"] for entry in (baseline[cached], uncached))
     result.stdout.fnmatch_lines(
         [f"*: observed.mean rose from {before * 1e3:,.3f} ms to {after * 1e3:,.3f} ms *"]
+    )
+
+
+@pytest.mark.slow  # the prompt-caching benchmark in a subprocess, about 10 s
+def test_dropping_only_the_conversation_breakpoints_fails_the_gate_on_cost_and_ttft(
+    our_benchmarks: pytest.Pytester,
+) -> None:
+    """A partial drop: the tools and system prompt are still read from the cache (so the
+    benchmark's own check, that reads happen, passes), the conversation no longer is."""
+    cached = "benchmarks/test_prompt_caching.py::test_prompt_caching[with-prompt-caching]"
+    result = run_injected(our_benchmarks, NO_CONVERSATION_BREAKPOINTS, cached)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            glob(f"REGRESSION {cached}: counters.api_cache_read_tokens fell from * to *"),
+            glob(f"REGRESSION {cached}: counters.usd rose from $* to $*"),
+            glob(f"REGRESSION {cached}: observed.mean rose from * ms to * ms*; also *p50*p95*"),
+        ]
     )
 
 
