@@ -9,6 +9,7 @@ import gzip
 import json
 import re
 import ssl
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -767,3 +768,24 @@ def test_a_recorder_that_cannot_be_made_says_so_at_once(tmp_path: Path) -> None:
         TraceRecorder(tmp_path)
     with pytest.raises(TypeError, match=r"clock must be a perfkit clock .* got 'fast'"):
         TraceRecorder(tmp_path / "traces.jsonl", clock="fast")  # type: ignore[arg-type]
+
+
+def test_an_event_that_never_ends_costs_time_in_proportion_to_its_bytes(tmp_path: Path) -> None:
+    """A hostile or broken server sending one event without its blank line, in small
+    chunks: each chunk must cost the recorder its own bytes, not the whole event so far
+    (4 MB in 1 KB chunks took 21 s, now about 0.02 s)."""
+
+    def feed(size: int) -> float:
+        with TraceRecorder(tmp_path / "traces.jsonl") as recorder:
+            request = httpx2.Request("POST", "https://x.test/v1/messages", json={"stream": True})
+            attempt = _recorder._Attempt(recorder, request)
+            attempt.on_headers(httpx2.Response(200, headers={"content-type": "text/event-stream"}))
+            chunk = b"data: " + b"x\r" * 127  # CR line ends too: each chunk ends with one
+            start = time.perf_counter()
+            for _ in range(size // len(chunk)):
+                attempt.on_chunk(chunk)
+            return time.perf_counter() - start
+
+    small = min(feed(256 * 1024) for _ in range(3))
+    large = min(feed(1024 * 1024) for _ in range(3))
+    assert large < 8 * small + 0.02  # four times the bytes: about four times the time

@@ -207,6 +207,7 @@ class _Attempt:
         "error",
         "first_token",
         "headers_at",
+        "held_cr",
         "model",
         "recorder",
         "request_id",
@@ -236,7 +237,10 @@ class _Attempt:
         """When each content delta after the first arrived (with ``gaps`` on)."""
         self.usage: dict[str, int] = {}
         self.sse = False
-        self.buffer = b""
+        self.buffer = bytearray()
+        """The event being received (line ends made LF), up to its blank line."""
+        self.held_cr = False
+        """The last chunk ended with a CR, held back: it may be the CR of a CRLF."""
         self.body: list[bytes] | None = None
         self.decoder: Callable[[bytes], bytes] | None = None
         """Undoes the body's ``content-encoding`` (gzip, deflate, br when brotli is installed)."""
@@ -275,30 +279,37 @@ class _Attempt:
         if not self.sse:
             self._keep(chunk)
             return
-        buffer = self.buffer + chunk if self.buffer else chunk
-        held = b""
-        if b"\r" in buffer:  # CRLF or CR line ends (the API sends LF)
-            if buffer.endswith(b"\r"):  # it may be the CR of a CRLF split between chunks
-                buffer, held = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if b"\n\n" not in buffer:
-            if len(buffer) > MAX_JSON_BODY:
-                raise ValueError(f"a server-sent event over {MAX_JSON_BODY} bytes")
-            self.buffer = buffer + held
-            return
-        *events, rest = buffer.split(b"\n\n")
-        self.buffer = rest + held
+        # Only this chunk is scanned and copied (an event may arrive in a great many).
+        if self.held_cr:
+            chunk, self.held_cr = b"\r" + chunk, False
+        if b"\r" in chunk:  # CRLF or CR line ends (the API sends LF)
+            if chunk.endswith(b"\r"):  # it may be the CR of a CRLF split between chunks
+                chunk, self.held_cr = chunk[:-1], True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buffer = self.buffer
+        if buffer:
+            start = len(buffer) - 1  # a blank line may begin at the buffer's last byte
+            buffer += chunk
+            if buffer.find(b"\n\n", start) < 0:
+                if len(buffer) > MAX_JSON_BODY:
+                    raise ValueError(f"a server-sent event over {MAX_JSON_BODY} bytes")
+                return
+            *events, rest = bytes(buffer).split(b"\n\n")
+        else:  # most chunks: whole events, nothing held before them
+            *events, rest = chunk.split(b"\n\n")
+        buffer[:] = rest
+        if len(rest) > MAX_JSON_BODY:
+            raise ValueError(f"a server-sent event over {MAX_JSON_BODY} bytes")
         now = self.recorder.clock.now()
         for event in events:
             self._on_event(event, now)
 
     def _flush(self, now: float) -> None:
         """At the body's end: the events held back for a CR that could have begun a CRLF."""
-        if self.sse and self.buffer.endswith(b"\r"):
-            buffer = self.buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            for event in buffer.split(b"\n\n")[:-1]:
+        if self.sse and self.held_cr:
+            for event in bytes(self.buffer + b"\n").split(b"\n\n")[:-1]:
                 self._on_event(event, now)
-        self.buffer = b""
+        self.buffer, self.held_cr = bytearray(), False
 
     def _keep(self, chunk: bytes) -> None:
         if self.body is None:
