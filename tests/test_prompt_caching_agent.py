@@ -408,3 +408,31 @@ def test_the_support_prompt_is_thousands_of_tokens_and_its_tools_take_what_a_mod
 def test_support_tools_refuse_a_bad_latency() -> None:
     with pytest.raises(ValueError, match=r"latency must be a \(low, high\) pair"):
         support_tools(latency=(0.5, 0.1))
+
+
+def test_a_system_prompt_given_as_marked_blocks_gets_the_agents_one_breakpoint() -> None:
+    """The API takes a system prompt as a list of text blocks, maybe marked by the user:
+    with the agent's own breakpoints that made five (a 400 from the second question on)
+    and a 5-minute tools breakpoint before a 1-hour system one. The agent places the
+    system's breakpoint itself: on its last block, with the tools' lifetime."""
+    clock = VirtualClock()
+    blocks = [
+        {"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "Today is Monday.", "cache_control": EPHEMERAL},
+    ]
+    agent = make_agent(clock, system=blocks)
+    with AnthropicSimulator(latency=LATENCY, clock=clock) as sim:
+        sim.enqueue(Reply.text("Yes."), Reply.text("Ok."), Reply.text("Bye."))
+        converse(clock, agent, ["Is A-1 in stock?", "Thanks!", "Bye"])
+        assert [request.status for request in sim.requests] == [200, 200, 200]
+        last = sim.requests[-1].body
+    assert marks(last) == [
+        ("tools", 2, 0),
+        ("system", 0, 1),
+        ("messages", 2, 0),
+        ("messages", 4, 0),
+    ]
+    assert [block["text"] for block in last["system"]] == [SYSTEM, "Today is Monday."]
+    assert blocks[0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}  # not changed
+    third = agent.usages[-1]
+    assert third["cache_read_input_tokens"] > 0

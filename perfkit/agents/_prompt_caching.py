@@ -8,7 +8,8 @@ system checks for a hit "at most 20 blocks before" each breakpoint, and a longer
 (``"1h"``) breakpoint must come before shorter ones):
 
 1. the last tool definition: the tools every user shares;
-2. the system prompt, sent as one text block: tools and system, every user shares them;
+2. the system prompt, sent as one text block (given as blocks, the last of them, whose
+   own markers the agent's replace): tools and system, every user shares them;
 3. the last block of the newest message: the whole conversation so far, which the next
    turn of the tool loop, or the user's next question, reads back;
 4. the last block of the message before the previous one: exactly where the previous
@@ -57,6 +58,11 @@ def with_breakpoints(request: dict[str, Any], *, ttl: str | None) -> dict[str, A
     system = request.get("system")
     if isinstance(system, str) and system.strip():  # the API refuses a blank text block
         built["system"] = [_marked({"type": "text", "text": system}, shared)]
+    elif isinstance(system, list) and _is_blocks(system) and shared is not None:
+        # Given as blocks, maybe marked: the agent's one breakpoint replaces their markers
+        # (else up to five, and a 1-hour one after the tools' 5-minute one).
+        *earlier, last = [_unmarked(block) for block in system]
+        built["system"] = [*earlier, _marked(last, shared)]
     messages = [_as_blocks(message) for message in request["messages"]]
     for position in (len(messages) - 1, len(messages) - 3):
         if position >= 0 and _markable(messages[position]["content"]):
@@ -76,6 +82,14 @@ def _control(ttl: str) -> dict[str, str]:
 
 def _marked(block: dict[str, Any], control: dict[str, str] | None) -> dict[str, Any]:
     return block if control is None else {**block, "cache_control": control}
+
+
+def _is_blocks(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(b, dict) for b in value)
+
+
+def _unmarked(block: dict[str, Any]) -> dict[str, Any]:
+    return {key: item for key, item in block.items() if key != "cache_control"}
 
 
 def _markable(content: object) -> bool:
