@@ -511,3 +511,23 @@ def test_the_sdks_retry_of_a_probe_that_got_no_response_probes_again_at_once() -
         done = clock.run(main())
     assert max(done) < 5  # the SDK's first backoff is under a second
     assert limiter.refused == 0
+
+
+def test_hooked_into_a_sync_client_the_limiter_says_so_instead_of_pacing_nothing() -> None:
+    """httpx's sync client calls a hook and drops what it returns: the limiter's
+    coroutine would never run, and nothing would be paced, silently."""
+    import anthropic
+
+    limiter = RateLimiter()
+    http_client = anthropic.DefaultHttpxClient(event_hooks=limiter.event_hooks())
+    with (
+        AnthropicSimulator(clock=VirtualClock(), rate_limits=RateLimits(requests_per_minute=1)),
+        anthropic.Anthropic(api_key="test", max_retries=0, http_client=http_client) as client,
+        pytest.raises(anthropic.APIConnectionError) as raised,
+    ):
+        client.messages.create(
+            model=SONNET, max_tokens=8, messages=[{"role": "user", "content": "Hi"}]
+        )
+    # The SDK reports what its HTTP client raised as a connection error, caused by it.
+    assert isinstance(raised.value.__cause__, TypeError)
+    assert "for an async HTTP client" in str(raised.value.__cause__)

@@ -254,8 +254,13 @@ class RateLimiter:
 
     def event_hooks(self) -> dict[str, list[Callable[[Any], Awaitable[None]]]]:
         """``event_hooks`` for an async httpx (or httpx2) client: every request to
-        ``/v1/messages`` waits its turn; every response is observed."""
-        return {"request": [self._on_request], "response": [self._on_response]}
+        ``/v1/messages`` waits its turn; every response is observed. A sync client (which
+        calls a hook and drops the coroutine it returns, pacing nothing) gets a TypeError
+        at its first request."""
+        return {
+            "request": [_async_only(self._on_request)],
+            "response": [_async_only(self._on_response)],
+        }
 
     async def _on_request(self, request: Any) -> None:
         if not request.url.path.endswith("/v1/messages") or request.method != "POST":
@@ -295,6 +300,23 @@ class RateLimiter:
             f"RateLimiter(models={sorted(self._models)}, waited={self.waited:.3f}, "
             f"refused={self.refused})"
         )
+
+
+def _async_only(hook: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """``hook``, refusing to be called outside an event loop (by a sync client)."""
+
+    def called(message: Any) -> Awaitable[None]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise TypeError(
+                "RateLimiter.event_hooks() are for an async HTTP client "
+                "(anthropic.AsyncAnthropic with DefaultAsyncHttpxClient): a sync client "
+                "would drop the hook's coroutine and pace nothing"
+            ) from None
+        return hook(message)
+
+    return called
 
 
 def _reported(headers: Mapping[str, str], kind: str) -> tuple[float, float] | None:
