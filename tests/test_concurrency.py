@@ -531,3 +531,42 @@ def test_hooked_into_a_sync_client_the_limiter_says_so_instead_of_pacing_nothing
     # The SDK reports what its HTTP client raised as a connection error, caused by it.
     assert isinstance(raised.value.__cause__, TypeError)
     assert "for an async HTTP client" in str(raised.value.__cause__)
+
+
+def test_a_limiter_outlives_its_event_loop_and_serves_the_next_one() -> None:
+    """A limiter made once (a module global) used by one asyncio.run after another, as a
+    script or a test per event loop does: its waits were bound to the first loop."""
+    limiter = RateLimiter()
+    empty = {"anthropic-ratelimit-requests-limit": "60"}
+    empty["anthropic-ratelimit-requests-remaining"] = "0"
+
+    async def contended() -> None:
+        ticket = await limiter.acquire(SONNET, input_tokens=1, output_tokens=1)
+        limiter.observe(ticket, 200, empty)
+        await asyncio.gather(
+            *(limiter.acquire(SONNET, input_tokens=1, output_tokens=1) for _ in range(2))
+        )
+
+    for _ in range(2):
+        VirtualClock().run(contended())
+    assert limiter.refused == 0
+
+
+def test_two_event_loops_running_at_once_cannot_share_a_limiter() -> None:
+    limiter = RateLimiter()
+    started, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        await limiter.acquire(SONNET, input_tokens=1, output_tokens=1)
+        started.set()
+        await asyncio.to_thread(release.wait, 10)
+
+    thread = threading.Thread(target=asyncio.run, args=(hold(),))
+    thread.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(RuntimeError, match="one event loop at a time"):
+            VirtualClock().run(limiter.acquire(SONNET, input_tokens=1, output_tokens=1))
+    finally:
+        release.set()
+        thread.join()

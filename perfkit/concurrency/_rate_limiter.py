@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -78,6 +79,23 @@ class _Model:
     answered: bool = False
     """A response has come back: its limits (possibly none) are known, no more probes."""
     held_until: float = 0.0
+    loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+    """The event loop ``turn`` and ``changed`` belong to."""
+
+    def bind(self) -> None:
+        """Make the waits belong to the running loop: a limiter may outlive a loop (one
+        ``asyncio.run`` after another), never serve two running at once."""
+        loop = asyncio.get_running_loop()
+        bound = self.loop() if self.loop is not None else None
+        if bound is loop:
+            return
+        if bound is not None and bound.is_running():
+            raise RuntimeError(
+                "a RateLimiter serves one event loop at a time, and another one, running "
+                "in another thread, uses it: make one limiter per event loop"
+            )
+        self.loop = weakref.ref(loop)
+        self.turn, self.changed, self.probing = asyncio.Lock(), asyncio.Event(), False
 
     def notify(self) -> None:
         """Wake the request waiting for its turn: the figures it waits on changed."""
@@ -117,7 +135,7 @@ class RateLimiter:
     larger than a bucket's whole capacity is sent at once: the API refuses it, and waiting
     would not help. ``input_tokens(body, content)`` estimates a request's input tokens
     (default: :func:`estimate_input_tokens`, cautious; cached reads, which the API does not
-    count, are counted). One limiter serves one event loop.
+    count, are counted). One limiter serves one event loop at a time (it may outlive one).
     """
 
     def __init__(
@@ -160,6 +178,7 @@ class RateLimiter:
         while the model's first request is out and unanswered it can only be that probe's
         retry (its connection failed), so it probes in its place at once."""
         state = self._models.setdefault(model, _Model())
+        state.bind()
         cost = {REQUESTS: 1.0, INPUT: float(input_tokens), OUTPUT: float(output_tokens)}
         if retry and state.probing and not state.answered:
             return Ticket(model, self._now(), cost, {}, probe=True)
