@@ -475,6 +475,34 @@ def test_a_closed_recorder_never_breaks_the_request(
     assert len(read_traces(path)) == 1
 
 
+def test_a_line_cut_short_by_a_full_disk_does_not_swallow_the_next(
+    sim: AnthropicSimulator, recorder: TraceRecorder, path: Path
+) -> None:
+    """A regular file's write(2) that runs out of space writes what fits and says so; the
+    next line, once there is space again, must start a line of its own, not end the
+    broken one (one unreadable line instead of two lost)."""
+    real = recorder._file
+
+    class FullOnce:
+        calls = 0
+
+        def write(self, data: bytes) -> int:
+            FullOnce.calls += 1
+            return real.write(data[: len(data) // 2] if FullOnce.calls == 1 else data)
+
+    recorder._file = FullOnce()  # type: ignore[assignment]
+    try:
+        with sync_sdk(recorder) as client:
+            for _ in range(2):
+                client.messages.create(**ask())
+    finally:
+        recorder._file = real
+    assert (recorder.written, recorder.dropped) == (1, 1)
+    lines = path.read_bytes().split(b"\n")
+    assert lines[2:] == [b""]  # the broken half, then a whole line
+    assert Trace.from_json(json.loads(lines[1])).ok
+
+
 def test_a_failing_recorder_step_never_breaks_the_request(
     sim: AnthropicSimulator,
     recorder: TraceRecorder,

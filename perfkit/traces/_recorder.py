@@ -92,6 +92,9 @@ class TraceRecorder:
         self.dropped = 0
         """Lines lost to a failure of the recorder (logged once)."""
         self._warned = False
+        self._cut = False
+        """The file ends with part of a line (a write ran out of space): the next line
+        begins with a newline, so it is not glued to the broken one."""
         self._lock = threading.Lock()  # the counters only; lines are written without it
 
     # -- HTTP clients -----------------------------------------------------------------
@@ -146,8 +149,13 @@ class TraceRecorder:
         """Append ``trace`` as one line; a failure is counted and logged once, not raised."""
         try:
             line = (trace.to_json() + "\n").encode()
-            if self._file.write(line) != len(line):  # a partial write: the disk is full
+            if self._cut:
+                line = b"\n" + line
+            written = self._file.write(line) or 0
+            if written != len(line):  # a partial write: the disk is full
+                self._cut = self._cut or written > 0
                 raise OSError(f"only part of a {len(line)}-byte line was written")
+            self._cut = False
         except Exception as error:
             self.failed(error)
         else:
