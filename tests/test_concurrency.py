@@ -570,3 +570,42 @@ def test_two_event_loops_running_at_once_cannot_share_a_limiter() -> None:
     finally:
         release.set()
         thread.join()
+
+
+@pytest.mark.slow
+def test_against_a_real_server_without_rate_limit_headers_requests_go_at_once() -> None:
+    """The limiter on the real SDK, a real event loop and a real HTTP server on loopback
+    that sends no anthropic-ratelimit-* headers (as a gateway may not): six requests sent
+    together take about one reply's time, not six replies one after another."""
+    import time
+
+    import anthropic
+
+    from perfkit.simulation import SimulatedAssistant
+    from tests.loopback_anthropic import fake_anthropic_app
+    from tests.loopback_asgi import running_uvicorn
+
+    reply = 0.3
+    app = fake_anthropic_app(SimulatedAssistant(seed=1, tool_rate=0.0), LLMLatency(ttft=reply))
+    limiter = RateLimiter()
+
+    async def main(url: str) -> float:
+        http_client = anthropic.DefaultAsyncHttpxClient(event_hooks=limiter.event_hooks())
+        async with anthropic.AsyncAnthropic(
+            api_key="test", base_url=url, max_retries=0, http_client=http_client
+        ) as client:
+            start = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    client.messages.create(
+                        model=SONNET, max_tokens=16, messages=[{"role": "user", "content": "Hi"}]
+                    )
+                    for _ in range(6)
+                )
+            )
+            return time.perf_counter() - start
+
+    with running_uvicorn(app) as url:
+        elapsed = asyncio.run(main(url))
+    assert elapsed < 3 * reply  # one after another: 6 x 0.3 s
+    assert limiter.refused == 0
