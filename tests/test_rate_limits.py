@@ -389,3 +389,13 @@ def test_the_marker_sets_the_fixtures_rate_limits(
     anthropic_sim: AnthropicSimulator, client: anthropic.Anthropic
 ) -> None:
     assert [create(client).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_token_counting_draws_on_none_of_the_messages_limits(
+    clock: VirtualClock, client: anthropic.Anthropic
+) -> None:
+    with AnthropicSimulator(clock=clock, rate_limits=limits(rpm=1, itpm=1_000)):
+        counted = [client.messages.count_tokens(model=SONNET, messages=HI) for _ in range(3)]
+        created = create(client)
+    assert all(count.input_tokens > 0 for count in counted)
+    assert created.status_code == 200

@@ -27,6 +27,9 @@ also served as docs.anthropic.com/{ja,es,fr,...}/api/rate-limits):
 - "The Message Batches API has its own set of rate limits which are shared across all
   models": a batch's requests do not draw on these buckets (the simulator does not model
   the batch limits).
+- Token counting has "separate and independent rate limits" (the token-counting page,
+  docs.anthropic.com/en/docs/build-with-claude/token-counting: 100 requests per minute at
+  Tier 1): it draws on none of these buckets (its own limit is not modeled).
 
 Not modeled: the docs' note that a limit "may be enforced over shorter intervals" (60 RPM as
 one request per second); here a full bucket admits a burst of the whole per-minute limit.
