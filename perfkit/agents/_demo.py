@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from perfkit.agents._tools import Tool, ToolRegistry
@@ -37,6 +38,19 @@ def demo_tools(*, latency: tuple[float, float] = DEMO_TOOL_LATENCY, seed: int = 
     >>> asyncio.run(tools.run([call]))[0]["content"]
     'get_weather(Paris): result 1 of 1'
     """
+    definitions = {name: (text, _STRING_INPUT) for name, text in _DEMO_TOOLS.items()}
+    return modeled_registry(definitions, _modeled_tool, latency=latency, seed=seed)
+
+
+def modeled_registry(
+    definitions: Mapping[str, tuple[str, dict[str, Any]]],
+    make_tool: Callable[[str, float, float, int], Any],
+    *,
+    latency: tuple[float, float],
+    seed: int,
+) -> ToolRegistry:
+    """A registry of tools (name -> description and input schema) whose functions
+    ``make_tool(name, low, high, seed)`` wait a modeled latency in ``latency``."""
     low, high = latency
     if not 0 <= low <= high:
         raise ValueError(
@@ -45,11 +59,11 @@ def demo_tools(*, latency: tuple[float, float] = DEMO_TOOL_LATENCY, seed: int = 
     return ToolRegistry(
         Tool(
             name=name,
-            function=_modeled_tool(name, low, high, seed),
+            function=make_tool(name, low, high, seed),
             description=description,
-            input_schema=_STRING_INPUT,
+            input_schema=schema,
         )
-        for name, description in _DEMO_TOOLS.items()
+        for name, (description, schema) in definitions.items()
     )
 
 

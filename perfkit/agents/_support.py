@@ -18,8 +18,8 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from perfkit.agents._demo import DEMO_TOOL_LATENCY
-from perfkit.agents._tools import Tool, ToolRegistry
+from perfkit.agents._demo import DEMO_TOOL_LATENCY, modeled_registry
+from perfkit.agents._tools import ToolRegistry
 
 SUPPORT_SYSTEM_PROMPT = """\
 You are Ada, the customer support assistant of Lumen Home, an online retailer of home \
@@ -319,20 +319,7 @@ def support_tools(
     >>> len(tools), sorted(tool["name"] for tool in tools.definitions())[0]
     (9, 'check_availability')
     """
-    low, high = latency
-    if not 0 <= low <= high:
-        raise ValueError(
-            f"latency must be a (low, high) pair with 0 <= low <= high, got {latency!r}"
-        )
-    return ToolRegistry(
-        Tool(
-            name=name,
-            function=_modeled_tool(name, low, high, seed),
-            description=description,
-            input_schema=schema,
-        )
-        for name, (description, schema) in _SUPPORT_TOOLS.items()
-    )
+    return modeled_registry(_SUPPORT_TOOLS, _modeled_tool, latency=latency, seed=seed)
 
 
 def _modeled_tool(name: str, low: float, high: float, seed: int) -> Any:
