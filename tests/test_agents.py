@@ -20,6 +20,7 @@ from perfkit.agents import (
     ToolRegistry,
     demo_tools,
     estimate_tokens,
+    support_tools,
 )
 from perfkit.cache import MultiLayerCache
 from perfkit.pooling import connection_stats
@@ -469,3 +470,12 @@ def test_a_reply_cut_off_in_a_tool_call_leaves_a_history_the_api_accepts(kind: s
         remembered = sim.requests[1].body["messages"][1]
     assert remembered["role"] == "assistant"
     assert [block["type"] for block in remembered["content"]] == ["text"]
+
+
+@pytest.mark.parametrize("make", [demo_tools, support_tools])
+@pytest.mark.parametrize("latency", [(0.5, 0.1), (-0.1, 0.2)])
+def test_tool_registries_refuse_a_latency_that_is_not_a_range(
+    make: Any, latency: tuple[float, float]
+) -> None:
+    with pytest.raises(ValueError, match=r"latency must be a \(low, high\) pair with 0 <= low"):
+        make(latency=latency)
