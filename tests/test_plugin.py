@@ -1062,12 +1062,13 @@ def test_priced(perf, anthropic_sim):
 
 
 def test_a_cost_regression_priced_with_a_cheaper_price_file_fails_the_gate(
-    project: pytest.Pytester,
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The baseline priced with the shipped table; the code then asks a model three times
     dearer, and the run is priced with a file ten times cheaper: its usd is lower than
     the baseline's, which passed the gate as an improvement. Costs made with other prices
     are not compared: the gate fails, naming the prices on each side."""
+    monkeypatch.delenv("CI", raising=False)  # a baseline is made on a developer's machine
     (project.path / "cheap.json").write_text(
         json.dumps(
             {"date": "2026-01-01", "models": {"claude-sonnet-4-5": {"input": 0.3, "output": 1.5}}}
