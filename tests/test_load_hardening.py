@@ -788,11 +788,14 @@ def test_stream_reads_events_only_from_an_event_stream(
     target: Any = url
     if client == "httpx":
         target = _httpx_app(url)
+    # Two requests, at 0 and 0.5 s, with time to spare: reading 2 MiB (through the relay,
+    # on this loop) may take a busy machine a large part of a second, which with the
+    # module's 0.25 s spacing and 0.5 s timeout made a late generator and a timeout.
     result = run(
         target,
-        OpenModel(rate=RATE),
-        duration=DURATION,
-        request_timeout=TIMEOUT,
+        OpenModel(rate=2),
+        duration=1.0,
+        request_timeout=10.0,
         request=Request(stream=True),
     )
     assert (result.requests, result.errors) == (SENT, errors)
