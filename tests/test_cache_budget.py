@@ -148,54 +148,79 @@ class Timed:
 # -- the bound, from the first call on ---------------------------------------------------
 
 
+ATTEMPTS = 3
+"""Sequences of calls, each from a new client and cache (so each has a first call): the
+bound must hold over a whole sequence in one of them. A machine busy enough to wake a
+50 ms timer 150 ms late (two CPU hogs and a parallel test run) can delay one call of a
+sequence; a cache that did not keep to the budget misses it in every sequence."""
+
+
 @pytest.mark.parametrize("made_by", ["connect_redis", "redis-py defaults"])
 def test_a_sync_cache_costs_at_most_the_budget(bad_port: int, made_by: str) -> None:
     url = f"redis://{LOOPBACK}:{bad_port}/0"
-    # redis-py's defaults are a 5 s socket timeout and 10 retries: the cache talks to the
-    # server through a pool of its own that keeps to the budget.
-    client = connect_redis(url) if made_by == "connect_redis" else redis.Redis.from_url(url)
-    try:
-        cache = make_cache(client)
-        timed = Timed()
 
-        @cached(cache, ttl=60)
-        def origin(n: int) -> int:
-            with timed.origin():
-                time.sleep(ORIGIN_SECONDS)
-            return n * n
+    def sequence() -> list[float]:
+        # redis-py's defaults are a 5 s socket timeout and 10 retries: the cache talks to
+        # the server through a pool of its own that keeps to the budget.
+        client = connect_redis(url) if made_by == "connect_redis" else redis.Redis.from_url(url)
+        try:
+            cache = make_cache(client)
+            timed = Timed()
 
-        for n in range(CALLS):
-            with timed.call():
-                assert origin(n) == n * n
-        assert max(timed.over_origin()) <= BOUND, timed.over_origin()
-    finally:
-        client.close()
+            @cached(cache, ttl=60)
+            def origin(n: int) -> int:
+                with timed.origin():
+                    time.sleep(ORIGIN_SECONDS)
+                return n * n
+
+            for n in range(CALLS):
+                with timed.call():
+                    assert origin(n) == n * n
+            return timed.over_origin()
+        finally:
+            client.close()
+
+    seen = []
+    for _ in range(ATTEMPTS):
+        seen.append(sequence())
+        if max(seen[-1]) <= BOUND:
+            return
+    pytest.fail(f"a call took more than its origin + {BOUND} s in every sequence: {seen}")
 
 
 @pytest.mark.parametrize("made_by", ["connect_redis", "redis-py defaults"])
 async def test_an_async_cache_costs_at_most_the_budget(bad_port: int, made_by: str) -> None:
     url = f"redis://{LOOPBACK}:{bad_port}/0"
-    client = (
-        connect_redis(url, asynchronous=True)
-        if made_by == "connect_redis"
-        else redis.asyncio.Redis.from_url(url)  # 5 s socket timeout, three retries
-    )
-    try:
-        cache = make_cache(client)
-        timed = Timed()
 
-        @cached(cache, ttl=60)
-        async def origin(n: int) -> int:
-            with timed.origin():
-                await asyncio.sleep(ORIGIN_SECONDS)
-            return n * n
+    async def sequence() -> list[float]:
+        client = (
+            connect_redis(url, asynchronous=True)
+            if made_by == "connect_redis"
+            else redis.asyncio.Redis.from_url(url)  # 5 s socket timeout, three retries
+        )
+        try:
+            cache = make_cache(client)
+            timed = Timed()
 
-        for n in range(CALLS):
-            with timed.call():
-                assert await origin(n) == n * n
-        assert max(timed.over_origin()) <= BOUND, timed.over_origin()
-    finally:
-        await client.aclose()
+            @cached(cache, ttl=60)
+            async def origin(n: int) -> int:
+                with timed.origin():
+                    await asyncio.sleep(ORIGIN_SECONDS)
+                return n * n
+
+            for n in range(CALLS):
+                with timed.call():
+                    assert await origin(n) == n * n
+            return timed.over_origin()
+        finally:
+            await client.aclose()
+
+    seen = []
+    for _ in range(ATTEMPTS):
+        seen.append(await sequence())
+        if max(seen[-1]) <= BOUND:
+            return
+    pytest.fail(f"a call took more than its origin + {BOUND} s in every sequence: {seen}")
 
 
 # -- slowness is failure -----------------------------------------------------------------
