@@ -265,42 +265,29 @@ class PromptCache:
         self, body: Mapping[str, Any], *, count: Callable[[PromptBlock], int], now: float
     ) -> tuple[CacheUsage, list[_Write]]:
         """The request's usage, and the entries it writes, not readable yet."""
-        blocks = prompt_blocks(body)
-        tokens = [count(block) for block in blocks]
-        total = sum(tokens)
-        marks = [i for i, block in enumerate(blocks) if block.ttl is not None]
-        if not marks:
-            return CacheUsage(total), []
-        model = model_id(str(body.get("model", "")))
-        upto = list(accumulate(tokens))
-        keys = _prefix_keys(model, body, blocks[: marks[-1] + 1])
-        minimum = minimum_cacheable_tokens(model)
+        prompt = _Prompt.of(body, count)
+        if not prompt.marks:
+            return CacheUsage(prompt.total), []
         with self._lock:
-            hit = self._longest_hit(keys, marks, now)
-            read = upto[hit] if hit >= 0 else 0
-            ends = [q for q in marks if q > hit and upto[q] >= minimum]
-            writes = [self._store(keys[q], TTL_SECONDS[str(blocks[q].ttl)], now) for q in ends]
-        return _usage(total, read, [(upto[q], blocks[q].ttl) for q in ends]), writes
+            hit = self._longest_hit(prompt.keys, prompt.marks, now)
+            ends = prompt.written_after(hit)
+            writes = [
+                self._store(prompt.keys[q], TTL_SECONDS[str(prompt.blocks[q].ttl)], now)
+                for q in ends
+            ]
+        return prompt.usage(hit, ends), writes
 
     def peek(
         self, body: Mapping[str, Any], *, count: Callable[[PromptBlock], int], now: float
     ) -> CacheUsage:
         """What :meth:`account` would report for ``body`` at ``now``, changing nothing: a
         rate limit counts a request's uncached input before the request is answered."""
-        blocks = prompt_blocks(body)
-        tokens = [count(block) for block in blocks]
-        marks = [i for i, block in enumerate(blocks) if block.ttl is not None]
-        if not marks:
-            return CacheUsage(sum(tokens))
-        model = model_id(str(body.get("model", "")))
-        upto = list(accumulate(tokens))
-        keys = _prefix_keys(model, body, blocks[: marks[-1] + 1])
-        minimum = minimum_cacheable_tokens(model)
+        prompt = _Prompt.of(body, count)
+        if not prompt.marks:
+            return CacheUsage(prompt.total)
         with self._lock:
-            hit = self._longest_hit(keys, marks, now, commit=False)
-        read = upto[hit] if hit >= 0 else 0
-        ends = [q for q in marks if q > hit and upto[q] >= minimum]
-        return _usage(upto[-1], read, [(upto[q], blocks[q].ttl) for q in ends])
+            hit = self._longest_hit(prompt.keys, prompt.marks, now, commit=False)
+        return prompt.usage(hit, prompt.written_after(hit))
 
     def _longest_hit(
         self, keys: list[bytes], marks: list[int], now: float, *, commit: bool = True
@@ -366,6 +353,42 @@ class PromptCache:
 
     def __repr__(self) -> str:
         return f"PromptCache(entries={len(self)}, max_entries={self.max_entries})"
+
+
+class _Prompt(NamedTuple):
+    """A request's prompt as the cache accounts it: its blocks, their running token
+    totals, the breakpoints, one key per block up to the last breakpoint, and the
+    model's minimum cacheable length (what :meth:`PromptCache.account` and
+    :meth:`PromptCache.peek` both start from)."""
+
+    blocks: list[PromptBlock]
+    upto: list[int]
+    marks: list[int]
+    keys: list[bytes]
+    minimum: int
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any], count: Callable[[PromptBlock], int]) -> _Prompt:
+        blocks = prompt_blocks(body)
+        upto = list(accumulate(count(block) for block in blocks))
+        marks = [i for i, block in enumerate(blocks) if block.ttl is not None]
+        if not marks:
+            return cls(blocks, upto, marks, [], 0)
+        model = model_id(str(body.get("model", "")))
+        keys = _prefix_keys(model, body, blocks[: marks[-1] + 1])
+        return cls(blocks, upto, marks, keys, minimum_cacheable_tokens(model))
+
+    @property
+    def total(self) -> int:
+        return self.upto[-1] if self.upto else 0
+
+    def written_after(self, hit: int) -> list[int]:
+        """The breakpoints past the prefix read (``hit``) long enough to be cached."""
+        return [q for q in self.marks if q > hit and self.upto[q] >= self.minimum]
+
+    def usage(self, hit: int, ends: list[int]) -> CacheUsage:
+        read = self.upto[hit] if hit >= 0 else 0
+        return _usage(self.total, read, [(self.upto[q], self.blocks[q].ttl) for q in ends])
 
 
 def _prefix_keys(model: str, body: Mapping[str, Any], blocks: list[PromptBlock]) -> list[bytes]:
